@@ -1,0 +1,1 @@
+"""Storage and compute backends behind the two seams of ``dstack.backends.base``."""

@@ -1,0 +1,178 @@
+"""The two seams of dstack: ``Storage`` (where state lives) and ``Compute`` (where jobs run).
+
+Everything above this module talks to these interfaces only; ``LocalStorage`` is the fake every
+test can use, and the conformance suite in ``tests/backends`` holds every Storage to the same
+contract.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dstack.models import JobSpec, JobState
+
+ProgressCallback = Callable[[int], None]
+"""Called with a number of bytes just transferred."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One stored object: its full key, its size in bytes, and whether it is executable."""
+
+    key: str
+    size: int
+
+
+class Storage(ABC):
+    """A flat store of blobs under string keys, shared by the CLI and every runner.
+
+    Keys are ``/``-separated UTF-8 paths with no empty, ``.`` or ``..`` segment. Writes are
+    atomic (a reader sees the old object or the new one, never a part). Every method may raise
+    ``StorageError`` when the store cannot be reached after the implementation's own retries.
+    """
+
+    #: how often a runner should flush log chunks to this store, in seconds (cost vs delay)
+    log_flush_interval: float = 0.05
+    #: how often an attached CLI should poll for new log chunks, in seconds
+    poll_interval: float = 0.05
+
+    @abstractmethod
+    def put(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
+        """Store ``data`` at ``key``, replacing what is there.
+
+        With ``if_absent`` the write happens only if no object exists at ``key``, atomically
+        with respect to every other writer of any process or machine; otherwise it raises
+        ``AlreadyExistsError`` and changes nothing.
+        """
+
+    @abstractmethod
+    def get(self, key: str) -> bytes:
+        """The whole object at ``key``; ``NotFoundError`` if there is none."""
+
+    @abstractmethod
+    def list_objects(self, prefix: str, *, after: str | None = None) -> Iterator[ObjectInfo]:
+        """Objects whose key starts with ``prefix`` (a plain string prefix, not a folder).
+
+        Yielded lazily in ascending order of the UTF-8 bytes of their keys, so a caller can stop
+        early and pay only for what it read. ``after`` skips every key up to and including it.
+        """
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object at ``key``. Idempotent: a missing key is not an error."""
+
+    @abstractmethod
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every object whose key starts with ``prefix``; return how many there were."""
+
+    @abstractmethod
+    def upload_file(
+        self, path: Path, key: str, *, progress: ProgressCallback | None = None
+    ) -> None:
+        """Store the file at ``path`` under ``key``, keeping whether it is executable.
+
+        Large files are streamed, never read into memory whole.
+        """
+
+    @abstractmethod
+    def download_file(
+        self, key: str, path: Path, *, progress: ProgressCallback | None = None
+    ) -> None:
+        """Write the object at ``key`` to ``path`` atomically, restoring the executable bit.
+
+        Parent folders are created. ``NotFoundError`` if there is no such object.
+        """
+
+    @abstractmethod
+    def config(self) -> dict[str, Any]:
+        """A JSON-able description from which ``dstack.settings.storage_from_config`` rebuilds
+        this store in another process (the runner). Holds no credentials."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """A short human description for messages, e.g. ``s3://bucket`` or a folder path."""
+
+    # Conveniences built on the contract above; backends override them when they can do better.
+
+    def exists(self, key: str) -> bool:
+        return self.get_or_none(key) is not None
+
+    def get_or_none(self, key: str) -> bytes | None:
+        from dstack.errors import NotFoundError
+
+        try:
+            return self.get(key)
+        except NotFoundError:
+            return None
+
+    def upload_tree(
+        self,
+        files: list[tuple[Path, str]],
+        *,
+        progress: ProgressCallback | None = None,
+        workers: int = 8,
+    ) -> None:
+        """Upload many (path, key) pairs, in parallel where the backend gains from it."""
+        _parallel(lambda pair: self.upload_file(pair[0], pair[1], progress=progress), files, workers)
+
+    def download_tree(
+        self,
+        items: list[tuple[str, Path]],
+        *,
+        progress: ProgressCallback | None = None,
+        workers: int = 8,
+    ) -> None:
+        """Download many (key, path) pairs, in parallel where the backend gains from it."""
+        _parallel(
+            lambda pair: self.download_file(pair[0], pair[1], progress=progress), items, workers
+        )
+
+
+def _parallel(fn: Callable[[Any], None], items: list[Any], workers: int) -> None:
+    if len(items) <= 1 or workers <= 1:
+        for item in items:
+            fn(item)
+        return
+    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        for _ in pool.map(fn, items):
+            pass
+
+
+class Compute(ABC):
+    """Where jobs run. A Compute starts runners; it never talks to a runner directly — the
+    runner reads its JobSpec from the store and writes its state, logs and artifacts back."""
+
+    name: str = "abstract"
+
+    @abstractmethod
+    def check(self, jobs: list[JobSpec]) -> None:
+        """Raise ``ComputeError`` if these jobs cannot run here (no GPU, no python X.Y, no Docker
+        engine…). Called at submit, before anything is written. Fast and side-effect free."""
+
+    @abstractmethod
+    def start(self, storage: Storage, job: JobSpec) -> None:
+        """Start the runner of ``job`` against ``storage`` and return without waiting for it.
+
+        The job's spec and ``submitted`` state are already in the store. Raises
+        ``ComputeError`` if the runner could not be started (nothing is left running then).
+        """
+
+    @abstractmethod
+    def is_alive(self, state: JobState) -> bool | None:
+        """Whether the runner that owns ``state`` is still alive: True, False, or None when this
+        compute cannot tell (then the heartbeat decides). Fast; never blocks on the network."""
+
+    @abstractmethod
+    def kill(self, state: JobState) -> None:
+        """Stop the job's processes at once, without saving anything (``dstack stop -x``).
+        Idempotent; a job that is already gone is not an error."""
+
+
+def is_executable(path: Path) -> bool:
+    return os.access(path, os.X_OK) and path.is_file()

@@ -1,0 +1,74 @@
+"""The one exception root of dstack and the tree under it.
+
+Every error a user can cause or meet derives from :class:`DstackError`; the CLI's single
+error boundary prints its message as one line and exits non-zero. Lower-level errors (OSError,
+botocore, yaml) are mapped to these once, where they happen, and chained with ``from exc``.
+
+    DstackError
+    ├── ConfigError              settings, ~/.dstack/config.yaml, environment overrides
+    ├── SpecError                .dstack/workflows.yaml: syntax, schema, unknown workflow
+    ├── RepoError                not a git repo, no commits, snapshot over its size limit
+    ├── StorageError             the state store failed (I/O, permissions, network)
+    │   ├── NotFoundError        a key that does not exist
+    │   └── AlreadyExistsError   an only-if-absent write lost the race
+    ├── ComputeError             compute cannot take the job (no GPU, no docker, no python X.Y)
+    ├── RunNotFoundError         a run name that is not in the store
+    ├── InvalidStateError        the run is not in a state that allows the operation
+    └── RunnerError              the runner could not prepare or start a job
+"""
+
+from __future__ import annotations
+
+
+class DstackError(Exception):
+    """Root of every error dstack raises on purpose. ``str(err)`` is the line shown to users."""
+
+    exit_code = 1
+
+
+class ConfigError(DstackError):
+    """The configuration (file or environment) is invalid or incomplete."""
+
+
+class SpecError(DstackError):
+    """A workflow file is malformed, or asks for something that does not exist."""
+
+
+class RepoError(DstackError):
+    """The repository cannot be snapshotted."""
+
+
+class StorageError(DstackError):
+    """The state store failed."""
+
+
+class NotFoundError(StorageError):
+    """A key that does not exist in the state store."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"not found in the state store: {key}")
+        self.key = key
+
+
+class AlreadyExistsError(StorageError):
+    """An only-if-absent write found the key already present."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"already exists in the state store: {key}")
+        self.key = key
+
+
+class ComputeError(DstackError):
+    """The compute backend cannot run the job as asked."""
+
+
+class RunNotFoundError(DstackError):
+    """No run of that name in this repository."""
+
+
+class InvalidStateError(DstackError):
+    """The run is not in a state that allows the operation."""
+
+
+class RunnerError(DstackError):
+    """The runner could not prepare or start the job."""

@@ -1,0 +1,72 @@
+"""Fixtures shared by the whole suite: a private DSTACK_HOME and real git repositories."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def dstack_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own DSTACK_HOME, so nothing touches the user's ~/.dstack."""
+    home = tmp_path / "dstack-home"
+    home.mkdir()
+    monkeypatch.setenv("DSTACK_HOME", str(home))
+    for name in ("DSTACK_AWS_S3_BUCKET", "DSTACK_AWS_REGION", "DSTACK_AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Ada Lovelace",
+        "GIT_AUTHOR_EMAIL": "ada@example.com",
+        "GIT_COMMITTER_NAME": "Ada Lovelace",
+        "GIT_COMMITTER_EMAIL": "ada@example.com",
+    }
+    out = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    )
+    return out.stdout
+
+
+def make_repo(
+    path: Path,
+    files: dict[str, str | bytes],
+    *,
+    remote: str | None = "https://github.com/acme/mnist.git",
+    commit: bool = True,
+) -> Path:
+    """A real git repository at ``path`` holding ``files``, committed unless told otherwise."""
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", "main")
+    git(path, "config", "user.name", "Ada Lovelace")
+    git(path, "config", "user.email", "ada@example.com")
+    if remote:
+        git(path, "remote", "add", "origin", remote)
+    for name, content in files.items():
+        target = path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            target.write_text(content)
+    if commit:
+        git(path, "add", "-A")
+        git(path, "commit", "-q", "-m", "initial")
+    return path
+
+
+@pytest.fixture
+def repo_factory(tmp_path: Path):
+    """Call with a dict of files to get a committed git repo (see ``make_repo``)."""
+    counter = iter(range(1000))
+
+    def factory(files: dict[str, str | bytes], **kwargs) -> Path:  # type: ignore[no-untyped-def]
+        return make_repo(tmp_path / f"repo{next(counter)}", files, **kwargs)
+
+    return factory
