@@ -33,8 +33,10 @@ def local_store_root() -> Path:
 
 
 def cache_dir() -> Path:
-    """Machine-local caches (interpreter probes, virtualenvs, downloaded artifacts)."""
-    return dstack_home() / "cache"
+    """Machine-local caches (interpreter probes, virtualenvs, downloaded artifacts):
+    ``$DSTACK_CACHE_DIR``, or ``cache`` under the dstack home."""
+    value = os.environ.get("DSTACK_CACHE_DIR")
+    return Path(value).expanduser() if value else dstack_home() / "cache"
 
 
 def work_dir() -> Path:
@@ -92,6 +94,18 @@ def storage_from_config(config: dict[str, Any]) -> Storage:
         from dstack.backends.local_storage import LocalStorage
 
         return LocalStorage(Path(config["root"]))
+    if kind == "s3":
+        from dstack.backends.s3_storage import S3Storage
+
+        if not config.get("bucket"):
+            raise ConfigError("the S3 state store has no bucket: run `dstack config`")
+        return S3Storage(
+            config["bucket"],
+            region=config.get("region"),
+            profile=config.get("profile"),
+            endpoint_url=config.get("endpoint_url"),
+            prefix=config.get("prefix") or "",
+        )
     raise ConfigError(f"unknown storage type {kind!r}")
 
 

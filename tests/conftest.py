@@ -9,12 +9,20 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(scope="session")
+def machine_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One machine cache (interpreter probes, Python environments) for the whole session, as a
+    real machine has: building a Python environment once costs seconds."""
+    return tmp_path_factory.mktemp("dstack-cache")
+
+
 @pytest.fixture(autouse=True)
-def dstack_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def dstack_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, machine_cache: Path) -> Path:
     """Every test gets its own DSTACK_HOME, so nothing touches the user's ~/.dstack."""
     home = tmp_path / "dstack-home"
     home.mkdir()
     monkeypatch.setenv("DSTACK_HOME", str(home))
+    monkeypatch.setenv("DSTACK_CACHE_DIR", str(machine_cache))
     for name in ("DSTACK_AWS_S3_BUCKET", "DSTACK_AWS_REGION", "DSTACK_AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     return home

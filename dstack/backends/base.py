@@ -119,7 +119,9 @@ class Storage(ABC):
         workers: int = 8,
     ) -> None:
         """Upload many (path, key) pairs, in parallel where the backend gains from it."""
-        _parallel(lambda pair: self.upload_file(pair[0], pair[1], progress=progress), files, workers)
+        _parallel(
+            lambda pair: self.upload_file(pair[0], pair[1], progress=progress), files, workers
+        )
 
     def download_tree(
         self,

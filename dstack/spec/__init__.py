@@ -1,0 +1,16 @@
+"""The workflow file: its schema (``models``), reading it (``loader``) and `dstack run` flags
+that override it (``overrides``)."""
+
+from dstack.spec.loader import get_workflow, json_schema, load_workflows
+from dstack.spec.models import DepRef, Workflow
+from dstack.spec.overrides import RunOverrides, apply_overrides
+
+__all__ = [
+    "DepRef",
+    "RunOverrides",
+    "Workflow",
+    "apply_overrides",
+    "get_workflow",
+    "json_schema",
+    "load_workflows",
+]

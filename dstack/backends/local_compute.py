@@ -1,0 +1,163 @@
+"""``LocalCompute``: jobs run on this machine, each under a detached runner process.
+
+The runner is started in its own session, so it survives the CLI that started it (closing the
+terminal or Ctrl+C on an attached `dstack run` does not stop the job). It talks to the CLI
+only through the state store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from dstack import pythons, settings
+from dstack.backends.base import Compute, Storage
+from dstack.errors import ComputeError
+from dstack.models import JobSpec, JobState
+
+
+class LocalCompute(Compute):
+    name = "local"
+
+    def check(self, jobs: list[JobSpec]) -> None:
+        for job in jobs:
+            resources = job.resources
+            if resources.gpu_count and not has_gpu():
+                raise ComputeError(
+                    f"workflow '{job.workflow}': resources.gpu asks for {resources.gpu_count} "
+                    "GPU(s) but this machine has none (nvidia-smi sees no GPU); "
+                    "drop `gpu` or run it on a cloud backend"
+                )
+            cpus = os.cpu_count() or 1
+            if resources.cpu and resources.cpu > cpus:
+                raise ComputeError(
+                    f"workflow '{job.workflow}': resources.cpu asks for {resources.cpu} CPUs "
+                    f"but this machine has {cpus}"
+                )
+            memory = _total_memory_mib()
+            if resources.memory_mib and memory and resources.memory_mib > memory:
+                raise ComputeError(
+                    f"workflow '{job.workflow}': resources.memory asks for "
+                    f"{resources.memory_mib}MiB but this machine has {memory}MiB"
+                )
+            if job.image is not None and not docker_reachable():
+                raise ComputeError(
+                    f"workflow '{job.workflow}': provider docker needs a Docker engine, and none "
+                    "is reachable here (DOCKER_HOST or /var/run/docker.sock); start Docker, "
+                    "or use provider bash"
+                )
+            pythons.find_interpreter(job.python, settings.cache_dir())
+
+    def start(self, storage: Storage, job: JobSpec) -> None:
+        log_dir = settings.runner_log_dir()
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = log_dir / f"{job.repo.repo_id.replace('/', '_')}.{job.job_id}.log"
+        cmd = [
+            sys.executable, "-m", "dstack.runner",
+            "--storage", json.dumps(storage.config()),
+            "--repo", job.repo.repo_id,
+            "--run", job.run_name,
+            "--job", str(job.job_index),
+        ]  # fmt: skip
+        try:
+            with open(log_path, "ab") as log:
+                subprocess.Popen(
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    close_fds=True,
+                    cwd=str(settings.dstack_home()),
+                )
+        except OSError as exc:
+            raise ComputeError(f"cannot start the runner: {exc}") from exc
+
+    def is_alive(self, state: JobState) -> bool | None:
+        if state.hostname != socket.gethostname() or not state.runner_pid:
+            return None
+        return _is_runner(state.runner_pid)
+
+    def kill(self, state: JobState) -> None:
+        if state.hostname != socket.gethostname():
+            return
+        if state.process_group:
+            try:
+                os.killpg(state.process_group, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if state.runner_pid and _is_runner(state.runner_pid):
+            try:
+                os.kill(state.runner_pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def _is_runner(pid: int) -> bool:
+    """Whether ``pid`` is alive and is a dstack runner (not a recycled pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    if not cmdline:
+        return False  # a zombie
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    except (OSError, IndexError):
+        pass
+    return b"dstack.runner" in cmdline
+
+
+def has_gpu() -> bool:
+    if shutil.which("nvidia-smi") is None:
+        return False
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.returncode == 0 and "GPU" in out.stdout
+
+
+def docker_reachable() -> bool:
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not host.startswith("unix://"):
+        return shutil.which("docker") is not None and _docker_info_ok()
+    path = host[len("unix://") :]
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(1.0)
+            s.connect(path)
+        return True
+    except OSError:
+        return False
+
+
+def _docker_info_ok() -> bool:
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def _total_memory_mib() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    except (OSError, ValueError):
+        return None
+    return None

@@ -1,0 +1,115 @@
+"""Showing a run's output live in the terminal, with Ctrl+C handling, for `run` and `logs`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from dstack.models import JobStatus
+from dstack.services.context import Context
+from dstack.services.runs import RunView
+
+
+def stream_run(
+    ctx: Context,
+    view: RunView,
+    *,
+    attach: bool,
+    since: float | None = None,
+    interactive: bool = False,
+) -> int:
+    """Print the run's output to stdout (status lines to stderr); return the exit code that
+    `dstack run` should exit with: the job's own, 0 when done, 1 otherwise."""
+    from dstack.services.logs import Output, StatusChange, follow
+
+    name = view.run.run_name
+    statuses = [s.status for s in view.states]
+    reasons: list[str | None] = [s.reason for s in view.states]
+    exit_codes: list[int | None] = [s.exit_code for s in view.states]
+    spinner = _Spinner(enabled=interactive and attach and sys.stderr.isatty())
+    out = sys.stdout.buffer
+    try:
+        for event in follow(ctx, view, attach=attach, since=since):
+            if isinstance(event, Output):
+                spinner.done()
+                out.write(event.data)
+                out.flush()
+            elif isinstance(event, StatusChange):
+                statuses[event.job_index] = event.state.status
+                reasons[event.job_index] = event.state.reason
+                exit_codes[event.job_index] = event.state.exit_code
+                if event.state.status in (JobStatus.SUBMITTED, JobStatus.PROVISIONING):
+                    spinner.start("Provisioning...")
+                elif event.state.status is JobStatus.RUNNING:
+                    spinner.done()
+                    if attach and interactive:
+                        print("To interrupt, press Ctrl+C.\n", file=sys.stderr)
+    except KeyboardInterrupt:
+        spinner.done()
+        return _on_interrupt(ctx, name, interactive)
+    spinner.done()
+    return _report(name, statuses, reasons, exit_codes, attach)
+
+
+def _report(
+    name: str,
+    statuses: list[JobStatus],
+    reasons: list[str | None],
+    exit_codes: list[int | None],
+    attach: bool,
+) -> int:
+    from dstack.models import run_status
+
+    status = run_status(statuses)
+    if not status.is_finished:
+        return 0
+    if status is JobStatus.DONE:
+        return 0
+    reason = next((r for s, r in zip(statuses, reasons, strict=True) if s is status and r), None)
+    if attach or status is not JobStatus.DONE:
+        print(f"Run {name} {status.value}" + (f": {reason}" if reason else ""), file=sys.stderr)
+    code = next((c for c in exit_codes if c), None)
+    return code if status is JobStatus.FAILED and code else 1
+
+
+def _on_interrupt(ctx: Context, name: str, interactive: bool) -> int:
+    from dstack.services.runs import stop
+
+    if interactive and sys.stdin.isatty():
+        try:
+            answer = input(f"\nStop the run {name}? [y/N] ").strip().lower()
+        except (EOFError, KeyboardInterrupt):
+            answer = ""
+        if answer in ("y", "yes"):
+            view = stop(ctx, name)
+            print(f"Run {name} {view.status.value}", file=sys.stderr)
+            return 130
+    print(f"\nDetached; the run goes on. Re-attach with `dstack logs -a {name}`", file=sys.stderr)
+    return 130
+
+
+def print_warnings(warnings: list[str]) -> None:
+    for warning in warnings:
+        print(f"Warning: {warning}", file=sys.stderr)
+
+
+class _Spinner:
+    """rich's status spinner on a terminal; nothing otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._status: Any = None
+
+    def start(self, text: str) -> None:
+        if not self.enabled or self._status is not None:
+            return
+        from rich.console import Console
+
+        self._status = Console(stderr=True).status(text)
+        self._status.start()
+
+    def done(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+            print("Provisioning... done", file=sys.stderr)

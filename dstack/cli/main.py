@@ -1,0 +1,75 @@
+"""The `dstack` command: the typer app, its commands, and the one error boundary.
+
+A ``DstackError`` anywhere below is printed as one line on stderr and exits non-zero; a
+traceback is shown only with ``--debug``. Command modules import their services lazily so that
+`dstack --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from dstack import __version__
+from dstack.cli import artifacts, logs, ps, rm, run, schema, stop
+
+app = typer.Typer(
+    name="dstack",
+    help="Run ML workflows declared in .dstack/workflows.yaml, locally or in the cloud.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"dstack {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version."
+    ),
+) -> None:
+    """dstack runs the workflows of your git repository and keeps their output and artifacts."""
+
+
+for module in (run, ps, logs, stop, rm, artifacts, schema):
+    module.register(app)
+
+
+def main() -> None:
+    from dstack.errors import DstackError
+
+    debug = "--debug" in sys.argv
+    try:
+        code = app(standalone_mode=False)
+    except DstackError as exc:
+        if debug:
+            raise
+        _fail(str(exc), exc.exit_code)
+    except typer.Abort:
+        print("Aborted", file=sys.stderr)
+        sys.exit(1)
+    except typer.TyperException as exc:  # usage errors: one line too, and where to look
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        _fail(f"{message} (see `dstack --help`)", getattr(exc, "exit_code", 2))
+    except KeyboardInterrupt:
+        print("Interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"Error: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

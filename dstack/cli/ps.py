@@ -1,0 +1,95 @@
+"""`dstack ps [RUN] [-a] [-w] [--json]`: the runs of this repository."""
+
+from __future__ import annotations
+
+import time
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ps", help="Show runs: the unfinished ones and the latest, or all with -a.")(ps)
+
+
+def ps(
+    run_name: str = typer.Argument(None, metavar="RUN", help="Show only this run."),
+    all_runs: bool = typer.Option(False, "-a", "--all", help="Show all runs."),
+    watch: bool = typer.Option(False, "-w", "--watch", help="Refresh every second."),
+    last: int = typer.Option(None, "-n", "--last", help="Show at most this many runs."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    from dstack import api
+
+    ctx = api.Context()
+    while True:
+        if run_name:
+            view = api.get_run(ctx, run_name)
+            rows = [_view_row(view)]
+        else:
+            rows = [_summary_row(s) for s in api.list_runs(ctx, all_runs=all_runs, limit=last)]
+        if watch and not as_json:
+            print("\x1b[2J\x1b[H", end="")
+        _show(rows, as_json)
+        if not watch:
+            return
+        time.sleep(1.0)
+
+
+def _summary_row(summary) -> dict:  # type: ignore[no-untyped-def]
+    return {
+        "run": summary.run_name,
+        "workflow": summary.workflow,
+        "submitted_at": summary.submitted_at,
+        "owner": summary.owner,
+        "status": summary.status,
+        "exit_code": summary.exit_code,
+        "jobs": summary.job_count,
+    }
+
+
+def _view_row(view) -> dict:  # type: ignore[no-untyped-def]
+    reasons = [s.reason for s in view.states if s.reason]
+    codes = [s.exit_code for s in view.states if s.exit_code is not None]
+    return {
+        "run": view.run.run_name,
+        "workflow": view.run.workflow,
+        "submitted_at": view.run.submitted_at,
+        "owner": view.run.owner.display,
+        "status": view.status,
+        "exit_code": codes[0] if codes else None,
+        "jobs": view.run.job_count,
+        "reason": reasons[0] if reasons else None,
+        "branch": view.run.repo.branch,
+        "commit": view.run.repo.commit,
+        "dirty": view.run.repo.dirty,
+        "args": view.run.args,
+    }
+
+
+def _show(rows: list[dict], as_json: bool) -> None:
+    from dstack.cli import render
+
+    if as_json:
+        render.print_json(
+            [
+                {**r, "status": r["status"].value, "submitted_at": render.iso(r["submitted_at"])}
+                for r in rows
+            ]
+        )
+        return
+    now = time.time()
+    # newest last, nearest the prompt
+    table_rows = [
+        [
+            r["run"],
+            r["workflow"],
+            render.ago(r["submitted_at"], now),
+            r["owner"],
+            render.status_text(r["status"])
+            + (f" ({r['exit_code']})" if r.get("exit_code") not in (None, 0) else ""),
+        ]
+        for r in reversed(rows)
+    ]
+    render.table(["RUN", "WORKFLOW", "SUBMITTED", "OWNER", "STATUS"], table_rows)
+    if len(rows) == 1 and rows[0].get("reason"):
+        print(f"\n{rows[0]['run']}: {rows[0]['reason']}")

@@ -1,0 +1,62 @@
+"""The ``python`` provider: ``python FILE ARGS… RUN_ARGS…`` in a virtualenv.
+
+``args`` given as a list are shell-quoted one by one, and a list item that is exactly
+``${{ run.args }}`` expands to the run arguments as separate words; ``args`` given as a string
+are shell text, used as written (with expressions substituted as in commands). The run arguments are appended at the end unless ``args``
+already places them with ``${{ run.args }}``.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import ClassVar
+
+from dstack.models import JobSpec, RepoSnapshot
+from dstack.providers.base import RUN_ARGS, Provider, expect, job_spec, substitute, substitute_shell
+from dstack.spec.models import PythonWorkflow, Workflow
+
+
+class PythonProvider(Provider):
+    name: ClassVar[str] = "python"
+
+    def build_jobs(
+        self,
+        workflow: Workflow,
+        *,
+        run_name: str,
+        repo: RepoSnapshot,
+        args: list[str],
+        submitted_at: float,
+    ) -> list[JobSpec]:
+        python = expect(workflow, PythonWorkflow, self.name)
+        job = job_spec(
+            python,
+            run_name=run_name,
+            repo=repo,
+            args=args,
+            submitted_at=submitted_at,
+            commands=[command_line(python, run_name=run_name, args=args)],
+            python=python.python,
+            requirements=python.requirements,
+        )
+        return [job]
+
+
+def command_line(workflow: PythonWorkflow, *, run_name: str, args: list[str]) -> str:
+    """The shell command that runs the workflow's file with its and the run's arguments."""
+    words = ["python", shlex.quote(workflow.file)]
+    if isinstance(workflow.args, str):
+        placed = bool(RUN_ARGS.search(workflow.args))
+        words.append(substitute_shell(workflow.args, run_name=run_name, args=args).strip())
+    else:
+        placed = any(RUN_ARGS.search(item) for item in workflow.args)
+        parts: list[str] = []
+        for item in workflow.args:
+            if RUN_ARGS.fullmatch(item.strip()):
+                parts.extend(args)
+            else:
+                parts.append(substitute(item, run_name=run_name, args=args))
+        words.append(shlex.join(parts))
+    if not placed:
+        words.append(shlex.join(args))
+    return " ".join(word for word in words if word)

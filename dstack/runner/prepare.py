@@ -1,0 +1,182 @@
+"""Making a job's world before its commands run: the working directory from the code
+archive, the Python environment, and the environment variables."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from dstack import pythons
+from dstack.backends.base import Storage
+from dstack.errors import NotFoundError, RunnerError
+from dstack.models import JobSpec
+from dstack.runner.logs import LogSink
+
+# Variables of the runner's own environment that must not leak into a job's.
+_SCRUBBED = ("VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH", "CONDA_PREFIX", "__PYVENV_LAUNCHER__")
+
+
+def fetch_code(storage: Storage, spec: JobSpec, repo_dir: Path, cache_dir: Path) -> None:
+    """Unpack the run's code archive into ``repo_dir`` (fresh), through a machine cache."""
+    from dstack.repo import unpack_code
+
+    digest = spec.repo.code_key.rsplit("/", 1)[-1]
+    cached = cache_dir / "codes" / digest
+    if not cached.exists():
+        try:
+            storage.download_file(spec.repo.code_key, cached)
+        except NotFoundError:
+            raise RunnerError(f"the run's code archive {spec.repo.code_key} is missing") from None
+    if repo_dir.exists():
+        shutil.rmtree(repo_dir)
+    repo_dir.mkdir(parents=True)
+    unpack_code(cached, repo_dir)
+
+
+def prepare_python(
+    spec: JobSpec, job_dir: Path, workdir: Path, cache_dir: Path, sink: LogSink
+) -> dict[str, str]:
+    """Make the job's virtualenv; return the variables that put it first on PATH."""
+    interpreter = pythons.find_interpreter(spec.python, cache_dir)
+    if int(interpreter.short.split(".")[0]) < 3:
+        raise RunnerError(f"python: {spec.python}: Python 2 is not supported")
+    requirements = None
+    if spec.requirements:
+        req_path = workdir / spec.requirements
+        try:
+            requirements = req_path.read_bytes()
+        except OSError:
+            raise RunnerError(
+                f"requirements: {spec.requirements} does not exist in the working directory"
+            ) from None
+    base = pythons.base_env_dir(interpreter, requirements, cache_dir)
+    with _locked(base.with_suffix(".lock")):
+        if not pythons.base_env_ready(base):
+            _build_base_env(
+                interpreter, base, spec.requirements and workdir / spec.requirements, sink
+            )
+    venv = job_dir / "venv"
+    pythons.make_job_venv(interpreter, venv, base)
+    return {
+        "VIRTUAL_ENV": str(venv),
+        "PATH_PREFIX": os.pathsep.join([str(venv / "bin"), str(base / "bin")]),
+    }
+
+
+def job_environment(
+    spec: JobSpec, python_env: dict[str, str], ports: list[int], attempt: int = 1
+) -> dict[str, str]:
+    """The job's variables: this machine's, minus the runner's own Python, plus dstack's."""
+    env = {
+        k: v for k, v in os.environ.items() if k not in _SCRUBBED and not k.startswith("DSTACK_")
+    }
+    path = env.get("PATH", os.defpath).split(os.pathsep)
+    own_bin = str(Path(sys.executable).parent)
+    path = [p for p in path if p and p != own_bin]
+    prefix = python_env.get("PATH_PREFIX")
+    env["PATH"] = os.pathsep.join(([prefix] if prefix else []) + path)
+    if "VIRTUAL_ENV" in python_env:
+        env["VIRTUAL_ENV"] = python_env["VIRTUAL_ENV"]
+    repo_owner, repo_name = spec.repo.owner_and_name
+    env.update(
+        {
+            "RUN_NAME": spec.run_name,
+            "JOB_ID": spec.job_id,
+            "JOB_INDEX": str(spec.job_index),
+            "WORKFLOW_NAME": spec.workflow,
+            "REPO_ID": spec.repo.repo_id,
+            "REPO_USER_NAME": repo_owner,
+            "REPO_NAME": repo_name,
+            "REPO_BRANCH": spec.repo.branch or "",
+            "REPO_HASH": spec.repo.commit or "",
+            "PYTHONUNBUFFERED": "1",
+            "DSTACK_ATTEMPT": str(attempt),
+        }
+    )
+    for i, port in enumerate(ports):
+        env[f"PORT_{i}"] = str(port)
+        env[f"JOB_PORT_{i}"] = str(port)
+    env.update(spec.env)
+    return env
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports free on this machine right now."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def write_script(spec: JobSpec, job_dir: Path) -> Path:
+    """The job's shell script: setup, then commands, stopping at the first failure."""
+    lines = ["set -e", *spec.setup, *spec.commands]
+    script = job_dir / "job.sh"
+    script.write_text("\n".join(lines) + "\n")
+    return script
+
+
+def _build_base_env(
+    interpreter: pythons.Interpreter, base: Path, requirements: Path | str | None, sink: LogSink
+) -> None:
+    if base.exists():
+        shutil.rmtree(base)
+    print(f"preparing a Python {interpreter.version} environment in {base}", file=sys.stderr)
+    _run_logged([interpreter.path, "-m", "venv", str(base)], sink, "cannot create a virtualenv")
+    if requirements:
+        _run_logged(
+            [
+                str(base / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "-r",
+                str(requirements),
+            ],
+            sink,
+            "installing requirements failed",
+        )
+    pythons.mark_base_env_ready(base)
+
+
+def _run_logged(cmd: list[str], sink: LogSink, what: str) -> None:
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    while chunk := os.read(fd, 65536):
+        sink.write(chunk)
+    proc.stdout.close()
+    if proc.wait() != 0:
+        raise RunnerError(f"{what} (exit code {proc.returncode}); see the log above")
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def job_paths(spec: JobSpec, root: Path) -> tuple[Path, Path]:
+    """(job folder, repo folder) for this job under ``root``."""
+    safe_repo = spec.repo.repo_id.replace("/", "_")
+    job_dir = root / safe_repo / spec.job_id
+    return job_dir, job_dir / "repo"

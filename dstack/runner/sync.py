@@ -1,0 +1,92 @@
+"""Artifacts on their way to the store: changed files only, while the job runs and at the end.
+
+A file is uploaded when its size or modification time differs from the last upload. Uploads
+that fail are retried at the next pass; the final pass retries until a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from dstack import state
+from dstack.backends.base import Storage
+from dstack.errors import StorageError
+from dstack.models import JobSpec
+
+
+class ArtifactSync:
+    def __init__(self, storage: Storage, spec: JobSpec, job_dir: Path, interval: float) -> None:
+        self.storage = storage
+        self.spec = spec
+        self.job_dir = job_dir
+        self.interval = interval
+        self.prefix = state.artifacts_prefix(spec.repo.repo_id, spec.run_name, spec.job_index)
+        self._synced: dict[str, tuple[int, int]] = {}
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="artifact-sync", daemon=True)
+        self.uploaded_files = 0
+        self.uploaded_bytes = 0
+
+    def start(self) -> ArtifactSync:
+        if self.spec.artifacts:
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def changed_files(self) -> list[tuple[Path, str, tuple[int, int]]]:
+        """(file, key, stamp) of every artifact file not yet uploaded as it is now."""
+        result = []
+        workdir = self.job_dir / self.spec.working_dir
+        for artifact in self.spec.artifacts:
+            root = workdir / artifact.path
+            for path in _walk(root):
+                try:
+                    st = path.stat()
+                except OSError:
+                    continue
+                rel = path.relative_to(workdir).as_posix()
+                stamp = (st.st_size, st.st_mtime_ns)
+                if self._synced.get(rel) != stamp:
+                    result.append((path, self.prefix + rel, stamp))
+        return result
+
+    def sync_once(self) -> bool:
+        """Upload every changed file. True when all uploads succeeded."""
+        with self._lock:
+            ok = True
+            for path, key, stamp in self.changed_files():
+                try:
+                    self.storage.upload_file(path, key)
+                except (StorageError, OSError):
+                    ok = False
+                    continue
+                self._synced[key[len(self.prefix) :]] = stamp
+                self.uploaded_files += 1
+                self.uploaded_bytes += stamp[0]
+            return ok
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sync_once()
+
+
+def _walk(root: Path) -> list[Path]:
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        return []
+    files = []
+    for folder, _dirs, names in os.walk(root, followlinks=False):
+        for name in names:
+            path = Path(folder) / name
+            if path.is_file():
+                files.append(path)
+    files.sort()
+    return files

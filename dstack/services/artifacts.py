@@ -1,0 +1,51 @@
+"""A run's artifacts: listing them and downloading them to a folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from dstack import state
+from dstack.backends.base import ProgressCallback
+from dstack.errors import DstackError
+from dstack.services.context import Context
+from dstack.services.runs import RunView
+
+
+@dataclass(frozen=True)
+class ArtifactFile:
+    job_index: int
+    path: str  # relative to the job's working directory, as the job wrote it
+    size: int
+    key: str
+
+
+def list_artifacts(ctx: Context, view: RunView) -> list[ArtifactFile]:
+    files = []
+    for job in view.jobs:
+        prefix = state.artifacts_prefix(job.repo.repo_id, job.run_name, job.job_index)
+        for info in ctx.storage.list_objects(prefix):
+            files.append(ArtifactFile(job.job_index, info.key[len(prefix) :], info.size, info.key))
+    return files
+
+
+def download_artifacts(
+    ctx: Context,
+    files: list[ArtifactFile],
+    output: Path,
+    *,
+    multi_job: bool,
+    progress: ProgressCallback | None = None,
+) -> list[Path]:
+    """Download ``files`` under ``output`` at their job paths (``job-<i>/`` first when the run
+    has several jobs). Refuses paths that would land outside ``output``."""
+    root = output.resolve()
+    items: list[tuple[str, Path]] = []
+    for file in files:
+        relative = f"job-{file.job_index}/{file.path}" if multi_job else file.path
+        target = (root / relative).resolve()
+        if root not in target.parents:
+            raise DstackError(f"artifact {file.path!r} would be written outside {output}")
+        items.append((file.key, target))
+    ctx.storage.download_tree(items, progress=progress)
+    return [target for _, target in items]

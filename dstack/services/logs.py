@@ -1,0 +1,62 @@
+"""Following a run: its output chunks in order, and its status changes, from the store."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from dstack import state
+from dstack.models import JobState
+from dstack.services import monitor
+from dstack.services.context import Context
+from dstack.services.runs import RunView
+
+
+@dataclass
+class Output:
+    job_index: int
+    data: bytes
+
+
+@dataclass
+class StatusChange:
+    job_index: int
+    state: JobState
+
+
+Event = Output | StatusChange
+
+
+def follow(
+    ctx: Context, view: RunView, *, attach: bool = True, since: float | None = None
+) -> Iterator[Event]:
+    """Yield the run's output from the start (or from ``since``), then, with ``attach``, new
+    output and status changes as they happen until every job has finished."""
+    storage = ctx.storage
+    owner = view.run.owner.display
+    cursors: list[str | None] = [None] * len(view.jobs)
+    states = list(view.states)
+    for i, st in enumerate(states):
+        yield StatusChange(i, st)
+    while True:
+        finished_before = all(s.status.is_finished for s in states)
+        for i, job in enumerate(view.jobs):
+            prefix = state.logs_prefix(job.repo.repo_id, job.run_name, job.job_index)
+            for info in storage.list_objects(prefix, after=cursors[i]):
+                cursors[i] = info.key
+                if since is not None and state.chunk_time(info.key) < since:
+                    continue
+                yield Output(i, storage.get(info.key))
+        if not attach or finished_before:
+            return
+        for i, job in enumerate(view.jobs):
+            if states[i].status.is_finished:
+                continue
+            fresh = state.read_job_state(storage, job.repo.repo_id, job.run_name, job.job_index)
+            fresh = monitor.refresh(storage, ctx.compute, job, fresh, owner)
+            if fresh.status != states[i].status:
+                yield StatusChange(i, fresh)
+            states[i] = fresh
+        if not all(s.status.is_finished for s in states):
+            time.sleep(storage.poll_interval)

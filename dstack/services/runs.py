@@ -1,0 +1,192 @@
+"""Submitting, finding, listing, stopping and removing runs. No printing, no exits."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dstack import settings, state
+from dstack.errors import ComputeError, InvalidStateError, SpecError
+from dstack.models import JobSpec, JobState, JobStatus, RunRecord, RunSummary
+from dstack.services import monitor
+from dstack.services.context import Context
+from dstack.services.names import allocate_run_name
+from dstack.spec.overrides import RunOverrides
+
+_PLACEHOLDER_NAME = "validating-run-0"
+
+
+@dataclass
+class Submission:
+    run: RunRecord
+    jobs: list[JobSpec]
+    warnings: list[str] = field(default_factory=list)
+    code_uploaded: bool = False
+
+
+@dataclass
+class RunView:
+    """A run with its jobs' specs and current states."""
+
+    run: RunRecord
+    jobs: list[JobSpec]
+    states: list[JobState]
+
+    @property
+    def status(self) -> JobStatus:
+        from dstack.models import run_status
+
+        return run_status([s.status for s in self.states])
+
+
+def submit(
+    ctx: Context,
+    workflow_name: str,
+    *,
+    args: list[str] | None = None,
+    overrides: RunOverrides | None = None,
+    tag: str | None = None,
+) -> Submission:
+    """Validate everything, then write the run and start its jobs.
+
+    Nothing is written to the store until the workflow, the code snapshot and the compute's
+    checks have all passed (bad input leaves no trace).
+    """
+    from dstack.providers import build_jobs
+    from dstack.repo import find_repo_root, read_owner, store_code, take_snapshot
+    from dstack.spec.loader import get_workflow
+    from dstack.spec.overrides import apply_overrides
+
+    args = list(args or [])
+    root = find_repo_root(ctx.repo_path)
+    workflow = get_workflow(root, workflow_name)
+    if overrides is not None:
+        workflow = apply_overrides(workflow, overrides)
+    if workflow.deps:
+        raise SpecError(
+            f"workflow '{workflow_name}': deps are not supported by this version of dstack yet"
+        )
+    submitted_at = time.time()
+    with take_snapshot(root, max_size=settings.max_code_size()) as snapshot:
+        owner = read_owner(root)
+        draft = build_jobs(
+            workflow, run_name=_PLACEHOLDER_NAME, repo=snapshot.repo, args=args,
+            submitted_at=submitted_at,
+        )  # fmt: skip
+        ctx.compute.check(draft)
+        uploaded = store_code(ctx.storage, snapshot)
+        repo = snapshot.repo
+        warnings = list(snapshot.warnings)
+    run_name = allocate_run_name(ctx.storage)
+    jobs = build_jobs(workflow, run_name=run_name, repo=repo, args=args, submitted_at=submitted_at)
+    record = RunRecord(
+        run_name=run_name,
+        repo_id=repo.repo_id,
+        workflow=workflow.name,
+        provider=workflow.provider,
+        submitted_at=submitted_at,
+        owner=owner,
+        args=args,
+        tag=tag,
+        job_count=len(jobs),
+        compute=ctx.compute.name,
+        repo=repo,
+    )
+    state.create_run(ctx.storage, record, jobs)
+    for job in jobs:
+        try:
+            ctx.compute.start(ctx.storage, job)
+        except ComputeError as exc:
+            failed = JobState(status=JobStatus.FAILED, reason=str(exc), updated_at=time.time())
+            state.write_job_state(ctx.storage, job, owner.display, failed)
+            raise
+    return Submission(run=record, jobs=jobs, warnings=warnings, code_uploaded=uploaded)
+
+
+def get_run(ctx: Context, run_name: str, *, refresh: bool = True) -> RunView:
+    """A run with its jobs, each state checked for a dead runner when ``refresh``."""
+    run = state.read_run(ctx.storage, ctx.repo_id, run_name)
+    jobs = [
+        state.read_job_spec(ctx.storage, run.repo_id, run.run_name, i) for i in range(run.job_count)
+    ]
+    states = [
+        state.read_job_state(ctx.storage, run.repo_id, run.run_name, i)
+        for i in range(run.job_count)
+    ]
+    if refresh:
+        states = [
+            monitor.refresh(ctx.storage, ctx.compute, job, st, run.owner.display)
+            for job, st in zip(jobs, states, strict=True)
+        ]
+    return RunView(run=run, jobs=jobs, states=states)
+
+
+def list_runs(
+    ctx: Context, *, all_runs: bool = False, limit: int | None = None
+) -> list[RunSummary]:
+    """Runs of the current repo, newest first.
+
+    Without ``all_runs``: the unfinished runs plus the most recent one. Unfinished runs are
+    checked for a dead runner (and recorded as such) before they are shown.
+    """
+    if all_runs:
+        return state.list_runs(ctx.storage, ctx.repo_id, limit=limit)
+    active = state.list_active_runs(ctx.storage, ctx.repo_id)
+    refreshed = []
+    for summary in active:
+        view = get_run(ctx, summary.run_name)
+        if view.status.is_finished:
+            summary = summary.model_copy(update={"status": view.status})
+        refreshed.append(summary)
+    latest = state.list_runs(ctx.storage, ctx.repo_id, limit=1)
+    names = {r.run_name for r in refreshed}
+    runs = refreshed + [r for r in latest if r.run_name not in names]
+    runs.sort(key=lambda r: r.submitted_at, reverse=True)
+    return runs[:limit] if limit else runs
+
+
+def stop(ctx: Context, run_name: str, *, abort: bool = False, wait: float = 60.0) -> RunView:
+    """Ask every unfinished job of the run to stop; with ``abort``, kill them at once.
+
+    A graceful stop waits (up to ``wait`` seconds) for the runner to save artifacts and
+    record ``stopped``. A job whose runner is gone is recorded as stopped directly.
+    """
+    view = get_run(ctx, run_name)
+    owner = view.run.owner.display
+    for job, job_state in zip(view.jobs, view.states, strict=True):
+        if job_state.status.is_finished:
+            continue
+        state.request_stop(ctx.storage, job, abort=abort)
+        if abort:
+            ctx.compute.kill(job_state)
+            now = time.time()
+            aborted = job_state.model_copy(
+                update={"status": JobStatus.ABORTED, "reason": "aborted by request",
+                        "updated_at": now, "finished_at": now}
+            )  # fmt: skip
+            state.write_job_state(ctx.storage, job, owner, aborted)
+    if abort:
+        return get_run(ctx, run_name, refresh=False)
+    deadline = time.monotonic() + wait
+    while True:
+        view = get_run(ctx, run_name)
+        if all(s.status.is_finished for s in view.states) or time.monotonic() > deadline:
+            return view
+        time.sleep(ctx.storage.poll_interval)
+
+
+def remove(ctx: Context, run_name: str) -> None:
+    """Delete a finished run with its logs and artifacts."""
+    view = get_run(ctx, run_name)
+    if not view.status.is_finished:
+        raise InvalidStateError(
+            f"run {run_name} is {view.status.value}: stop it first (`dstack stop {run_name}`)"
+        )
+    state.delete_run(ctx.storage, view.run)
+
+
+def repo_root_of(path: Path) -> Path:
+    from dstack.repo import find_repo_root
+
+    return find_repo_root(path)

@@ -1,0 +1,253 @@
+"""Reading `.dstack/workflows.yaml` and `.dstack/workflows/*.yaml` into validated workflows.
+
+This module owns the files (which ones, in what order, how they merge), the YAML dialect
+(floats keep their text so `python: 3.10` is not 3.1; duplicate keys are errors) and the one-line
+:class:`SpecError` every mistake becomes: ``FILE: workflow 'NAME': FIELD: what was expected``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, cast, get_args
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from dstack.errors import SpecError
+from dstack.spec.models import (
+    DEFAULT_PROVIDER,
+    WORKFLOW_MODELS,
+    Workflow,
+    WorkflowsFile,
+    YamlFloat,
+    field_aliases,
+    suggest,
+)
+
+MAIN_FILE = ".dstack/workflows.yaml"
+EXTRA_FOLDER = ".dstack/workflows"
+
+
+def load_workflows(repo_root: Path) -> dict[str, Workflow]:
+    """Every workflow of the repo by name, validated; raises SpecError on the first mistake."""
+    workflows: dict[str, Workflow] = {}
+    for path in workflow_files(repo_root):
+        source = path.relative_to(repo_root).as_posix()
+        for index, raw in enumerate(_read_entries(path, source)):
+            workflow = parse_workflow(raw, source=source, index=index)
+            if workflow.name in workflows:
+                other = workflows[workflow.name].source
+                also = f" (also in {other})" if other != source else ""
+                raise SpecError(
+                    f"{source}: workflow {workflow.name!r} is defined twice{also}; rename one"
+                )
+            workflows[workflow.name] = workflow
+    _check_deps(workflows)
+    return workflows
+
+
+def get_workflow(repo_root: Path, name: str) -> Workflow:
+    """The workflow called ``name``; SpecError with a close match and the list if there is none."""
+    workflows = load_workflows(repo_root)
+    if name in workflows:
+        return workflows[name]
+    names = sorted(workflows)
+    raise SpecError(
+        f"no workflow {name!r} in {MAIN_FILE}{suggest(name, names)} "
+        f"(available: {', '.join(names) or 'none'})"
+    )
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of a workflows file, for editors (`dstack schema`)."""
+    schema = WorkflowsFile.model_json_schema()
+    schema["title"] = "dstack workflows (.dstack/workflows.yaml)"
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+def workflow_files(repo_root: Path) -> list[Path]:
+    """The main file first, then `.dstack/workflows/*.yaml|*.yml` by name."""
+    main = repo_root / MAIN_FILE
+    folder = repo_root / EXTRA_FOLDER
+    extra = [p for p in folder.glob("*") if p.suffix in (".yaml", ".yml") and p.is_file()]
+    files = ([main] if main.is_file() else []) + sorted(extra)
+    if not files:
+        raise SpecError(f"no {MAIN_FILE} in {repo_root}: create one (see README)")
+    return files
+
+
+def parse_workflow(raw: Any, *, source: str, index: int = 0) -> Workflow:
+    """One entry of `workflows:` → the model of its provider (``bash`` when none is given)."""
+    name = raw.get("name") if isinstance(raw, dict) else None
+    label = f"workflow {name!r}" if isinstance(name, str) and name else f"workflow #{index + 1}"
+    if not isinstance(raw, dict):
+        raise SpecError(f"{source}: {label}: expected a mapping (name, provider, …), got {raw!r}")
+    if "name" not in raw:
+        raise SpecError(f"{source}: {label}: missing required key 'name'")
+    provider = raw.get("provider", DEFAULT_PROVIDER)
+    if not isinstance(provider, str) or provider not in WORKFLOW_MODELS:
+        available = ", ".join(sorted(WORKFLOW_MODELS))
+        raise SpecError(
+            f"{source}: {label}: provider: unknown provider {provider!r}"
+            f"{suggest(str(provider), WORKFLOW_MODELS)} (available: {available})"
+        )
+    model = WORKFLOW_MODELS[provider]
+    try:
+        workflow = model.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(f"{source}: {label}: {describe_error(exc, model, raw)}") from exc
+    return cast(Workflow, workflow.located(source))
+
+
+def describe_error(error: ValidationError, model: type[BaseModel], data: Any) -> str:
+    """The first error of ``error`` as ``field: what was expected``, in words."""
+    first = first_error(error)
+    loc, kind, message = first["loc"], first["type"], first["msg"]
+    path = dotted(loc)
+    if kind == "extra_forbidden":
+        return _unknown_key(model, loc, data)
+    if kind == "missing":
+        owner = _model_at(model, loc[:-1])
+        info = owner.model_fields.get(str(loc[-1])) if owner else None
+        about = f": {info.description}" if info and info.description else ""
+        prefix = f"{dotted(loc[:-1])}: " if loc[:-1] else ""
+        return f"{prefix}missing required key {loc[-1]!r}{about}"
+    if kind == "value_error":
+        message = message.removeprefix("Value error, ")
+        return f"{path}: {message}" if path else message
+    shown = repr(first.get("input"))
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return f"{path}: {message[0].lower()}{message[1:]}, got {shown}"
+
+
+def first_error(error: ValidationError) -> Any:
+    """The error to show: an unknown key first (a typo also makes a required key "missing")."""
+    errors = error.errors()
+    return next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+
+
+def dotted(loc: tuple[int | str, ...]) -> str:
+    """``("artifacts", 0, "path")`` → ``artifacts[0].path``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text
+
+
+def _unknown_key(model: type[BaseModel], loc: tuple[int | str, ...], data: Any) -> str:
+    key, parent = str(loc[-1]), loc[:-1]
+    prefix = f"{dotted(parent)}: " if parent else ""
+    owner = _model_at(model, parent)
+    if owner is None:
+        return f"{prefix}unknown key {key!r}"
+    keys = model_keys(owner)
+    if not parent and key in keys and isinstance(data, dict):  # `setup` and `before_run`
+        same = [k for k, field in keys.items() if field == keys[key] and k in data]
+        return f"{' and '.join(map(repr, same))} are the same key; keep one"
+    if not parent:
+        others = [p for p, m in WORKFLOW_MODELS.items() if key in model_keys(m)]
+        if others:
+            this = get_args(model.model_fields["provider"].annotation)[0]
+            has = f"the {others[0]} provider has"
+            return f"unknown key {key!r}: the {this} provider has no {key!r} ({has})"
+    expected = suggest(key, keys) or f" (expected one of: {', '.join(keys)})"
+    return f"{prefix}unknown key {key!r}{expected}"
+
+
+def model_keys(model: type[BaseModel]) -> dict[str, str]:
+    """Every key ``model`` accepts (field names and their aliases) → the field's name."""
+    return {
+        key: name for name, i in model.model_fields.items() for key in field_aliases(i) or [name]
+    }
+
+
+def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model that validates the mapping at ``loc`` (list indexes skipped)."""
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        info = current.model_fields.get(model_keys(current).get(part, part))
+        current = _find_model(info.annotation) if info else None
+    return current
+
+
+def _find_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _find_model(arg)
+        if found:
+            return found
+    return None
+
+
+def _check_deps(workflows: dict[str, Workflow]) -> None:
+    for workflow in workflows.values():
+        for index, dep in enumerate(workflow.deps):
+            if dep.kind == "workflow" and dep.repo is None and dep.name not in workflows:
+                raise SpecError(
+                    f"{workflow.source}: workflow {workflow.name!r}: deps[{index}]: "
+                    f"no workflow {dep.name!r}{suggest(dep.name, workflows)}"
+                )
+
+
+# ----------------------------------------------------------------------------------- YAML
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML that keeps floats' text and rejects duplicate keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key_node.value!r}", key_node.start_mark
+                    )
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _construct_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> YamlFloat:
+    value = YamlFloat(loader.construct_yaml_float(node))
+    value.yaml_text = str(node.value)
+    return value
+
+
+_Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
+
+
+def read_yaml(path: Path, source: str) -> Any:
+    """The document in ``path``; SpecError with the line for broken YAML."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{source}: cannot read: {exc}") from exc
+    try:
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: safe
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(f"{source}{where}: invalid YAML: {problem}") from exc
+
+
+def _read_entries(path: Path, source: str) -> list[Any]:
+    data = read_yaml(path, source)
+    if not isinstance(data, dict):
+        got = "an empty file" if data is None else f"{type(data).__name__} {data!r:.40}"
+        raise SpecError(f"{source}: expected a mapping with a `workflows:` list, got {got}")
+    for key in data:
+        if key != "workflows":
+            hint = suggest(str(key), ["workflows"])
+            raise SpecError(
+                f"{source}: unknown top-level key {key!r}{hint} (expected `workflows:`)"
+            )
+    if "workflows" not in data:
+        raise SpecError(f"{source}: missing `workflows:` (a list of workflows)")
+    entries = data["workflows"]
+    if not isinstance(entries, list):
+        raise SpecError(f"{source}: workflows: expected a list of workflows, got {entries!r:.40}")
+    return entries

@@ -1,0 +1,509 @@
+"""The schema of `.dstack/workflows.yaml`: one pydantic model per provider, strict.
+
+Each model accepts the 2022 (0.0.14) input forms and normalises them on the way in: `env` as a
+list of `K=V` or a mapping becomes a dict, `commands` as one multi-line string becomes a list of
+one script, artifacts and deps given as strings become models, sizes are checked against
+``dstack.units``. Unknown keys are rejected (``extra="forbid"``) and every field carries a
+description, so :func:`dstack.spec.loader.json_schema` documents the file by itself.
+
+A workflow without `provider:` is a `bash` workflow. Deps in any of their forms (`tag: X`,
+`workflow: X`, `:X`, `X`, `owner/repo/X`) become :class:`DepRef`. Reading YAML and turning
+validation errors into one line is the loader's job, not this module's.
+"""
+
+from __future__ import annotations
+
+import difflib
+import posixpath
+import re
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import GetJsonSchemaHandler, JsonSchemaValue
+from pydantic_core import CoreSchema
+
+from dstack.models import Resources
+from dstack.units import parse_size_mib
+
+DEFAULT_PROVIDER = "bash"  # a workflow without `provider:` is a bash workflow
+EXPRESSIONS = ("run.args", "run.name")
+EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_VERSION = re.compile(r"^\d+\.\d+(\.\d+)?$")
+
+
+class YamlFloat(float):
+    """A float read from YAML that remembers its text, so `python: 3.10` stays ``3.10``."""
+
+    yaml_text: str = ""
+
+
+# ---------------------------------------------------------------- value checks (BeforeValidators)
+
+
+def scalar_text(value: Any) -> str:
+    """A YAML scalar as the text the user wrote (``3.10`` not ``3.1``, ``true`` not ``True``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, YamlFloat) and value.yaml_text:
+        return value.yaml_text
+    if value is None:
+        return ""
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise ValueError(f"expected a string, got {_kind(value)} {value!r}")
+
+
+def check_expressions(text: str) -> str:
+    """Reject `${{ … }}` expressions other than ``run.args`` and ``run.name``."""
+    for expression in EXPRESSION.findall(text):
+        if expression not in EXPRESSIONS:
+            hint = suggest(expression, EXPRESSIONS)
+            raise ValueError(
+                f"unknown expression '${{{{ {expression} }}}}'{hint} "
+                "(known: ${{ run.args }}, ${{ run.name }})"
+            )
+    return text
+
+
+def suggest(word: str, candidates: Any) -> str:
+    """``"; did you mean 'x'?"`` for the closest candidate, or an empty string."""
+    match = difflib.get_close_matches(word, [str(c) for c in candidates], n=1, cutoff=0.6)
+    return f"; did you mean '{match[0]}'?" if match else ""
+
+
+def _kind(value: Any) -> str:
+    kinds = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}
+    return next((k for t, k in kinds.items() if isinstance(value, t)), "a number")
+
+
+def _string_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):  # one multi-line string is one script
+        return [check_expressions(value.rstrip())] if value.strip() else []
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of strings or one string, got {_kind(value)}")
+    for index, item in enumerate(value):
+        if isinstance(item, dict):
+            raise ValueError(
+                f"item {index + 1} is a mapping, not a string: quote it, YAML reads ': ' as a key"
+            )
+        if not isinstance(item, str):
+            raise ValueError(f"item {index + 1} is {_kind(item)}, not a string: {item!r}")
+        check_expressions(item)
+    return list(value)
+
+
+def _args(value: Any) -> str | list[str]:
+    if isinstance(value, str):
+        return check_expressions(value)
+    if not isinstance(value, list):
+        raise ValueError(f"expected a string or a list of strings, got {_kind(value)}")
+    return [check_expressions(scalar_text(item)) for item in value]
+
+
+def parse_env(value: Any) -> dict[str, str]:
+    """`env` as a list of ``K=V`` strings or a mapping → ``{K: V}``."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        pairs = [(str(key), scalar_text(val)) for key, val in value.items()]
+    elif isinstance(value, list):
+        pairs = []
+        for entry in value:
+            if not isinstance(entry, str) or "=" not in entry:
+                raise ValueError(f"{entry!r} is not K=V (for example PYTHONPATH=src)")
+            key, _, val = entry.partition("=")
+            pairs.append((key, val))
+    else:
+        raise ValueError(f"expected a list of K=V strings or a mapping, got {_kind(value)}")
+    for key, val in pairs:
+        if not _ENV_NAME.match(key):
+            raise ValueError(
+                f"{key!r} is not a valid variable name (letters, digits and _, no leading digit)"
+            )
+        check_expressions(val)
+    return dict(pairs)
+
+
+def _whole_number(minimum: int) -> Any:
+    expected = "a positive whole number" if minimum == 1 else "a whole number (0 or more)"
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{value!r} is not {expected}")
+        return value
+
+    return check
+
+
+def parse_size(value: Any) -> str:
+    """A size like ``16GB`` (a bare number is MiB), checked, as text."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f"{value!r} is not a size like 512MB, 16GB or 1TB")
+    try:
+        parse_size_mib(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a size like 512MB, 16GB or 1TB") from None
+    return f"{value}MB" if isinstance(value, int) else value.strip()
+
+
+def _python_version(value: Any) -> str:
+    text = scalar_text(value) if not isinstance(value, bool) else repr(value)
+    if not _VERSION.match(text.strip()):
+        raise ValueError(f"{text!r} is not a Python version like 3.10 or 3.11.4")
+    return text.strip()
+
+
+def relative_path(value: Any, *, within: str | None = "the working directory") -> str:
+    """A relative path, normalised, that stays inside ``within`` (if given)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{value!r} is not a path")
+    text = value.strip()
+    if text.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[\\/]", text):
+        raise ValueError(f"{text!r} is absolute; give a path relative to {within or 'working_dir'}")
+    normal = posixpath.normpath(text.replace("\\", "/"))
+    if within and (normal == ".." or normal.startswith("../")):
+        raise ValueError(f"{text!r} escapes {within}")
+    return normal
+
+
+def _file_path(value: Any) -> str:
+    return relative_path(value, within=None)  # may climb out of working_dir; see _check_inside_repo
+
+
+def _working_dir(value: Any) -> str:
+    return "." if value is None else relative_path(value, within="the repository")
+
+
+def _image(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[^\s]+", value.strip()):
+        raise ValueError(f"{value!r} is not an image name like ubuntu:22.04")
+    return value.strip()
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not NAME.match(value):
+        raise ValueError(f"{value!r} is not a name (letters, digits, '.', '_', '-')")
+    return value
+
+
+# ----------------------------------------------------------------------------- field types
+
+# What the JSON Schema shows for fields whose input forms differ from their normalised type.
+_STR: dict[str, Any] = {"type": "string"}
+_LIST_OR_STRING = {"anyOf": [_STR, {"type": "array", "items": _STR}]}
+_SIZE = r"^\s*\d+(\.\d+)?\s*([kKmMgGtTpP]i?[bB]?)?\s*$"
+_ENV_ITEM = {"type": "string", "pattern": r"^[A-Za-z_]\w*="}
+_ENV_VALUE = {"type": ["string", "number", "boolean", "null"]}
+_ENV = {"anyOf": [{"type": "array", "items": _ENV_ITEM}, {"additionalProperties": _ENV_VALUE}]}
+_DEP_MAPPINGS = [
+    {"properties": {k: _STR}, "required": [k], "additionalProperties": False}
+    for k in ("tag", "workflow")
+]
+
+StringList = Annotated[list[str], BeforeValidator(_string_list), WithJsonSchema(_LIST_OR_STRING)]
+Args = Annotated[str | list[str], BeforeValidator(_args), WithJsonSchema(_LIST_OR_STRING)]
+Env = Annotated[dict[str, str], BeforeValidator(parse_env), WithJsonSchema(_ENV)]
+_SIZE_SCHEMA = {"anyOf": [{"type": "string", "pattern": _SIZE}, {"type": "integer", "minimum": 1}]}
+Size = Annotated[str, BeforeValidator(parse_size), WithJsonSchema(_SIZE_SCHEMA)]
+Count = Annotated[int, BeforeValidator(_whole_number(0)), Field(ge=0)]
+PositiveCount = Annotated[int, BeforeValidator(_whole_number(1)), Field(ge=1)]
+PythonVersion = Annotated[
+    str,
+    BeforeValidator(_python_version),
+    WithJsonSchema({"type": ["string", "number"], "pattern": r"^\d+\.\d+(\.\d+)?$"}),
+]
+RelativePath = Annotated[str, BeforeValidator(relative_path)]
+FilePath = Annotated[str, BeforeValidator(_file_path)]
+WorkingDir = Annotated[str, BeforeValidator(_working_dir)]
+Name = Annotated[str, BeforeValidator(_name)]
+Image = Annotated[str, BeforeValidator(_image)]
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors; a field's other accepted names show in the schema too."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler.resolve_ref_schema(handler(core_schema))
+        for name, info in cls.model_fields.items():
+            for alias in field_aliases(info)[1:]:
+                original = schema["properties"].get(name, {})
+                schema["properties"][alias] = {**original, "description": f"Alias of `{name}`."}
+        return schema
+
+
+def field_aliases(info: Any) -> list[str]:
+    """The keys a field accepts, its own name first."""
+    if isinstance(info.validation_alias, AliasChoices):
+        return [str(choice) for choice in info.validation_alias.choices]
+    return []
+
+
+# ------------------------------------------------------------------------------- models
+
+
+class DepRef(Strict):
+    """A dependency, normalised: a tag or the last successful run of a workflow."""
+
+    kind: Literal["tag", "workflow"] = Field(description="`tag` or `workflow`")
+    name: Name = Field(description="Name of the tag or of the workflow")
+    repo: str | None = Field(default=None, description="`owner/name` of another repo, same host")
+
+    def __str__(self) -> str:
+        prefix = f"{self.repo}/" if self.repo else ""
+        return f"{prefix}:{self.name}" if self.kind == "tag" else f"{prefix}{self.name}"
+
+
+def parse_dep(value: Any) -> Any:
+    """`:tag`, `workflow`, `owner/repo/tag`, `{tag: X}`, `{workflow: X}` → DepRef fields."""
+    if isinstance(value, DepRef) or (isinstance(value, dict) and "kind" in value):
+        return value
+    if isinstance(value, dict):
+        if len(value) != 1:
+            raise ValueError(f"{value!r} is not a dep: write `tag: NAME` or `workflow: NAME`")
+        ((kind, target),) = value.items()
+        if kind not in ("tag", "workflow"):
+            hint = suggest(str(kind), ("tag", "workflow"))
+            raise ValueError(
+                f"unknown dep key {kind!r}{hint} (a dep is `tag: NAME` or `workflow: NAME`)"
+            )
+        if not isinstance(target, str) or not target.strip(":/ "):
+            got = f", got {target!r}" if target else ""
+            raise ValueError(f"`{kind}:` needs a name{got}")
+        return _dep_from_text(target, str(kind))
+    if isinstance(value, str) and value.strip():
+        kind, colon, target = value.strip().partition(":")
+        if colon and kind in ("tag", "workflow"):  # `tag:NAME`, as `--dep` may be written
+            return parse_dep({kind: target})
+        return _dep_from_text(value, None)
+    raise ValueError(f"{value!r} is not a dep: write `tag: NAME`, `workflow: NAME` or ':TAG'")
+
+
+def _dep_from_text(text: str, kind: str | None) -> dict[str, Any]:
+    """``kind`` is None for the string forms: `:tag`, `workflow`, `owner/repo/tag`."""
+    parts = text.strip().split("/")
+    if len(parts) == 1:
+        guessed = "tag" if parts[0].startswith(":") else "workflow"
+        return {"kind": kind or guessed, "name": parts[0].removeprefix(":")}
+    if len(parts) != 3 or not all(part.strip() for part in parts):
+        raise ValueError(f"{text!r} is not a dep: another repo's tag is written owner/repo/TAG")
+    repo = f"{parts[0]}/{parts[1]}"
+    return {"kind": kind or "tag", "name": parts[2].removeprefix(":"), "repo": repo}
+
+
+DepItem = Annotated[
+    DepRef, BeforeValidator(parse_dep), WithJsonSchema({"anyOf": [_STR, *_DEP_MAPPINGS]})
+]
+
+
+class _AlsoScalar(Strict):
+    """A model that may also be written as one scalar (``gpu: 1``, ``- checkpoint``)."""
+
+    scalar_schema: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = super().__get_pydantic_json_schema__(core_schema, handler)
+        return {"anyOf": [cls.scalar_schema, schema]}
+
+
+class GpuSpec(_AlsoScalar):
+    """GPUs: ``gpu: 2`` or ``gpu: {count: 1, name: A100, memory: 40GB}``."""
+
+    scalar_schema: ClassVar[dict[str, Any]] = {"type": "integer", "minimum": 0}
+
+    count: Count = Field(default=1, description="Number of GPUs")
+    name: str | None = Field(default=None, description="GPU model, e.g. A100, V100, T4")
+    memory: Size | None = Field(default=None, description="Memory per GPU, e.g. 16GB")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_count(cls, value: Any) -> Any:
+        if isinstance(value, dict | GpuSpec):
+            return value
+        if isinstance(value, str) and not value.strip().isdigit():
+            raise ValueError(f"{value!r} is not a GPU count; write `gpu: {{count: 1, name: ...}}`")
+        return {"count": value}
+
+
+class ArtifactSpec(_AlsoScalar):
+    """A folder or file, relative to the working directory, saved to the state store."""
+
+    scalar_schema: ClassVar[dict[str, Any]] = {"type": "string"}
+
+    path: RelativePath = Field(description="Path relative to the working directory")
+    mount: bool = Field(default=False, description="Sync it continuously while the job runs")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_path(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str) else value
+
+
+class ResourcesSpec(Strict):
+    """What the job needs. Sizes like `512MB`, `16GB`, `1TB` (binary); a bare number is MiB."""
+
+    cpu: PositiveCount | None = Field(default=None, description="Number of CPUs")
+    memory: Size | None = Field(default=None, description="Memory, e.g. 16GB")
+    gpu: GpuSpec | None = Field(default=None, description="GPU count, or {count, name, memory}")
+    shm_size: Size | None = Field(default=None, description="Shared memory (/dev/shm), e.g. 8GB")
+    interruptible: bool = Field(default=False, description="Use a spot instance (may stop)")
+    local: bool = Field(default=False, description="Run on this machine, whatever the default")
+
+    def to_resources(self) -> Resources:
+        """The resources as plain numbers, for a JobSpec."""
+        gpu = self.gpu
+        return Resources(
+            cpu=self.cpu,
+            memory_mib=_mib(self.memory),
+            gpu_count=gpu.count if gpu else 0,
+            gpu_name=gpu.name if gpu else None,
+            gpu_memory_mib=_mib(gpu.memory) if gpu else None,
+            shm_size_mib=_mib(self.shm_size),
+            interruptible=self.interruptible,
+            local=self.local,
+        )
+
+
+def _mib(size: str | None) -> int | None:
+    return None if size is None else parse_size_mib(size)
+
+
+# ----------------------------------------------------------------------------- workflows
+
+
+_SETUP = AliasChoices("setup", "before_run")
+_FILE = AliasChoices("file", "script")
+_VERSION_KEYS = AliasChoices("python", "version")
+_REQUIREMENTS = "requirements.txt to install first, relative to working_dir"
+
+
+class WorkflowBase(Strict):
+    """What every provider accepts."""
+
+    name: Name = Field(description="Name used by `dstack run NAME`")
+    provider: str = Field(description="How the workflow runs")
+    help: str | None = Field(default=None, description="One line shown by `dstack run --help`")
+    deps: list[DepItem] = Field(
+        default_factory=list, description="Tags/workflows to get outputs of"
+    )
+    env: Env = Field(default_factory=dict, description="Environment: K=V list or a mapping")
+    setup: StringList = Field(
+        default_factory=list, validation_alias=_SETUP, description="Commands run before the rest"
+    )
+    artifacts: list[ArtifactSpec] = Field(default_factory=list, description="Paths to save")
+    working_dir: WorkingDir = Field(default=".", description="Folder to run in, in the repo")
+    ports: PositiveCount | None = Field(default=None, description="Ports to open: PORT_0, …")
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="What it needs")
+
+    _source: str = PrivateAttr(default="")
+
+    @property
+    def source(self) -> str:
+        """The file this workflow came from, relative to the repo root."""
+        return self._source
+
+    def located(self, source: str) -> WorkflowBase:
+        """Record the file this workflow came from; returns self."""
+        self._source = source
+        return self
+
+    def _check_inside_repo(self, field: str, path: str | None) -> None:
+        joined = posixpath.normpath(posixpath.join(self.working_dir, path or "."))
+        if joined == ".." or joined.startswith("../"):
+            where = f"(from working_dir {self.working_dir!r})"
+            raise ValueError(f"{field}: {path!r} {where} escapes the repository")
+
+
+class BashWorkflow(WorkflowBase):
+    """Runs shell commands in a virtualenv with the requested Python."""
+
+    provider: Literal["bash"] = Field(default="bash", description="`bash` (the default)")
+    commands: StringList = Field(description="Commands, in order, in one shell (set -e)")
+    python: PythonVersion | None = Field(default=None, description="Python version, e.g. 3.10")
+    requirements: FilePath | None = Field(default=None, description=_REQUIREMENTS)
+
+    @field_validator("commands")
+    @classmethod
+    def _not_empty(cls, commands: list[str]) -> list[str]:
+        if not any(command.strip() for command in commands):
+            raise ValueError("empty; the bash provider needs at least one command")
+        return commands
+
+    @model_validator(mode="after")
+    def _inside_repo(self) -> BashWorkflow:
+        self._check_inside_repo("requirements", self.requirements)
+        return self
+
+
+class PythonWorkflow(WorkflowBase):
+    """Runs `python FILE ARGS…` in a virtualenv with the requested Python."""
+
+    provider: Literal["python"] = Field(description="`python`")
+    file: FilePath = Field(validation_alias=_FILE, description="The .py file, in working_dir")
+    args: Args = Field(default_factory=list, description="Arguments: a string or a list")
+    python: PythonVersion | None = Field(
+        default=None, validation_alias=_VERSION_KEYS, description="Python version, e.g. 3.10"
+    )
+    requirements: FilePath | None = Field(default=None, description=_REQUIREMENTS)
+
+    @model_validator(mode="after")
+    def _inside_repo(self) -> PythonWorkflow:
+        self._check_inside_repo("file", self.file)
+        self._check_inside_repo("requirements", self.requirements)
+        return self
+
+
+class DockerWorkflow(WorkflowBase):
+    """Runs commands in a Docker image; without commands, the image's own command runs."""
+
+    provider: Literal["docker"] = Field(description="`docker`")
+    image: Image = Field(description="Docker image, e.g. ubuntu:22.04 or ghcr.io/org/img:tag")
+    commands: StringList = Field(default_factory=list, description="Empty: the image's command")
+
+
+def _provider_of(value: Any) -> str:
+    provider = value.get("provider") if isinstance(value, dict) else getattr(value, "provider", "")
+    return str(provider or DEFAULT_PROVIDER)
+
+
+WORKFLOW_MODELS: dict[str, type[WorkflowBase]] = {
+    "bash": BashWorkflow, "python": PythonWorkflow, "docker": DockerWorkflow
+}  # fmt: skip
+
+Workflow = Annotated[
+    Annotated[BashWorkflow, Tag("bash")]
+    | Annotated[PythonWorkflow, Tag("python")]
+    | Annotated[DockerWorkflow, Tag("docker")],
+    Discriminator(_provider_of),
+]
+
+
+class WorkflowsFile(Strict):
+    """`.dstack/workflows.yaml`, and each `.dstack/workflows/*.yaml`."""
+
+    workflows: list[Workflow] = Field(description="The workflows of this repository")

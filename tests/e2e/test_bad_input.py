@@ -1,0 +1,141 @@
+"""Bad input through the CLI: each case exits non-zero with one clear line, writes nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_repo
+from tests.e2e.cli import Dstack
+
+
+def wf(body: str) -> str:
+    return "workflows:\n  - name: train\n" + body
+
+
+BASH = "    provider: bash\n"
+OK_COMMANDS = "    commands:\n      - echo hi\n"
+
+# (id, workflows.yaml text or None for no file, extra CLI args, words the one line must contain)
+CASES: list[tuple[str, str | None, list[str], list[str]]] = [
+    ("broken-yaml", "workflows:\n  - name: [train\n", [], ["workflows.yaml", "line"]),
+    ("tab-indent", "workflows:\n\t- name: train\n", [], ["workflows.yaml"]),
+    ("top-level-list", "- name: train\n", [], ["workflows.yaml"]),
+    ("workflows-not-list", "workflows: train\n", [], ["workflows.yaml", "workflows"]),
+    ("empty-file", "", [], ["workflows.yaml"]),
+    ("no-name", "workflows:\n  - provider: bash\n    commands: [echo]\n", [], ["name"]),
+    (
+        "duplicate-names",
+        wf(BASH + OK_COMMANDS) + "  - name: train\n" + BASH + OK_COMMANDS,
+        [],
+        ["train"],
+    ),
+    ("misspelt-key", wf(BASH + "    comands:\n      - echo hi\n"), [], ["comands", "commands"]),
+    ("unknown-key", wf(BASH + OK_COMMANDS + "    colour: blue\n"), [], ["colour"]),
+    ("commands-int", wf(BASH + "    commands: 5\n"), [], ["commands"]),
+    ("unknown-provider", wf("    provider: bsh\n" + OK_COMMANDS), [], ["bsh", "bash"]),
+    ("unknown-workflow", wf(BASH + OK_COMMANDS), ["trian"], ["trian", "train"]),
+    (
+        "bad-memory-unit",
+        wf(BASH + OK_COMMANDS + "    resources:\n      memory: 16XB\n"),
+        [],
+        ["memory", "16XB"],
+    ),
+    (
+        "negative-memory",
+        wf(BASH + OK_COMMANDS + "    resources:\n      memory: -1GB\n"),
+        [],
+        ["memory"],
+    ),
+    ("negative-gpu", wf(BASH + OK_COMMANDS + "    resources:\n      gpu: -1\n"), [], ["gpu"]),
+    ("gpu-word", wf(BASH + OK_COMMANDS + "    resources:\n      gpu: two\n"), [], ["gpu"]),
+    ("resources-typo", wf(BASH + OK_COMMANDS + "    resources:\n      gpus: 1\n"), [], ["gpus"]),
+    ("cpu-word", wf(BASH + OK_COMMANDS + "    resources:\n      cpu: many\n"), [], ["cpu"]),
+    (
+        "interruptible-word",
+        wf(BASH + OK_COMMANDS + "    resources:\n      interruptible: maybe\n"),
+        [],
+        ["interruptible"],
+    ),
+    (
+        "artifact-escapes",
+        wf(BASH + OK_COMMANDS + "    artifacts:\n      - ../out\n"),
+        [],
+        ["artifacts", "../out"],
+    ),
+    (
+        "artifact-absolute",
+        wf(BASH + OK_COMMANDS + "    artifacts:\n      - /etc\n"),
+        [],
+        ["artifacts", "/etc"],
+    ),
+    (
+        "artifact-unknown-key",
+        wf(BASH + OK_COMMANDS + "    artifacts:\n      - path: out\n        mnt: true\n"),
+        [],
+        ["mnt"],
+    ),
+    (
+        "working-dir-escapes",
+        wf(BASH + OK_COMMANDS + "    working_dir: ../..\n"),
+        [],
+        ["working_dir"],
+    ),
+    (
+        "env-no-equals",
+        wf(BASH + OK_COMMANDS + "    env:\n      - NOEQUALS\n"),
+        [],
+        ["env", "NOEQUALS"],
+    ),
+    ("env-bad-name", wf(BASH + OK_COMMANDS + "    env:\n      - 1BAD=x\n"), [], ["env", "1BAD"]),
+    ("ports-zero", wf(BASH + OK_COMMANDS + "    ports: 0\n"), [], ["ports"]),
+    ("ports-word", wf(BASH + OK_COMMANDS + "    ports: abc\n"), [], ["ports"]),
+    ("dep-malformed", wf(BASH + OK_COMMANDS + "    deps:\n      - a/b\n"), [], ["deps", "a/b"]),
+    ("dep-empty-tag", wf(BASH + OK_COMMANDS + "    deps:\n      - tag: ''\n"), [], ["deps"]),
+    ("python-banana", wf(BASH + OK_COMMANDS + "    python: banana\n"), [], ["python", "banana"]),
+    ("python-missing", wf(BASH + OK_COMMANDS + "    python: 3.4\n"), [], ["3.4", "not installed"]),
+    ("bash-no-commands", wf(BASH), [], ["commands"]),
+    ("python-no-file", wf("    provider: python\n"), [], ["file"]),
+    ("docker-no-image", wf("    provider: docker\n" + OK_COMMANDS), [], ["image"]),
+    (
+        "docker-no-engine",
+        wf("    provider: docker\n    image: ubuntu:22.04\n" + OK_COMMANDS),
+        [],
+        ["Docker"],
+    ),
+    (
+        "gpu-on-cpu-machine",
+        wf(BASH + OK_COMMANDS + "    resources:\n      gpu: 1\n"),
+        [],
+        ["gpu", "GPU"],
+    ),
+    ("flag-env-no-equals", wf(BASH + OK_COMMANDS), ["-e", "NOEQUALS"], ["NOEQUALS"]),
+    ("flag-bad-memory", wf(BASH + OK_COMMANDS), ["--memory", "12XB"], ["--memory", "12XB"]),
+    ("flag-ports-word", wf(BASH + OK_COMMANDS), ["-p", "abc"], ["--ports", "integer"]),
+    ("flag-ports-zero", wf(BASH + OK_COMMANDS), ["-p", "0"], ["ports"]),
+    ("no-workflows-file", None, [], ["workflows.yaml"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "args", "words"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_bad_input_is_one_clear_line_and_writes_nothing(
+    tmp_path: Path, dstack_home: Path, text: str | None, args: list[str], words: list[str]
+) -> None:
+    files = {"README.md": "x\n"} if text is None else {".dstack/workflows.yaml": text}
+    repo = make_repo(tmp_path / "repo", files)
+    cli = Dstack(dstack_home)
+    workflow_args = args if args and not args[0].startswith("-") else ["train", *args]
+    if args and args[0].startswith("-"):
+        workflow_args = [*args, "train"]
+    result = cli("run", *workflow_args, cwd=repo)
+    assert result.code != 0
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("Error: ")
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    store = dstack_home / "store"
+    assert not store.exists() or not any(p.is_file() for p in store.rglob("*"))

@@ -1,0 +1,241 @@
+"""take_snapshot / store_code / unpack_code on real git repositories."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from dstack.backends.local_storage import LocalStorage
+from dstack.errors import RepoError
+from dstack.repo import (
+    CodeSnapshot,
+    find_repo_root,
+    read_owner,
+    store_code,
+    take_snapshot,
+    unpack_code,
+)
+from dstack.repo import git as repo_git
+from tests.conftest import git, make_repo
+
+RepoFactory = Callable[..., Path]
+
+BIG = 1 << 30
+BINARY = bytes(range(256)) * 4 + b"\r\n\0\xff"
+
+
+def snap(path: Path, max_size: int = BIG) -> CodeSnapshot:
+    return take_snapshot(path, max_size=max_size)
+
+
+def contents(snapshot: CodeSnapshot) -> dict[str, bytes | str]:
+    """Archive members: file bytes, or ``-> target`` for symlinks."""
+    out: dict[str, bytes | str] = {}
+    with tarfile.open(snapshot.archive, "r:gz") as tar:
+        for member in tar:
+            if member.issym():
+                out[member.name] = f"-> {member.linkname}"
+            else:
+                f = tar.extractfile(member)
+                assert f is not None
+                out[member.name] = f.read()
+    return out
+
+
+def test_clean_repo(repo_factory: RepoFactory) -> None:
+    root = repo_factory({"train.py": "print(1)\n", "src/model.py": "W = 1\n"})
+    head = git(root, "rev-parse", "HEAD").strip()
+    with snap(root / "src") as s:  # from a subfolder: the whole repository
+        assert s.root == root.resolve()
+        assert s.repo.repo_id == "github.com/acme/mnist"
+        assert (s.repo.branch, s.repo.commit, s.repo.dirty, s.repo.diff) == (
+            "main",
+            head,
+            False,
+            "",
+        )
+        assert contents(s) == {"src/model.py": b"W = 1\n", "train.py": b"print(1)\n"}
+        assert s.repo.code_key == f"codes/{s.digest}.tar.gz"
+        assert s.repo.code_size == s.archive.stat().st_size
+        archive = s.archive
+        assert archive.exists()
+    assert not archive.exists()
+
+
+def test_dirty_repo_ships_the_working_tree(repo_factory: RepoFactory) -> None:
+    root = repo_factory({"train.py": "v1\n", ".gitignore": "*.log\ndata/\n", "gone.py": "x"})
+    (root / "train.py").write_text("v2\n")
+    (root / "new.py").write_text("new\n")
+    (root / "run.log").write_text("ignored\n")
+    (root / "data").mkdir()
+    (root / "data" / "big.bin").write_bytes(b"\0" * 10)
+    (root / "gone.py").unlink()
+    with snap(root) as s:
+        files = contents(s)
+        assert files == {".gitignore": b"*.log\ndata/\n", "new.py": b"new\n", "train.py": b"v2\n"}
+        assert s.repo.dirty
+        assert "-v1\n+v2" in s.repo.diff and "gone.py" in s.repo.diff
+
+
+def test_untracked_file_alone_makes_it_dirty(repo_factory: RepoFactory) -> None:
+    root = repo_factory({"a.py": "a"})
+    (root / "b.py").write_text("b")
+    with snap(root) as s:
+        assert s.repo.dirty and s.repo.diff == ""
+
+
+def test_diff_is_capped(repo_factory: RepoFactory) -> None:
+    root = repo_factory({"a.txt": "x\n"})
+    (root / "a.txt").write_text("".join(f"line {i}\n" for i in range(2000)))
+    diff = repo_git.diff_head(root, limit=1024)
+    assert len(diff.encode()) < 1200 and "diff truncated" in diff
+
+
+def test_binary_exec_and_symlinks_survive_store_and_unpack(
+    repo_factory: RepoFactory, tmp_path: Path
+) -> None:
+    root = repo_factory({"blob.bin": BINARY, "run.sh": "#!/bin/sh\necho hi\n", "lib/x.py": "x"})
+    os.chmod(root / "run.sh", 0o755)
+    os.symlink("lib/x.py", root / "link.py")
+    os.symlink("does/not/exist", root / "dangling")
+    os.symlink("lib", root / "libdir")
+    storage = LocalStorage(tmp_path / "store")
+    with snap(root) as s:
+        assert store_code(storage, s) is True
+        key = s.repo.code_key
+    archive = tmp_path / "fetched.tar.gz"
+    storage.download_file(key, archive)
+    dest = tmp_path / "unpacked"
+    unpack_code(archive, dest)
+    assert (dest / "blob.bin").read_bytes() == BINARY
+    assert os.access(dest / "run.sh", os.X_OK)
+    assert not os.access(dest / "lib" / "x.py", os.X_OK)
+    assert os.readlink(dest / "link.py") == "lib/x.py"
+    assert (dest / "link.py").read_text() == "x"
+    assert os.readlink(dest / "dangling") == "does/not/exist"
+    assert os.readlink(dest / "libdir") == "lib"
+
+
+def test_same_content_same_digest_and_stored_once(
+    repo_factory: RepoFactory, tmp_path: Path
+) -> None:
+    files: dict[str, str | bytes] = {"a.py": "a", "b/c.py": "c", "bin": BINARY}
+    first = repo_factory(files)
+    second = repo_factory(files, remote="git@gitlab.com:other/repo.git")
+    os.utime(second / "a.py", (1, 1))  # mtimes, owners and folders do not matter
+    storage = LocalStorage(tmp_path / "store")
+    with snap(first) as s1, snap(first) as s2, snap(second) as s3:
+        assert s1.digest == s2.digest == s3.digest
+        assert s1.archive.read_bytes() == s2.archive.read_bytes()
+        assert store_code(storage, s1) is True
+        assert store_code(storage, s2) is False
+        assert store_code(storage, s3) is False
+        assert [o.key for o in storage.list_objects("codes/")] == [s1.repo.code_key]
+        with tarfile.open(s1.archive, "r:gz") as tar:
+            for member in tar:
+                assert (member.mtime, member.uid, member.gid) == (0, 0, 0)
+                assert (member.uname, member.gname) == ("", "")
+    assert not s1.archive.exists()  # the context manager deleted it
+
+
+def test_digest_is_sha256_of_the_tar_stream(repo_factory: RepoFactory) -> None:
+    root = repo_factory({"a.py": "a"})
+    import gzip
+
+    with snap(root) as s:
+        raw = s.archive.read_bytes()
+        assert raw[4:8] == b"\0\0\0\0"  # gzip header mtime 0
+        assert hashlib.sha256(gzip.decompress(raw)).hexdigest() == s.digest
+
+
+def test_different_content_different_digest(repo_factory: RepoFactory) -> None:
+    root = repo_factory({"a.py": "a", "run.sh": "x"})
+    with snap(root) as before:
+        digest = before.digest
+    (root / "a.py").write_text("b")
+    with snap(root) as edited:
+        assert edited.digest != digest
+    (root / "a.py").write_text("a")
+    os.chmod(root / "run.sh", 0o755)
+    with snap(root) as chmodded:
+        assert chmodded.digest not in (digest, edited.digest)
+
+
+def test_size_limit_names_the_largest_files(repo_factory: RepoFactory) -> None:
+    root = repo_factory({"small.py": "x" * 10, "data/x.bin": b"\0" * 3000, "y.bin": b"1" * 2000})
+    with pytest.raises(RepoError) as info:
+        snap(root, max_size=4000)
+    message = str(info.value)
+    assert message.startswith("the code to ship is 4.9KiB, over the 3.9KiB limit")
+    assert "DSTACK_MAX_CODE_SIZE" in message
+    assert "largest files: data/x.bin 2.9KiB, y.bin 2.0KiB, small.py 10B" in message
+    assert message.endswith("add them to .gitignore or ship them as artifacts/tags")
+
+
+def test_not_a_git_repository(tmp_path: Path) -> None:
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    with pytest.raises(RepoError, match="is not a git repository: run `git init` there"):
+        find_repo_root(folder)
+    with pytest.raises(RepoError, match="is not a git repository"):
+        snap(folder)
+
+
+def test_git_not_installed(
+    repo_factory: RepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = repo_factory({"a.py": "a"})
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing-here"))
+    with pytest.raises(RepoError, match="git is not installed"):
+        snap(root)
+
+
+def test_no_commits_yet(repo_factory: RepoFactory) -> None:
+    root = repo_factory({"a.py": "a", "b.py": "b"}, commit=False)
+    git(root, "add", "a.py")
+    with snap(root) as s:
+        assert (s.repo.branch, s.repo.commit, s.repo.dirty) == ("main", None, True)
+        assert set(contents(s)) == {"a.py", "b.py"}
+
+
+def test_detached_head(repo_factory: RepoFactory) -> None:
+    root = repo_factory({"a.py": "a"})
+    head = git(root, "rev-parse", "HEAD").strip()
+    git(root, "checkout", "-q", "--detach")
+    with snap(root) as s:
+        assert (s.repo.branch, s.repo.commit, s.repo.dirty) == (None, head, False)
+
+
+def test_submodules_and_nested_repos_are_skipped(repo_factory: RepoFactory) -> None:
+    sub = repo_factory({"inner.py": "i"})
+    root = repo_factory({"a.py": "a"})
+    git(root, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(sub), "libs/sub")
+    git(root, "commit", "-q", "-m", "sub")
+    make_repo(root / "nested", {"n.py": "n"}, remote=None)
+    with snap(root) as s:
+        assert set(contents(s)) == {".gitmodules", "a.py"}
+        assert len(s.warnings) == 1
+        assert "libs/sub" in s.warnings[0] and "nested" in s.warnings[0]
+
+
+def test_read_owner(repo_factory: RepoFactory) -> None:
+    owner = read_owner(repo_factory({"a.py": "a"}))
+    assert (owner.git_name, owner.git_email) == ("Ada Lovelace", "ada@example.com")
+    assert owner.user and owner.hostname
+
+
+def test_read_owner_without_git_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.delenv("GIT_CONFIG_GLOBAL", raising=False)
+    root = tmp_path / "r"
+    root.mkdir()
+    git(root, "init", "-q")
+    owner = read_owner(root)
+    assert (owner.git_name, owner.git_email) == (None, None)
