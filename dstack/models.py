@@ -174,6 +174,7 @@ class JobState(Model):
     finished_at: float | None = None
     hostname: str | None = None
     runner_pid: int | None = None
+    runner_started: int | None = Field(default=None, description="runner start time, in ticks")
     process_group: int | None = None
     ports: list[int] = Field(default_factory=list)
 

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dstack import pythons, settings
+from dstack import processes, pythons, settings
 from dstack.backends.base import Compute, Storage
 from dstack.errors import ComputeError
 from dstack.models import JobSpec, JobState
@@ -55,9 +55,15 @@ class LocalCompute(Compute):
             pythons.find_interpreter(job.python, settings.cache_dir())
 
     def start(self, storage: Storage, job: JobSpec) -> None:
+        """Start the runner detached. On POSIX the CLI forks it from itself (it has already
+        imported everything the runner needs, which saves a Python start-up per run); the
+        runner then runs exactly what ``python -m dstack.runner`` runs."""
         log_dir = settings.runner_log_dir()
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{job.repo.repo_id.replace('/', '_')}.{job.job_id}.log"
+        if hasattr(os, "fork"):
+            self._fork_runner(storage, job, log_path)
+            return
         cmd = [
             sys.executable, "-m", "dstack.runner",
             "--storage", json.dumps(storage.config()),
@@ -79,10 +85,42 @@ class LocalCompute(Compute):
         except OSError as exc:
             raise ComputeError(f"cannot start the runner: {exc}") from exc
 
+    def _fork_runner(self, storage: Storage, job: JobSpec, log_path: Path) -> None:
+        config = storage.config()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            raise ComputeError(f"cannot start the runner: {exc}") from exc
+        if pid:
+            os.waitpid(pid, 0)  # the intermediate child exits at once; the runner is orphaned
+            return
+        code = 1
+        try:
+            os.setsid()
+            if os.fork():
+                os._exit(0)
+            _redirect_stdio(log_path)
+            os.chdir(settings.dstack_home())
+            from dstack.runner.__main__ import run_job
+
+            code = run_job(config, job.repo.repo_id, job.run_name, job.job_index)
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+
     def is_alive(self, state: JobState) -> bool | None:
         if state.hostname != socket.gethostname() or not state.runner_pid:
             return None
-        return _is_runner(state.runner_pid)
+        return processes.is_alive(state.runner_pid, state.runner_started)
 
     def kill(self, state: JobState) -> None:
         if state.hostname != socket.gethostname():
@@ -92,34 +130,21 @@ class LocalCompute(Compute):
                 os.killpg(state.process_group, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        if state.runner_pid and _is_runner(state.runner_pid):
+        if state.runner_pid and processes.is_alive(state.runner_pid, state.runner_started):
             try:
                 os.kill(state.runner_pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
 
 
-def _is_runner(pid: int) -> bool:
-    """Whether ``pid`` is alive and is a dstack runner (not a recycled pid)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    if not cmdline:
-        return False  # a zombie
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    except (OSError, IndexError):
-        pass
-    return b"dstack.runner" in cmdline
+def _redirect_stdio(log_path: Path) -> None:
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    os.close(devnull)
 
 
 def has_gpu() -> bool:

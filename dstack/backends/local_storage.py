@@ -28,7 +28,7 @@ class LocalStorage(Storage):
     """Blobs as files under ``root``."""
 
     log_flush_interval = 0.05
-    poll_interval = 0.05
+    poll_interval = 0.02
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)

@@ -11,6 +11,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,23 +25,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-workdir", action="store_true")
     args = parser.parse_args(argv)
 
+    return run_job(
+        json.loads(args.storage),
+        args.repo,
+        args.run,
+        args.job,
+        work_root=args.work_root,
+        cache_dir=args.cache_dir,
+        keep_workdir=args.keep_workdir,
+    )
+
+
+def run_job(
+    storage_config: dict[str, Any],
+    repo_id: str,
+    run_name: str,
+    job_index: int,
+    *,
+    work_root: Path | None = None,
+    cache_dir: Path | None = None,
+    keep_workdir: bool = False,
+) -> int:
+    """Run one job to its end; 0 when it is done. Never raises: a runner that cannot run the
+    job says why in the job's record."""
     from dstack import settings, state
     from dstack.models import JobState, JobStatus
     from dstack.runner.agent import Agent
 
-    storage = settings.storage_from_config(json.loads(args.storage))
-    spec = state.read_job_spec(storage, args.repo, args.run, args.job)
+    storage = settings.storage_from_config(storage_config)
+    spec = state.read_job_spec(storage, repo_id, run_name, job_index)
     try:
         agent = Agent(
             storage,
             spec,
-            work_root=args.work_root or settings.work_dir(),
-            cache_dir=args.cache_dir or settings.cache_dir(),
-            keep_workdir=args.keep_workdir,
+            work_root=work_root or settings.work_dir(),
+            cache_dir=cache_dir or settings.cache_dir(),
+            keep_workdir=keep_workdir,
         )
         final = agent.run()
     except Exception as exc:
-        # Even a runner that cannot start says why, in the job's record.
         print(f"dstack runner: {exc!r}", file=sys.stderr)
         failed = JobState(
             status=JobStatus.FAILED, reason=f"runner error: {exc}", updated_at=time.time()

@@ -17,7 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
-from dstack import state
+from dstack import processes, state
 from dstack.backends.base import Storage
 from dstack.errors import DstackError, StorageError
 from dstack.models import JobSpec, JobState, JobStatus
@@ -45,7 +45,11 @@ class Agent:
         self.cache_dir = cache_dir
         self.keep_workdir = keep_workdir
         self.owner = state.read_run(storage, spec.repo.repo_id, spec.run_name).owner.display
-        self.state = JobState(hostname=socket.gethostname(), runner_pid=os.getpid())
+        self.state = JobState(
+            hostname=socket.gethostname(),
+            runner_pid=os.getpid(),
+            runner_started=processes.start_ticks(os.getpid()),
+        )
         self.stop_poll = max(0.2, storage.log_flush_interval * 4)
         self.artifact_interval = max(1.0, storage.log_flush_interval * 20)
         self._beating = threading.Event()

@@ -83,7 +83,7 @@ class LogSink:
             self._wake.wait()
             if self._closed.is_set():
                 return
-            time.sleep(delay)  # gather output for one interval: fewer, larger chunks
+            self._closed.wait(delay)  # gather output for one interval: fewer, larger chunks
             self._wake.clear()
             if self.flush():
                 delay = self.interval
