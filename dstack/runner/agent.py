@@ -21,7 +21,7 @@ from dstack import processes, state
 from dstack.backends.base import Storage
 from dstack.errors import DstackError, StorageError
 from dstack.models import JobSpec, JobState, JobStatus
-from dstack.runner import prepare
+from dstack.runner import docker, prepare
 from dstack.runner.executor import JobProcess, exit_code_of
 from dstack.runner.logs import LogSink
 from dstack.runner.sync import ArtifactSync
@@ -81,14 +81,27 @@ class Agent:
         prepare.fetch_code(self.storage, self.spec, repo_dir, self.cache_dir)
         workdir = repo_dir / self.spec.working_dir
         workdir.mkdir(parents=True, exist_ok=True)
-        python_env = prepare.prepare_python(self.spec, job_dir, workdir, self.cache_dir, sink)
+        is_docker = self.spec.image is not None
+        python_env = (
+            {}
+            if is_docker
+            else prepare.prepare_python(self.spec, job_dir, workdir, self.cache_dir, sink)
+        )
         ports = prepare.free_ports(self.spec.ports)
         env = prepare.job_environment(self.spec, python_env, ports)
         script = prepare.write_script(self.spec, job_dir)
         if state.stop_requested(self.storage, self.spec):
             self._finish(sink, JobStatus.STOPPED, reason="stopped before it started")
             return
-        process = JobProcess(script, workdir, env, sink)
+        if is_docker:
+            variables = docker.container_variables(self.spec, env)
+            argv = docker.docker_command(self.spec, repo_dir, script, variables, ports)
+            process = JobProcess(
+                script, workdir, env, sink, argv=argv,
+                on_kill=lambda: docker.remove_container(self.spec),
+            )  # fmt: skip
+        else:
+            process = JobProcess(script, workdir, env, sink)
         self._set(JobStatus.RUNNING, process_group=process.pgid, ports=ports)
         artifacts = ArtifactSync(self.storage, self.spec, repo_dir, self.artifact_interval).start()
         request = self._watch(process)

@@ -22,10 +22,25 @@ STOP_GRACE_SECONDS = 10.0
 
 
 class JobProcess:
-    def __init__(self, script: Path, cwd: Path, env: dict[str, str], sink: LogSink) -> None:
+    """``argv`` (by default: bash running ``script``) in its own process group.
+
+    ``on_kill`` runs after the group has been killed, for what lives outside it (a container).
+    """
+
+    def __init__(
+        self,
+        script: Path,
+        cwd: Path,
+        env: dict[str, str],
+        sink: LogSink,
+        *,
+        argv: list[str] | None = None,
+        on_kill: Callable[[], None] | None = None,
+    ) -> None:
         self.sink = sink
+        self.on_kill = on_kill
         self.proc = subprocess.Popen(
-            ["bash", "--noprofile", "--norc", str(script)],
+            argv or ["bash", "--noprofile", "--norc", str(script)],
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -60,7 +75,10 @@ class JobProcess:
 
     def kill(self) -> int:
         signal_group(self.pgid, signal.SIGKILL)
-        return self.wait()
+        code = self.wait()
+        if self.on_kill:
+            self.on_kill()
+        return code
 
     def _read_output(self) -> None:
         assert self.proc.stdout is not None
@@ -94,6 +112,3 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
         pass
-
-
-WaitPredicate = Callable[[], bool]

@@ -59,9 +59,7 @@ def prepare_python(
     base = pythons.base_env_dir(interpreter, requirements, cache_dir)
     with _locked(base.with_suffix(".lock")):
         if not pythons.base_env_ready(base):
-            _build_base_env(
-                interpreter, base, spec.requirements and workdir / spec.requirements, sink
-            )
+            _build_base_env(interpreter, base, workdir, spec.requirements, sink)
     venv = job_dir / "venv"
     pythons.make_job_venv(interpreter, venv, base)
     return {
@@ -86,7 +84,7 @@ def job_environment(
         env["VIRTUAL_ENV"] = python_env["VIRTUAL_ENV"]
     repo_owner, repo_name = spec.repo.owner_and_name
     env.update(
-        {
+        {  # keep in step with DSTACK_VARIABLES
             "RUN_NAME": spec.run_name,
             "JOB_ID": spec.job_id,
             "JOB_INDEX": str(spec.job_index),
@@ -105,6 +103,15 @@ def job_environment(
         env[f"JOB_PORT_{i}"] = str(port)
     env.update(spec.env)
     return env
+
+
+DSTACK_VARIABLES = frozenset(
+    {
+        "RUN_NAME", "JOB_ID", "JOB_INDEX", "WORKFLOW_NAME", "REPO_ID", "REPO_USER_NAME",
+        "REPO_NAME", "REPO_BRANCH", "REPO_HASH", "PYTHONUNBUFFERED", "DSTACK_ATTEMPT",
+    }
+)  # fmt: skip
+"""The variables dstack sets for every job (besides PORT_i and JOB_PORT_i)."""
 
 
 def free_ports(count: int) -> list[int]:
@@ -130,12 +137,20 @@ def write_script(spec: JobSpec, job_dir: Path) -> Path:
 
 
 def _build_base_env(
-    interpreter: pythons.Interpreter, base: Path, requirements: Path | str | None, sink: LogSink
+    interpreter: pythons.Interpreter,
+    base: Path,
+    workdir: Path,
+    requirements: str | None,
+    sink: LogSink,
 ) -> None:
+    """A venv with pip and the requirements, keyed by the requirements' text. pip runs in the
+    job's working directory, so relative paths in the file mean what the user meant."""
     if base.exists():
         shutil.rmtree(base)
     print(f"preparing a Python {interpreter.version} environment in {base}", file=sys.stderr)
-    _run_logged([interpreter.path, "-m", "venv", str(base)], sink, "cannot create a virtualenv")
+    _run_logged(
+        [interpreter.path, "-m", "venv", str(base)], sink, "cannot create a virtualenv", workdir
+    )
     if requirements:
         _run_logged(
             [
@@ -145,16 +160,17 @@ def _build_base_env(
                 "install",
                 "--disable-pip-version-check",
                 "-r",
-                str(requirements),
+                requirements,
             ],
             sink,
             "installing requirements failed",
+            workdir,
         )
     pythons.mark_base_env_ready(base)
 
 
-def _run_logged(cmd: list[str], sink: LogSink, what: str) -> None:
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+def _run_logged(cmd: list[str], sink: LogSink, what: str, cwd: Path) -> None:
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
     while chunk := os.read(fd, 65536):
