@@ -9,10 +9,35 @@ for event in api.follow(ctx, api.get_run(ctx, sub.run.run_name)):
 
 from __future__ import annotations
 
-from dstack.services.artifacts import ArtifactFile, download_artifacts, list_artifacts
+from dstack.services.artifacts import (
+    ArtifactFile,
+    download_artifacts,
+    list_artifacts,
+    list_tag_artifacts,
+)
 from dstack.services.context import Context
 from dstack.services.logs import Output, StatusChange, follow
-from dstack.services.runs import RunView, Submission, get_run, list_runs, remove, stop, submit
+from dstack.services.runs import (
+    RunView,
+    Submission,
+    get_run,
+    list_runs,
+    refuse_if_tagged,
+    remove,
+    stop,
+    submit,
+)
+from dstack.services.tags import (
+    UploadFile,
+    add_run_tag,
+    add_upload_tag,
+    collect_upload,
+    delete_tag,
+    find_tag,
+    get_tag,
+    list_tags,
+    tags_by_run,
+)
 
 __all__ = [
     "ArtifactFile",
@@ -21,12 +46,23 @@ __all__ = [
     "RunView",
     "StatusChange",
     "Submission",
+    "UploadFile",
+    "add_run_tag",
+    "add_upload_tag",
+    "collect_upload",
+    "delete_tag",
     "download_artifacts",
+    "find_tag",
     "follow",
     "get_run",
+    "get_tag",
     "list_artifacts",
     "list_runs",
+    "list_tag_artifacts",
+    "list_tags",
+    "refuse_if_tagged",
     "remove",
     "stop",
     "submit",
+    "tags_by_run",
 ]

@@ -13,6 +13,8 @@ botocore, yaml) are mapped to these once, where they happen, and chained with ``
     │   └── AlreadyExistsError   an only-if-absent write lost the race
     ├── ComputeError             compute cannot take the job (no GPU, no docker, no python X.Y)
     ├── RunNotFoundError         a run name that is not in the store
+    ├── TagNotFoundError         a tag name that is not in the store
+    ├── TagExistsError           creating a tag whose name is taken (replacing is explicit)
     ├── InvalidStateError        the run is not in a state that allows the operation
     └── RunnerError              the runner could not prepare or start a job
 """
@@ -64,6 +66,14 @@ class ComputeError(DstackError):
 
 class RunNotFoundError(DstackError):
     """No run of that name in this repository."""
+
+
+class TagNotFoundError(DstackError):
+    """No tag of that name in this repository."""
+
+
+class TagExistsError(DstackError):
+    """A tag of that name exists; replacing it must be asked for."""
 
 
 class InvalidStateError(DstackError):

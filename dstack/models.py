@@ -1,4 +1,4 @@
-"""Data shared by every layer: runs, jobs, statuses, repository snapshots, owners.
+"""Data shared by every layer: runs, jobs, statuses, repository snapshots, owners, tags.
 
 These are nouns only. Reading and writing them to a store is ``dstack.state``'s business;
 building them from a workflow file is ``dstack.spec`` and ``dstack.providers``'.
@@ -129,12 +129,51 @@ class Artifact(Model):
 
 
 class Dependency(Model):
-    """Another run whose artifacts a job receives before it starts (resolved at submit)."""
+    """What a job receives before it starts, resolved at submit from a workflow's deps: the
+    artifacts of a finished run, or the files of a tag made from local folders."""
 
     repo_id: str
-    run_name: str
-    tag: str | None = None
-    workflow: str | None = None
+    run_name: str | None = Field(default=None, description="None for a tag of uploaded files")
+    tag: str | None = Field(default=None, description="the tag it was found by, if any")
+    workflow: str | None = Field(default=None, description="the producing run's workflow")
+    upload_id: str | None = Field(default=None, description="an uploaded tag's files")
+
+    def describe(self) -> str:
+        """``:moons-data (run bold-bee-1)``, ``train (run calm-cat-2)``, with the repo when
+        it is another one's."""
+        what = f":{self.tag}" if self.tag else (self.workflow or "?")
+        source = f"run {self.run_name}" if self.run_name else "uploaded files"
+        return f"{what} ({source})"
+
+
+class RetryPolicy(Model):
+    """When a job that ended is started again as a new attempt of the same run."""
+
+    on: list[str] = Field(
+        default_factory=list, description="events: interruption, error, no-capacity"
+    )
+    exit_codes: list[int] | None = Field(
+        default=None, description="with `error`: only these exit codes are retried"
+    )
+    limit: int = Field(default=3, description="attempts after the first, at most")
+    duration: float | None = Field(
+        default=None, description="seconds since submit after which no attempt starts"
+    )
+
+
+class AppSpec(Model):
+    """A web app a job serves on one of its ports: the attached CLI prints its URL once the
+    port answers (with the job's token, kept in a private record, when ``token_param``)."""
+
+    name: str
+    port_index: int = 0
+    url_path: str = "/"
+    token_param: str | None = Field(
+        default=None, description="the URL query parameter carrying the job's token"
+    )
+    needs: list[str] = Field(
+        default_factory=list, description="executables of which one must be on the machine"
+    )
 
 
 class JobSpec(Model):
@@ -156,7 +195,20 @@ class JobSpec(Model):
     ports: int = 0
     resources: Resources = Field(default_factory=Resources)
     deps: list[Dependency] = Field(default_factory=list)
+    retry: RetryPolicy | None = None
     submitted_at: float = 0.0
+    packages: list[str] = Field(
+        default_factory=list,
+        description="pip requirements the provider adds (jupyterlab==4.2.5), cached with the env",
+    )
+    nodes: int | None = Field(
+        default=None, description="torchrun: jobs forming one distributed group (index = rank)"
+    )
+    apps: list[AppSpec] = Field(default_factory=list)
+    watch_runs: list[str] = Field(
+        default_factory=list,
+        description="runs of the repo whose artifacts are mirrored into $RUNS_DIR while it runs",
+    )
 
     @property
     def job_id(self) -> str:
@@ -177,6 +229,10 @@ class JobState(Model):
     runner_started: int | None = Field(default=None, description="runner start time, in ticks")
     process_group: int | None = None
     ports: list[int] = Field(default_factory=list)
+    attempt: int = Field(default=1, description="which attempt of the job this state is about")
+    supervisor_pid: int | None = Field(default=None, description="local: restarts attempts")
+    supervisor_started: int | None = None
+    instance_id: str | None = Field(default=None, description="cloud: the runner's instance")
 
 
 class RunRecord(Model):
@@ -190,10 +246,37 @@ class RunRecord(Model):
     owner: Owner
     args: list[str] = Field(default_factory=list)
     tag: str | None = Field(default=None, description="tag to assign when the run succeeds")
+    replace_tag: bool = Field(default=False, description="move ``tag`` if it exists already")
     job_count: int = 1
     compute: str = "local"
     repo: RepoSnapshot
     deps: list[Dependency] = Field(default_factory=list)
+
+
+class Tag(Model):
+    """A name for artifacts that other workflows can depend on: a finished run's, or files
+    uploaded from someone's machine. Lives under its repo; see ``dstack.state`` for keys."""
+
+    name: str
+    repo_id: str
+    run_name: str | None = Field(default=None, description="the tagged run; None if uploaded")
+    workflow: str | None = None
+    job_count: int = Field(default=1, description="jobs of the tagged run")
+    upload_id: str | None = Field(default=None, description="where uploaded files live")
+    owner: Owner
+    created_at: float
+    artifacts: list[str] = Field(default_factory=list, description="top-level artifact paths")
+    files: int = 0
+    size: int = Field(default=0, description="bytes, all files")
+
+    def as_dependency(self) -> Dependency:
+        return Dependency(
+            repo_id=self.repo_id,
+            run_name=self.run_name,
+            tag=self.name,
+            workflow=self.workflow,
+            upload_id=self.upload_id,
+        )
 
 
 class JobHead(Model):
@@ -221,6 +304,59 @@ class RunSummary(Model):
     exit_code: int | None = None
     job_count: int = 1
     tags: list[str] = Field(default_factory=list)
+
+
+class InfraRecord(Model):
+    """One step of a run's cloud infrastructure: the plan shown before anything was created
+    (``plan``), the result of creating it (``up``) or of destroying it (``destroy``). Written
+    by the compute that drives the stack, shown by `dstack infra RUN`."""
+
+    kind: str = Field(description="plan, up or destroy")
+    stack: str
+    project: str = "dstack"
+    backend_url: str | None = Field(default=None, description="where the stack's state lives")
+    at: float
+    ok: bool = True
+    by: str | None = Field(default=None, description="user@host that did it")
+    summary: dict[str, int] = Field(default_factory=dict, description="changes by operation")
+    resources: list[dict[str, Any]] = Field(
+        default_factory=list, description="plan: every resource, its type, name and inputs"
+    )
+    diff: str = Field(default="", description="the engine's own text of the preview or update")
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+
+
+class StackRecord(Model):
+    """Which run a cloud stack belongs to: written before the stack is created and deleted
+    once it is destroyed, so `dstack prune` can find every stack, even of deleted runs."""
+
+    stack: str
+    repo_id: str
+    run_name: str
+    created_at: float
+    backend_url: str
+    region: str | None = None
+
+
+class SecretRecord(Model):
+    """A secret of a repo: injected into every job of the repo as the variable ``name`` and
+    masked in its logs. Stored privately, never copied into a job or run record."""
+
+    name: str
+    value: str
+    updated_at: float
+    owner: str = "unknown"
+
+
+class Rendezvous(Model):
+    """Where the master (job 0) of a multi-node run listens, for the other nodes."""
+
+    master_addr: str
+    master_port: int
+    master_hostname: str
+    attempt: int = 1
+    at: float
 
 
 def dump(model: BaseModel) -> bytes:

@@ -1,8 +1,20 @@
 """Where dstack keeps things on this machine, and which state store it uses.
 
 Paths are functions, not constants, so tests (and users) can point ``DSTACK_HOME`` elsewhere
-at any time. ``~/.dstack/config.yaml`` chooses the state store; environment variables override
-it for CI use.
+at any time. ``~/.dstack/config.yaml`` (written by `dstack config`, mode 0600) chooses the state
+store; environment variables override it for CI use::
+
+    backend: aws                 # or local (the default: a folder under DSTACK_HOME)
+    aws:
+      bucket: dstack-123456789012-eu-west-1    # DSTACK_AWS_S3_BUCKET (alone switches to aws)
+      region: eu-west-1                        # DSTACK_AWS_REGION
+      profile: team                            # DSTACK_AWS_PROFILE
+      endpoint_url: http://minio:9000          # DSTACK_AWS_ENDPOINT_URL (S3-compatible servers)
+      subnet: subnet-0abc                      # for cloud compute
+      prefix: dstack                           # optional key prefix inside the bucket
+
+Credentials never live here: they come from the AWS chain (environment, profile, instance role).
+Nothing in this module imports boto3.
 """
 
 from __future__ import annotations
@@ -78,13 +90,97 @@ def load_config() -> dict[str, Any]:
     return data
 
 
+#: environment variables that override the ``aws`` section of the config file (for CI)
+AWS_ENV_OVERRIDES = {
+    "bucket": "DSTACK_AWS_S3_BUCKET",
+    "region": "DSTACK_AWS_REGION",
+    "profile": "DSTACK_AWS_PROFILE",
+    "endpoint_url": "DSTACK_AWS_ENDPOINT_URL",
+}
+BACKENDS = ("local", "aws")
+_AWS_KEYS = ("bucket", "region", "profile", "subnet", "endpoint_url", "prefix")
+
+
+def save_config(data: dict[str, Any]) -> Path:
+    """Write ``data`` as the config file, atomically and readable by its owner only (0600)."""
+    import tempfile
+
+    import yaml
+
+    path = config_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".yaml", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:  # mkstemp makes it 0600 already
+                yaml.safe_dump(data, f, sort_keys=False)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    return path
+
+
+def aws_settings(config: dict[str, Any] | None = None) -> dict[str, str | None]:
+    """The ``aws`` section of the config file with the environment overrides applied; every key
+    of ``bucket``, ``region``, ``profile``, ``subnet``, ``endpoint_url``, ``prefix`` present."""
+    config = load_config() if config is None else config
+    section = config.get("aws") or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{config_path()}: `aws` must be a mapping; run `dstack config`")
+    unknown = sorted(set(section) - set(_AWS_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"{config_path()}: unknown key aws.{unknown[0]} "
+            f"(expected one of {', '.join(_AWS_KEYS)}); fix it or run `dstack config`"
+        )
+    values: dict[str, str | None] = {k: _text(section.get(k)) for k in _AWS_KEYS}
+    for key, env in AWS_ENV_OVERRIDES.items():
+        if os.environ.get(env):
+            values[key] = os.environ[env]
+    return values
+
+
+def backend() -> str:
+    """``local`` or ``aws``: the config file's choice, or ``aws`` when ``DSTACK_AWS_S3_BUCKET``
+    is set (an environment bucket alone switches to S3, for CI)."""
+    if os.environ.get(AWS_ENV_OVERRIDES["bucket"]):
+        return "aws"
+    name = load_config().get("backend") or "local"
+    if name not in BACKENDS:
+        raise ConfigError(
+            f"{config_path()}: unknown backend {name!r} (expected local or aws); "
+            "run `dstack config`"
+        )
+    return str(name)
+
+
 def storage_config() -> dict[str, Any]:
     """The state store this machine uses, as a ``storage_from_config`` description."""
-    config = load_config()
-    backend = config.get("backend", "local")
-    if backend == "local":
+    if backend() == "local":
         return {"type": "local", "root": str(local_store_root())}
-    raise ConfigError(f"{config_path()}: unknown backend {backend!r}; run `dstack config`")
+    aws = aws_settings()
+    if not aws["bucket"]:
+        raise ConfigError(
+            f"{config_path()}: the aws backend has no bucket; run "
+            "`dstack config --backend aws --bucket NAME` or set DSTACK_AWS_S3_BUCKET"
+        )
+    return {
+        "type": "s3",
+        "bucket": aws["bucket"],
+        "region": aws["region"],
+        "profile": aws["profile"],
+        "endpoint_url": aws["endpoint_url"],
+        "prefix": aws["prefix"] or "",
+    }
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
 
 
 def storage_from_config(config: dict[str, Any]) -> Storage:

@@ -13,14 +13,34 @@ in milliseconds, zero-padded to 13 digits, so that a plain ascending listing is 
     repos/<repo>/runs/<run>/jobs/<i>/stop       a stop request: b"stop" or b"abort"
     repos/<repo>/runs/<run>/jobs/<i>/logs/<seq>-<ms>   output chunks, raw bytes, in order
     repos/<repo>/runs/<run>/jobs/<i>/artifacts/<path>  artifact files at their job paths
+    repos/<repo>/runs/<run>/succeeded/<i>       a job of a run to be tagged (`run -t`) succeeded
     repos/<repo>/heads/<inv>;<run>;<i>;<status>;<updated ms>;<workflow>;<owner>;<exit>
                                                 one empty object per job: what `ps` shows
     repos/<repo>/active/<inv>;<run>;<i>         present while the job is unfinished
-    repos/<repo>/tags/<tag>.json                tags
+    repos/<repo>/tags/<tag>.json                Tag: created only-if-absent, replaced on request
+    repos/<repo>/tagdata/<tag>/<upload>/<path>  files of a tag uploaded from local folders;
+                                                ``<upload>`` is new for every upload
+    repos/<repo>/runs/<run>/infra/<kind>.json   InfraRecord of a cloud run: plan, up, destroy
+    repos/<repo>/runs/<run>/infra/boot-<i>.log  the instance's boot log, uploaded at shutdown
+    infra/stacks/<stack>.json                   StackRecord: the run a live cloud stack serves
+    infra/bootstrap/<kind>.json                 InfraRecord of the bootstrap stack (`dstack config`)
+    pulumi/                                     the Pulumi project's own state (DIY backend)
+    dist/<digest>/dstack-<version>-py3-none-any.whl   the CLI's wheel, installed by instances
+    repos/<repo>/secrets/<NAME>                 SecretRecord: private (0600 / SSE-KMS); only
+                                                runners and `dstack secrets` read it
+    repos/<repo>/runs/<run>/jobs/<i>/token      the token of the job's app (lab, notebook,
+                                                code): private, written by its runner
+    repos/<repo>/runs/<run>/rendezvous.json     Rendezvous: where a multi-node run's master
+                                                listens (torchrun), written by job 0's runner
 
 Listing runs costs one list request per 1,000 jobs shown: the head of a job is encoded in a key
 (as the 2022 tool did), so ``ps`` never reads a record per job. A status change writes the new
 head and then deletes the old one; a reader that meets both keeps the newest.
+
+A tag points at artifacts, it does not copy them: a run's tag at the run's job artifacts (so
+``rm`` refuses a tagged run), an uploaded tag at its own ``tagdata`` folder. What a tag or a
+resolved dependency points at never changes once written (a finished run's artifacts, or one
+upload), so machines may cache it under :attr:`ArtifactSource.identity`.
 """
 
 from __future__ import annotations
@@ -28,17 +48,25 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
 from urllib.parse import quote, unquote
 
 from dstack.backends.base import Storage
 from dstack.errors import NotFoundError, RunNotFoundError
 from dstack.models import (
+    Dependency,
+    InfraRecord,
     JobHead,
     JobSpec,
     JobState,
     JobStatus,
+    Rendezvous,
     RunRecord,
     RunSummary,
+    SecretRecord,
+    StackRecord,
+    Tag,
     dump,
     run_status,
 )
@@ -113,6 +141,14 @@ def tags_prefix(repo_id: str) -> str:
 
 def tag_key(repo_id: str, tag: str) -> str:
     return f"{tags_prefix(repo_id)}{tag}.json"
+
+
+def tag_data_prefix(repo_id: str, tag: str, upload_id: str) -> str:
+    return f"repos/{repo_id}/tagdata/{tag}/{upload_id}/"
+
+
+def succeeded_prefix(repo_id: str, run_name: str) -> str:
+    return run_prefix(repo_id, run_name) + "succeeded/"
 
 
 def _inv(submitted_at: float) -> str:
@@ -229,18 +265,34 @@ def list_heads(storage: Storage, repo_id: str) -> Iterator[JobHead]:
 def list_runs(storage: Storage, repo_id: str, *, limit: int | None = None) -> list[RunSummary]:
     """Runs of a repo, newest first, folded from their job heads. Stops reading once ``limit``
     runs are complete, so the cost grows with the runs shown, not the runs stored."""
-    runs: list[RunSummary] = []
+    return list(islice(iter_runs(storage, repo_id), limit))
+
+
+def iter_runs(storage: Storage, repo_id: str) -> Iterator[RunSummary]:
+    """Runs of a repo, newest first, read lazily: stop iterating and the listing stops."""
     group: list[JobHead] = []
     for head in list_heads(storage, repo_id):
         if group and (head.run_name != group[0].run_name):
-            runs.append(_summarize(group))
+            yield _summarize(group)
             group = []
-            if limit is not None and len(runs) >= limit:
-                return runs
         group.append(head)
-    if group and (limit is None or len(runs) < limit):
-        runs.append(_summarize(group))
-    return runs
+    if group:
+        yield _summarize(group)
+
+
+def latest_run(
+    storage: Storage, repo_id: str, workflow: str, status: JobStatus = JobStatus.DONE
+) -> RunSummary | None:
+    """The newest run of ``workflow`` with ``status``; reads runs newest first and stops at it."""
+    return next(
+        (r for r in iter_runs(storage, repo_id) if r.workflow == workflow and r.status is status),
+        None,
+    )
+
+
+def repo_exists(storage: Storage, repo_id: str) -> bool:
+    """Whether anything of ``repo_id`` is in the store (one list request, one key read)."""
+    return next(iter(storage.list_objects(repo_prefix(repo_id))), None) is not None
 
 
 def list_active_runs(storage: Storage, repo_id: str) -> list[RunSummary]:
@@ -299,6 +351,79 @@ def delete_run(storage: Storage, run: RunRecord) -> None:
     storage.delete(name_key(run.run_name))
 
 
+# ---- tags and what they point at -----------------------------------------------------------
+
+
+def read_tag(storage: Storage, repo_id: str, name: str) -> Tag | None:
+    data = storage.get_or_none(tag_key(repo_id, name))
+    return Tag.model_validate_json(data) if data is not None else None
+
+
+def write_tag(storage: Storage, tag: Tag, *, replace: bool = False) -> None:
+    """Create ``tag``; ``AlreadyExistsError`` if the name is taken, unless ``replace``."""
+    storage.put(tag_key(tag.repo_id, tag.name), dump(tag), if_absent=not replace)
+
+
+def list_tags(storage: Storage, repo_id: str) -> list[Tag]:
+    """Every tag of a repo, by name: one list request and one read per tag."""
+    prefix = tags_prefix(repo_id)
+    tags = []
+    for info in storage.list_objects(prefix):
+        name = info.key[len(prefix) :]
+        if name.endswith(".json") and "/" not in name:
+            tag = read_tag(storage, repo_id, name.removesuffix(".json"))
+            if tag is not None:
+                tags.append(tag)
+    return sorted(tags, key=lambda t: t.name)
+
+
+def delete_tag(storage: Storage, tag: Tag) -> None:
+    """Remove a tag, then the uploaded files it alone points at (a run's artifacts stay)."""
+    storage.delete(tag_key(tag.repo_id, tag.name))
+    delete_tag_data(storage, tag)
+
+
+def delete_tag_data(storage: Storage, tag: Tag) -> None:
+    if tag.upload_id:
+        storage.delete_prefix(tag_data_prefix(tag.repo_id, tag.name, tag.upload_id))
+
+
+def mark_job_succeeded(storage: Storage, repo_id: str, run_name: str, job_index: int) -> None:
+    storage.put(succeeded_prefix(repo_id, run_name) + str(job_index), b"")
+
+
+def succeeded_jobs(storage: Storage, repo_id: str, run_name: str) -> int:
+    """How many jobs of the run have marked themselves succeeded (one list request)."""
+    return sum(1 for _ in storage.list_objects(succeeded_prefix(repo_id, run_name)))
+
+
+@dataclass(frozen=True)
+class ArtifactSource:
+    """One folder of artifacts in the store: files are ``prefix + <path>``, ``<path>`` relative
+    to the working directory of the job that wrote them. ``identity`` names the content for
+    good (a finished run's job, or one upload), so machines can cache it under that name."""
+
+    prefix: str
+    identity: str
+    job_index: int = 0
+
+
+def dependency_sources(storage: Storage, dep: Dependency) -> list[ArtifactSource]:
+    """Where a dependency's files are, in job order. ``RunNotFoundError`` if its run is gone."""
+    if dep.run_name is None:
+        if dep.tag is None or dep.upload_id is None:
+            raise ValueError(f"dependency {dep!r} names neither a run nor an upload")
+        prefix = tag_data_prefix(dep.repo_id, dep.tag, dep.upload_id)
+        return [ArtifactSource(prefix, f"{dep.repo_id}/tagdata/{dep.tag}/{dep.upload_id}")]
+    run = read_run(storage, dep.repo_id, dep.run_name)
+    # A run name may be reused after `rm`: its submit time makes the identity unique.
+    identity = f"{dep.repo_id}/runs/{run.run_name}@{int(run.submitted_at * 1000)}"
+    return [
+        ArtifactSource(artifacts_prefix(dep.repo_id, run.run_name, i), f"{identity}/{i}", i)
+        for i in range(run.job_count)
+    ]
+
+
 # ---- heartbeats and stop requests ---------------------------------------------------------
 
 
@@ -346,3 +471,191 @@ def chunk_time(key: str) -> float:
 
 def write_log_chunk(storage: Storage, spec: JobSpec, seq: int, data: bytes) -> None:
     storage.put(log_chunk_key(spec, seq, time.time()), data)
+
+
+# ---- attempts ------------------------------------------------------------------------------
+
+
+def attempts_prefix(repo_id: str, run_name: str, job_index: int) -> str:
+    return job_prefix(repo_id, run_name, job_index) + "attempts/"
+
+
+def record_attempt(storage: Storage, spec: JobSpec, ended: JobState) -> None:
+    """Keep the final state of an attempt that is followed by another one."""
+    key = attempts_prefix(spec.repo.repo_id, spec.run_name, spec.job_index)
+    storage.put(f"{key}{ended.attempt:04d}.json", dump(ended))
+
+
+def list_attempts(storage: Storage, spec: JobSpec) -> list[JobState]:
+    """The ended attempts that were followed by another one, oldest first."""
+    prefix = attempts_prefix(spec.repo.repo_id, spec.run_name, spec.job_index)
+    return [
+        JobState.model_validate_json(storage.get(info.key)) for info in storage.list_objects(prefix)
+    ]
+
+
+def next_log_seq(storage: Storage, spec: JobSpec) -> int:
+    """The sequence number the job's next log chunk takes (one list request)."""
+    last = None
+    for info in storage.list_objects(logs_prefix(spec.repo.repo_id, spec.run_name, spec.job_index)):
+        last = info.key
+    return 0 if last is None else int(last.rsplit("/", 1)[-1].split("-", 1)[0]) + 1
+
+
+# ---- cloud infrastructure ----------------------------------------------------------------
+
+INFRA_KINDS = ("plan", "up", "destroy")
+#: the store folder holding the Pulumi project's state (a DIY backend), and its stack files
+PULUMI_STATE_PREFIX = "pulumi/"
+STACK_RECORDS_PREFIX = "infra/stacks/"
+WHEELS_PREFIX = "dist/"
+
+
+def infra_prefix(repo_id: str, run_name: str) -> str:
+    return run_prefix(repo_id, run_name) + "infra/"
+
+
+def infra_key(repo_id: str, run_name: str, kind: str) -> str:
+    if kind not in INFRA_KINDS:
+        raise ValueError(f"unknown infrastructure record {kind!r}")
+    return f"{infra_prefix(repo_id, run_name)}{kind}.json"
+
+
+def bootstrap_infra_key(kind: str) -> str:
+    if kind not in INFRA_KINDS:
+        raise ValueError(f"unknown infrastructure record {kind!r}")
+    return f"infra/bootstrap/{kind}.json"
+
+
+def boot_log_key(repo_id: str, run_name: str, job_index: int) -> str:
+    return f"{infra_prefix(repo_id, run_name)}boot-{job_index}.log"
+
+
+def stack_record_key(stack: str) -> str:
+    return f"{STACK_RECORDS_PREFIX}{stack}.json"
+
+
+def pulumi_stacks_prefix(project: str) -> str:
+    """Where a DIY Pulumi backend rooted at ``PULUMI_STATE_PREFIX`` keeps ``project``'s stacks."""
+    return f"{PULUMI_STATE_PREFIX}.pulumi/stacks/{project}/"
+
+
+def wheel_key(digest: str, filename: str) -> str:
+    return f"{WHEELS_PREFIX}{digest}/{filename}"
+
+
+def run_index_stems(repo_id: str, run_name: str, submitted_at: float) -> tuple[str, str]:
+    """The key prefixes of the run's entries in the repo's ``heads`` and ``active`` indexes
+    (what a runner rewrites when its job's status changes)."""
+    stem = f"{_inv(submitted_at)};{run_name};"
+    return heads_prefix(repo_id) + stem, active_prefix(repo_id) + stem
+
+
+def write_infra_record(storage: Storage, repo_id: str, run_name: str, record: InfraRecord) -> None:
+    storage.put(infra_key(repo_id, run_name, record.kind), dump(record))
+
+
+def read_infra_records(storage: Storage, repo_id: str, run_name: str) -> list[InfraRecord]:
+    """The run's infrastructure records that exist, in the order plan, up, destroy."""
+    records = []
+    for kind in INFRA_KINDS:
+        data = storage.get_or_none(infra_key(repo_id, run_name, kind))
+        if data is not None:
+            records.append(InfraRecord.model_validate_json(data))
+    return records
+
+
+def write_stack_record(storage: Storage, record: StackRecord) -> None:
+    storage.put(stack_record_key(record.stack), dump(record))
+
+
+def read_stack_record(storage: Storage, stack: str) -> StackRecord | None:
+    data = storage.get_or_none(stack_record_key(stack))
+    return None if data is None else StackRecord.model_validate_json(data)
+
+
+def delete_stack_record(storage: Storage, stack: str) -> None:
+    storage.delete(stack_record_key(stack))
+
+
+def list_stack_records(storage: Storage) -> list[StackRecord]:
+    records = []
+    for info in storage.list_objects(STACK_RECORDS_PREFIX):
+        data = storage.get_or_none(info.key)
+        if data is None:
+            continue
+        try:
+            records.append(StackRecord.model_validate_json(data))
+        except ValueError:
+            continue
+    return records
+
+
+# ---- secrets, app tokens, rendezvous -------------------------------------------------------
+
+
+def secrets_prefix(repo_id: str) -> str:
+    return f"repos/{repo_id}/secrets/"
+
+
+def secret_key(repo_id: str, name: str) -> str:
+    return secrets_prefix(repo_id) + name
+
+
+def app_token_key(repo_id: str, run_name: str, job_index: int) -> str:
+    return job_prefix(repo_id, run_name, job_index) + "token"
+
+
+def rendezvous_key(repo_id: str, run_name: str) -> str:
+    return run_prefix(repo_id, run_name) + "rendezvous.json"
+
+
+def write_secret(storage: Storage, repo_id: str, secret: SecretRecord) -> None:
+    """Store a secret owner-only / encrypted (``private``), replacing one of the same name."""
+    storage.put(secret_key(repo_id, secret.name), dump(secret), private=True)
+
+
+def read_secret(storage: Storage, repo_id: str, name: str) -> SecretRecord | None:
+    data = storage.get_or_none(secret_key(repo_id, name))
+    return None if data is None else SecretRecord.model_validate_json(data)
+
+
+def list_secret_names(storage: Storage, repo_id: str) -> list[str]:
+    """The names of the repo's secrets, sorted (one list request; no value is read)."""
+    prefix = secrets_prefix(repo_id)
+    return sorted(
+        name
+        for info in storage.list_objects(prefix)
+        if "/" not in (name := info.key[len(prefix) :])
+    )
+
+
+def delete_secret(storage: Storage, repo_id: str, name: str) -> None:
+    storage.delete(secret_key(repo_id, name))
+
+
+def write_app_token(storage: Storage, spec: JobSpec, token: str) -> None:
+    key = app_token_key(spec.repo.repo_id, spec.run_name, spec.job_index)
+    storage.put(key, token.encode(), private=True)
+
+
+def read_app_token(storage: Storage, spec: JobSpec) -> str | None:
+    data = storage.get_or_none(app_token_key(spec.repo.repo_id, spec.run_name, spec.job_index))
+    return None if data is None else data.decode()
+
+
+def write_rendezvous(storage: Storage, spec: JobSpec, rendezvous: Rendezvous) -> None:
+    storage.put(rendezvous_key(spec.repo.repo_id, spec.run_name), dump(rendezvous))
+
+
+def read_rendezvous(storage: Storage, spec: JobSpec) -> Rendezvous | None:
+    data = storage.get_or_none(rendezvous_key(spec.repo.repo_id, spec.run_name))
+    return None if data is None else Rendezvous.model_validate_json(data)
+
+
+def run_heads(storage: Storage, spec: JobSpec) -> list[JobHead]:
+    """The heads of every job of the run ``spec`` belongs to, by job index: one list request
+    (what a job of a multi-node run watches its siblings with)."""
+    heads_stem, _ = run_index_stems(spec.repo.repo_id, spec.run_name, spec.submitted_at)
+    heads = [head for info in storage.list_objects(heads_stem) if (head := _parse_head(info.key))]
+    return sorted(_dedupe(heads), key=lambda head: head.job_index)

@@ -23,7 +23,13 @@ def dstack_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, machine_cache: 
     home.mkdir()
     monkeypatch.setenv("DSTACK_HOME", str(home))
     monkeypatch.setenv("DSTACK_CACHE_DIR", str(machine_cache))
-    for name in ("DSTACK_AWS_S3_BUCKET", "DSTACK_AWS_REGION", "DSTACK_AWS_PROFILE"):
+    for name in (
+        "DSTACK_AWS_S3_BUCKET",
+        "DSTACK_AWS_REGION",
+        "DSTACK_AWS_PROFILE",
+        "DSTACK_AWS_ENDPOINT_URL",
+        "DSTACK_S3_RETRY_DEADLINE",
+    ):
         monkeypatch.delenv(name, raising=False)
     return home
 

@@ -7,17 +7,20 @@ Every request is forwarded to ``upstream`` unless a fault is armed::
         proxy.fail_next(1, status=403, code="AccessDenied", message="Access Denied")
         proxy.drop_next(3)                   # next 3 requests: connection closed, no answer
         proxy.drop_next(1, match=lambda method, path: "partNumber=2" in path)
+        proxy.refuse_for(20)                 # the next 20 s: unreachable (connections closed)
         S3Storage("b", endpoint_url=proxy.url)
 
 Faults are served in the order armed; one with ``match`` waits for a request it accepts.
-``requests`` counts the requests received (``log`` holds their method and path) and ``faults``
-the ones answered with a fault. Only for tests: bodies are held in memory.
+``requests`` counts the requests received (``log`` holds their method and path), ``faults``
+the ones answered with a fault, ``refused`` the connections and requests turned away by an
+outage. Only for tests: bodies are held in memory.
 """
 
 from __future__ import annotations
 
 import http.client
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,8 +60,10 @@ class FaultProxy:
         self._faults: deque[_Fault] = deque()
         self.requests = 0
         self.faults = 0
+        self.refused = 0
         self.log: list[tuple[str, str]] = []  # (method, path) of every request received
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._outage_until = 0.0  # time.monotonic() before which everything is refused
+        self._server = _Server(self, ("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -107,10 +112,34 @@ class FaultProxy:
         with self._lock:
             self._faults.extend(_Fault(None, match=match) for _ in range(count))
 
+    def refuse_for(self, seconds: float) -> None:
+        """Be unreachable for ``seconds`` from now: new connections are closed at once, and
+        requests on connections already open are closed without an answer."""
+        with self._lock:
+            self._outage_until = time.monotonic() + seconds
+
+    def end_outage(self) -> None:
+        with self._lock:
+            self._outage_until = 0.0
+
+    @property
+    def in_outage(self) -> bool:
+        with self._lock:
+            return time.monotonic() < self._outage_until
+
     def clear(self) -> None:
-        """Disarm every pending fault."""
+        """Disarm every pending fault and end any outage."""
         with self._lock:
             self._faults.clear()
+            self._outage_until = 0.0
+
+    def _refuse(self) -> bool:
+        """Whether to turn this connection or request away (counted)."""
+        with self._lock:
+            if time.monotonic() >= self._outage_until:
+                return False
+            self.refused += 1
+            return True
 
     @property
     def pending(self) -> int:
@@ -146,6 +175,15 @@ class FaultProxy:
             conn.close()
 
 
+class _Server(ThreadingHTTPServer):
+    def __init__(self, proxy: FaultProxy, *args: Any) -> None:
+        self.proxy = proxy
+        super().__init__(*args)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        return not self.proxy._refuse()  # refused: the socket is closed before any byte
+
+
 def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -173,6 +211,9 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
 
         def _handle(self) -> None:
             body = self._read_body()
+            if proxy._refuse():
+                self.close_connection = True
+                return
             fault = proxy._next_fault(self.command, self.path)
             if fault is not None and fault.status is None:
                 self.close_connection = True

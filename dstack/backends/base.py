@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dstack.models import JobSpec, JobState
+from dstack.models import JobSpec, JobState, RunRecord
 
 ProgressCallback = Callable[[int], None]
 """Called with a number of bytes just transferred."""
@@ -43,12 +43,16 @@ class Storage(ABC):
     poll_interval: float = 0.05
 
     @abstractmethod
-    def put(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
+    def put(self, key: str, data: bytes, *, if_absent: bool = False, private: bool = False) -> None:
         """Store ``data`` at ``key``, replacing what is there.
 
         With ``if_absent`` the write happens only if no object exists at ``key``, atomically
         with respect to every other writer of any process or machine; otherwise it raises
         ``AlreadyExistsError`` and changes nothing.
+
+        With ``private`` the object is protected at rest as a secret is: readable by the owner
+        only (a local file of mode 0600), or encrypted with a KMS key (S3 SSE-KMS). Raises
+        ``StorageError`` if the store cannot protect it, rather than storing it unprotected.
         """
 
     @abstractmethod
@@ -151,6 +155,12 @@ class Compute(ABC):
     runner reads its JobSpec from the store and writes its state, logs and artifacts back."""
 
     name: str = "abstract"
+    #: how long a job may stay ``submitted`` with no runner before it is recorded as failed
+    #: (a cloud instance takes minutes to boot and install dstack)
+    start_timeout: float = 30.0
+    #: where a compute that takes long to start says what it is doing, one line at a time
+    #: (the CLI points it at the terminal; services never print)
+    reporter: Callable[[str], None] | None = None
 
     @abstractmethod
     def check(self, jobs: list[JobSpec]) -> None:
@@ -174,6 +184,17 @@ class Compute(ABC):
     def kill(self, state: JobState) -> None:
         """Stop the job's processes at once, without saving anything (``dstack stop -x``).
         Idempotent; a job that is already gone is not an error."""
+
+    def release(self, storage: Storage, run: RunRecord) -> bool:
+        """Free what a finished run still holds once its final states and artifacts are in the
+        store (a cloud run's stack: its security group, role, and instance if it lingers).
+
+        Called by whoever sees the run finished: an attached `dstack run`, `dstack stop`,
+        `dstack prune`. Idempotent; blocking (minutes on a cloud); returns whether anything
+        was released. Raises ``ComputeError`` if it could not be (then it is left for
+        `dstack prune`). Nothing to do by default.
+        """
+        return False
 
 
 def is_executable(path: Path) -> bool:

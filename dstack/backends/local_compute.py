@@ -52,12 +52,18 @@ class LocalCompute(Compute):
                     "is reachable here (DOCKER_HOST or /var/run/docker.sock); start Docker, "
                     "or use provider bash"
                 )
+            if job.apps:
+                from dstack.providers.apps import missing_server
+
+                if problem := missing_server(job):
+                    raise ComputeError(f"workflow '{job.workflow}': {problem}")
             pythons.find_interpreter(job.python, settings.cache_dir())
 
     def start(self, storage: Storage, job: JobSpec) -> None:
-        """Start the runner detached. On POSIX the CLI forks it from itself (it has already
-        imported everything the runner needs, which saves a Python start-up per run); the
-        runner then runs exactly what ``python -m dstack.runner`` runs."""
+        """Start the job detached. On POSIX the CLI forks a supervisor from itself (it has
+        already imported everything the runner needs, which saves a Python start-up per run);
+        the supervisor forks the runner, which runs exactly what ``python -m dstack.runner``
+        runs, and outlives it to record a killed runner and start retry attempts."""
         log_dir = settings.runner_log_dir()
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{job.repo.repo_id.replace('/', '_')}.{job.job_id}.log"
@@ -103,9 +109,9 @@ class LocalCompute(Compute):
                 os._exit(0)
             _redirect_stdio(log_path)
             os.chdir(settings.dstack_home())
-            from dstack.runner.__main__ import run_job
+            from dstack.runner.supervisor import supervise
 
-            code = run_job(config, job.repo.repo_id, job.run_name, job.job_index)
+            code = supervise(config, job.repo.repo_id, job.run_name, job.job_index)
         except BaseException:
             import traceback
 
@@ -118,8 +124,16 @@ class LocalCompute(Compute):
                 os._exit(code)
 
     def is_alive(self, state: JobState) -> bool | None:
-        if state.hostname != socket.gethostname() or not state.runner_pid:
+        """Alive while the job's supervisor or its runner is (the supervisor records what
+        happens to a runner that dies)."""
+        if state.hostname != socket.gethostname():
             return None
+        if state.supervisor_pid and processes.is_alive(
+            state.supervisor_pid, state.supervisor_started
+        ):
+            return True
+        if not state.runner_pid:
+            return None if not state.supervisor_pid else False
         return processes.is_alive(state.runner_pid, state.runner_started)
 
     def kill(self, state: JobState) -> None:

@@ -3,7 +3,8 @@
 A key maps to the file at the same relative path under the root. Writes go to a temporary file
 in the same folder and are renamed into place, so readers never see a partial object; an
 only-if-absent write links the temporary file to its final name, which fails atomically if the
-name exists. Temporary files start with ``.tmp-`` and are never listed.
+name exists. Temporary files start with ``.tmp-`` and are never listed. A private object
+(a secret) is a file of mode 0600 from the moment it is created.
 """
 
 from __future__ import annotations
@@ -33,11 +34,12 @@ class LocalStorage(Storage):
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
-    def put(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
+    def put(self, key: str, data: bytes, *, if_absent: bool = False, private: bool = False) -> None:
         path = self._path(key)
         tmp = self._tmp_for(path)
         try:
-            with open(tmp, "wb") as f:
+            mode = 0o600 if private else 0o666  # private: born owner-only, never readable
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb") as f:
                 f.write(data)
             self._commit(tmp, path, key, if_absent)
         except OSError as exc:

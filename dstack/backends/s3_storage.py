@@ -1,8 +1,8 @@
 """``S3Storage``: the state store as an S3 bucket (optionally under a key prefix), shared by a team.
 
 This module owns everything dstack does with S3 objects: the one lazily made boto3 client per
-store (shared by threads; boto3 is imported on first use only), retries, managed transfers, and
-the mapping of every botocore error to a dstack error. Credentials come only from the AWS chain
+store (shared by threads; boto3 is imported on first use only), retries, and the mapping of
+every botocore error to a dstack error; ``s3_files`` holds the mechanics of file transfers. Credentials come only from the AWS chain
 (environment, profile, instance role) and are never stored.
 
 - Key ``k`` is object ``<prefix>/k``. Listings page lazily through ``list_objects_v2`` with
@@ -10,10 +10,17 @@ the mapping of every botocore error to a dstack error. Credentials come only fro
 - ``put(if_absent=True)`` is a conditional write (``IfNoneMatch='*'``): 412/409 mean
   ``AlreadyExistsError``. If a connection drops after S3 stored our write, the retry meets our
   own object and also reports ``AlreadyExistsError``: a lost name, never two owners.
-- Files of ``multipart_threshold`` or more use boto3's multipart transfers; the executable bit
-  travels as ``x-amz-meta-mode`` (``755``/``644``); downloads are renamed into place.
+- ``put(private=True)`` (secrets) asks for SSE-KMS (``aws:kms``, the account's ``aws/s3`` key
+  unless the bucket names another): a server that cannot do it fails the write.
+- Files move as ``s3_files`` describes (one request for a small file; parallel parts for a
+  large one); the executable bit travels as ``x-amz-meta-mode`` (``755``/``644``); downloads
+  are renamed into place.
 - Throttling, 5xx and dropped connections are retried with jittered exponential backoff for at
   most ``retry_deadline`` s (``DSTACK_S3_RETRY_DEADLINE``, default 60); botocore retries once.
+- The client belongs to the process that made it: after a fork (the local runner is forked from
+  the CLI) the first call makes a new one, so no connection pool is ever shared across processes.
+- ``probe_bucket()`` answers `dstack config`: does the bucket exist, in which region, may we
+  read and write it.
 """
 
 from __future__ import annotations
@@ -23,12 +30,12 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import closing, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from dstack.backends import aws_errors
+from dstack.backends import aws_errors, s3_files
 from dstack.backends.base import ObjectInfo, ProgressCallback, Storage, is_executable
 from dstack.backends.local_storage import validate_key
 from dstack.errors import AlreadyExistsError, ConfigError, DstackError, NotFoundError, StorageError
@@ -43,6 +50,18 @@ _NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _DELETE_BATCH = 1000
 _CHUNK = MiB
 _POOL_CONNECTIONS = 50  # enough for 16 tree workers, each of which may run a managed transfer
+_REFUSED_CODES = frozenset({"403", "AccessDenied", "Forbidden", "AllAccessDisabled"})
+
+
+@dataclass(frozen=True)
+class BucketStatus:
+    """What ``probe_bucket`` found. ``region`` is None when the server does not say (some
+    S3-compatible servers); ``writable`` is None when writing was not tried."""
+
+    exists: bool
+    region: str | None = None
+    readable: bool = False
+    writable: bool | None = None
 
 
 class S3Storage(Storage):
@@ -53,6 +72,11 @@ class S3Storage(Storage):
     #: files at least this big use multipart transfers of ``multipart_chunksize`` parts
     multipart_threshold = 8 * MiB
     multipart_chunksize = 8 * MiB
+    #: in a download of many files, only files this big are split in parts (rclone's default
+    #: --multi-thread-cutoff): see ``download_tree``
+    tree_multipart_threshold = 256 * MiB
+    #: files up to this size are read into memory and sent in one request
+    inline_upload_limit = MiB
     #: threads of one managed (multipart) transfer
     transfer_concurrency = 8
     #: keys per ``list_objects_v2`` request (S3's maximum)
@@ -87,6 +111,7 @@ class S3Storage(Storage):
             retry_deadline, RETRY_DEADLINE_ENV, DEFAULT_RETRY_DEADLINE
         )
         self._client_instance: Any = None
+        self._client_pid = 0
         self._client_lock = threading.Lock()
 
     @property
@@ -95,10 +120,12 @@ class S3Storage(Storage):
 
     # the Storage contract
 
-    def put(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
+    def put(self, key: str, data: bytes, *, if_absent: bool = False, private: bool = False) -> None:
         args: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key), "Body": data}
         if if_absent:
             args["IfNoneMatch"] = "*"
+        if private:  # SSE-KMS with the account's aws/s3 key: usable by whoever may use the bucket
+            args["ServerSideEncryption"] = "aws:kms"
         self._call(lambda: self._client().put_object(**args), key=key, if_absent=if_absent)
 
     def get(self, key: str) -> bytes:
@@ -146,53 +173,37 @@ class S3Storage(Storage):
     def upload_file(
         self, path: Path, key: str, *, progress: ProgressCallback | None = None
     ) -> None:
-        full, path, meter = self._key(key), Path(path), _Progress(progress)
+        full, path, meter = self._key(key), Path(path), s3_files.Progress(progress)
         try:
-            size, mode = path.stat().st_size, "755" if is_executable(path) else "644"
+            mode = "755" if is_executable(path) else "644"
+            path.stat()
         except FileNotFoundError as exc:
             raise NotFoundError(str(path)) from exc
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror}") from exc
-
-        def send() -> None:
-            meter.restart()
-            if size < self.multipart_threshold:
-                with open(path, "rb") as f:
-                    self._client().put_object(
-                        Bucket=self.bucket, Key=full, Body=f, Metadata={"mode": mode}
-                    )
-                meter.on_progress(size)
-                return
-            with self._transfer_manager() as manager:
-                extra = {"Metadata": {"mode": mode}}
-                manager.upload(str(path), self.bucket, full, extra, [meter]).result()
-
-        self._call(send, key=key)
+        parts = self._parts()
+        self._call(
+            lambda: s3_files.put_file(self._client(), self.bucket, full, path, mode, parts, meter),
+            key=key,
+        )
 
     def download_file(
         self, key: str, path: Path, *, progress: ProgressCallback | None = None
     ) -> None:
-        full, target, meter = self._key(key), Path(path), _Progress(progress)
-        tmp = target.parent / f".tmp-{uuid.uuid4().hex}"
+        self._download(key, path, progress, self.multipart_threshold)
 
-        def fetch() -> int:
-            meter.restart()
-            response = self._client().get_object(Bucket=self.bucket, Key=full)
-            with closing(response["Body"]) as body:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if int(response.get("ContentLength", 0)) < self.multipart_threshold:
-                    with open(tmp, "wb") as f:
-                        for chunk in body.iter_chunks(_CHUNK):
-                            f.write(chunk)
-                            meter.on_progress(len(chunk))
-                else:
-                    body.close()
-                    with self._transfer_manager() as manager:
-                        manager.download(self.bucket, full, str(tmp), None, [meter]).result()
-            return _file_mode(response.get("Metadata", {}).get("mode"))
-
+    def _download(
+        self, key: str, path: Path, progress: ProgressCallback | None, threshold: int
+    ) -> None:
+        full, target, meter = self._key(key), Path(path), s3_files.Progress(progress)
+        tmp, parts = target.parent / f".tmp-{uuid.uuid4().hex}", self._parts()
         try:
-            mode = self._call(fetch, key=key)
+            mode = self._call(
+                lambda: s3_files.get_file(
+                    self._client(), self.bucket, full, tmp, threshold, parts, meter
+                ),
+                key=key,
+            )
             try:
                 os.chmod(tmp, mode)
                 os.replace(tmp, target)
@@ -220,9 +231,18 @@ class S3Storage(Storage):
         progress: ProgressCallback | None = None,
         workers: int = 16,
     ) -> None:
-        """Download many (key, path) pairs, ``workers`` at a time over the one shared client."""
+        """Download many (key, path) pairs, ``workers`` at a time over the one shared client.
+
+        With at least ``workers`` files the parallelism comes from the files, so each is one
+        GET stream unless it reaches ``tree_multipart_threshold``: ranged parts would only add a
+        request per part (and on some servers a copy of the whole object per part)."""
         keys = [key for key, _ in items]
-        self._parallel(items, keys, workers, lambda p: self.download_file(*p, progress=progress))
+        threshold = self.multipart_threshold
+        if len(items) >= workers:
+            threshold = max(threshold, self.tree_multipart_threshold)
+        self._parallel(
+            items, keys, workers, lambda p: self._download(p[0], p[1], progress, threshold)
+        )
 
     def config(self) -> dict[str, Any]:
         return {
@@ -237,6 +257,33 @@ class S3Storage(Storage):
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
 
+    def probe_bucket(self, *, write: bool = True) -> BucketStatus:
+        """Whether the bucket exists, its region, and whether these credentials may read it
+        (``HeadBucket``) and, with ``write``, write under the prefix (an object put, then
+        deleted). Raises ``StorageError`` only when S3 cannot be asked at all."""
+        head, error = self._attempt(lambda: self._client().head_bucket(Bucket=self.bucket))
+        region = _bucket_region(head if error is None else error)
+        if error is not None:
+            code, status = aws_errors.error_code(error), aws_errors.http_status(error) or 0
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                return BucketStatus(exists=False)
+            if code in _REFUSED_CODES or (region and status in (301, 400)):
+                return BucketStatus(exists=True, region=region)  # refused, or elsewhere
+            raise self._map_error(error, key=None, if_absent=False) or error
+        if not write:
+            return BucketStatus(exists=True, region=region, readable=True)
+        key = f"dstack-config-check/{uuid.uuid4().hex}"
+        put = functools.partial(
+            self._client().put_object, Bucket=self.bucket, Key=self._key(key), Body=b""
+        )
+        _, error = self._attempt(put)
+        if error is not None and aws_errors.error_code(error) in _REFUSED_CODES:
+            return BucketStatus(exists=True, region=region, readable=True, writable=False)
+        if error is not None:
+            raise self._map_error(error, key=None, if_absent=False) or error
+        self.delete(key)
+        return BucketStatus(exists=True, region=region, readable=True, writable=True)
+
     # helpers
 
     def _key(self, key: str) -> str:
@@ -244,6 +291,10 @@ class S3Storage(Storage):
         return self._prefix + key
 
     def _client(self) -> Any:
+        if self._client_pid != os.getpid():  # made by the process we were forked from
+            self._client_lock = threading.Lock()
+            self._client_instance = None
+            self._client_pid = os.getpid()
         if self._client_instance is None:
             with self._client_lock:
                 if self._client_instance is None:
@@ -252,6 +303,7 @@ class S3Storage(Storage):
 
     def _make_client(self) -> Any:
         import boto3
+        import botocore.session
         from botocore.config import Config
         from botocore.exceptions import BotoCoreError, ProfileNotFound
 
@@ -265,7 +317,15 @@ class S3Storage(Storage):
             s3={"addressing_style": "path"} if self.endpoint_url else None,
         )
         try:
-            session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
+            core = botocore.session.get_session()
+            # S3's timestamps (LastModified…) are never used here: kept as text, they cost
+            # nothing, where parsing them is most of the CPU of reading a 1,000-key listing
+            core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
+            # the service model, parsed once per process and inherited by forked runners
+            core.register_component("data_loader", _shared_loader(core))
+            session = boto3.session.Session(
+                profile_name=self.profile, region_name=self.region, botocore_session=core
+            )
             return session.client("s3", endpoint_url=self.endpoint_url, config=config)
         except ProfileNotFound as exc:
             raise StorageError(
@@ -275,17 +335,13 @@ class S3Storage(Storage):
         except (BotoCoreError, ValueError) as exc:
             raise StorageError(f"cannot set up S3 for {self.describe()}: {exc}") from exc
 
-    def _transfer_manager(self) -> Any:
-        from boto3.s3.transfer import TransferConfig, create_transfer_manager
-
-        config = TransferConfig(
-            multipart_threshold=self.multipart_threshold,
-            multipart_chunksize=self.multipart_chunksize,
-            max_concurrency=self.transfer_concurrency,
-            num_download_attempts=2,
-            preferred_transfer_client="classic",
+    def _parts(self) -> s3_files.Parts:
+        return s3_files.Parts(
+            threshold=self.multipart_threshold,
+            chunksize=self.multipart_chunksize,
+            concurrency=self.transfer_concurrency,
+            inline_limit=self.inline_upload_limit,
         )
-        return create_transfer_manager(self._client(), config)
 
     def _list_raw(self, full_prefix: str, start_after: str | None) -> Iterator[dict[str, Any]]:
         while True:
@@ -321,18 +377,16 @@ class S3Storage(Storage):
         if not items:
             return
         self._client()  # one client, made before the threads share it
-        if len(items) == 1 or workers <= 1:
-            for item in items:
-                fn(item)
-            return
-        with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
-            futures = [pool.submit(fn, item) for item in items]
-            for future in as_completed(futures):
-                exc = future.exception()
-                if exc is not None:
-                    for other in futures:
-                        other.cancel()
-                    raise exc
+        s3_files.run_parallel(items, workers, fn)
+
+    def _attempt(self, fn: Callable[[], T]) -> tuple[T | None, BaseException | None]:
+        """``fn()`` with retries: (its result, None), or (None, the error it ended with)."""
+        try:
+            return aws_errors.call_with_deadline(fn, self.retry_deadline), None
+        except DstackError:
+            raise
+        except Exception as exc:
+            return None, aws_errors.unwrap(exc)
 
     def _call(
         self,
@@ -391,34 +445,23 @@ class S3Storage(Storage):
         return None
 
 
-class _Progress:
-    """Reports progress to ``callback`` so that it sums to the file size: bytes sent again by a
-    retry (or rewound by botocore with negative amounts) are not counted twice."""
-
-    def __init__(self, callback: ProgressCallback | None) -> None:
-        self._callback = callback
-        self._lock = threading.Lock()
-        self._attempt = 0  # bytes moved by the current attempt
-        self._reported = 0  # bytes already reported (the best any attempt got to)
-
-    def restart(self) -> None:
-        with self._lock:
-            self._attempt = 0
-
-    def on_progress(self, bytes_transferred: int, **_: Any) -> None:
-        if self._callback is None:
-            return
-        with self._lock:
-            self._attempt += bytes_transferred
-            ahead = self._attempt - self._reported
-            if ahead <= 0:
-                return
-            self._reported = self._attempt
-        self._callback(ahead)
+_LOADER: Any = None
 
 
-def _file_mode(meta: str | None) -> int:
-    try:
-        return 0o755 if meta and int(meta, 8) & 0o111 else 0o644
-    except ValueError:
-        return 0o644
+def _shared_loader(core: Any) -> Any:
+    """One botocore data loader per process (it only caches parsed JSON models, so a forked
+    child may keep using its parent's): making a client then costs ~15 ms, not ~150 ms."""
+    global _LOADER
+    if _LOADER is None:
+        _LOADER = core.get_component("data_loader")
+    return _LOADER
+
+
+def _bucket_region(source: Any) -> str | None:
+    """The ``x-amz-bucket-region`` of a HeadBucket response or error, if the server sent it."""
+    response = getattr(aws_errors.unwrap(source), "response", source)
+    if not isinstance(response, dict):
+        return None
+    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    region = headers.get("x-amz-bucket-region") or response.get("BucketRegion")
+    return str(region) if region else None

@@ -1,87 +1,71 @@
-"""`dstack artifacts list|download RUN`: what a run saved, and getting it back."""
+"""`dstack artifacts list|download (RUN | :TAG)`: what a run (or a tag) holds, and getting it."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
-artifacts_app = typer.Typer(help="List and download the artifacts of runs.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from dstack.api import ArtifactFile, Context
+
+artifacts_app = typer.Typer(
+    help="List and download the artifacts of runs and tags.", no_args_is_help=True
+)
+_SOURCE = "A run name, or :TAG for the files of a tag."
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(artifacts_app, name="artifacts")
 
 
-@artifacts_app.command("list", help="List the artifact files of a run.")
+@artifacts_app.command("list", help="List the artifact files of a run or a tag.")
 def list_command(
-    run_name: str = typer.Argument(..., metavar="RUN"),
+    source: str = typer.Argument(..., metavar="RUN|:TAG", help=_SOURCE),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    from dstack import api
     from dstack.cli import render
     from dstack.units import format_size
 
-    ctx = api.Context()
-    view = api.get_run(ctx, run_name, refresh=False)
-    files = api.list_artifacts(ctx, view)
+    _ctx, files, _multi_job = _files(source)
     if as_json:
         render.print_json([{"job": f.job_index, "path": f.path, "size": f.size} for f in files])
         return
     render.table(["PATH", "SIZE"], [[f.path, format_size(f.size)] for f in files])
 
 
-@artifacts_app.command("download", help="Download the artifacts of a run.")
+@artifacts_app.command("download", help="Download the artifacts of a run or a tag.")
 def download_command(
-    run_name: str = typer.Argument(..., metavar="RUN"),
+    source: str = typer.Argument(..., metavar="RUN|:TAG", help=_SOURCE),
     output: Path = typer.Option(Path("."), "-o", "--output", help="Folder to download into."),
 ) -> None:
     import sys
 
     from dstack import api
+    from dstack.cli.progress import transfer_bar
 
-    ctx = api.Context()
-    view = api.get_run(ctx, run_name, refresh=False)
-    files = api.list_artifacts(ctx, view)
+    ctx, files, multi_job = _files(source)
     if not files:
-        print(f"Run {run_name} has no artifacts", file=sys.stderr)
+        print(f"{_name(source)} has no artifacts", file=sys.stderr)
         return
     total = sum(f.size for f in files)
-    with _progress(total) as advance:
-        paths = api.download_artifacts(
-            ctx, files, output, multi_job=view.run.job_count > 1, progress=advance
-        )
+    with transfer_bar(total, "Downloading") as advance:
+        paths = api.download_artifacts(ctx, files, output, multi_job=multi_job, progress=advance)
     print(f"Downloaded {len(paths)} file(s) to {output}", file=sys.stderr)
 
 
-class _progress:
-    """A rich progress bar on a terminal; silent otherwise."""
+def _files(source: str) -> tuple[Context, list[ArtifactFile], bool]:
+    """The files of a run or, for ``:TAG``, of a tag; and whether several jobs wrote them."""
+    from dstack import api
 
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.bar: Any = None
+    ctx = api.Context()
+    if source.startswith(":"):
+        tag = api.get_tag(ctx, source[1:])
+        return ctx, api.list_tag_artifacts(ctx, tag), tag.job_count > 1
+    view = api.get_run(ctx, source, refresh=False)
+    return ctx, api.list_artifacts(ctx, view), view.run.job_count > 1
 
-    def __enter__(self):  # type: ignore[no-untyped-def]
-        import sys
 
-        if not sys.stderr.isatty():
-            return lambda n: None
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TransferSpeedColumn,
-        )
-
-        self.bar = Progress(
-            "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-            TransferSpeedColumn(), transient=True,
-        )  # fmt: skip
-        self.bar.start()
-        task = self.bar.add_task("Downloading", total=self.total)
-        return lambda n: self.bar.advance(task, n)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+def _name(source: str) -> str:
+    return f"Tag {source[1:]}" if source.startswith(":") else f"Run {source}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from dstack.errors import StorageError
 from dstack.models import JobStatus
 from dstack.services.context import Context
 from dstack.services.runs import RunView
@@ -20,6 +21,7 @@ def stream_run(
 ) -> int:
     """Print the run's output to stdout (status lines to stderr); return the exit code that
     `dstack run` should exit with: the job's own, 0 when done, 1 otherwise."""
+    from dstack.cli.apps import AppAnnouncer
     from dstack.services.logs import Output, StatusChange, follow
 
     name = view.run.run_name
@@ -28,6 +30,8 @@ def stream_run(
     exit_codes: list[int | None] = [s.exit_code for s in view.states]
     spinner = _Spinner(enabled=interactive and attach and sys.stderr.isatty())
     out = sys.stdout.buffer
+    announcer = AppAnnouncer(ctx, view, enabled=attach)  # prints app URLs once they answer
+    hinted = False
     try:
         for event in follow(ctx, view, attach=attach, since=since):
             if isinstance(event, Output):
@@ -38,15 +42,26 @@ def stream_run(
                 statuses[event.job_index] = event.state.status
                 reasons[event.job_index] = event.state.reason
                 exit_codes[event.job_index] = event.state.exit_code
+                announcer.on_state(event.job_index, event.state)
                 if event.state.status in (JobStatus.SUBMITTED, JobStatus.PROVISIONING):
                     spinner.start("Provisioning...")
                 elif event.state.status is JobStatus.RUNNING:
                     spinner.done()
-                    if attach and interactive:
+                    if attach and interactive and not hinted:  # once, however many jobs
                         print("To interrupt, press Ctrl+C.\n", file=sys.stderr)
+                        hinted = True
     except KeyboardInterrupt:
         spinner.done()
         return _on_interrupt(ctx, name, interactive)
+    except StorageError as exc:  # the store is gone for longer than its retries: not the run
+        spinner.done()
+        if not attach:
+            raise
+        raise StorageError(
+            f"{exc}; the run {name} goes on: re-attach with `dstack logs -a {name}`"
+        ) from exc
+    finally:
+        announcer.close()
     spinner.done()
     return _report(name, statuses, reasons, exit_codes, attach)
 
@@ -68,7 +83,9 @@ def _report(
     reason = next((r for s, r in zip(statuses, reasons, strict=True) if s is status and r), None)
     if attach or status is not JobStatus.DONE:
         print(f"Run {name} {status.value}" + (f": {reason}" if reason else ""), file=sys.stderr)
-    code = next((c for c in exit_codes if c), None)
+    # the exit code of a failed job (the other nodes of a multi-node run were stopped)
+    failed = [c for s, c in zip(statuses, exit_codes, strict=True) if s is JobStatus.FAILED]
+    code = next((c for c in failed + exit_codes if c), None)
     return code if status is JobStatus.FAILED and code else 1
 
 

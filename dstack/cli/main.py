@@ -12,7 +12,8 @@ import sys
 import typer
 
 from dstack import __version__
-from dstack.cli import artifacts, logs, ps, rm, run, schema, stop
+from dstack.cli import artifacts, config, infra, logs, prune, ps, rm, run, schema, stop, tags
+from dstack.cli import secrets as secrets_cli
 
 app = typer.Typer(
     name="dstack",
@@ -40,7 +41,7 @@ def _root(
     """dstack runs the workflows of your git repository and keeps their output and artifacts."""
 
 
-for module in (run, ps, logs, stop, rm, artifacts, schema):
+for module in (run, ps, logs, stop, rm, artifacts, tags, secrets_cli, infra, prune, config, schema):
     module.register(app)
 
 

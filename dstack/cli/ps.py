@@ -55,6 +55,8 @@ def _view_row(view) -> dict:  # type: ignore[no-untyped-def]
         "workflow": view.run.workflow,
         "submitted_at": view.run.submitted_at,
         "owner": view.run.owner.display,
+        "owner_email": view.run.owner.git_email,
+        "owner_user": f"{view.run.owner.user}@{view.run.owner.hostname}",
         "status": view.status,
         "exit_code": codes[0] if codes else None,
         "jobs": view.run.job_count,
@@ -63,6 +65,11 @@ def _view_row(view) -> dict:  # type: ignore[no-untyped-def]
         "commit": view.run.repo.commit,
         "dirty": view.run.repo.dirty,
         "args": view.run.args,
+        "tag": view.run.tag,
+        "deps": [
+            {"repo": d.repo_id, "run": d.run_name, "tag": d.tag, "workflow": d.workflow}
+            for d in view.run.deps
+        ],
     }
 
 
@@ -93,3 +100,11 @@ def _show(rows: list[dict], as_json: bool) -> None:
     render.table(["RUN", "WORKFLOW", "SUBMITTED", "OWNER", "STATUS"], table_rows)
     if len(rows) == 1 and rows[0].get("reason"):
         print(f"\n{rows[0]['run']}: {rows[0]['reason']}")
+    if len(rows) == 1 and rows[0].get("deps"):
+        print(f"\ndeps: {', '.join(_dep_text(d) for d in rows[0]['deps'])}")
+
+
+def _dep_text(dep: dict) -> str:
+    what = f":{dep['tag']}" if dep["tag"] else dep["workflow"]
+    source = f"run {dep['run']}" if dep["run"] else "uploaded files"
+    return f"{what} ({source}, {dep['repo']})"

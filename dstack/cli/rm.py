@@ -1,4 +1,5 @@
-"""`dstack rm (RUN | -a) [-y]`: delete finished runs with their logs and artifacts."""
+"""`dstack rm (RUN | -a) [-y]`: delete finished runs with their logs and artifacts (never a
+tagged run: the tag points at its artifacts)."""
 
 from __future__ import annotations
 
@@ -21,15 +22,20 @@ def rm(
 
     require_one(run_name, all_runs)
     ctx = api.Context()
+    tagged = api.tags_by_run(ctx.storage, ctx.repo_id)
     if all_runs:
-        names = [r.run_name for r in api.list_runs(ctx, all_runs=True) if r.status.is_finished]
+        finished = [r.run_name for r in api.list_runs(ctx, all_runs=True) if r.status.is_finished]
+        for name in (n for n in finished if n in tagged):
+            print(f"{name}: kept, tagged {', '.join(tagged[name])}", file=sys.stderr)
+        names = [n for n in finished if n not in tagged]
         if not names:
-            print("No finished runs", file=sys.stderr)
+            print("No finished runs to delete", file=sys.stderr)
             return
         confirm_or_exit(f"Delete {len(names)} finished run(s) with their artifacts?", yes)
     else:
+        api.refuse_if_tagged(run_name, tagged)
         confirm_or_exit(f"Delete run {run_name} with its logs and artifacts?", yes)
         names = [run_name]
     for name in names:
-        api.remove(ctx, name)
+        api.remove(ctx, name, tagged=tagged)
         print(f"{name}: deleted")

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from dstack.services.context import Context
+    from dstack.spec.overrides import RunOverrides
 
 
 def register(app: typer.Typer) -> None:
@@ -34,6 +39,13 @@ def run(
     gpu_memory: str = typer.Option(None, "--gpu-memory", help="GPU memory, e.g. 40GB."),
     shm_size: str = typer.Option(None, "--shm-size", help="Shared memory size, e.g. 8GB."),
     ports: int = typer.Option(None, "-p", "--ports", help="Number of ports to open."),
+    retry: str = typer.Option(
+        None, "--retry", help="Restart after events: EVENTS[:LIMIT], e.g. interruption,error:2."
+    ),
+    plan: bool = typer.Option(
+        False, "--plan", help="Show the AWS resources the run would create, offline; run nothing."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="With --plan: print JSON."),
 ) -> None:
     from dstack import api
     from dstack.cli.follow import print_warnings, stream_run
@@ -42,10 +54,18 @@ def run(
     overrides = RunOverrides(
         env=env, artifacts=artifact, deps=dep or None, working_dir=working_dir,
         interruptible=interruptible, local=local, cpu=cpu, memory=memory, gpu=gpu,
-        gpu_name=gpu_name, gpu_memory=gpu_memory, shm_size=shm_size, ports=ports,
+        gpu_name=gpu_name, gpu_memory=gpu_memory, shm_size=shm_size, ports=ports, retry=retry,
     )  # fmt: skip
     context = api.Context()
-    submission = api.submit(context, workflow, args=list(ctx.args), overrides=overrides, tag=tag)
+    if plan:
+        _print_plan(context, workflow, list(ctx.args), overrides, tag, as_json)
+        return
+    context.compute.reporter = lambda line: print(line, file=sys.stderr)
+    replace_tag = bool(tag) and _confirm_moving_tag(context, tag)
+    submission = api.submit(
+        context, workflow, args=list(ctx.args), overrides=overrides, tag=tag,
+        replace_tag=replace_tag,
+    )  # fmt: skip
     print_warnings(submission.warnings)
     name = submission.run.run_name
     if detach:
@@ -53,4 +73,53 @@ def run(
         return
     view = api.get_run(context, name, refresh=False)
     code = stream_run(context, view, attach=True, interactive=True)
+    _release_if_finished(context, name)
     raise typer.Exit(code)
+
+
+def _print_plan(
+    context: Context,
+    workflow: str,
+    args: list[str],
+    overrides: RunOverrides,
+    tag: str | None,
+    as_json: bool,
+) -> None:
+    from dstack.cli import render
+    from dstack.cli.follow import print_warnings
+    from dstack.cli.plan_render import plan_text
+    from dstack.services.plan import plan_run
+
+    result = plan_run(context, workflow, args=args, overrides=overrides, tag=tag)
+    print_warnings(result.warnings)
+    if as_json:
+        render.print_json(result.as_dict())
+    else:
+        sys.stdout.write(plan_text(result))
+
+
+def _release_if_finished(context: Context, name: str) -> None:
+    """A finished cloud run's stack is destroyed now that its artifacts have landed; a
+    detached or still running one is left to `dstack stop`/`dstack prune`."""
+    from dstack.errors import DstackError
+    from dstack.services.infra import release
+
+    try:
+        release(context, name)
+    except DstackError as exc:
+        print(f"Warning: {exc}", file=sys.stderr)
+
+
+def _confirm_moving_tag(context: Context, tag: str) -> bool:
+    """``-t TAG`` on an existing tag: ask (in a terminal) whether to move it to this run when it
+    succeeds. Without a terminal, submit refuses it with a clear message instead."""
+    from dstack import api
+    from dstack.services.tags import describe
+
+    existing = api.find_tag(context, tag)
+    if existing is None or not sys.stdin.isatty():
+        return False
+    question = f"Tag {tag} exists ({describe(existing)}). Move it to this run when it succeeds?"
+    if not typer.confirm(question, default=False):
+        raise typer.Exit(1)
+    return True

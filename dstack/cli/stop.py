@@ -30,6 +30,19 @@ def stop(
         confirm_or_exit(f"{'Abort' if abort else 'Stop'} {len(names)} run(s)?", yes)
     else:
         names = [run_name]
+    ctx.compute.reporter = lambda line: print(line, file=sys.stderr)
     for name in names:
         view = api.stop(ctx, name, abort=abort)
         print(f"{name}: {view.status.value}")
+        _release(ctx, name)
+
+
+def _release(ctx, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Destroy a stopped cloud run's stack (nothing to do for a local run)."""
+    from dstack.errors import DstackError
+    from dstack.services.infra import release
+
+    try:
+        release(ctx, name)
+    except DstackError as exc:
+        print(f"Warning: {exc}", file=sys.stderr)

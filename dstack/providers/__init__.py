@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from dstack.errors import SpecError
 from dstack.models import JobSpec, RepoSnapshot
+from dstack.providers.apps import CodeProvider, LabProvider, NotebookProvider, TensorboardProvider
 from dstack.providers.base import Provider
 from dstack.providers.bash import BashProvider
 from dstack.providers.docker import DockerProvider
 from dstack.providers.python import PythonProvider
+from dstack.providers.torchrun import TorchrunProvider
 from dstack.spec.models import Workflow
 
 PROVIDERS: dict[str, Provider] = {
-    provider.name: provider for provider in (BashProvider(), PythonProvider(), DockerProvider())
-}
+    provider.name: provider
+    for provider in (
+        BashProvider(), PythonProvider(), DockerProvider(), LabProvider(), NotebookProvider(),
+        CodeProvider(), TorchrunProvider(), TensorboardProvider(),
+    )
+}  # fmt: skip
 
 
 def build_jobs(

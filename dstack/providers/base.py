@@ -135,6 +135,7 @@ def job_spec(
         artifacts=[Artifact(path=a.path, mount=a.mount) for a in workflow.artifacts],
         ports=workflow.ports or 0,
         resources=workflow.resources.to_resources(),
+        retry=workflow.retry.to_policy() if workflow.retry else None,
         deps=[],
         submitted_at=submitted_at,
         **fields,

@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from dstack.models import JobSpec, RepoSnapshot
 from dstack.providers.base import RUN_ARGS, Provider, expect, job_spec, substitute, substitute_shell
+from dstack.spec.app_models import TorchrunWorkflow
 from dstack.spec.models import PythonWorkflow, Workflow
 
 
@@ -42,9 +43,16 @@ class PythonProvider(Provider):
         return [job]
 
 
-def command_line(workflow: PythonWorkflow, *, run_name: str, args: list[str]) -> str:
-    """The shell command that runs the workflow's file with its and the run's arguments."""
-    words = ["python", shlex.quote(workflow.file)]
+def command_line(
+    workflow: PythonWorkflow | TorchrunWorkflow,
+    *,
+    run_name: str,
+    args: list[str],
+    launcher: str = "python",
+) -> str:
+    """The shell command that runs the workflow's file with its and the run's arguments,
+    started by ``launcher`` (shell text: ``python``, or a ``torchrun …`` command)."""
+    words = [launcher, shlex.quote(workflow.file)]
     if isinstance(workflow.args, str):
         placed = bool(RUN_ARGS.search(workflow.args))
         words.append(substitute_shell(workflow.args, run_name=run_name, args=args).strip())

@@ -1,7 +1,10 @@
 """``python -m dstack.runner``: run one job of a run against a state store.
 
 Started by a Compute: detached on this machine, or by an instance's user data on AWS. It
-reads everything it needs from the store; its own diagnostics go to stderr.
+reads everything it needs from the store; its own diagnostics go to stderr. With ``--cloud
+aws`` it also watches the machine (``dstack.runner.cloud``): spot interruption notices, the
+run's maximum duration, and a store it can no longer reach (then it exits with
+``STORE_LOST_EXIT`` and the boot script powers the instance off).
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+#: the runner gave up on a store it could not reach for the whole ``--store-timeout``
+STORE_LOST_EXIT = 75
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dstack.runner")
@@ -23,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-root", type=Path, help="where job folders are made")
     parser.add_argument("--cache-dir", type=Path, help="machine cache folder")
     parser.add_argument("--keep-workdir", action="store_true")
+    parser.add_argument("--cloud", choices=["aws"], help="watch the cloud machine too")
+    parser.add_argument("--max-duration", type=float, help="stop the job after this (s)")
+    parser.add_argument("--store-timeout", type=float, help="exit when the store is lost (s)")
     args = parser.parse_args(argv)
 
     return run_job(
@@ -33,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         work_root=args.work_root,
         cache_dir=args.cache_dir,
         keep_workdir=args.keep_workdir,
+        cloud=args.cloud,
+        max_duration=args.max_duration,
+        store_timeout=args.store_timeout,
     )
 
 
@@ -45,6 +57,9 @@ def run_job(
     work_root: Path | None = None,
     cache_dir: Path | None = None,
     keep_workdir: bool = False,
+    cloud: str | None = None,
+    max_duration: float | None = None,
+    store_timeout: float | None = None,
 ) -> int:
     """Run one job to its end; 0 when it is done. Never raises: a runner that cannot run the
     job says why in the job's record."""
@@ -62,7 +77,10 @@ def run_job(
             cache_dir=cache_dir or settings.cache_dir(),
             keep_workdir=keep_workdir,
         )
+        watch = _watch_machine(agent, max_duration, store_timeout) if cloud else None
         final = agent.run()
+        if watch is not None:
+            watch.stop()
     except Exception as exc:
         print(f"dstack runner: {exc!r}", file=sys.stderr)
         failed = JobState(
@@ -71,6 +89,48 @@ def run_job(
         state.write_job_state(storage, spec, "unknown", failed)
         return 1
     return 0 if final.status is JobStatus.DONE else 1
+
+
+def _watch_machine(agent: Any, max_duration: float | None, store_timeout: float | None) -> Any:
+    """Start the cloud machine's watch beside the agent (see ``dstack.runner.cloud``)."""
+    import os
+
+    from dstack.runner.cloud import POLL_INTERVAL, PROBE_INTERVAL, Imds, MachineWatch
+
+    imds = Imds()
+    instance_id = imds.instance_id()
+    if instance_id:
+        agent.state = agent.state.model_copy(update={"instance_id": instance_id})
+
+    def request(kind: str) -> None:
+        agent.machine_request = kind
+
+    def store_lost() -> None:
+        import signal
+
+        print("dstack runner: the store is unreachable; giving up", file=sys.stderr, flush=True)
+        if agent.state.process_group:
+            try:
+                os.killpg(agent.state.process_group, signal.SIGKILL)
+            except OSError:
+                pass
+        os._exit(STORE_LOST_EXIT)
+
+    poll = float(os.environ.get("DSTACK_MACHINE_POLL_INTERVAL") or POLL_INTERVAL)
+    watch = MachineWatch(
+        agent.storage,
+        agent.spec,
+        request=request,
+        on_store_lost=store_lost,
+        imds=imds,
+        max_duration=max_duration,
+        store_timeout=store_timeout,
+        poll_interval=poll,
+        probe_interval=max(poll, min(PROBE_INTERVAL, (store_timeout or PROBE_INTERVAL) / 4)),
+        say=lambda line: print(f"dstack runner: {line}", file=sys.stderr, flush=True),
+    )
+    watch.start()
+    return watch
 
 
 if __name__ == "__main__":

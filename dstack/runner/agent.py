@@ -1,10 +1,13 @@
 """The lifecycle of one job, the same on this machine and on a cloud instance.
 
-read spec → ``provisioning`` (code, Python env, ports) → ``running`` (setup + commands, output
-to log chunks, artifacts synced as they change) → ``uploading`` (last artifact sync) → ``done``
-or ``failed`` with the exit code; a stop request gives ``stopping → stopped`` (artifacts
-saved), an abort gives ``aborted`` (nothing saved). An error before the commands start is
-written to the job's log and recorded as ``failed`` with its reason, never swallowed.
+read spec → ``provisioning`` (code) → ``downloading`` (deps, if any: ``runner.deps``) →
+(Python env, ports) → ``running`` (setup + commands, output to log chunks, artifacts synced as
+they change) → ``uploading`` (last artifact sync) → ``done`` (a run submitted with ``-t TAG``
+is tagged just before) or ``failed`` with the exit code; a stop request gives ``stopping →
+stopped`` (artifacts saved), an abort gives ``aborted`` (nothing saved). An error before the
+commands start is written to the job's log and recorded as ``failed`` with its reason, never
+swallowed. What a job gets beyond its spec — secrets, an app token, the nodes of a multi-node
+run, watched runs — and its stop when a sibling node fails are ``runner.extras``'.
 """
 
 from __future__ import annotations
@@ -12,21 +15,29 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from dstack import processes, state
 from dstack.backends.base import Storage
 from dstack.errors import DstackError, StorageError
 from dstack.models import JobSpec, JobState, JobStatus
-from dstack.runner import docker, prepare
+from dstack.runner import deps, docker, prepare
+from dstack.runner.attempts import conclude
 from dstack.runner.executor import JobProcess, exit_code_of
+from dstack.runner.extras import JobExtras
 from dstack.runner.logs import LogSink
-from dstack.runner.sync import ArtifactSync
+from dstack.runner.sync import ArtifactSync, restore_artifacts
+from dstack.services import tags
+from dstack.units import format_size
 
 FINAL_WRITE_DEADLINE = 600.0
+T = TypeVar("T")
 
 
 class Agent:
@@ -44,19 +55,32 @@ class Agent:
         self.work_root = work_root
         self.cache_dir = cache_dir
         self.keep_workdir = keep_workdir
-        self.owner = state.read_run(storage, spec.repo.repo_id, spec.run_name).owner.display
+        self.run_record = state.read_run(storage, spec.repo.repo_id, spec.run_name)
+        self.owner = self.run_record.owner.display
+        before = state.read_job_state(storage, spec.repo.repo_id, spec.run_name, spec.job_index)
         self.state = JobState(
             hostname=socket.gethostname(),
             runner_pid=os.getpid(),
             runner_started=processes.start_ticks(os.getpid()),
+            attempt=before.attempt,
+            supervisor_pid=before.supervisor_pid,
+            supervisor_started=before.supervisor_started,
         )
         self.stop_poll = max(0.2, storage.log_flush_interval * 4)
         self.artifact_interval = max(1.0, storage.log_flush_interval * 20)
         self._beating = threading.Event()
+        #: set from another thread to stop the job as a stop request would: ``"interrupt"``
+        #: (the spot instance is being reclaimed) or ``"timeout"`` (the run's time limit)
+        self.machine_request: str | None = None
 
     def run(self) -> JobState:
         job_dir, repo_dir = prepare.job_paths(self.spec, self.work_root)
-        sink = LogSink(self.storage, self.spec).start()
+        first_seq = state.next_log_seq(self.storage, self.spec) if self.state.attempt > 1 else 0
+        sink = LogSink(self.storage, self.spec, first_seq=first_seq).start()
+        self.extras = JobExtras(
+            self.storage, self.spec, self.run_record, sink, attempt=self.state.attempt,
+            job_dir=job_dir, interval=self.artifact_interval,
+        )  # fmt: skip
         heart = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
         self._set(JobStatus.PROVISIONING, started_at=time.time())
         heart.start()
@@ -70,6 +94,7 @@ class Agent:
             self._finish(sink, JobStatus.FAILED, reason=f"runner crashed: {exc!r}")
         finally:
             self._beating.set()
+            self.extras.close()
             if not self.keep_workdir:
                 shutil.rmtree(job_dir, ignore_errors=True)
         return self.state
@@ -81,6 +106,15 @@ class Agent:
         prepare.fetch_code(self.storage, self.spec, repo_dir, self.cache_dir)
         workdir = repo_dir / self.spec.working_dir
         workdir.mkdir(parents=True, exist_ok=True)
+        if self.spec.deps or self.state.attempt > 1:
+            self._set(JobStatus.DOWNLOADING)
+        if self.spec.deps:
+            self._fetch_deps(workdir, sink)
+        if self.state.attempt > 1:
+            restored = restore_artifacts(self.storage, self.spec, repo_dir)
+            sink.line(
+                f"[dstack] attempt {self.state.attempt}: restored {restored} artifact file(s)"
+            )
         is_docker = self.spec.image is not None
         python_env = (
             {}
@@ -88,13 +122,15 @@ class Agent:
             else prepare.prepare_python(self.spec, job_dir, workdir, self.cache_dir, sink)
         )
         ports = prepare.free_ports(self.spec.ports)
-        env = prepare.job_environment(self.spec, python_env, ports)
+        env = prepare.job_environment(self.spec, python_env, ports, self.state.attempt)
+        with_extras = self.extras.environment(env, ports)  # secrets, token, nodes: runner.extras
         script = prepare.write_script(self.spec, job_dir)
-        if state.stop_requested(self.storage, self.spec):
+        if with_extras is None or state.stop_requested(self.storage, self.spec):
             self._finish(sink, JobStatus.STOPPED, reason="stopped before it started")
             return
+        env = with_extras
         if is_docker:
-            variables = docker.container_variables(self.spec, env)
+            variables = docker.container_variables(self.spec, env) + self.extras.names
             argv = docker.docker_command(self.spec, repo_dir, script, variables, ports)
             process = JobProcess(
                 script, workdir, env, sink, argv=argv,
@@ -110,7 +146,7 @@ class Agent:
             artifacts.stop()
             self._finish(sink, JobStatus.ABORTED, reason="aborted by request")
             return
-        if request == "stop":
+        if request in ("stop", "interrupt", "timeout", "sibling"):
             self._set(JobStatus.STOPPING)
             process.terminate()
         code = exit_code_of(process.wait())
@@ -118,25 +154,57 @@ class Agent:
         if self.spec.artifacts:
             self._set(JobStatus.UPLOADING)
             self._final_sync(artifacts, sink)
-        if request == "stop":
+        if request == "interrupt":
+            reason = "the spot instance was reclaimed by AWS"
+            self._finish(sink, JobStatus.INTERRUPTED, reason=reason, exit_code=code)
+        elif request == "timeout":
+            reason = "stopped at the run's maximum duration"
+            self._finish(sink, JobStatus.STOPPED, reason=reason, exit_code=code)
+        elif request == "stop":
             self._finish(sink, JobStatus.STOPPED, reason="stopped by request", exit_code=code)
+        elif request == "sibling":  # another node of a multi-node run failed
+            self._finish(sink, JobStatus.STOPPED, reason=self.extras.reason, exit_code=code)
         elif code == 0:
+            self._tag_if_asked(sink)
             self._finish(sink, JobStatus.DONE, exit_code=0)
         else:
             self._finish(sink, JobStatus.FAILED, reason=f"exit code {code}", exit_code=code)
 
+    def _fetch_deps(self, workdir: Path, sink: LogSink) -> None:
+        report = deps.fetch_deps(self.storage, self.spec, workdir, self.cache_dir)
+        what = ", ".join(dep.describe() for dep in self.spec.deps)
+        sink.line(
+            f"[dstack] deps: {what}: {report.files} file(s), {format_size(report.size)}; "
+            f"downloaded {format_size(report.downloaded_bytes)}"
+        )
+
+    def _tag_if_asked(self, sink: LogSink) -> None:
+        """``dstack run -t TAG``: tag the run before it shows done (see ``tag_on_success``)."""
+        if self.run_record.tag is None:
+            return
+        try:
+            problem = tags.tag_on_success(self.storage, self.run_record, self.spec.job_index)
+        except DstackError as exc:
+            problem = f"could not tag the run {self.run_record.tag}: {exc}"
+        if problem:
+            sink.line(f"[dstack] warning: {problem}")
+
     def _watch(self, process: JobProcess) -> str | None:
         """Wait for the job to exit or for a stop request; return the request, if any."""
         while process.poll() is None:
+            if self.machine_request:
+                return self.machine_request
             try:
                 request = state.stop_requested(self.storage, self.spec)
             except StorageError:
                 request = None
             if request:
                 return request
+            if self.extras.sibling_ended():
+                return "sibling"
             try:
                 process.wait(self.stop_poll)
-            except Exception:
+            except subprocess.TimeoutExpired:
                 continue
         return None
 
@@ -159,19 +227,37 @@ class Agent:
         exit_code: int | None = None,
     ) -> None:
         sink.close(deadline=FINAL_WRITE_DEADLINE)
-        self._set(status, reason=reason, exit_code=exit_code, finished_at=time.time())
+        ended = self.state.model_copy(
+            update={
+                "status": status,
+                "reason": reason,
+                "exit_code": exit_code,
+                "updated_at": time.time(),
+                "finished_at": time.time(),
+            }
+        )
+        self.state = self._write_until_taken(
+            lambda: conclude(self.storage, self.spec, self.owner, ended), final=True
+        )
 
     def _set(self, status: JobStatus, **fields: object) -> None:
         """Record a new state; a final state is retried until the store takes it."""
         self.state = self.state.model_copy(
             update={"status": status, "updated_at": time.time(), **fields}
         )
-        deadline = time.monotonic() + (FINAL_WRITE_DEADLINE if status.is_finished else 30.0)
+        current = self.state
+        self._write_until_taken(
+            lambda: state.write_job_state(self.storage, self.spec, self.owner, current),
+            final=status.is_finished,
+        )
+
+    def _write_until_taken(self, write: Callable[[], T], *, final: bool) -> T:
+        """Retry a state write while the store fails: a final one for up to 10 minutes."""
+        deadline = time.monotonic() + (FINAL_WRITE_DEADLINE if final else 30.0)
         delay = 0.2
         while True:
             try:
-                state.write_job_state(self.storage, self.spec, self.owner, self.state)
-                return
+                return write()
             except StorageError:
                 if time.monotonic() > deadline:
                     raise

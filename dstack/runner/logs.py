@@ -1,9 +1,13 @@
 """The job's output on its way to the store: buffered bytes flushed as ordered log chunks.
 
-Every byte the job prints is kept: chunks are numbered, written in order, and a chunk that
-fails to upload stays in the buffer and goes with the next flush. Flushes happen every
+Every byte the job prints is kept, once: chunks are numbered and written in order, and a chunk
+that fails to upload is retried as it was — same key, same bytes — before anything newer goes.
+So if a write lands after all although the client saw it fail (a connection dropped after the
+store took it), the retry only rewrites the same object: no duplicate, no gap, and a reader who
+already read the chunk has read all of it. Flushes happen every
 ``interval`` seconds while there is output (the store decides the interval: a local folder
-can take a chunk every 50 ms, S3 requests cost money), and once more at the end.
+can take a chunk every 50 ms, S3 requests cost money), and once more at the end. Secret
+values (``mask``) are replaced by ``***`` before anything is buffered (``runner.masking``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dstack import state
 from dstack.backends.base import Storage
 from dstack.errors import StorageError
 from dstack.models import JobSpec
+from dstack.runner.masking import Masker
 
 
 class LogSink:
@@ -24,6 +29,8 @@ class LogSink:
         self.interval = storage.log_flush_interval
         self.seq = first_seq
         self._buffer = bytearray()
+        self._pending: tuple[str, bytes] | None = None  # a chunk that failed: resent as is
+        self._masker = Masker()  # secrets become *** before anything is buffered
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
@@ -39,35 +46,52 @@ class LogSink:
         if not data:
             return
         with self._lock:
-            self._buffer += data
+            self._buffer += self._masker.feed(data)
         self._wake.set()
+
+    def mask(self, values: list[str]) -> None:
+        """Replace these values (secrets, tokens) by ``***`` in everything written from now on,
+        even when a value is split across writes (see ``runner.masking``)."""
+        with self._lock:
+            self._masker.add(values)
 
     def line(self, text: str) -> None:
         """A line of dstack's own (e.g. why the job failed before it started)."""
         self.write(text.encode() + b"\n")
 
     def flush(self) -> bool:
-        """Upload what is buffered as one chunk. True when the buffer is empty afterwards."""
+        """Upload the chunk that failed before, if any, then what is buffered as a new chunk.
+        True when both are in the store."""
         with self._flush_lock:
-            with self._lock:
-                data = bytes(self._buffer)
-            if not data:
-                return True
-            try:
-                state.write_log_chunk(self.storage, self.spec, self.seq, data)
-            except StorageError:
-                self.failures += 1
+            if self._pending is not None and not self._send_pending():
                 return False
             with self._lock:
-                del self._buffer[: len(data)]
-            self.seq += 1
-            return True
+                data = bytes(self._buffer)
+                self._buffer.clear()
+            if not data:
+                return True
+            self._pending = (state.log_chunk_key(self.spec, self.seq, time.time()), data)
+            return self._send_pending()
+
+    def _send_pending(self) -> bool:
+        assert self._pending is not None
+        key, data = self._pending
+        try:
+            self.storage.put(key, data)
+        except StorageError:
+            self.failures += 1
+            return False
+        self._pending = None
+        self.seq += 1
+        return True
 
     def close(self, *, deadline: float = 600.0) -> bool:
         """Stop the flusher and upload the rest, retrying until ``deadline`` seconds pass."""
         self._closed.set()
         self._wake.set()
         self._thread.join()
+        with self._lock:
+            self._buffer += self._masker.flush()
         give_up = time.monotonic() + deadline
         delay = 0.2
         while not self.flush():

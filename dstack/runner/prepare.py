@@ -56,10 +56,13 @@ def prepare_python(
             raise RunnerError(
                 f"requirements: {spec.requirements} does not exist in the working directory"
             ) from None
-    base = pythons.base_env_dir(interpreter, requirements, cache_dir)
+    key = requirements
+    if spec.packages:  # a provider's own packages (jupyterlab==4.2.5) are part of the env's key
+        key = (requirements or b"") + b"\0packages:" + "\n".join(spec.packages).encode()
+    base = pythons.base_env_dir(interpreter, key, cache_dir)
     with _locked(base.with_suffix(".lock")):
         if not pythons.base_env_ready(base):
-            _build_base_env(interpreter, base, workdir, spec.requirements, sink)
+            _build_base_env(interpreter, base, workdir, spec.requirements, sink, spec.packages)
     venv = job_dir / "venv"
     pythons.make_job_venv(interpreter, venv, base)
     return {
@@ -115,7 +118,11 @@ DSTACK_VARIABLES = frozenset(
 
 
 def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports free on this machine right now."""
+    """``count`` distinct TCP ports free on this machine right now — or, on a cloud instance
+    whose security group opens fixed ports, the first ``count`` of ``DSTACK_RUNNER_PORTS``."""
+    fixed = [int(p) for p in os.environ.get("DSTACK_RUNNER_PORTS", "").split(",") if p.strip()]
+    if count and len(fixed) >= count:
+        return fixed[:count]
     sockets = []
     try:
         for _ in range(count):
@@ -142,41 +149,40 @@ def _build_base_env(
     workdir: Path,
     requirements: str | None,
     sink: LogSink,
+    packages: list[str] | None = None,
 ) -> None:
-    """A venv with pip and the requirements, keyed by the requirements' text. pip runs in the
-    job's working directory, so relative paths in the file mean what the user meant."""
+    """A venv with pip, the requirements and the provider's ``packages`` (one pip resolve),
+    keyed by their text. pip runs in the job's working directory, so relative paths in the file
+    mean what the user meant."""
     if base.exists():
         shutil.rmtree(base)
     print(f"preparing a Python {interpreter.version} environment in {base}", file=sys.stderr)
     _run_logged(
         [interpreter.path, "-m", "venv", str(base)], sink, "cannot create a virtualenv", workdir
     )
-    if requirements:
-        _run_logged(
-            [
-                str(base / "bin" / "python"),
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "-r",
-                requirements,
-            ],
-            sink,
-            "installing requirements failed",
-            workdir,
-        )
+    if requirements or packages:
+        files = ["-r", requirements] if requirements else []
+        pip = [str(base / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check"]
+        what = ", ".join([*(packages or []), *(["requirements"] if requirements else [])])
+        _run_logged([*pip, *files, *(packages or [])], sink, f"installing {what} failed", workdir)
     pythons.mark_base_env_ready(base)
 
 
 def _run_logged(cmd: list[str], sink: LogSink, what: str, cwd: Path) -> None:
+    from dstack.runner import pip_errors
+
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
+    tail = b""
     while chunk := os.read(fd, 65536):
         sink.write(chunk)
+        tail = (tail + chunk)[-16384:]
     proc.stdout.close()
     if proc.wait() != 0:
+        why = pip_errors.explain(tail)
+        if why:
+            raise RunnerError(f"{what}: {why}")
         raise RunnerError(f"{what} (exit code {proc.returncode}); see the log above")
 
 

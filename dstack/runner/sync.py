@@ -1,19 +1,25 @@
 """Artifacts on their way to the store: changed files only, while the job runs and at the end.
 
-A file is uploaded when its size or modification time differs from the last upload. Uploads
-that fail are retried at the next pass; the final pass retries until a deadline.
+A file is uploaded when its size or modification time differs from the last upload. The changed
+files of a pass go ``UPLOAD_WORKERS`` at a time (a checkpoint folder of a thousand small files
+must not take a thousand round trips in a row); each one that fails is retried at the next pass,
+and the final pass retries until a deadline.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from dstack import state
 from dstack.backends.base import Storage
 from dstack.errors import StorageError
 from dstack.models import JobSpec
+
+#: files uploaded at once by a pass (each large one is also split in parts by the store)
+UPLOAD_WORKERS = 16
 
 
 class ArtifactSync:
@@ -25,7 +31,8 @@ class ArtifactSync:
         self.prefix = state.artifacts_prefix(spec.repo.repo_id, spec.run_name, spec.job_index)
         self._synced: dict[str, tuple[int, int]] = {}
         self._stop = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one pass at a time
+        self._counters = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="artifact-sync", daemon=True)
         self.uploaded_files = 0
         self.uploaded_bytes = 0
@@ -58,23 +65,38 @@ class ArtifactSync:
         return result
 
     def sync_once(self) -> bool:
-        """Upload every changed file. True when all uploads succeeded."""
+        """Upload every changed file, in parallel. True when all uploads succeeded."""
         with self._lock:
-            ok = True
-            for path, key, stamp in self.changed_files():
-                try:
-                    self.storage.upload_file(path, key)
-                except (StorageError, OSError):
-                    ok = False
-                    continue
-                self._synced[key[len(self.prefix) :]] = stamp
-                self.uploaded_files += 1
-                self.uploaded_bytes += stamp[0]
-            return ok
+            changed = self.changed_files()
+            if len(changed) <= 1:
+                return all(self._upload(*item) for item in changed)
+            with ThreadPoolExecutor(min(UPLOAD_WORKERS, len(changed))) as pool:
+                return all(list(pool.map(lambda item: self._upload(*item), changed)))
+
+    def _upload(self, path: Path, key: str, stamp: tuple[int, int]) -> bool:
+        try:
+            self.storage.upload_file(path, key)
+        except (StorageError, OSError):
+            return False
+        with self._counters:
+            self._synced[key[len(self.prefix) :]] = stamp
+            self.uploaded_files += 1
+            self.uploaded_bytes += stamp[0]
+        return True
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             self.sync_once()
+
+
+def restore_artifacts(storage: Storage, spec: JobSpec, repo_dir: Path) -> int:
+    """Put the artifacts earlier attempts of this job saved back at their paths (a new attempt
+    resumes from them); return how many files."""
+    prefix = state.artifacts_prefix(spec.repo.repo_id, spec.run_name, spec.job_index)
+    workdir = repo_dir / spec.working_dir
+    items = [(info.key, workdir / info.key[len(prefix) :]) for info in storage.list_objects(prefix)]
+    storage.download_tree(items)
+    return len(items)
 
 
 def _walk(root: Path) -> list[Path]:

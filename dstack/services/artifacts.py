@@ -1,4 +1,4 @@
-"""A run's artifacts: listing them and downloading them to a folder."""
+"""Artifacts of a run or a tag: listing them and downloading them to a folder."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from dstack import state
 from dstack.backends.base import ProgressCallback
 from dstack.errors import DstackError
+from dstack.models import Tag
 from dstack.services.context import Context
 from dstack.services.runs import RunView
 
@@ -26,6 +27,16 @@ def list_artifacts(ctx: Context, view: RunView) -> list[ArtifactFile]:
         prefix = state.artifacts_prefix(job.repo.repo_id, job.run_name, job.job_index)
         for info in ctx.storage.list_objects(prefix):
             files.append(ArtifactFile(job.job_index, info.key[len(prefix) :], info.size, info.key))
+    return files
+
+
+def list_tag_artifacts(ctx: Context, tag: Tag) -> list[ArtifactFile]:
+    """The files a tag points at: its run's artifacts, or its uploaded files."""
+    files = []
+    for source in state.dependency_sources(ctx.storage, tag.as_dependency()):
+        for info in ctx.storage.list_objects(source.prefix):
+            relative = info.key[len(source.prefix) :]
+            files.append(ArtifactFile(source.job_index, relative, info.size, info.key))
     return files
 
 

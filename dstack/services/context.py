@@ -30,6 +30,15 @@ class Context:
 
 
 def default_compute() -> Compute:
+    """AWS when the config file's ``compute`` section says ``type: aws`` (written by
+    `dstack config --backend aws`), this machine otherwise."""
+    config = settings.load_config()
+    section = config.get("compute")
+    if isinstance(section, dict) and section.get("type") == "aws":
+        from dstack.backends.aws.config import AwsComputeConfig
+        from dstack.backends.aws_compute import AwsCompute
+
+        return AwsCompute(AwsComputeConfig.from_config(config))
     from dstack.backends.local_compute import LocalCompute
 
     return LocalCompute()

@@ -3,6 +3,7 @@
 Whoever looks at a job (an attached CLI, `ps`, `logs`) checks it: on the runner's own machine
 by its process, elsewhere by its heartbeat. A dead runner's job is recorded as ``interrupted``
 and its leftover processes are killed; a runner that never started is recorded as ``failed``.
+What follows (the end, or another attempt) is decided by ``dstack.runner.attempts``.
 """
 
 from __future__ import annotations
@@ -11,8 +12,14 @@ import time
 
 from dstack import state
 from dstack.backends.base import Compute, Storage
-from dstack.errors import StorageError
+from dstack.errors import ComputeError, StorageError
 from dstack.models import JobSpec, JobState, JobStatus
+from dstack.runner.attempts import conclude
+
+#: how long a reader watches a stale heartbeat for a fresh beat before it declares the runner
+#: lost (see ``_beats_again``), and how often it looks meanwhile
+HEARTBEAT_GRACE = 8.0
+HEARTBEAT_GRACE_POLL = 0.5
 
 START_TIMEOUT = 30.0
 
@@ -33,23 +40,30 @@ def refresh(
         return latest
     compute.kill(job_state)
     now = time.time()
-    final = latest.model_copy(
+    ended = latest.model_copy(
         update={"status": status, "reason": reason, "updated_at": now, "finished_at": now}
     )
     try:
-        state.write_job_state(storage, spec, owner, final)
-    except StorageError:
+        following = conclude(storage, spec, owner, ended)
+        if following.status.is_active:  # the retry policy asks for another attempt
+            compute.start(storage, spec)
+    except (StorageError, ComputeError):
         return job_state
-    return final
+    return following
 
 
 def _verdict(
     storage: Storage, compute: Compute, spec: JobSpec, job_state: JobState
 ) -> tuple[JobStatus, str] | None:
     now = time.time()
-    if job_state.status is JobStatus.SUBMITTED and not job_state.runner_pid:
-        if now - max(job_state.updated_at, spec.submitted_at) > START_TIMEOUT:
-            return JobStatus.FAILED, f"the runner did not start within {START_TIMEOUT:.0f}s"
+    if (
+        job_state.status is JobStatus.SUBMITTED
+        and not job_state.runner_pid
+        and not job_state.supervisor_pid
+    ):
+        timeout = compute.start_timeout
+        if now - max(job_state.updated_at, spec.submitted_at) > timeout:
+            return JobStatus.FAILED, f"the runner did not start within {timeout:.0f}s"
         return None
     alive = compute.is_alive(job_state)
     if alive is True:
@@ -57,6 +71,24 @@ def _verdict(
     if alive is False:
         return JobStatus.INTERRUPTED, "the runner process died"
     beat = state.last_heartbeat(storage, spec) or job_state.updated_at
-    if now - beat > state.HEARTBEAT_TIMEOUT:
-        return JobStatus.INTERRUPTED, f"no heartbeat from the runner for {now - beat:.0f}s"
-    return None
+    if now - beat <= state.HEARTBEAT_TIMEOUT or _beats_again(storage, spec, beat):
+        return None
+    return JobStatus.INTERRUPTED, f"no heartbeat from the runner for {time.time() - beat:.0f}s"
+
+
+def _beats_again(storage: Storage, spec: JobSpec, beat: float) -> bool:
+    """Whether a heartbeat newer than ``beat`` arrives within ``HEARTBEAT_GRACE`` seconds.
+
+    A stale heartbeat alone does not prove a runner dead: after the store was unreachable for
+    everyone (an outage, a network partition), every live runner's last beat is as old as the
+    outage until its next write gets through — at most its retry backoff (``aws_errors``
+    waits up to 5 s between attempts) plus one heartbeat interval later. A reader on the
+    runner's own machine asks the process instead and never waits here.
+    """
+    deadline = time.monotonic() + HEARTBEAT_GRACE
+    while time.monotonic() < deadline:
+        time.sleep(min(HEARTBEAT_GRACE_POLL, max(0.0, deadline - time.monotonic())))
+        latest = state.last_heartbeat(storage, spec)
+        if latest is not None and latest > beat:
+            return True
+    return False

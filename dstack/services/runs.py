@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dstack import settings, state
-from dstack.errors import ComputeError, InvalidStateError, SpecError
+from dstack.errors import ComputeError, InvalidStateError, TagExistsError
 from dstack.models import JobSpec, JobState, JobStatus, RunRecord, RunSummary
-from dstack.services import monitor
+from dstack.services import apps, monitor
 from dstack.services.context import Context
 from dstack.services.names import allocate_run_name
 from dstack.spec.overrides import RunOverrides
@@ -47,14 +47,19 @@ def submit(
     args: list[str] | None = None,
     overrides: RunOverrides | None = None,
     tag: str | None = None,
+    replace_tag: bool = False,
 ) -> Submission:
     """Validate everything, then write the run and start its jobs.
 
-    Nothing is written to the store until the workflow, the code snapshot and the compute's
-    checks have all passed (bad input leaves no trace).
+    Nothing is written to the store until the workflow, the code snapshot, the compute's
+    checks and the deps have all passed (bad input leaves no trace). Deps are resolved to runs
+    here and recorded on the run and its jobs. With ``tag``, the runner tags the run when it
+    succeeds; a tag that exists already is refused unless ``replace_tag``.
     """
     from dstack.providers import build_jobs
     from dstack.repo import find_repo_root, read_owner, store_code, take_snapshot
+    from dstack.services import deps as dep_resolver
+    from dstack.services import tags as tag_service
     from dstack.spec.loader import get_workflow
     from dstack.spec.overrides import apply_overrides
 
@@ -63,10 +68,10 @@ def submit(
     workflow = get_workflow(root, workflow_name)
     if overrides is not None:
         workflow = apply_overrides(workflow, overrides)
-    if workflow.deps:
-        raise SpecError(
-            f"workflow '{workflow_name}': deps are not supported by this version of dstack yet"
-        )
+    if tag is not None:
+        tag_service.validate_name(tag)
+    from_flags = overrides is not None and overrides.deps is not None
+    where = "--dep" if from_flags else f"{workflow.source}: workflow {workflow.name!r}: deps"
     submitted_at = time.time()
     with take_snapshot(root, max_size=settings.max_code_size()) as snapshot:
         owner = read_owner(root)
@@ -75,11 +80,24 @@ def submit(
             submitted_at=submitted_at,
         )  # fmt: skip
         ctx.compute.check(draft)
+        apps.check_watched_runs(ctx.storage, snapshot.repo.repo_id, draft)  # tensorboard RUN…
+        resolved = dep_resolver.resolve(
+            ctx.storage, snapshot.repo.repo_id, workflow.deps, where=where
+        )
+        if tag is not None and not replace_tag:
+            existing = state.read_tag(ctx.storage, snapshot.repo.repo_id, tag)
+            if existing is not None:
+                raise TagExistsError(
+                    f"-t {tag}: the tag exists ({tag_service.describe(existing)}); confirm moving "
+                    f"it in a terminal, or delete it first (`dstack tags delete {tag}`)"
+                )
         uploaded = store_code(ctx.storage, snapshot)
         repo = snapshot.repo
         warnings = list(snapshot.warnings)
     run_name = allocate_run_name(ctx.storage)
     jobs = build_jobs(workflow, run_name=run_name, repo=repo, args=args, submitted_at=submitted_at)
+    for job in jobs:
+        job.deps = list(resolved)
     record = RunRecord(
         run_name=run_name,
         repo_id=repo.repo_id,
@@ -89,9 +107,11 @@ def submit(
         owner=owner,
         args=args,
         tag=tag,
+        replace_tag=replace_tag,
         job_count=len(jobs),
         compute=ctx.compute.name,
         repo=repo,
+        deps=resolved,
     )
     state.create_run(ctx.storage, record, jobs)
     for job in jobs:
@@ -176,14 +196,29 @@ def stop(ctx: Context, run_name: str, *, abort: bool = False, wait: float = 60.0
         time.sleep(ctx.storage.poll_interval)
 
 
-def remove(ctx: Context, run_name: str) -> None:
-    """Delete a finished run with its logs and artifacts."""
+def remove(ctx: Context, run_name: str, *, tagged: dict[str, list[str]] | None = None) -> None:
+    """Delete a finished run with its logs and artifacts. A run that a tag points at is
+    refused, naming the tags (``tagged``: ``tags.tags_by_run``, if the caller has it)."""
+    from dstack.services.tags import tags_by_run
+
     view = get_run(ctx, run_name)
     if not view.status.is_finished:
         raise InvalidStateError(
             f"run {run_name} is {view.status.value}: stop it first (`dstack stop {run_name}`)"
         )
+    refuse_if_tagged(
+        run_name, tags_by_run(ctx.storage, view.run.repo_id) if tagged is None else tagged
+    )
     state.delete_run(ctx.storage, view.run)
+
+
+def refuse_if_tagged(run_name: str, tagged: dict[str, list[str]]) -> None:
+    """``InvalidStateError`` naming the tags that point at the run, if any."""
+    if names := tagged.get(run_name):
+        raise InvalidStateError(
+            f"run {run_name} is tagged {', '.join(names)}: the tag points at its artifacts; "
+            f"delete the tag first (`dstack tags delete {names[0]}`)"
+        )
 
 
 def repo_root_of(path: Path) -> Path:

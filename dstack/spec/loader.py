@@ -47,10 +47,23 @@ def load_workflows(repo_root: Path) -> dict[str, Workflow]:
 
 
 def get_workflow(repo_root: Path, name: str) -> Workflow:
-    """The workflow called ``name``; SpecError with a close match and the list if there is none."""
+    """The workflow called ``name``; SpecError with a close match and the list if there is none.
+    A built-in workflow (``tensorboard``) is found even with no workflow file, unless the file
+    declares one of that name."""
+    from dstack.spec.app_models import builtin_workflow
+
+    builtin = builtin_workflow(name)
+    try:
+        workflow_files(repo_root)
+    except SpecError:
+        if builtin is None:
+            raise
+        return cast(Workflow, builtin)
     workflows = load_workflows(repo_root)
     if name in workflows:
         return workflows[name]
+    if builtin is not None:
+        return cast(Workflow, builtin)
     names = sorted(workflows)
     raise SpecError(
         f"no workflow {name!r} in {MAIN_FILE}{suggest(name, names)} "
@@ -195,13 +208,19 @@ def _check_deps(workflows: dict[str, Workflow]) -> None:
 # ----------------------------------------------------------------------------------- YAML
 
 
+_KEY_AS_TEXT = {f"tag:yaml.org,2002:{kind}" for kind in ("bool", "int", "float", "null")}
+
+
 class _Loader(yaml.SafeLoader):
-    """Safe YAML that keeps floats' text and rejects duplicate keys."""
+    """Safe YAML that keeps floats' text, rejects duplicate keys, and reads every mapping key
+    as the text written (YAML 1.1 would read the key `on:` of `retry` as the boolean true)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[str] = set()
         for key_node, _ in node.value:
             if isinstance(key_node, yaml.ScalarNode):
+                if key_node.tag in _KEY_AS_TEXT:
+                    key_node.tag = "tag:yaml.org,2002:str"
                 if key_node.value in seen:
                     raise yaml.constructor.ConstructorError(
                         None, None, f"duplicate key {key_node.value!r}", key_node.start_mark

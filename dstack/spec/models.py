@@ -32,7 +32,7 @@ from pydantic import (
 from pydantic.json_schema import GetJsonSchemaHandler, JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from dstack.models import Resources
+from dstack.models import Resources, RetryPolicy
 from dstack.spec.fields import (
     _DEP_MAPPINGS,
     _STR,
@@ -53,7 +53,7 @@ from dstack.spec.fields import (
     parse_env,
     suggest,
 )
-from dstack.units import parse_size_mib
+from dstack.units import parse_duration, parse_size_mib
 
 DEFAULT_PROVIDER = "bash"  # a workflow without `provider:` is a bash workflow
 __all__ = ["DEFAULT_PROVIDER", "EXPRESSION", "YamlFloat", "parse_env", "suggest"]
@@ -215,6 +215,62 @@ def _mib(size: str | None) -> int | None:
     return None if size is None else parse_size_mib(size)
 
 
+RETRY_EVENTS = ("interruption", "error", "no-capacity")
+
+
+def _retry_events(value: Any) -> list[str]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise ValueError(f"expected a list of events ({', '.join(RETRY_EVENTS)})")
+    for item in items:
+        if item not in RETRY_EVENTS:
+            hint = suggest(str(item), RETRY_EVENTS)
+            raise ValueError(f"{item!r} is not an event{hint} (events: {', '.join(RETRY_EVENTS)})")
+    return list(dict.fromkeys(items))
+
+
+def _duration(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"{value!r} is not a duration like 30m, 2h or 1d")
+    seconds = float(value) if not isinstance(value, str) else parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f"{value!r} is not a positive duration")
+    return seconds
+
+
+class RetrySpec(Strict):
+    """`retry`: start the job again, as a new attempt of the same run, after these events.
+    `retry: true` retries every event up to 3 times."""
+
+    on: Annotated[list[str], BeforeValidator(_retry_events)] = Field(
+        default_factory=lambda: list(RETRY_EVENTS),
+        description="Events: interruption, error, no-capacity (default: all)",
+    )
+    exit_codes: list[int] | None = Field(
+        default=None, description="With `error`: only these exit codes are retried"
+    )
+    limit: PositiveCount = Field(default=3, description="Attempts after the first, at most")
+    duration: Annotated[float, BeforeValidator(_duration)] | None = Field(
+        default=None, description="No new attempt after this long since submit, e.g. 2h"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        return value
+
+    def to_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            on=self.on, exit_codes=self.exit_codes, limit=self.limit, duration=self.duration
+        )
+
+
+def _retry(value: Any) -> Any:
+    return None if value is False else ({} if value is True else value)
+
+
 # ----------------------------------------------------------------------------- workflows
 
 
@@ -241,6 +297,9 @@ class WorkflowBase(Strict):
     working_dir: WorkingDir = Field(default=".", description="Folder to run in, in the repo")
     ports: PositiveCount | None = Field(default=None, description="Ports to open: PORT_0, …")
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="What it needs")
+    retry: Annotated[RetrySpec | None, BeforeValidator(_retry)] = Field(
+        default=None, description="Restart the job after interruptions or errors (default: never)"
+    )
 
     _source: str = PrivateAttr(default="")
 
@@ -313,14 +372,30 @@ def _provider_of(value: Any) -> str:
     return str(provider or DEFAULT_PROVIDER)
 
 
+# The app and multi-node providers build on the classes above: imported here, after them.
+from dstack.spec.app_models import (  # noqa: E402
+    CodeWorkflow,
+    LabWorkflow,
+    NotebookWorkflow,
+    TensorboardWorkflow,
+    TorchrunWorkflow,
+)
+
 WORKFLOW_MODELS: dict[str, type[WorkflowBase]] = {
-    "bash": BashWorkflow, "python": PythonWorkflow, "docker": DockerWorkflow
+    "bash": BashWorkflow, "python": PythonWorkflow, "docker": DockerWorkflow,
+    "lab": LabWorkflow, "notebook": NotebookWorkflow, "code": CodeWorkflow,
+    "torchrun": TorchrunWorkflow, "tensorboard": TensorboardWorkflow,
 }  # fmt: skip
 
 Workflow = Annotated[
     Annotated[BashWorkflow, Tag("bash")]
     | Annotated[PythonWorkflow, Tag("python")]
-    | Annotated[DockerWorkflow, Tag("docker")],
+    | Annotated[DockerWorkflow, Tag("docker")]
+    | Annotated[LabWorkflow, Tag("lab")]
+    | Annotated[NotebookWorkflow, Tag("notebook")]
+    | Annotated[CodeWorkflow, Tag("code")]
+    | Annotated[TorchrunWorkflow, Tag("torchrun")]
+    | Annotated[TensorboardWorkflow, Tag("tensorboard")],
     Discriminator(_provider_of),
 ]
 

@@ -31,6 +31,7 @@ FLAGS: dict[tuple[str, ...], str] = {
     ("resources", "gpu", "name"): "--gpu-name",
     ("resources", "gpu", "memory"): "--gpu-memory",
     ("resources", "shm_size"): "--shm-size",
+    ("retry",): "--retry",
 }
 _RESOURCES = ("cpu", "memory", "shm_size", "interruptible", "local")
 
@@ -53,6 +54,9 @@ class RunOverrides(BaseModel):
     gpu_memory: str | None = Field(default=None, description="--gpu-memory")
     shm_size: str | None = Field(default=None, description="--shm-size")
     ports: int | None = Field(default=None, description="-p/--ports")
+    retry: str | None = Field(
+        default=None, description="--retry EVENTS[:LIMIT], e.g. interruption,error:2"
+    )
 
     @field_validator("env", "artifacts", mode="before")
     @classmethod
@@ -78,12 +82,28 @@ def apply_overrides(workflow: Workflow, overrides: RunOverrides) -> Workflow:
     if overrides.ports is not None:
         data["ports"] = overrides.ports
     _apply_resources(data["resources"], overrides)
+    if overrides.retry is not None:
+        data["retry"] = parse_retry_flag(overrides.retry)
     model = type(workflow)
     try:
         updated = model.model_validate(data)
     except ValidationError as exc:
         raise SpecError(_flag_error(exc, model, data, overrides)) from exc
     return cast(Workflow, updated.located(workflow.source))
+
+
+def parse_retry_flag(value: str) -> dict[str, Any] | bool:
+    """``--retry`` as ``EVENTS[:LIMIT]`` (``interruption,error:2``), ``all[:LIMIT]``, ``no``."""
+    text = value.strip()
+    if text in ("no", "none", "false", "0"):
+        return False
+    events, _, limit = text.partition(":")
+    retry: dict[str, Any] = {}
+    if events and events != "all":
+        retry["on"] = [event.strip() for event in events.split(",")]
+    if limit:
+        retry["limit"] = limit.strip()
+    return retry
 
 
 def _apply_resources(resources: dict[str, Any], overrides: RunOverrides) -> None:

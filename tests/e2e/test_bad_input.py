@@ -8,6 +8,7 @@ import pytest
 
 from tests.conftest import make_repo
 from tests.e2e.cli import Dstack
+from tests.e2e.conftest import Store
 
 
 def wf(body: str) -> str:
@@ -139,3 +140,18 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(
         assert word in lines[0], (word, lines[0])
     store = dstack_home / "store"
     assert not store.exists() or not any(p.is_file() for p in store.rglob("*"))
+
+
+@pytest.mark.parametrize("store", ["s3"], indirect=True)
+@pytest.mark.parametrize("case", ["misspelt-key", "unknown-workflow", "gpu-on-cpu-machine"])
+def test_bad_input_writes_nothing_to_a_bucket(
+    tmp_path: Path, dstack_home: Path, store: Store, case: str
+) -> None:
+    _, text, args, words = next(c for c in CASES if c[0] == case)
+    assert text is not None
+    repo = make_repo(tmp_path / "repo", {".dstack/workflows.yaml": text})
+    workflow_args = args if args and not args[0].startswith("-") else ["train", *args]
+    result = Dstack(dstack_home, store.env)("run", *workflow_args, cwd=repo)
+    assert result.code != 0 and len(result.err.strip().splitlines()) == 1, result.err
+    assert all(word in result.err for word in words)
+    assert list(store.storage().list_objects("")) == []

@@ -1,4 +1,8 @@
-"""End-to-end: the `dstack` CLI running real workflows of real git repos on this machine."""
+"""End-to-end: the `dstack` CLI running real workflows of real git repos on this machine.
+
+Each test that concerns runs, logs or artifacts runs once per state store (``store`` in
+``conftest.py``): this machine's folder, and an S3 bucket on a moto server.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from dstack import state
 from tests.conftest import git
 from tests.e2e.cli import DSTACK, FINISHED, Dstack, wait_for
+from tests.e2e.conftest import Store
+
+LOCAL_ONLY = pytest.mark.parametrize("store", ["local"], indirect=True)
 
 WORKFLOWS = """\
 workflows:
@@ -86,11 +94,6 @@ def repo(repo_factory) -> Path:  # type: ignore[no-untyped-def]
     )
 
 
-@pytest.fixture
-def dstack(dstack_home: Path) -> Dstack:
-    return Dstack(dstack_home)
-
-
 def test_clean_repo_runs_and_shows_in_ps(dstack: Dstack, repo: Path) -> None:
     result = dstack("run", "hello", cwd=repo)
     assert result.code == 0, result.err
@@ -111,6 +114,7 @@ def test_job_sees_working_tree_not_ignored_files(dstack: Dstack, repo: Path) -> 
     assert (repo / "ignored.txt").read_text() == "secret\n"
 
 
+@LOCAL_ONLY
 def test_python_version_is_honoured(dstack: Dstack, repo: Path) -> None:
     wanted = dstack("run", "py310", cwd=repo)
     assert wanted.code == 0, wanted.err
@@ -186,17 +190,18 @@ def test_abort_does_not_wait(dstack: Dstack, repo: Path, tmp_path: Path) -> None
     assert dstack.ps_json(run, repo)["status"] == "aborted"
 
 
-def _runner_pid(home: Path, run: str) -> int:
-    states = list((home / "store").rglob(f"runs/{run}/jobs/0/state.json"))
-    return json.loads(states[0].read_text())["runner_pid"]
+def _runner_pid(store: Store, run: str) -> int:
+    job = state.read_job_state(store.storage(), "github.com/acme/mnist", run, 0)
+    assert job.runner_pid
+    return job.runner_pid
 
 
 def test_killed_runner_is_recorded_as_interrupted(
-    dstack: Dstack, repo: Path, tmp_path: Path
+    dstack: Dstack, repo: Path, tmp_path: Path, store: Store
 ) -> None:
     run = dstack.run_detached("slow", "-e", f"RELEASE={tmp_path / 'never'}", cwd=repo)
     dstack.wait_status(run, repo, lambda s: s == "running")
-    os.kill(_runner_pid(dstack.home, run), signal.SIGKILL)
+    os.kill(_runner_pid(store, run), signal.SIGKILL)
     row = dstack.wait_status(run, repo, lambda s: s in FINISHED, timeout=15)
     assert row["status"] == "interrupted"
     assert "runner" in row["reason"]
@@ -217,14 +222,17 @@ def test_killing_the_attached_cli_leaves_the_job_running(dstack: Dstack, repo: P
     assert result.out.splitlines() == [f"line {i}" for i in range(1, 41)]
 
 
-def test_unchanged_rerun_stores_no_new_code(dstack: Dstack, repo: Path) -> None:
+def test_unchanged_rerun_stores_no_new_code(dstack: Dstack, repo: Path, store: Store) -> None:
+    def codes() -> list[str]:
+        return sorted(info.key for info in store.storage().list_objects("codes/"))
+
     assert dstack("run", "hello", cwd=repo).code == 0
-    codes = sorted(p.name for p in (dstack.home / "store/codes").iterdir())
+    first = codes()
     assert dstack("run", "hello", cwd=repo).code == 0
-    assert sorted(p.name for p in (dstack.home / "store/codes").iterdir()) == codes
+    assert codes() == first
     (repo / "new.txt").write_text("changed\n")
     assert dstack("run", "hello", cwd=repo).code == 0
-    assert len(list((dstack.home / "store/codes").iterdir())) == len(codes) + 1
+    assert len(codes()) == len(first) + 1
 
 
 def test_rm_deletes_finished_runs_only(dstack: Dstack, repo: Path, tmp_path: Path) -> None:
@@ -247,6 +255,7 @@ def test_concurrent_runs_get_distinct_names(dstack: Dstack, repo: Path) -> None:
     assert len({r["run"] for r in rows}) == 6
 
 
+@LOCAL_ONLY
 def test_not_a_git_repo_is_a_clear_error(dstack: Dstack, tmp_path: Path) -> None:
     folder = tmp_path / "plain"
     folder.mkdir()

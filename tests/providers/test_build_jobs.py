@@ -30,7 +30,9 @@ def job(wf: Workflow, *args: str, run_name: str = "wise-owl-1") -> JobSpec:
 
 
 def test_registry() -> None:
-    assert sorted(PROVIDERS) == ["bash", "docker", "python"]
+    assert sorted(PROVIDERS) == [
+        "bash", "code", "docker", "lab", "notebook", "python", "tensorboard", "torchrun"
+    ]  # fmt: skip
     assert all(isinstance(p, Provider) and p.name == key for key, p in PROVIDERS.items())
 
 

@@ -83,7 +83,7 @@ FILE_CASES = [
     (
         "unknown-provider",
         one("provider: kubernetes"),
-        [at("provider"), "available: bash, docker, python"],
+        [at("provider"), "available: bash, code, docker, lab, notebook, python, tensorboard"],
     ),
     # --- bash
     ("bash-no-commands", one("python: '3.10'"), [at("missing required key 'commands'")]),

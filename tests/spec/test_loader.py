@@ -239,7 +239,7 @@ def test_json_schema_documents_the_file() -> None:
     json.dumps(schema)  # serialisable
     assert schema["$schema"].startswith("https://json-schema.org/")
     variants = schema["properties"]["workflows"]["items"]["oneOf"]
-    assert len(variants) == 3
+    assert len(variants) == 8  # bash, python, docker, lab, notebook, code, torchrun, tensorboard
     bash = schema["$defs"]["BashWorkflow"]
     assert bash["additionalProperties"] is False
     assert "source" not in bash["properties"]

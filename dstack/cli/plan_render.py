@@ -1,0 +1,110 @@
+"""Rendering planned resources and infrastructure records as plain text (`run --plan`, `infra`).
+
+Deterministic (golden-file tested): resources in the order given, inputs sorted by name,
+policy documents pretty-printed, multi-line strings (the user data) shown whole and indented.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+_INDENT = "    "
+_POLICY_KEYS = ("assumeRolePolicy", "policy")
+
+
+def resources_text(resources: Iterable[Any], *, inputs: bool = True) -> list[str]:
+    """``+ type  name`` per resource, then its inputs (components: the line only)."""
+    lines = []
+    for resource in resources:
+        mark = "=" if getattr(resource, "import_id", None) else "+"
+        suffix = f"  (adopts {resource.import_id})" if getattr(resource, "import_id", None) else ""
+        lines.append(f"{mark} {resource.type}  {resource.name}{suffix}")
+        if inputs and not resource.component:
+            for key in sorted(resource.inputs):
+                lines.extend(_input_lines(key, resource.inputs[key]))
+    return lines
+
+
+def plan_text(plan: Any) -> str:
+    """The text of a ``services.plan.RunPlan``."""
+    cloud = plan.cloud_resources
+    lines = [
+        f"Plan of a run of {plan.workflow}: offline, through Pulumi's mock runtime; "
+        "nothing is created",
+        f"  stack {plan.project}/{plan.stack}, its state in {plan.backend_url}",
+    ]
+    for job in plan.jobs:
+        market = "spot" if job.spot else "on-demand"
+        lines.append(f"  job {job.job_index}: {job.instance}, {market}")
+    lines.append("")
+    lines.extend(resources_text(plan.resources))
+    lines.append("")
+    lines.append(f"{len(cloud)} resources to create")
+    if plan.notes:
+        lines.append("Notes:")
+        lines.extend(f"  - {note}" for note in plan.notes)
+    return "\n".join(lines) + "\n"
+
+
+def record_text(record: Any, *, verbose: bool = False) -> list[str]:
+    """A few lines for one ``InfraRecord``; with ``verbose`` its resources and engine text."""
+    from dstack.cli.render import iso
+
+    status = "ok" if record.ok else "failed"
+    head = f"{record.kind}: {status} at {iso(record.at)}" + (
+        f" by {record.by}" if record.by else ""
+    )
+    if record.summary:
+        head += " — " + ", ".join(f"{n} to {op}" for op, n in sorted(record.summary.items()))
+    lines = [head]
+    if record.error:
+        lines.append(f"  error: {record.error}")
+    if record.outputs:
+        for key in sorted(record.outputs):
+            lines.append(f"  {key}: {_compact(record.outputs[key])}")
+    if record.resources:
+        planned = [_Planned(item) for item in record.resources]
+        lines.extend("  " + line for line in resources_text(planned, inputs=verbose))
+    if verbose and record.diff.strip():
+        lines.append("  engine output:")
+        lines.extend(f"    {line}" for line in record.diff.rstrip().splitlines())
+    return lines
+
+
+class _Planned:
+    """A recorded resource (a dict) with the attributes ``resources_text`` reads."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.type = data.get("type", "?")
+        self.name = data.get("name", "?")
+        self.component = bool(data.get("component"))
+        self.import_id = data.get("import")
+        self.inputs = data.get("inputs") or {}
+
+
+def _input_lines(key: str, value: Any) -> list[str]:
+    if key in _POLICY_KEYS and isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            pass
+    if isinstance(value, str) and "\n" in value:
+        body = [f"{_INDENT}{_INDENT}{line}" for line in value.rstrip("\n").splitlines()]
+        return [f"{_INDENT}{key}: |", *body]
+    text = _compact(value)
+    if len(text) + len(key) <= 90:
+        return [f"{_INDENT}{key}: {text}"]
+    if isinstance(value, str):
+        return [f"{_INDENT}{key}:", f"{_INDENT}{_INDENT}{value}"]
+    pretty = json.dumps(value, indent=2, sort_keys=True).splitlines()
+    return [f"{_INDENT}{key}:", *(f"{_INDENT}{_INDENT}{line}" for line in pretty)]
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return json.dumps(value, sort_keys=True, separators=(", ", ": "))

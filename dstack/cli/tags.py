@@ -1,0 +1,119 @@
+"""`dstack tags [list|add|delete]`: names for artifacts that workflows depend on."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+tags_app = typer.Typer(
+    help="Tags: a finished run's artifacts, or local folders, under a name that workflows can "
+    "depend on (`deps: - tag: NAME`).",
+    invoke_without_command=True,
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(tags_app, name="tags")
+
+
+@tags_app.callback()
+def _default(ctx: typer.Context) -> None:
+    """With no command: list the tags."""
+    if ctx.invoked_subcommand is None:
+        list_command(as_json=False)
+
+
+@tags_app.command("list", help="List the tags of this repository.")
+def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    from dstack import api
+    from dstack.cli import render
+    from dstack.units import format_size
+
+    tags = api.list_tags(api.Context())
+    if as_json:
+        render.print_json(
+            [
+                {
+                    "tag": t.name,
+                    "run": t.run_name,
+                    "workflow": t.workflow,
+                    "owner": t.owner.display,
+                    "created_at": render.iso(t.created_at),
+                    "artifacts": t.artifacts,
+                    "files": t.files,
+                    "size": t.size,
+                }
+                for t in tags
+            ]
+        )
+        return
+    rows = [
+        [
+            t.name,
+            t.run_name or "-",
+            t.workflow or "(uploaded)",
+            t.owner.display,
+            render.ago(t.created_at),
+            f"{', '.join(t.artifacts) or '-'} ({t.files} files, {format_size(t.size)})",
+        ]
+        for t in tags
+    ]
+    render.table(["TAG", "RUN", "WORKFLOW", "OWNER", "CREATED", "ARTIFACTS"], rows)
+
+
+@tags_app.command(
+    "add",
+    help="Tag a finished run (TAG RUN), or upload local folders or files as a tag (TAG -a DIR).",
+)
+def add_command(
+    name: str = typer.Argument(..., metavar="TAG"),
+    run_name: str = typer.Argument(None, metavar="RUN", help="A finished run to tag."),
+    paths: list[Path] = typer.Option(
+        None, "-a", "--artifact", help="Upload this folder or file (repeatable)."
+    ),
+    yes: bool = typer.Option(False, "-y", "--yes", help="Replace an existing tag without asking."),
+) -> None:
+    from dstack import api
+    from dstack.cli.confirm import confirm_or_exit
+    from dstack.cli.progress import transfer_bar
+    from dstack.errors import DstackError
+    from dstack.services.tags import describe
+    from dstack.units import format_size
+
+    if bool(run_name) == bool(paths):
+        raise DstackError("tags add: give either a run (`TAG RUN`) or folders (`TAG -a DIR`)")
+    ctx = api.Context()
+    existing = api.find_tag(ctx, name)
+    files = api.collect_upload(paths, Path.cwd()) if paths else []
+    if existing is not None:
+        confirm_or_exit(f"Tag {name} exists ({describe(existing)}). Replace it?", yes)
+    if run_name:
+        tag = api.add_run_tag(ctx, name, run_name, replace=existing is not None)
+    else:
+        total = sum(f.size for f in files)
+        with transfer_bar(total, "Uploading") as advance:
+            tag = api.add_upload_tag(
+                ctx, name, files, replace=existing is not None, progress=advance
+            )
+    print(f"Tag {name}: {describe(tag)}, {tag.files} file(s), {format_size(tag.size)}")
+    if tag.files == 0:
+        print(f"Warning: run {run_name} saved no artifacts", file=sys.stderr)
+
+
+@tags_app.command("delete", help="Delete a tag. A tagged run and its artifacts stay.")
+def delete_command(
+    name: str = typer.Argument(..., metavar="TAG"),
+    yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask for confirmation."),
+) -> None:
+    from dstack import api
+    from dstack.cli.confirm import confirm_or_exit
+    from dstack.services.tags import describe
+
+    ctx = api.Context()
+    tag = api.get_tag(ctx, name)
+    what = "and its uploaded files" if tag.upload_id else f"({describe(tag)}; the run stays)"
+    confirm_or_exit(f"Delete tag {name} {what}?", yes)
+    api.delete_tag(ctx, name)
+    print(f"Tag {name}: deleted")

@@ -1,0 +1,148 @@
+"""Putting a job's dependencies in place before it starts, through a machine cache.
+
+Each dependency (resolved at submit: a finished run, or one upload of a tag) is a set of files
+at paths relative to the working directory of the job that wrote them; they are placed at the
+same paths relative to this job's working directory. On a clash the later file wins: a later
+job of the same run, a later dep, and any dep over a file of the repo.
+
+The content a dependency points at never changes (``state.ArtifactSource.identity``), so files
+are downloaded once per machine into ``<cache>/artifacts/<store>/<identity>/`` and copied from
+there into the job's folder: a second job that consumes the same tag downloads nothing. Copies
+are reflinks where the filesystem can (instant, no extra space) and plain copies otherwise, never
+hard links: a job may rewrite a dep's file in place (resuming a checkpoint), and that must not
+change the cache. The executable bit is kept. One lock per cached dependency keeps two jobs of
+this machine from downloading the same files at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import stat
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from dstack import state
+from dstack.backends.base import Storage
+from dstack.errors import RunnerError, RunNotFoundError
+from dstack.models import Dependency, JobSpec
+
+_FICLONE = 0x40049409  # linux/fs.h: share the source's blocks (btrfs, xfs, …)
+
+
+@dataclass
+class FetchReport:
+    """What fetching a job's deps did."""
+
+    files: int = 0
+    size: int = 0
+    downloaded_files: int = 0
+    downloaded_bytes: int = 0
+
+
+def fetch_deps(storage: Storage, spec: JobSpec, workdir: Path, cache_dir: Path) -> FetchReport:
+    """Place every dependency of ``spec`` under ``workdir``; download what the cache lacks."""
+    store_cache = cache_dir / "artifacts" / _store_digest(storage)
+    placed: dict[str, Path] = {}  # path in the job's folder -> cached file; the later wins
+    sizes: dict[Path, tuple[str, int]] = {}  # cached file -> (key, size)
+    roots: set[Path] = set()
+    for dep in spec.deps:
+        found = 0
+        for source in _sources(storage, dep):
+            root = store_cache / source.identity
+            for info in storage.list_objects(source.prefix):
+                relative = info.key[len(source.prefix) :]
+                placed[relative] = root / relative
+                sizes[root / relative] = (info.key, info.size)
+                roots.add(root)
+                found += 1
+        if not found and dep.run_name is None:
+            raise RunnerError(f"dependency {dep.describe()}: its files are gone from the store")
+    report = FetchReport(files=len(placed), size=sum(sizes[p][1] for p in placed.values()))
+    counter = _Counter()
+    with contextlib.ExitStack() as locks:
+        if any(not _cached(path, size) for path, (_, size) in sizes.items()):
+            for root in sorted(roots):  # another job on this machine may be fetching them too
+                locks.enter_context(_locked(root.parent / f"{root.name}.lock"))
+        missing = [(key, path) for path, (key, size) in sizes.items() if not _cached(path, size)]
+        storage.download_tree(missing, progress=counter)
+    for relative, cached in placed.items():
+        _place(cached, workdir, relative)
+    report.downloaded_files = len(missing)
+    report.downloaded_bytes = counter.total
+    return report
+
+
+def _sources(storage: Storage, dep: Dependency) -> list[state.ArtifactSource]:
+    try:
+        return state.dependency_sources(storage, dep)
+    except RunNotFoundError:
+        raise RunnerError(
+            f"dependency {dep.describe()}: run {dep.run_name} of {dep.repo_id} no longer exists"
+        ) from None
+
+
+def _cached(path: Path, size: int) -> bool:
+    try:
+        return path.stat().st_size == size
+    except OSError:
+        return False
+
+
+def _place(cached: Path, workdir: Path, relative: str) -> None:
+    target = workdir / relative
+    root = workdir.resolve()
+    if root not in target.resolve().parents:
+        raise RunnerError(f"dependency file {relative!r} would land outside the working directory")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_symlink() or target.exists():
+        target.unlink()
+    _clone_or_copy(cached, target)
+    mode = 0o755 if os.stat(cached).st_mode & stat.S_IXUSR else 0o644
+    os.chmod(target, mode)
+
+
+def _clone_or_copy(source: Path, target: Path) -> None:
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        try:
+            fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
+            return
+        except OSError:
+            pass
+    shutil.copyfile(source, target)  # sendfile/copy_file_range: no copy through Python
+
+
+def _store_digest(storage: Storage) -> str:
+    """Run names are unique per store, not per machine: keep each store's cache apart."""
+    description = json.dumps(storage.config(), sort_keys=True)
+    return hashlib.sha256(description.encode()).hexdigest()[:16]
+
+
+class _Counter:
+    """A progress callback that sums the bytes downloaded, from many threads."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, n: int) -> None:
+        with self._lock:
+            self.total += n
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """One downloader per cached dependency on this machine at a time."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,78 @@
+"""The local supervisor of one job: it starts the runner, outlives it, and starts the next
+attempt when the workflow's ``retry`` says so.
+
+A runner killed outright (``kill -9``, the OOM killer) cannot record its own end, so the
+supervisor does, within moments: the attempt is ``interrupted``, its leftover processes are
+killed, and :func:`dstack.runner.attempts.conclude` decides between the final state and the
+next attempt. A runner that ends normally concludes its attempt itself; the supervisor then
+starts the next attempt if the job went back to ``submitted``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+from dstack import processes, settings, state
+from dstack.models import JobStatus
+from dstack.runner.attempts import conclude
+
+
+def supervise(storage_config: dict[str, Any], repo_id: str, run_name: str, job_index: int) -> int:
+    """Run attempts of one job until one is final; 0 when the job ended ``done``."""
+    storage = settings.storage_from_config(storage_config)
+    spec = state.read_job_spec(storage, repo_id, run_name, job_index)
+    owner = state.read_run(storage, repo_id, run_name).owner.display
+    me = {"supervisor_pid": os.getpid(), "supervisor_started": processes.start_ticks(os.getpid())}
+    current = state.read_job_state(storage, repo_id, run_name, job_index)
+    state.write_job_state(
+        storage, spec, owner, current.model_copy(update={**me, "updated_at": time.time()})
+    )
+    while True:
+        attempt = current.attempt
+        wait_status = _run_attempt(storage_config, repo_id, run_name, job_index)
+        current = state.read_job_state(storage, repo_id, run_name, job_index)
+        if current.status.is_active and current.attempt == attempt:
+            current = _runner_lost(current, wait_status)
+            current = conclude(storage, spec, owner, current)
+        if current.status.is_finished:
+            return 0 if current.status is JobStatus.DONE else 1
+
+
+def _run_attempt(storage_config: dict[str, Any], repo_id: str, run_name: str, index: int) -> int:
+    """Fork the runner of the job's current attempt, wait for it; its wait status."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            from dstack.runner.__main__ import run_job
+
+            code = run_job(storage_config, repo_id, run_name, index)
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return status
+
+
+def _runner_lost(current: Any, wait_status: int) -> Any:
+    """The attempt's state once its runner died without recording an end."""
+    if current.process_group:
+        try:
+            os.killpg(current.process_group, signal.SIGKILL)  # what the runner left behind
+        except (ProcessLookupError, PermissionError):
+            pass
+    if os.WIFSIGNALED(wait_status):
+        reason = f"the runner was killed by signal {os.WTERMSIG(wait_status)}"
+    else:
+        reason = f"the runner exited with code {os.waitstatus_to_exitcode(wait_status)}"
+    now = time.time()
+    return current.model_copy(
+        update={
+            "status": JobStatus.INTERRUPTED,
+            "reason": reason,
+            "updated_at": now,
+            "finished_at": now,
+        }
+    )

@@ -1,0 +1,175 @@
+"""The bootstrap stack: the state bucket and the runner role, created once per bucket.
+
+``dstack config --backend aws`` creates (or adopts) it. It declares:
+
+- the state bucket — versioned, encrypted by default (SSE-S3, or SSE-KMS with a key you
+  name), ACLs disabled, every public access blocked, and a policy refusing non-TLS requests.
+  The bucket is ``retain_on_delete``: destroying this stack never deletes the bucket, which
+  holds every run, artifact and the Pulumi state itself;
+- the shared runner role (trusted by EC2 only) whose policy reaches this store and nothing
+  else, and its instance profile. Runs use it when the run stack is told to
+  (``instance_profile_name``); by default each run declares its own, narrower role.
+
+Adopting an existing bucket imports it (``import_``): its tags are left as they are (S3 replaces
+a bucket's whole tag set, which would clobber the team's own tags), and the statements of its
+existing bucket policy are kept beside dstack's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from stacks import policies
+from stacks import tags as tagging
+
+
+@dataclass(frozen=True)
+class BootstrapArgs:
+    """What the bootstrap stack needs to know."""
+
+    bucket_name: str
+    #: import an existing bucket into the stack instead of creating it
+    adopt_bucket: bool = False
+    #: SSE-KMS key id or ARN for default encryption; None means SSE-S3 (AES256)
+    kms_key_id: str | None = None
+    #: statements of an adopted bucket's existing policy, kept beside dstack's
+    kept_policy_statements: Sequence[Mapping[str, Any]] = ()
+    #: the store's key prefix in the bucket ("" for the whole bucket)
+    store_prefix: str = ""
+    partition: str = "aws"
+    #: extra tags a platform team wants on every resource (dstack's own always win)
+    extra_tags: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.bucket_name:
+            raise ValueError("bootstrap: bucket_name is required")
+
+
+class Bootstrap(pulumi.ComponentResource):
+    """The state bucket with its security settings, and the shared runner role."""
+
+    bucket_name: pulumi.Output[str]
+    bucket_arn: pulumi.Output[str]
+    runner_role_arn: pulumi.Output[str]
+    runner_role_name: pulumi.Output[str]
+    instance_profile_name: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: BootstrapArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("dstack:aws:Bootstrap", name, None, opts)
+        tags = tagging.merged(tagging.bootstrap_tags(args.bucket_name), args.extra_tags)
+        child = pulumi.ResourceOptions(parent=self)
+        bucket = self._bucket(name, args, tags)
+        bucket_child = pulumi.ResourceOptions(parent=self, depends_on=[bucket])
+        aws.s3.BucketOwnershipControls(
+            f"{name}-ownership",
+            bucket=bucket.id,
+            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
+            opts=bucket_child,
+        )
+        access_block = aws.s3.BucketPublicAccessBlock(
+            f"{name}-public-access",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=bucket_child,
+        )
+        aws.s3.BucketVersioning(
+            f"{name}-versioning",
+            bucket=bucket.id,
+            versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(
+                status="Enabled"
+            ),
+            opts=bucket_child,
+        )
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-encryption",
+            bucket=bucket.id,
+            rules=[_encryption_rule(args.kms_key_id)],
+            opts=bucket_child,
+        )
+        aws.s3.BucketPolicy(
+            f"{name}-tls-only",
+            bucket=bucket.id,
+            policy=bucket.arn.apply(
+                lambda arn: json.dumps(
+                    policies.tls_only_bucket_policy(arn, args.kept_policy_statements)
+                )
+            ),
+            # S3 refuses a new policy while public access settings are being changed
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[access_block]),
+        )
+        role = aws.iam.Role(
+            f"{name}-runner",
+            description=f"dstack runners of s3://{args.bucket_name}",
+            assume_role_policy=json.dumps(policies.ec2_trust_policy()),
+            tags=tags,
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-runner-store",
+            role=role.id,
+            policy=bucket.arn.apply(
+                lambda arn: json.dumps(policies.store_wide_policy(arn, args.store_prefix))
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role]),
+        )
+        profile = aws.iam.InstanceProfile(f"{name}-runner", role=role.name, tags=tags, opts=child)
+        self.bucket_name = bucket.bucket
+        self.bucket_arn = bucket.arn
+        self.runner_role_arn = role.arn
+        self.runner_role_name = role.name
+        self.instance_profile_name = profile.name
+        self.register_outputs(
+            {
+                "bucket_name": self.bucket_name,
+                "bucket_arn": self.bucket_arn,
+                "runner_role_arn": self.runner_role_arn,
+                "instance_profile_name": self.instance_profile_name,
+            }
+        )
+
+    def _bucket(self, name: str, args: BootstrapArgs, tags: dict[str, str]) -> aws.s3.Bucket:
+        opts = pulumi.ResourceOptions(
+            parent=self,
+            retain_on_delete=True,
+            # S3 replaces a bucket's whole tag set: never clobber an adopted bucket's tags
+            ignore_changes=["tags", "forceDestroy"],
+            import_=args.bucket_name if args.adopt_bucket else None,
+        )
+        return aws.s3.Bucket(
+            f"{name}-state",
+            bucket=args.bucket_name,
+            force_destroy=False,
+            tags=tags,
+            opts=opts,
+        )
+
+
+def _encryption_rule(
+    kms_key_id: str | None,
+) -> aws.s3.BucketServerSideEncryptionConfigurationRuleArgs:
+    if kms_key_id:
+        default = aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+            sse_algorithm="aws:kms", kms_master_key_id=kms_key_id
+        )
+        return aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+            apply_server_side_encryption_by_default=default, bucket_key_enabled=True
+        )
+    default = (
+        aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+            sse_algorithm="AES256"
+        )
+    )
+    return aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+        apply_server_side_encryption_by_default=default
+    )

@@ -1,0 +1,113 @@
+"""Reading a stack's arguments from ``pulumi.Config("dstack")``, for programs run by hand.
+
+Keys (see ``stacks/Pulumi.example.yaml`` for a run and ``Pulumi.bootstrap-example.yaml``)::
+
+    dstack:stack            run | bootstrap
+    dstack:bucket           the state bucket
+    dstack:storePrefix      the store's key prefix in the bucket ("" for all of it)
+    # bootstrap only
+    dstack:adoptBucket      import an existing bucket (default false)
+    dstack:kmsKeyId         SSE-KMS key (default SSE-S3)
+    # run only
+    dstack:repo, dstack:run, dstack:user, dstack:submittedAt
+    dstack:instanceType, dstack:interruptible, dstack:gpu, dstack:rootVolumeGb
+    dstack:ports, dstack:callerCidr, dstack:amiId, dstack:instanceProfileName
+    dstack:subnetId, dstack:vpcId, dstack:python, dstack:codeKey, dstack:wheelKey
+    dstack:maxDurationHours, dstack:storeTimeoutMinutes
+    dstack:tags             extra tags (a mapping)
+
+The region is Pulumi's own ``aws:region``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+from stacks import defaults
+from stacks.bootstrap import BootstrapArgs
+from stacks.run import InstanceArgs, RunStackArgs
+
+
+def stack_kind(config: pulumi.Config) -> str:
+    kind = config.get("stack") or "run"
+    if kind not in ("run", "bootstrap"):
+        raise ValueError(f"dstack:stack must be run or bootstrap, not {kind!r}")
+    return kind
+
+
+def bootstrap_args(config: pulumi.Config) -> BootstrapArgs:
+    return BootstrapArgs(
+        bucket_name=config.require("bucket"),
+        adopt_bucket=config.get_bool("adoptBucket") or False,
+        kms_key_id=config.get("kmsKeyId"),
+        store_prefix=config.get("storePrefix") or "",
+        extra_tags=config.get_object("tags") or {},
+    )
+
+
+def run_args(config: pulumi.Config) -> RunStackArgs:
+    """The run stack of one job, with the user data dstack would render for it."""
+    from dstack import __version__, state
+    from dstack.backends.aws.scope import scope_for
+    from dstack.backends.aws.userdata import Boot, render_user_data
+
+    bucket = config.require("bucket")
+    prefix = config.get("storePrefix") or ""
+    repo, run = config.require("repo"), config.require("run")
+    region = pulumi.Config("aws").require("region")
+    code_key = config.get("codeKey") or "codes/<sha256>.tar.gz"
+    wheel_key = config.get("wheelKey") or f"dist/<digest>/dstack-{__version__}-py3-none-any.whl"
+    ports = [int(p) for p in (config.get_object("ports") or [])]
+    full = _full_key(prefix)
+    boot = Boot(
+        storage={"type": "s3", "bucket": bucket, "region": region, "prefix": prefix,
+                 "endpoint_url": None, "profile": None},
+        repo_id=repo,
+        run_name=run,
+        job_index=0,
+        region=region,
+        wheel_key=full(wheel_key),
+        boot_log_key=full(state.boot_log_key(repo, run, 0)),
+        version=__version__,
+        max_duration_seconds=int((config.get_float("maxDurationHours") or 72) * 3600),
+        store_timeout_seconds=int((config.get_float("storeTimeoutMinutes") or 20) * 60),
+        python=config.get("python"),
+        ports=ports,
+    )  # fmt: skip
+    instance = InstanceArgs(
+        job_index=0,
+        instance_type=config.require("instanceType"),
+        interruptible=config.get_bool("interruptible") or False,
+        user_data=render_user_data(boot),
+        gpu=config.get_bool("gpu") or False,
+        root_volume_gb=config.get_int("rootVolumeGb") or defaults.ROOT_VOLUME_GB,
+    )
+    return RunStackArgs(
+        bucket_name=bucket,
+        repo_id=repo,
+        run_name=run,
+        user=config.get("user") or "unknown",
+        instances=[instance],
+        scope=scope_for(
+            repo_id=repo,
+            run_name=run,
+            submitted_at=config.get_float("submittedAt") or 0.0,
+            code_key=code_key,
+            wheel_key=wheel_key,
+            store_prefix=prefix,
+        ),
+        ports=ports,
+        caller_cidr=config.get("callerCidr"),
+        ami_id=config.get("amiId"),
+        instance_profile_name=config.get("instanceProfileName"),
+        subnet_id=config.get("subnetId"),
+        vpc_id=config.get("vpcId"),
+        extra_tags=config.get_object("tags") or {},
+    )
+
+
+def _full_key(prefix: str) -> Any:
+    prefix = prefix.strip("/")
+    return lambda key: f"{prefix}/{key}" if prefix else key

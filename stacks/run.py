@@ -1,0 +1,265 @@
+"""The run stack: what one dstack run creates on AWS, and destroys once its artifacts landed.
+
+Per run:
+
+- a security group with all egress and no ingress — unless the workflow asks for ``ports``,
+  then exactly those TCP ports, and only from the caller's own address (a /32 or /128); the
+  nodes of a multi-node run also reach each other (members of the group, nobody else);
+- the runner's IAM role (trusted by EC2 only) with a policy reaching only this run's keys of
+  the state bucket and the keys it reads (code archive, dstack wheel, deps), and its instance
+  profile — or, when ``instance_profile_name`` is given, the bootstrap's shared profile instead;
+- one instance per job: spot when the job is interruptible, on-demand otherwise; IMDSv2
+  required; an encrypted root volume; ``instance_initiated_shutdown_behavior=terminate`` so
+  the instance's own ``shutdown`` (at job end, store lost, or the hard time limit — see the
+  user data) ends its cost; the AMI from config or from an SSM public parameter.
+
+Every taggable resource carries the bucket, repo, run and user tags (``stacks.tags``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+
+from stacks import defaults, policies
+from stacks import tags as tagging
+
+
+@dataclass(frozen=True)
+class InstanceArgs:
+    """One job's instance."""
+
+    job_index: int
+    instance_type: str
+    interruptible: bool
+    #: the boot script (``dstack.backends.aws.userdata`` renders it)
+    user_data: str
+    gpu: bool = False
+    root_volume_gb: int = defaults.ROOT_VOLUME_GB
+
+    def __post_init__(self) -> None:
+        if self.root_volume_gb < 8:
+            raise ValueError(f"job {self.job_index}: root_volume_gb must be at least 8")
+
+
+@dataclass(frozen=True)
+class RunStackArgs:
+    """What the run stack needs to know. Nothing here is a secret."""
+
+    bucket_name: str
+    repo_id: str
+    run_name: str
+    user: str
+    instances: Sequence[InstanceArgs]
+    #: the keys of the store this run's own role may touch
+    scope: policies.StoreScope
+    #: TCP ports to open, only to ``caller_cidr``
+    ports: Sequence[int] = ()
+    #: the caller's public address as a /32 (or /128) network; required with ``ports``
+    caller_cidr: str | None = None
+    ami_id: str | None = None
+    ami_parameter: str = defaults.AMI_PARAMETER
+    gpu_ami_parameter: str = defaults.GPU_AMI_PARAMETER
+    #: use this (bootstrap) instance profile instead of declaring a role for the run
+    instance_profile_name: str | None = None
+    subnet_id: str | None = None
+    vpc_id: str | None = None
+    #: KMS key for the root volumes; None means the account's default EBS key
+    volume_kms_key_id: str | None = None
+    partition: str = "aws"
+    extra_tags: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.instances:
+            raise ValueError("run stack: at least one instance is required")
+        for port in self.ports:
+            if not 1 <= port <= 65535:
+                raise ValueError(f"run stack: port {port} is not a TCP port")
+        if self.ports:
+            if not self.caller_cidr:
+                raise ValueError("run stack: ports are open only to the caller: set caller_cidr")
+            network = ipaddress.ip_network(self.caller_cidr, strict=True)
+            if network.prefixlen != network.max_prefixlen:
+                raise ValueError(
+                    f"run stack: caller_cidr must be one address (/32 or /128), "
+                    f"not {self.caller_cidr}"
+                )
+
+
+class RunStack(pulumi.ComponentResource):
+    """A run's security group, runner role and instances."""
+
+    security_group_id: pulumi.Output[str]
+    role_name: pulumi.Output[str] | None
+    instance_ids: dict[str, pulumi.Output[str]]
+    public_ips: dict[str, pulumi.Output[str]]
+
+    def __init__(
+        self, name: str, args: RunStackArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("dstack:aws:RunStack", name, None, opts)
+        tags = tagging.merged(
+            tagging.resource_tags(
+                bucket=args.bucket_name,
+                repo=args.repo_id,
+                run=args.run_name,
+                user=args.user,
+                component="run",
+            ),
+            args.extra_tags,
+        )
+        child = pulumi.ResourceOptions(parent=self)
+        group = aws.ec2.SecurityGroup(
+            f"{name}-sg",
+            description=f"dstack run {tagging.clean(args.run_name)}: no inbound but its ports",
+            vpc_id=args.vpc_id,
+            ingress=_ingress(args),
+            egress=_all_egress(),
+            revoke_rules_on_delete=True,
+            tags=tags,
+            opts=child,
+        )
+        self.role_name = None
+        profile_name: pulumi.Input[str]
+        if args.instance_profile_name:
+            profile_name = args.instance_profile_name
+        else:
+            role = aws.iam.Role(
+                f"{name}-runner",
+                description=f"dstack runner of run {tagging.clean(args.run_name)}",
+                assume_role_policy=json.dumps(policies.ec2_trust_policy()),
+                tags=tags,
+                opts=child,
+            )
+            arn = policies.bucket_arn(args.bucket_name, args.partition)
+            policy = aws.iam.RolePolicy(
+                f"{name}-store",
+                role=role.id,
+                policy=json.dumps(policies.runner_access_policy(arn, args.scope)),
+                opts=child,
+            )
+            profile = aws.iam.InstanceProfile(
+                f"{name}-profile",
+                role=role.name,
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
+            )
+            self.role_name = role.name
+            profile_name = profile.name
+        self.instance_ids = {}
+        self.public_ips = {}
+        for spec in args.instances:
+            instance = _instance(name, spec, args, group, profile_name, tags, self)
+            self.instance_ids[str(spec.job_index)] = instance.id
+            self.public_ips[str(spec.job_index)] = instance.public_ip
+        self.security_group_id = group.id
+        self.register_outputs(
+            {
+                "security_group_id": self.security_group_id,
+                "instance_ids": self.instance_ids,
+                "public_ips": self.public_ips,
+            }
+        )
+
+
+def _instance(
+    name: str,
+    spec: InstanceArgs,
+    args: RunStackArgs,
+    group: aws.ec2.SecurityGroup,
+    profile_name: pulumi.Input[str],
+    tags: dict[str, str],
+    parent: pulumi.Resource,
+) -> aws.ec2.Instance:
+    market = None
+    if spec.interruptible:
+        market = aws.ec2.InstanceInstanceMarketOptionsArgs(
+            market_type="spot",
+            spot_options=aws.ec2.InstanceInstanceMarketOptionsSpotOptionsArgs(
+                spot_instance_type="one-time",
+                instance_interruption_behavior="terminate",
+            ),
+        )
+    return aws.ec2.Instance(
+        f"{name}-job-{spec.job_index}",
+        ami=_ami(args, spec),
+        instance_type=spec.instance_type,
+        iam_instance_profile=profile_name,
+        vpc_security_group_ids=[group.id],
+        subnet_id=args.subnet_id,
+        associate_public_ip_address=True if args.ports else None,
+        user_data=spec.user_data,
+        user_data_replace_on_change=True,
+        instance_initiated_shutdown_behavior="terminate",
+        instance_market_options=market,
+        metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
+            http_endpoint="enabled",
+            http_tokens="required",
+            http_put_response_hop_limit=1,
+        ),
+        root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
+            encrypted=True,
+            kms_key_id=args.volume_kms_key_id,
+            volume_size=spec.root_volume_gb,
+            volume_type="gp3",
+            delete_on_termination=True,
+        ),
+        tags={**tags, "Name": f"dstack {tagging.clean(args.run_name)} job {spec.job_index}"},
+        volume_tags=tags,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+def _ami(args: RunStackArgs, spec: InstanceArgs) -> pulumi.Input[str]:
+    if args.ami_id:
+        return args.ami_id
+    parameter = args.gpu_ami_parameter if spec.gpu else args.ami_parameter
+    return aws.ssm.get_parameter_output(name=parameter).value
+
+
+def _ingress(args: RunStackArgs) -> list[aws.ec2.SecurityGroupIngressArgs]:
+    """The asked ports from the caller only; and, for a multi-node run, its nodes from each
+    other (members of this same group: the rendezvous port is chosen at run time)."""
+    rules = []
+    if len(args.instances) > 1:
+        rules.append(
+            aws.ec2.SecurityGroupIngressArgs(
+                description="the run's own nodes reach each other",
+                protocol="-1",
+                from_port=0,
+                to_port=0,
+                self=True,
+            )
+        )
+    if not args.ports or not args.caller_cidr:
+        return rules
+    v6 = ipaddress.ip_network(args.caller_cidr).version == 6
+    return rules + [
+        aws.ec2.SecurityGroupIngressArgs(
+            description=f"port {port} for the run's submitter only",
+            protocol="tcp",
+            from_port=port,
+            to_port=port,
+            cidr_blocks=None if v6 else [args.caller_cidr],
+            ipv6_cidr_blocks=[args.caller_cidr] if v6 else None,
+        )
+        for port in args.ports
+    ]
+
+
+def _all_egress() -> list[aws.ec2.SecurityGroupEgressArgs]:
+    return [
+        aws.ec2.SecurityGroupEgressArgs(
+            description="the runner reaches the state store and package indexes",
+            protocol="-1",
+            from_port=0,
+            to_port=0,
+            cidr_blocks=["0.0.0.0/0"],
+            ipv6_cidr_blocks=["::/0"],
+        )
+    ]

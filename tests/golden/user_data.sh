@@ -1,0 +1,40 @@
+#!/bin/bash
+# dstack 0.1.0: the runner of run wise-owl-1, job 0
+# repo github.com/acme/mnist; state store s3://acme-dstack-state
+# Whatever happens below, this machine powers off (and so terminates) when the script
+# ends, and at the latest after the run's maximum duration.
+set -euo pipefail
+exec >>/var/log/dstack-boot.log 2>&1
+export DSTACK_HOME=/opt/dstack/home
+export HOME=/root
+export AWS_DEFAULT_REGION=eu-west-1
+export AWS_REGION=eu-west-1
+export DSTACK_RUNNER_PORTS=10000
+shutdown -h +4330 'dstack: the run reached its maximum duration'
+finish() {
+  if [ -x /opt/dstack/venv/bin/python ]; then /opt/dstack/venv/bin/python - <<"PY" || true
+import boto3
+boto3.client('s3').upload_file("/var/log/dstack-boot.log", "acme-dstack-state", "repos/github.com/acme/mnist/runs/wise-owl-1/infra/boot-0.log")
+PY
+  fi
+  shutdown -h now 'dstack: the runner has ended'
+}
+trap finish EXIT
+mkdir -p /opt/dstack/home
+if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+  if command -v apt-get >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q && apt-get install -yq python3-venv
+  elif command -v dnf >/dev/null; then
+    dnf install -yq python3
+  fi
+fi
+python3 -m venv /opt/dstack/venv
+/opt/dstack/venv/bin/pip install -q --disable-pip-version-check 'boto3>=1.35.16' uv
+/opt/dstack/venv/bin/python - <<"PY"
+import boto3
+boto3.client('s3').download_file("acme-dstack-state", "dist/0123456789abcdef0123/dstack-0.1.0-py3-none-any.whl", "/opt/dstack/dstack-0.1.0-py3-none-any.whl")
+PY
+/opt/dstack/venv/bin/pip install -q --disable-pip-version-check /opt/dstack/dstack-0.1.0-py3-none-any.whl
+/opt/dstack/venv/bin/uv python install 3.11
+/opt/dstack/venv/bin/python -m dstack.runner --storage '{"bucket": "acme-dstack-state", "endpoint_url": null, "prefix": "", "profile": null, "region": "eu-west-1", "type": "s3"}' --repo github.com/acme/mnist --run wise-owl-1 --job 0 --cloud aws --max-duration 259200 --store-timeout 1200

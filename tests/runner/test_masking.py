@@ -1,0 +1,99 @@
+"""Secret values never reach the store: the streaming masker, and the log sink that uses it."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from dstack import state
+from dstack.backends.local_storage import LocalStorage
+from dstack.models import JobSpec, RepoSnapshot
+from dstack.runner.logs import LogSink
+from dstack.runner.masking import MASK, Masker
+
+
+def stream(masker: Masker, pieces: list[bytes]) -> bytes:
+    return b"".join(masker.feed(piece) for piece in pieces) + masker.flush()
+
+
+def test_a_value_is_masked_wherever_it_is() -> None:
+    masker = Masker(["s3cr3t"])
+    assert stream(masker, [b"token=s3cr3t\nagain s3cr3t."]) == b"token=***\nagain ***."
+
+
+def test_a_value_split_across_writes_is_still_masked() -> None:
+    masker = Masker(["s3cr3t"])
+    assert masker.feed(b"token=s3c") == b"token="  # the start of the value is held back
+    assert masker.feed(b"r3") == b""
+    assert masker.feed(b"t and more") == MASK + b" and more"
+
+
+def test_output_that_cannot_start_a_value_is_not_held() -> None:
+    masker = Masker(["s3cr3t"])
+    assert masker.feed(b"epoch 1 done\n") == b"epoch 1 done\n"
+    assert masker.feed(b"loss: s") == b"loss: "  # could be the start: held
+    assert masker.feed(b"mall\n") == b"small\n"  # it was not: released
+
+
+def test_what_is_held_at_the_end_is_released_masked() -> None:
+    masker = Masker(["abcdef", "cd"])
+    assert masker.feed(b"xxabcd") == b"xx"  # "abcd" could become "abcdef"
+    assert masker.flush() == b"ab" + MASK  # it did not; "cd" is still a value
+
+
+def test_longest_value_wins_at_the_same_place() -> None:
+    masker = Masker(["ab", "abc"])
+    assert stream(masker, [b"ab", b"c ab!"]) == MASK + b" " + MASK + b"!"
+
+
+def test_leftmost_value_wins_when_they_overlap() -> None:
+    masker = Masker(["Xa", "abc"])
+    assert stream(masker, [b"Xab", b"c"]) == MASK + b"bc"
+
+
+def test_values_are_bytes_of_their_utf8_text() -> None:
+    masker = Masker(["пароль"])
+    data = "мой пароль!".encode()
+    assert stream(masker, [data[:9], data[9:]]) == "мой ".encode() + MASK + b"!"
+
+
+def test_no_values_means_no_change_and_no_holding() -> None:
+    masker = Masker([""])
+    assert not masker.active
+    assert masker.feed(b"abc") == b"abc"
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_any_split_gives_the_same_output_as_the_whole(seed: int) -> None:
+    rng = random.Random(seed)
+    values = ["hunter2", "hunter2hunter", "s3", "xyzzy-token-0042"]
+    alphabet = ["hunter", "2", "s", "3", "xyzzy-", "token-0042", " ", "\n", "a"]
+    text = "".join(rng.choice(alphabet) for _ in range(300)).encode()
+    whole = stream(Masker(values), [text])
+    cuts = sorted(rng.sample(range(1, len(text)), 40))
+    pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+    assert stream(Masker(values), pieces) == whole
+    for value in values:
+        assert value.encode() not in whole
+
+
+def spec() -> JobSpec:
+    repo = RepoSnapshot(repo_id="github.com/acme/mnist", code_key="codes/x.tar.gz")
+    return JobSpec(run_name="calm-cat-1", workflow="train", provider="bash", repo=repo)
+
+
+def test_the_log_sink_stores_no_byte_of_a_secret_split_across_writes(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "store")
+    job = spec()
+    sink = LogSink(storage, job).start()
+    sink.mask(["hunter2"])
+    for piece in (b"password: hun", b"te", b"r2\n", b"bye hunter"):
+        sink.write(piece)
+        sink.flush()  # every piece is its own chunk
+    assert sink.close()
+    prefix = state.logs_prefix(job.repo.repo_id, job.run_name, 0)
+    chunks = [storage.get(info.key) for info in storage.list_objects(prefix)]
+    assert b"".join(chunks) == b"password: ***\nbye hunter"
+    assert all(b"hunter2" not in chunk for chunk in chunks)

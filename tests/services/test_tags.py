@@ -1,0 +1,158 @@
+"""Tags: made from runs (by hand and by the runner for `run -t`), from uploads; replaced only
+on request; idempotent for the racing jobs of one run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dstack import state
+from dstack.backends.base import Compute, Storage
+from dstack.backends.local_storage import LocalStorage
+from dstack.errors import DstackError, InvalidStateError, TagExistsError
+from dstack.models import JobSpec, JobState, JobStatus
+from dstack.services import tags
+from dstack.services.context import Context
+from dstack.services.runs import remove
+from tests.services.test_deps import REPO, make_run
+
+
+class AliveCompute(Compute):
+    """Every runner is alive: states are shown as written."""
+
+    name = "test"
+
+    def check(self, jobs: list[JobSpec]) -> None:
+        pass
+
+    def start(self, storage: Storage, job: JobSpec) -> None:
+        pass
+
+    def is_alive(self, state: JobState) -> bool | None:
+        return True
+
+    def kill(self, state: JobState) -> None:
+        pass
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> LocalStorage:
+    return LocalStorage(tmp_path / "store")
+
+
+@pytest.fixture
+def ctx(storage: LocalStorage, tmp_path: Path) -> Context:
+    return Context(storage=storage, compute=AliveCompute(), repo_path=tmp_path, _repo_id=REPO)
+
+
+def put_artifact(storage: LocalStorage, run: str, job: int, path: str, size: int) -> None:
+    source = storage.root.parent / "src" / path
+    source.parent.mkdir(parents=True, exist_ok=True)
+    source.write_bytes(b"x" * size)
+    storage.upload_file(source, state.artifacts_prefix(REPO, run, job) + path)
+
+
+@pytest.mark.parametrize("name", ["moons", "v1.2", "a_b-c", "9lives"])
+def test_good_names(name: str) -> None:
+    assert tags.validate_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "-x", ".x", "a/b", "a b", ":x", "é", "x" * 101])
+def test_bad_names(name: str) -> None:
+    with pytest.raises(DstackError, match="invalid tag name"):
+        tags.validate_name(name)
+
+
+def test_a_done_run_is_tagged_with_its_artifacts(ctx: Context, storage: LocalStorage) -> None:
+    make_run(storage, "bold-owl-1", "prepare", 1000)
+    put_artifact(storage, "bold-owl-1", 0, "data/train.csv", 100)
+    put_artifact(storage, "bold-owl-1", 0, "data/test.csv", 20)
+    tag = tags.add_run_tag(ctx, "moons", "bold-owl-1")
+    assert (tag.run_name, tag.workflow, tag.artifacts, tag.files, tag.size) == (
+        "bold-owl-1", "prepare", ["data"], 2, 120,
+    )  # fmt: skip
+    assert [t.name for t in tags.list_tags(ctx)] == ["moons"]
+
+
+@pytest.mark.parametrize(
+    ("status", "words"),
+    [(JobStatus.RUNNING, "only a finished run"), (JobStatus.FAILED, "may be incomplete")],
+)
+def test_an_unfinished_or_failed_run_is_refused(
+    ctx: Context, storage: LocalStorage, status: JobStatus, words: str
+) -> None:
+    make_run(storage, "bold-owl-1", "prepare", 1000, status)
+    with pytest.raises(InvalidStateError, match=words):
+        tags.add_run_tag(ctx, "moons", "bold-owl-1")
+    assert tags.list_tags(ctx) == []
+
+
+def test_an_existing_tag_is_replaced_only_on_request(ctx: Context, storage: LocalStorage) -> None:
+    make_run(storage, "bold-owl-1", "prepare", 1000)
+    make_run(storage, "calm-cat-1", "prepare", 2000)
+    tags.add_run_tag(ctx, "moons", "bold-owl-1")
+    tags.add_run_tag(ctx, "moons", "bold-owl-1")  # the same target again: nothing to do
+    with pytest.raises(TagExistsError, match=r"tag 'moons' already exists .*run bold-owl-1"):
+        tags.add_run_tag(ctx, "moons", "calm-cat-1")
+    tags.add_run_tag(ctx, "moons", "calm-cat-1", replace=True)
+    assert tags.get_tag(ctx, "moons").run_name == "calm-cat-1"
+
+
+def test_upload_keeps_relative_paths_and_replacing_drops_old_files(
+    ctx: Context, storage: LocalStorage, tmp_path: Path
+) -> None:
+    cwd = tmp_path / "work"
+    (cwd / "data/sub").mkdir(parents=True)
+    (cwd / "data/sub/a.csv").write_text("a")
+    outside = tmp_path / "elsewhere/weights"
+    outside.mkdir(parents=True)
+    (outside / "w.bin").write_text("ww")
+    files = tags.collect_upload([Path("data"), outside], cwd)
+    assert [f.relative for f in files] == ["data/sub/a.csv", "weights/w.bin"]
+    first = tags.add_upload_tag(ctx, "raw", files)
+    assert (first.files, first.size, first.artifacts) == (2, 3, ["data", "weights"])
+    old_prefix = state.tag_data_prefix(REPO, "raw", first.upload_id or "")
+    assert len(list(storage.list_objects(old_prefix))) == 2
+    with pytest.raises(TagExistsError):
+        tags.add_upload_tag(ctx, "raw", files)
+    second = tags.add_upload_tag(ctx, "raw", files[:1], replace=True)
+    assert list(storage.list_objects(old_prefix)) == []
+    assert tags.get_tag(ctx, "raw").upload_id == second.upload_id
+    tags.delete_tag(ctx, "raw")
+    assert list(storage.list_objects(f"repos/{REPO}/tagdata/")) == []
+
+
+def test_run_tag_waits_for_every_job_and_is_idempotent(storage: LocalStorage) -> None:
+    run = make_run(storage, "multi-1", "train", 1000, JobStatus.UPLOADING, jobs=2)
+    run.tag = "best"
+    assert tags.tag_on_success(storage, run, 0) is None
+    assert state.read_tag(storage, REPO, "best") is None  # job 1 has not succeeded yet
+    assert tags.tag_on_success(storage, run, 1) is None
+    tag = state.read_tag(storage, REPO, "best")
+    assert tag is not None and (tag.run_name, tag.job_count) == ("multi-1", 2)
+    assert tags.tag_on_success(storage, run, 0) is None  # a racing job: nothing changes
+
+
+def test_run_tag_moves_an_existing_tag_only_if_asked(storage: LocalStorage) -> None:
+    make_run(storage, "bold-owl-1", "prepare", 1000)
+    first = make_run(storage, "calm-cat-1", "prepare", 2000)
+    first.tag = "moons"
+    tags.tag_on_success(storage, first, 0)
+    second = make_run(storage, "dark-dog-1", "prepare", 3000)
+    second.tag = "moons"
+    problem = tags.tag_on_success(storage, second, 0)
+    assert problem is not None and "not moved" in problem
+    second.replace_tag = True
+    assert tags.tag_on_success(storage, second, 0) is None
+    assert state.read_tag(storage, REPO, "moons").run_name == "dark-dog-1"  # type: ignore[union-attr]
+
+
+def test_rm_refuses_a_tagged_run_until_the_tag_is_gone(ctx: Context, storage: LocalStorage) -> None:
+    make_run(storage, "bold-owl-1", "prepare", 1000)
+    tags.add_run_tag(ctx, "moons", "bold-owl-1")
+    with pytest.raises(InvalidStateError, match=r"tagged moons.*dstack tags delete moons"):
+        remove(ctx, "bold-owl-1")
+    tags.delete_tag(ctx, "moons")
+    remove(ctx, "bold-owl-1")
+    assert state.list_runs(storage, REPO) == []
