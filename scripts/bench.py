@@ -63,9 +63,17 @@ def main() -> None:
         rows.append(bench_log_delay(env, repo))
         rows.extend(bench_ps(work, args.runs if not args.quick else 2000))
         rows.extend(bench_deps(work, reps=2 if args.quick else 3))
+        rows.extend(recovery_rows(work))
         rows.extend(s3_rows(work, args))
         rows.extend(bench_aws(env, repo, DSTACK, reps))
         print_table(rows)
+
+
+def recovery_rows(work: Path) -> list:  # type: ignore[type-arg]
+    """The recovery section (``scripts/bench_recovery.py``): kill -9 to the next attempt."""
+    from bench_recovery import bench_recovery
+
+    return bench_recovery(work, DSTACK, make_repo)
 
 
 def bench_aws(env: dict[str, str], repo: Path, dstack: list[str], reps: int) -> list:

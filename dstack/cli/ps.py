@@ -1,4 +1,5 @@
-"""`dstack ps [RUN] [-a] [-w] [--json]`: the runs of this repository."""
+"""`dstack ps [RUN] [-a] [-w] [--json]`: the runs of this repository (and, for one run, its
+deps and its attempts)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def ps(
     while True:
         if run_name:
             view = api.get_run(ctx, run_name)
-            rows = [_view_row(view)]
+            rows = [{**_view_row(view), "attempts": _attempts(ctx, view)}]
         else:
             rows = [_summary_row(s) for s in api.list_runs(ctx, all_runs=all_runs, limit=last)]
         if watch and not as_json:
@@ -102,6 +103,26 @@ def _show(rows: list[dict], as_json: bool) -> None:
         print(f"\n{rows[0]['run']}: {rows[0]['reason']}")
     if len(rows) == 1 and rows[0].get("deps"):
         print(f"\ndeps: {', '.join(_dep_text(d) for d in rows[0]['deps'])}")
+    if len(rows) == 1 and len(rows[0].get("attempts", [])) > 1:
+        print()
+        for attempt in rows[0]["attempts"]:
+            why = f" ({attempt['reason']})" if attempt["reason"] else ""
+            print(f"attempt {attempt['attempt']}: {attempt['status']}{why}")
+
+
+def _attempts(ctx, view) -> list[dict]:  # type: ignore[no-untyped-def]
+    """Every attempt of the run's first job, the current one last."""
+    from dstack.services.runs import attempts_of
+
+    return [
+        {
+            "attempt": a.attempt,
+            "status": a.status.value,
+            "reason": a.reason,
+            "exit_code": a.exit_code,
+        }
+        for a in attempts_of(ctx, view)
+    ]
 
 
 def _dep_text(dep: dict) -> str:

@@ -142,6 +142,11 @@ def get_run(ctx: Context, run_name: str, *, refresh: bool = True) -> RunView:
     return RunView(run=run, jobs=jobs, states=states)
 
 
+def attempts_of(ctx: Context, view: RunView) -> list[JobState]:
+    """The attempts of the run's first job: the ended ones kept by ``retry``, then the current."""
+    return [*state.list_attempts(ctx.storage, view.jobs[0]), view.states[0]]
+
+
 def list_runs(
     ctx: Context, *, all_runs: bool = False, limit: int | None = None
 ) -> list[RunSummary]:

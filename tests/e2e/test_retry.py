@@ -108,6 +108,8 @@ def test_killed_runner_resumes_from_its_checkpoint(
     marker = next(line for line in log if line.startswith("[dstack] attempt 1 interrupted"))
     assert "starting attempt 2 of 3" in marker
     assert _job_state(store, run).attempt == 2
+    attempts = json.loads(cli("ps", run, "--json", cwd=repo).out)[0]["attempts"]
+    assert [(a["attempt"], a["status"]) for a in attempts] == [(1, "interrupted"), (2, "done")]
     names = [r["run"] for r in json.loads(cli("ps", "-a", "--json", cwd=repo).out)]
     assert names == [run]  # the same run, not a new one
 
