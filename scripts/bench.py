@@ -337,12 +337,20 @@ def bench_deps(work: Path, reps: int = 3, mib: int = 256) -> list[tuple[str, str
     ours, gross = statistics.median(ours_times), statistics.median(aws_times)
     startup = statistics.median(startups)
     base = statistics.median(a - b for a, b in zip(aws_times, startups, strict=True))
+    if base > 0:
+        baseline = (
+            f"aws s3 sync {gross:.2f}s, net of {startup:.2f}s start-up {mib / base:.0f} MiB/s"
+        )
+        ratio = f"{base / ours:.2f}x ({gross / ours:.2f}x gross)"
+    else:  # a loaded machine can make aws's start-up look longer than its whole sync
+        baseline = f"aws s3 sync {gross:.2f}s {mib / gross:.0f} MiB/s (start-up not separable)"
+        ratio = f"{gross / ours:.2f}x gross"
     return [
         (
             f"deps: first consumer, {mib} MiB tag (S3)",
             f"{ours:.2f}s {mib / ours:.0f} MiB/s",
-            f"aws s3 sync {gross:.2f}s, net of {startup:.2f}s start-up {mib / base:.0f} MiB/s",
-            f"{base / ours:.2f}x ({gross / ours:.2f}x gross)",
+            baseline,
+            ratio,
             ">= 1.5x",
         ),
         (
