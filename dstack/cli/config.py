@@ -35,6 +35,9 @@ def config(
         None, "--endpoint-url", help="An S3-compatible server (MinIO, Ceph…) instead of AWS."
     ),
     yes: bool = typer.Option(False, "-y", "--yes", help="Take the defaults; ask nothing."),
+    create: bool = typer.Option(
+        False, "--create", help="Create or adopt the bucket and the IAM bootstrap stack (Pulumi)."
+    ),
 ) -> None:
     from dstack.errors import ConfigError
     from dstack.services import config as service
@@ -57,6 +60,10 @@ def config(
     aws = saved.merged(
         bucket=bucket, region=region, profile=profile, subnet=subnet, endpoint_url=endpoint_url
     )
+    if create:
+        path = service.create_bootstrap(aws, lambda line: print(line, file=sys.stderr))
+        _done(path, service.describe("aws", service.saved_aws()))
+        return
     new_bucket = bucket is not None and bucket != saved.bucket
     if new_bucket and region is None:
         aws = aws.merged(region="")  # the saved region was the old bucket's: ask the new one

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,31 @@ def save_aws(aws: AwsConfig) -> Path:
     config = settings.load_config()
     config["backend"] = "aws"
     config["aws"] = aws.as_dict()
+    return settings.save_config(_ordered(config))
+
+
+def create_bootstrap(aws: AwsConfig, reporter: Callable[[str], None]) -> Path:
+    """`dstack config --create`: create (or adopt) the bucket and the bootstrap stack (IAM role
+    and instance profile for runner instances), then save the store and the ``compute``
+    section that sends runs to AWS. Needs the Pulumi engine (a clear error says so)."""
+    from dstack.backends.aws.bootstrap import create_or_adopt_bootstrap
+
+    if not aws.bucket:
+        raise ConfigError("--create needs a bucket: pass --bucket NAME")
+    validate_bucket_name(aws.bucket)
+    region = aws.region or default_region(aws.profile)
+    storage = {
+        "type": "s3",
+        "bucket": aws.bucket,
+        "region": region,
+        "profile": aws.profile,
+        "endpoint_url": aws.endpoint_url,
+        "prefix": aws.prefix or "",
+    }
+    result = create_or_adopt_bootstrap(storage, region=region, reporter=reporter)
+    save_aws(aws.merged(region=region))
+    config = settings.load_config()
+    config["compute"] = result.config_section(region)
     return settings.save_config(_ordered(config))
 
 
