@@ -11,13 +11,17 @@ would be; in ours it would share our GIL):
   ``aws s3 sync`` of the same objects, both whole commands, start-ups included;
 - the log delay with the S3 store (its flush and poll intervals are 0.25 s);
 - ``dstack ps -a`` on buckets seeded with 100 and with N runs, in seconds and in S3 requests
-  (counted by ``tests.fault_proxy.FaultProxy`` put in front of moto for one more call).
+  (counted by ``tests.fault_proxy.FaultProxy`` put in front of moto for one more call);
+- where an upload's time goes: the same files through ``dstack tags add -a`` and ``aws s3 sync``,
+  whole commands, with the CPU seconds each client and the moto server spent.
 
-Reading the ratios: moto spends 2.5-4 ms of CPU on every request and about as much per MiB
-stored as any client sends, so 1,000 small files or one multipart upload take it ~3.5 s or
-~2 s whoever sends them; on a small machine, where the clients share its cores, both tools
-meet that floor and the ratio says how close each gets to it. Where fewer requests do the same
-work (ranged downloads sized to the workers), the ratio shows it.
+Reading the ratios: moto (whose per-request module scan ``tests.moto_server`` takes once, for
+every client alike) still spends about 1.4 ms of CPU on every request and 6-8 ms on every MiB
+stored, on the same two cores as the clients. dstack moves files through the AWS CRT, whose
+client CPU per request and per MiB is a fraction of awscli's (the CPU row), so where the work is
+requests (1,000 small files) or where fewer requests do the same work (a large download in a
+few ranged parts) the ratio shows it; a large upload costs moto the same per MiB whoever sends
+it, and there both tools meet that floor (compare the moto CPU of the two columns).
 """
 
 from __future__ import annotations
@@ -92,7 +96,7 @@ def bench_s3(
 ) -> list[Row]:
     """Every S3 row of the table."""
     rows: list[Row] = []
-    with moto_process() as endpoint:
+    with moto_process() as (endpoint, moto_pid):
         env = s3_env(work / "s3-home", endpoint, STATE_BUCKET)
         storage = _storage(endpoint, STATE_BUCKET)
         for bucket in (STATE_BUCKET, AWS_BUCKET):
@@ -108,6 +112,8 @@ def bench_s3(
         startup = statistics.median(_timed(lambda: _run(list_buckets, env), 3))
         for name in SETS:
             rows.extend(bench_transfers(work, env, repo, storage, endpoint, name, reps, startup))
+        for name in SETS:
+            rows.append(bench_cpu(work, env, repo, endpoint, moto_pid, name, min(reps, 3)))
         rows.append(log_delay(env, repo, label="log delay job→CLI (S3 store)", target="<= 1.5s"))
         rows.extend(bench_ps_s3(work, endpoint, runs))
     return rows
@@ -170,6 +176,58 @@ def bench_transfers(
         _ratio_row(f"S3 download {label} (artifacts download)", total, down_ours, down_aws,
                    "aws s3 sync"),
     ]  # fmt: skip
+
+
+def bench_cpu(
+    work: Path, env: dict[str, str], repo: Path, endpoint: str, moto_pid: int, name: str, reps: int
+) -> Row:
+    """Where an upload's time goes: the same files up through a whole command each —
+    ``dstack tags add -a`` (the store's upload path, as a run's artifacts take it) and ``aws s3
+    sync`` — with the CPU each client and the moto server spent (medians)."""
+    count, size, label = SETS[name]
+    local = work / f"cpu-src-{name}"
+    local.mkdir(parents=True)
+    for i in range(count):
+        (local / f"f{i:05d}.bin").write_bytes(os.urandom(size))
+    ours: list[tuple[float, float, float]] = []
+    theirs: list[tuple[float, float, float]] = []
+    for rep in range(reps):
+        tag = [*DSTACK, "tags", "add", f"cpu-{name}-{rep}", "-a", str(local)]
+        ours.append(_costs(lambda c=tag: _run(c, env, repo), moto_pid))
+        target = f"s3://{AWS_BUCKET}/cpu-{name}-{rep}/"
+        sync = [*AWS, "s3", "sync", str(local), target, "--endpoint-url", endpoint, "--quiet"]
+        theirs.append(_costs(lambda c=sync: _run(c, env), moto_pid))
+        _run([*DSTACK, "tags", "delete", f"cpu-{name}-{rep}", "-y"], env, repo)
+    shutil.rmtree(local)
+    mine, base = (tuple(statistics.median(x) for x in zip(*r, strict=True)) for r in (ours, theirs))
+    mib = count * size / MiB
+    return (
+        f"S3 upload {label} (tags add -a): CPU",
+        f"{mine[0]:.2f}s {mib / mine[0]:.0f} MiB/s; CPU client {mine[1]:.2f}s moto {mine[2]:.2f}s",
+        f"aws s3 sync {base[0]:.2f}s; CPU client {base[1]:.2f}s moto {base[2]:.2f}s",
+        f"{base[0] / mine[0]:.2f}x",
+        f"client CPU {base[1] / mine[1]:.1f}x less",
+    )
+
+
+def _costs(fn: Callable[[], object], moto_pid: int) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds of the command run by ``fn``, CPU seconds of the server)."""
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server = _process_cpu(moto_pid)
+    start = time.perf_counter()
+    fn()
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client = (after.ru_utime - children.ru_utime) + (after.ru_stime - children.ru_stime)
+    return wall, client, _process_cpu(moto_pid) - server
+
+
+def _process_cpu(pid: int) -> float:
+    """User plus system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def bench_ps_s3(work: Path, endpoint: str, count: int) -> list[Row]:
@@ -243,8 +301,8 @@ def seed_bucket(storage: Any, folder: Path, runs: int) -> None:
 
 
 @contextmanager
-def moto_process() -> Iterator[str]:
-    """A moto server in a process of its own; yields its endpoint URL."""
+def moto_process() -> Iterator[tuple[str, int]]:
+    """A moto server in a process of its own; yields its endpoint URL and process id."""
     from tests.moto_server import DUMMY_AWS_ENV
 
     saved = dict(os.environ)
@@ -257,7 +315,7 @@ def moto_process() -> Iterator[str]:
     )  # fmt: skip
     assert server.stdout is not None and server.stdin is not None
     try:
-        yield server.stdout.readline().strip()
+        yield server.stdout.readline().strip(), server.pid
     finally:
         server.stdin.close()
         server.wait()

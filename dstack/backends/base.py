@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,11 +121,18 @@ class Storage(ABC):
         *,
         progress: ProgressCallback | None = None,
         workers: int = 8,
+        on_uploaded: Callable[[str], None] | None = None,
     ) -> None:
-        """Upload many (path, key) pairs, in parallel where the backend gains from it."""
-        _parallel(
-            lambda pair: self.upload_file(pair[0], pair[1], progress=progress), files, workers
-        )
+        """Upload many (path, key) pairs, in parallel where the backend gains from it, calling
+        ``on_uploaded(key)`` as each one is stored. On a failure the first error is raised; the
+        files reported stored are stored, the others may or may not be."""
+
+        def one(pair: tuple[Path, str]) -> None:
+            self.upload_file(pair[0], pair[1], progress=progress)
+            if on_uploaded is not None:
+                on_uploaded(pair[1])
+
+        _parallel(one, files, workers)
 
     def download_tree(
         self,
@@ -133,8 +140,10 @@ class Storage(ABC):
         *,
         progress: ProgressCallback | None = None,
         workers: int = 8,
+        sizes: Mapping[str, int] | None = None,
     ) -> None:
-        """Download many (key, path) pairs, in parallel where the backend gains from it."""
+        """Download many (key, path) pairs, in parallel where the backend gains from it.
+        ``sizes`` (key → size, as a listing gave them) may help it choose how."""
         _parallel(
             lambda pair: self.download_file(pair[0], pair[1], progress=progress), items, workers
         )

@@ -71,7 +71,8 @@ def fetch_deps(storage: Storage, spec: JobSpec, workdir: Path, cache_dir: Path) 
             for root in sorted(roots):  # another job on this machine may be fetching them too
                 locks.enter_context(_locked(root.parent / f"{root.name}.lock"))
         missing = [(key, path) for path, (key, size) in sizes.items() if not _cached(path, size)]
-        storage.download_tree(missing, progress=counter)
+        listed = {key: size for key, size in sizes.values()}
+        storage.download_tree(missing, progress=counter, sizes=listed)
     for relative, cached in placed.items():
         _place(cached, workdir, relative)
     report.downloaded_files = len(missing)

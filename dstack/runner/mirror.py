@@ -57,13 +57,15 @@ class RunsMirror:
         """Download what is new or has grown; how many files."""
         items: list[tuple[str, Path]] = []
         sizes: dict[Path, int] = {}
+        listed: dict[str, int] = {}
         for prefix, folder in self._sources:
             for info in self.storage.list_objects(prefix):
                 path = folder / info.key[len(prefix) :]
                 if self._sizes.get(path) != info.size:
                     items.append((info.key, path))
                     sizes[path] = info.size
-        self.storage.download_tree(items)
+                    listed[info.key] = info.size
+        self.storage.download_tree(items, sizes=listed)
         self._sizes.update(sizes)  # only once they have landed: a failed pass is retried
         self.files += len(items)
         return len(items)

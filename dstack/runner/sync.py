@@ -1,16 +1,15 @@
 """Artifacts on their way to the store: changed files only, while the job runs and at the end.
 
 A file is uploaded when its size or modification time differs from the last upload. The changed
-files of a pass go ``UPLOAD_WORKERS`` at a time (a checkpoint folder of a thousand small files
-must not take a thousand round trips in a row); each one that fails is retried at the next pass,
-and the final pass retries until a deadline.
+files of a pass go to the store as one batch (``Storage.upload_tree``: a checkpoint folder of a
+thousand small files must not take a thousand round trips in a row); the ones the store did not
+confirm are sent again at the next pass, and the final pass retries until a deadline.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from dstack import state
@@ -65,24 +64,25 @@ class ArtifactSync:
         return result
 
     def sync_once(self) -> bool:
-        """Upload every changed file, in parallel. True when all uploads succeeded."""
+        """Upload every changed file. True when all uploads succeeded."""
         with self._lock:
             changed = self.changed_files()
-            if len(changed) <= 1:
-                return all(self._upload(*item) for item in changed)
-            with ThreadPoolExecutor(min(UPLOAD_WORKERS, len(changed))) as pool:
-                return all(list(pool.map(lambda item: self._upload(*item), changed)))
+            if not changed:
+                return True
+            stamps = {key: stamp for _, key, stamp in changed}
 
-    def _upload(self, path: Path, key: str, stamp: tuple[int, int]) -> bool:
-        try:
-            self.storage.upload_file(path, key)
-        except (StorageError, OSError):
-            return False
-        with self._counters:
-            self._synced[key[len(self.prefix) :]] = stamp
-            self.uploaded_files += 1
-            self.uploaded_bytes += stamp[0]
-        return True
+            def uploaded(key: str) -> None:
+                with self._counters:
+                    self._synced[key[len(self.prefix) :]] = stamps[key]
+                    self.uploaded_files += 1
+                    self.uploaded_bytes += stamps[key][0]
+
+            pairs = [(path, key) for path, key, _ in changed]
+            try:
+                self.storage.upload_tree(pairs, workers=UPLOAD_WORKERS, on_uploaded=uploaded)
+            except (StorageError, OSError):
+                return False
+            return True
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -94,8 +94,9 @@ def restore_artifacts(storage: Storage, spec: JobSpec, repo_dir: Path) -> int:
     resumes from them); return how many files."""
     prefix = state.artifacts_prefix(spec.repo.repo_id, spec.run_name, spec.job_index)
     workdir = repo_dir / spec.working_dir
-    items = [(info.key, workdir / info.key[len(prefix) :]) for info in storage.list_objects(prefix)]
-    storage.download_tree(items)
+    infos = list(storage.list_objects(prefix))
+    items = [(info.key, workdir / info.key[len(prefix) :]) for info in infos]
+    storage.download_tree(items, sizes={info.key: info.size for info in infos})
     return len(items)
 
 

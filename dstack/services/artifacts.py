@@ -58,5 +58,6 @@ def download_artifacts(
         if root not in target.parents:
             raise DstackError(f"artifact {file.path!r} would be written outside {output}")
         items.append((file.key, target))
-    ctx.storage.download_tree(items, progress=progress)
+    sizes = {file.key: file.size for file in files}
+    ctx.storage.download_tree(items, progress=progress, sizes=sizes)
     return [target for _, target in items]

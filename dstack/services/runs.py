@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dstack import settings, state
 from dstack.errors import ComputeError, InvalidStateError, TagExistsError
@@ -12,7 +13,9 @@ from dstack.models import JobSpec, JobState, JobStatus, RunRecord, RunSummary
 from dstack.services import apps, monitor
 from dstack.services.context import Context
 from dstack.services.names import allocate_run_name
-from dstack.spec.overrides import RunOverrides
+
+if TYPE_CHECKING:  # the workflow files' models are loaded by `submit` only
+    from dstack.spec.overrides import RunOverrides
 
 _PLACEHOLDER_NAME = "validating-run-0"
 

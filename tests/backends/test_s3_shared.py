@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from dstack.backends import s3_files
-from dstack.backends.s3_storage import BucketStatus, S3Storage
+from dstack.backends.s3_probe import BucketStatus
+from dstack.backends.s3_storage import S3Storage
 from tests.fault_proxy import FaultProxy
 from tests.moto_server import MotoServer
 

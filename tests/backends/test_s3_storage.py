@@ -146,7 +146,7 @@ def test_prefix_scopes_every_operation(moto_server: MotoServer, s3_bucket: str, 
 
 
 def test_file_mode_travels_as_object_metadata(
-    moto_server: MotoServer, s3_bucket: str, raw: Any, tmp_path: Path
+    moto_server: MotoServer, s3_bucket: str, raw: Any, tmp_path: Path, engine: str
 ) -> None:
     storage = S3Storage(s3_bucket, endpoint_url=moto_server.endpoint_url)
     script = tmp_path / "run.sh"
@@ -162,7 +162,7 @@ def test_file_mode_travels_as_object_metadata(
 
 
 def test_large_files_use_multipart_transfers(
-    moto_server: MotoServer, s3_bucket: str, raw: Any, tmp_path: Path
+    moto_server: MotoServer, s3_bucket: str, raw: Any, tmp_path: Path, engine: str
 ) -> None:
     storage = S3Storage(s3_bucket, endpoint_url=moto_server.endpoint_url)
     storage.multipart_threshold = storage.multipart_chunksize = 5 * MiB
@@ -323,7 +323,7 @@ def test_throttling_burst_is_ridden_out(proxy: FaultProxy, s3_bucket: str, tmp_p
 
 
 def test_dropped_connections_are_ridden_out(
-    proxy: FaultProxy, s3_bucket: str, tmp_path: Path
+    proxy: FaultProxy, s3_bucket: str, tmp_path: Path, engine: str
 ) -> None:
     storage = via(proxy, s3_bucket)
     proxy.drop_next(3)
@@ -341,7 +341,7 @@ def test_dropped_connections_are_ridden_out(
 
 
 def test_multipart_transfer_survives_failed_parts(
-    proxy: FaultProxy, s3_bucket: str, tmp_path: Path
+    proxy: FaultProxy, s3_bucket: str, tmp_path: Path, engine: str
 ) -> None:
     storage = via(proxy, s3_bucket)
     storage.multipart_threshold = storage.multipart_chunksize = 5 * MiB
