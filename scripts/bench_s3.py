@@ -26,16 +26,17 @@ it, and there both tools meet that floor (compare the moto CPU of the two column
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import statistics
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from bench_servers import moto_process, process_cpu, s3rver_process, s3rver_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 DSTACK = [str(ROOT / ".venv/bin/dstack")] if (ROOT / ".venv/bin/dstack").exists() else ["dstack"]
@@ -47,14 +48,6 @@ MiB = 1 << 20
 
 Row = tuple[str, str, str, str, str]
 
-_MOTO = """
-import sys
-from tests.moto_server import start_moto
-server = start_moto()
-print(server.endpoint_url, flush=True)
-sys.stdin.read()
-server.stop()
-"""
 GENERATE = """\
 import os, sys, time
 from pathlib import Path
@@ -94,28 +87,68 @@ def bench_s3(
     make_repo: Callable[[Path, str], Path],
     log_delay: Callable[..., Row],
 ) -> list[Row]:
-    """Every S3 row of the table."""
+    """Every S3 row of the table: on moto, then the whole-command transfer rows on s3rver."""
     rows: list[Row] = []
-    with moto_process() as (endpoint, moto_pid):
-        env = s3_env(work / "s3-home", endpoint, STATE_BUCKET)
-        storage = _storage(endpoint, STATE_BUCKET)
-        for bucket in (STATE_BUCKET, AWS_BUCKET):
-            storage._client().create_bucket(Bucket=bucket)
-        repo = make_repo(work / "s3-repo", WORKFLOWS.replace("{n}", str(ticks)))
-        (repo / "generate.py").write_text(GENERATE)
-        _run(["git", "add", "-A"], env, repo)
-        _run(
-            ["git", "-c", "user.name=b", "-c", "user.email=b@x", "commit", "-qm", "gen"], env, repo
-        )
-        _run([*DSTACK, "run", "ticks"], env, repo)  # warm: the job's Python environment
+    with moto_process() as (endpoint, pid):
+        env, repo, storage = _setup(work / "moto", endpoint, ticks, make_repo)
+        rows.extend(_transfer_rows(work / "moto", env, repo, storage, endpoint, pid, reps, "moto"))
+        rows.append(log_delay(env, repo, label="log delay job→CLI (S3 store)", target="<= 1.5s"))
+        rows.extend(bench_ps_s3(work, endpoint, runs))
+    binary = s3rver_ready()
+    if binary is not None:
+        with s3rver_process(binary, work / "s3rver-data") as (endpoint, pid):
+            env, repo, storage = _setup(work / "s3rver", endpoint, ticks, make_repo, warm=False)
+            rows.extend(
+                _transfer_rows(work / "s3rver", env, repo, storage, endpoint, pid, reps, "s3rver")
+            )
+    return rows
+
+
+def _setup(
+    work: Path,
+    endpoint: str,
+    ticks: int,
+    make_repo: Callable[[Path, str], Path],
+    *,
+    warm: bool = True,
+) -> tuple[dict[str, str], Path, Any]:
+    """The buckets, a home and a repo with the bench's workflows, its Python environment warm."""
+    env = s3_env(work / "home", endpoint, STATE_BUCKET)
+    storage = _storage(endpoint, STATE_BUCKET)
+    for bucket in (STATE_BUCKET, AWS_BUCKET):
+        storage._client().create_bucket(Bucket=bucket)
+    repo = make_repo(work / "repo", WORKFLOWS.replace("{n}", str(ticks)))
+    (repo / "generate.py").write_text(GENERATE)
+    _run(["git", "add", "-A"], env, repo)
+    _run(["git", "-c", "user.name=b", "-c", "user.email=b@x", "commit", "-qm", "gen"], env, repo)
+    if warm:
+        _run([*DSTACK, "run", "ticks"], env, repo)  # the job's Python environment
+    return env, repo, storage
+
+
+def _transfer_rows(
+    work: Path,
+    env: dict[str, str],
+    repo: Path,
+    storage: Any,
+    endpoint: str,
+    pid: int,
+    reps: int,
+    server: str,
+) -> list[Row]:
+    """On moto: runs' artifacts up and down, then the whole-command rows with CPU. On another
+    server, the whole-command rows only (no runs: s3rver does not replace objects atomically,
+    so a job state read while it is rewritten can come back cut short)."""
+    rows: list[Row] = []
+    if server == "moto":
         list_buckets = [*AWS, "s3", "ls", "--endpoint-url", endpoint]
         startup = statistics.median(_timed(lambda: _run(list_buckets, env), 3))
         for name in SETS:
             rows.extend(bench_transfers(work, env, repo, storage, endpoint, name, reps, startup))
-        for name in SETS:
-            rows.append(bench_cpu(work, env, repo, endpoint, moto_pid, name, min(reps, 3)))
-        rows.append(log_delay(env, repo, label="log delay job→CLI (S3 store)", target="<= 1.5s"))
-        rows.extend(bench_ps_s3(work, endpoint, runs))
+    for name in SETS:
+        rows.extend(bench_cli(work, env, repo, endpoint, pid, name, min(reps, 3), server))
+    if server != "moto":
+        rows = [(f"{row[0]} · {server}", *row[1:]) for row in rows]
     return rows
 
 
@@ -178,36 +211,62 @@ def bench_transfers(
     ]  # fmt: skip
 
 
-def bench_cpu(
-    work: Path, env: dict[str, str], repo: Path, endpoint: str, moto_pid: int, name: str, reps: int
-) -> Row:
-    """Where an upload's time goes: the same files up through a whole command each —
-    ``dstack tags add -a`` (the store's upload path, as a run's artifacts take it) and ``aws s3
-    sync`` — with the CPU each client and the moto server spent (medians)."""
+def bench_cli(
+    work: Path,
+    env: dict[str, str],
+    repo: Path,
+    endpoint: str,
+    pid: int,
+    name: str,
+    reps: int,
+    server: str,
+) -> list[Row]:
+    """The same files up and down through whole commands, with the CPU each client and the
+    server spent (medians): ``dstack tags add -a`` (the store's upload path, as a run's
+    artifacts take it) and ``dstack artifacts download :TAG``, against ``aws s3 sync``."""
     count, size, label = SETS[name]
-    local = work / f"cpu-src-{name}"
+    local = work / f"cli-src-{name}"
     local.mkdir(parents=True)
     for i in range(count):
         (local / f"f{i:05d}.bin").write_bytes(os.urandom(size))
-    ours: list[tuple[float, float, float]] = []
-    theirs: list[tuple[float, float, float]] = []
+    costs: dict[str, list[tuple[float, float, float]]] = {k: [] for k in ("up", "aup", "dn", "adn")}
     for rep in range(reps):
-        tag = [*DSTACK, "tags", "add", f"cpu-{name}-{rep}", "-a", str(local)]
-        ours.append(_costs(lambda c=tag: _run(c, env, repo), moto_pid))
-        target = f"s3://{AWS_BUCKET}/cpu-{name}-{rep}/"
-        sync = [*AWS, "s3", "sync", str(local), target, "--endpoint-url", endpoint, "--quiet"]
-        theirs.append(_costs(lambda c=sync: _run(c, env), moto_pid))
-        _run([*DSTACK, "tags", "delete", f"cpu-{name}-{rep}", "-y"], env, repo)
+        tag, prefix = f"cli-{name}-{rep}", f"s3://{AWS_BUCKET}/cli-{name}-{rep}/"
+        ours_dir, aws_dir = work / f"cli-ours-{name}-{rep}", work / f"cli-aws-{name}-{rep}"
+        commands = {
+            "up": ([*DSTACK, "tags", "add", tag, "-a", str(local)], repo),
+            "aup": ([*AWS, "s3", "sync", str(local), prefix, "--endpoint-url", endpoint, "--quiet"],
+                    None),
+            "dn": ([*DSTACK, "artifacts", "download", f":{tag}", "-o", str(ours_dir)], repo),
+            "adn": ([*AWS, "s3", "sync", prefix, str(aws_dir), "--endpoint-url", endpoint,
+                     "--quiet"], None),
+        }  # fmt: skip
+        for kind, (cmd, cwd) in commands.items():
+            costs[kind].append(_costs(functools.partial(_run, cmd, env, cwd), pid))
+        for folder in (ours_dir, aws_dir):
+            got = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+            assert got == count * size, f"{folder}: {got} bytes, expected {count * size}"
+            shutil.rmtree(folder)
+        _run([*DSTACK, "tags", "delete", tag, "-y"], env, repo)
     shutil.rmtree(local)
-    mine, base = (tuple(statistics.median(x) for x in zip(*r, strict=True)) for r in (ours, theirs))
     mib = count * size / MiB
-    return (
-        f"S3 upload {label} (tags add -a): CPU",
-        f"{mine[0]:.2f}s {mib / mine[0]:.0f} MiB/s; CPU client {mine[1]:.2f}s moto {mine[2]:.2f}s",
-        f"aws s3 sync {base[0]:.2f}s; CPU client {base[1]:.2f}s moto {base[2]:.2f}s",
-        f"{base[0] / mine[0]:.2f}x",
-        f"client CPU {base[1] / mine[1]:.1f}x less",
-    )
+    rows = []
+    for ours, theirs, what in (("up", "aup", "upload"), ("dn", "adn", "download")):
+        mine, base = (
+            tuple(statistics.median(x) for x in zip(*costs[k], strict=True)) for k in (ours, theirs)
+        )
+        command = "tags add -a" if ours == "up" else "artifacts download :TAG"
+        rows.append(
+            (
+                f"S3 {what} {label} ({command})",
+                f"{mine[0]:.2f}s {mib / mine[0]:.0f} MiB/s; CPU: us {mine[1]:.2f}s, "
+                f"{server} {mine[2]:.2f}s",
+                f"aws s3 sync {base[0]:.2f}s; CPU: aws {base[1]:.2f}s, {server} {base[2]:.2f}s",
+                f"{base[0] / mine[0]:.2f}x",
+                f"(whole commands; client CPU {base[1] / mine[1]:.1f}x less)",
+            )
+        )
+    return rows
 
 
 def _costs(fn: Callable[[], object], moto_pid: int) -> tuple[float, float, float]:
@@ -215,19 +274,13 @@ def _costs(fn: Callable[[], object], moto_pid: int) -> tuple[float, float, float
     import resource
 
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    server = _process_cpu(moto_pid)
+    server = process_cpu(moto_pid)
     start = time.perf_counter()
     fn()
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     client = (after.ru_utime - children.ru_utime) + (after.ru_stime - children.ru_stime)
-    return wall, client, _process_cpu(moto_pid) - server
-
-
-def _process_cpu(pid: int) -> float:
-    """User plus system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return wall, client, process_cpu(moto_pid) - server
 
 
 def bench_ps_s3(work: Path, endpoint: str, count: int) -> list[Row]:
@@ -241,7 +294,7 @@ def bench_ps_s3(work: Path, endpoint: str, count: int) -> list[Row]:
         storage = _storage(endpoint, bucket)
         storage._client().create_bucket(Bucket=bucket)
         seed_bucket(storage, work / f"seed-{runs}", runs)
-        repo = work / "s3-repo"
+        repo = work / "moto" / "repo"
         env = s3_env(work / f"ps-home-{runs}", endpoint, bucket)
         lines = _run([*DSTACK, "ps", "-a"], env, repo).splitlines()
         assert len(lines) == runs + 1, f"ps -a showed {len(lines) - 1} of {runs} runs"
@@ -298,29 +351,6 @@ def seed_bucket(storage: Any, folder: Path, runs: int) -> None:
     files = [(p, p.relative_to(folder).as_posix()) for p in folder.rglob("*") if p.is_file()]
     storage.upload_tree(files, workers=32)
     shutil.rmtree(folder)
-
-
-@contextmanager
-def moto_process() -> Iterator[tuple[str, int]]:
-    """A moto server in a process of its own; yields its endpoint URL and process id."""
-    from tests.moto_server import DUMMY_AWS_ENV
-
-    saved = dict(os.environ)
-    os.environ.update(DUMMY_AWS_ENV)
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        os.environ.pop(name, None)
-    server = subprocess.Popen(
-        [sys.executable, "-c", _MOTO], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    assert server.stdout is not None and server.stdin is not None
-    try:
-        yield server.stdout.readline().strip(), server.pid
-    finally:
-        server.stdin.close()
-        server.wait()
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def s3_env(home: Path, endpoint: str, bucket: str) -> dict[str, str]:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from dstack import state
 from dstack.backends.local_storage import LocalStorage
+from dstack.errors import StorageError
 from dstack.models import JobSpec, JobState, JobStatus, Owner, RepoSnapshot, RunRecord
 
 REPO = RepoSnapshot(repo_id="github.com/acme/mnist", code_key="codes/x.tar.gz")
@@ -91,3 +94,35 @@ def test_delete_run_removes_everything(tmp_path: Path) -> None:
     record = state.read_run(storage, REPO.repo_id, "bold-owl-1")
     state.delete_run(storage, record)
     assert list(storage.list_objects("repos/")) == []
+
+
+def test_a_truncated_run_record_is_a_one_line_storage_error(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "store")
+    make_run(storage, "bold-owl-1", 1000.0)
+    key = state.run_key(REPO.repo_id, "bold-owl-1")
+    storage.put(key, storage.get(key)[:20])  # a write cut short
+    with pytest.raises(StorageError) as excinfo:
+        state.read_run(storage, REPO.repo_id, "bold-owl-1")
+    message = str(excinfo.value)
+    assert key in message and "RunRecord" in message
+    assert "\n" not in message
+
+
+def test_a_job_state_of_the_wrong_shape_is_a_one_line_storage_error(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "store")
+    make_run(storage, "bold-owl-1", 1000.0)
+    key = state.state_key(REPO.repo_id, "bold-owl-1", 0)
+    storage.put(key, b'{"status": "no-such-status", "exit_code": "three"}')  # valid JSON
+    with pytest.raises(StorageError) as excinfo:
+        state.read_job_state(storage, REPO.repo_id, "bold-owl-1", 0)
+    message = str(excinfo.value)
+    assert key in message and "JobState" in message
+    assert "\n" not in message
+
+
+def test_an_unreadable_stack_record_is_skipped_when_listing(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "store")
+    storage.put(state.stack_record_key("broken"), b"{not json")
+    assert state.list_stack_records(storage) == []
+    with pytest.raises(StorageError, match="broken"):
+        state.read_stack_record(storage, "broken")

@@ -93,52 +93,47 @@ def _pinned(package: str, version: str | None) -> list[str]:
     return [f"{package}=={version}" if version else package]
 
 
-class LabProvider(_AppProvider):
+class _JupyterProvider(_AppProvider):
+    """Jupyter's ``lab`` or ``notebook`` server, ``jupyter <name>``, pinned to the workflow's
+    ``version`` when it gives one."""
+
+    workflow_type: ClassVar[type[LabWorkflow] | type[NotebookWorkflow]]
+    url_path: ClassVar[str]
+    package: ClassVar[str]
+
+    def build_jobs(
+        self,
+        workflow: Workflow,
+        *,
+        run_name: str,
+        repo: RepoSnapshot,
+        args: list[str],
+        submitted_at: float,
+    ) -> list[JobSpec]:
+        jupyter = expect(workflow, self.workflow_type, self.name)
+        app = AppSpec(name=self.name, url_path=self.url_path, token_param="token")
+        commands = [*_JUPYTER_DIRS, f"exec jupyter {self.name} {_JUPYTER_FLAGS}"]
+        return [
+            self._job(
+                jupyter, run_name=run_name, repo=repo, args=args, submitted_at=submitted_at,
+                commands=commands, app=app, packages=_pinned(self.package, jupyter.version),
+                requirements=jupyter.requirements,
+            )
+        ]  # fmt: skip
+
+
+class LabProvider(_JupyterProvider):
     name: ClassVar[str] = "lab"
-
-    def build_jobs(
-        self,
-        workflow: Workflow,
-        *,
-        run_name: str,
-        repo: RepoSnapshot,
-        args: list[str],
-        submitted_at: float,
-    ) -> list[JobSpec]:
-        lab = expect(workflow, LabWorkflow, self.name)
-        app = AppSpec(name="lab", url_path="/lab", token_param="token")
-        commands = [*_JUPYTER_DIRS, f"exec jupyter lab {_JUPYTER_FLAGS}"]
-        return [
-            self._job(
-                lab, run_name=run_name, repo=repo, args=args, submitted_at=submitted_at,
-                commands=commands, app=app, packages=_pinned("jupyterlab", lab.version),
-                requirements=lab.requirements,
-            )
-        ]  # fmt: skip
+    workflow_type = LabWorkflow
+    url_path = "/lab"
+    package = "jupyterlab"
 
 
-class NotebookProvider(_AppProvider):
+class NotebookProvider(_JupyterProvider):
     name: ClassVar[str] = "notebook"
-
-    def build_jobs(
-        self,
-        workflow: Workflow,
-        *,
-        run_name: str,
-        repo: RepoSnapshot,
-        args: list[str],
-        submitted_at: float,
-    ) -> list[JobSpec]:
-        notebook = expect(workflow, NotebookWorkflow, self.name)
-        app = AppSpec(name="notebook", url_path="/tree", token_param="token")
-        commands = [*_JUPYTER_DIRS, f"exec jupyter notebook {_JUPYTER_FLAGS}"]
-        return [
-            self._job(
-                notebook, run_name=run_name, repo=repo, args=args, submitted_at=submitted_at,
-                commands=commands, app=app, packages=_pinned("notebook", notebook.version),
-                requirements=notebook.requirements,
-            )
-        ]  # fmt: skip
+    workflow_type = NotebookWorkflow
+    url_path = "/tree"
+    package = "notebook"
 
 
 class CodeProvider(_AppProvider):

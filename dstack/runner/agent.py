@@ -110,10 +110,11 @@ class Agent:
             self._set(JobStatus.DOWNLOADING)
         if self.spec.deps:
             self._fetch_deps(workdir, sink)
+        restored: dict[str, tuple[int, int]] = {}
         if self.state.attempt > 1:
             restored = restore_artifacts(self.storage, self.spec, repo_dir)
             sink.line(
-                f"[dstack] attempt {self.state.attempt}: restored {restored} artifact file(s)"
+                f"[dstack] attempt {self.state.attempt}: restored {len(restored)} artifact file(s)"
             )
         is_docker = self.spec.image is not None
         python_env = (
@@ -139,7 +140,9 @@ class Agent:
         else:
             process = JobProcess(script, workdir, env, sink)
         self._set(JobStatus.RUNNING, process_group=process.pgid, ports=ports)
-        artifacts = ArtifactSync(self.storage, self.spec, repo_dir, self.artifact_interval).start()
+        artifacts = ArtifactSync(
+            self.storage, self.spec, repo_dir, self.artifact_interval, synced=restored
+        ).start()
         request = self._watch(process)
         if request == "abort":
             process.kill()

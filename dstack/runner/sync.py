@@ -8,6 +8,7 @@ confirm are sent again at the next pass, and the final pass retries until a dead
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -21,14 +22,26 @@ from dstack.models import JobSpec
 UPLOAD_WORKERS = 16
 
 
+Stamp = tuple[int, int]  # (size, modification time in ns) of a file as it was uploaded
+
+
 class ArtifactSync:
-    def __init__(self, storage: Storage, spec: JobSpec, job_dir: Path, interval: float) -> None:
+    """``synced``: files already in the store as they are on disk (``restore_artifacts``)."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        spec: JobSpec,
+        job_dir: Path,
+        interval: float,
+        synced: dict[str, Stamp] | None = None,
+    ) -> None:
         self.storage = storage
         self.spec = spec
         self.job_dir = job_dir
         self.interval = interval
         self.prefix = state.artifacts_prefix(spec.repo.repo_id, spec.run_name, spec.job_index)
-        self._synced: dict[str, tuple[int, int]] = {}
+        self._synced: dict[str, Stamp] = dict(synced or {})
         self._stop = threading.Event()
         self._lock = threading.Lock()  # one pass at a time
         self._counters = threading.Lock()
@@ -89,15 +102,21 @@ class ArtifactSync:
             self.sync_once()
 
 
-def restore_artifacts(storage: Storage, spec: JobSpec, repo_dir: Path) -> int:
+def restore_artifacts(storage: Storage, spec: JobSpec, repo_dir: Path) -> dict[str, Stamp]:
     """Put the artifacts earlier attempts of this job saved back at their paths (a new attempt
-    resumes from them); return how many files."""
+    resumes from them); return their stamps as restored, by path under the working directory,
+    so that ``ArtifactSync`` does not send them back to where they came from."""
     prefix = state.artifacts_prefix(spec.repo.repo_id, spec.run_name, spec.job_index)
     workdir = repo_dir / spec.working_dir
     infos = list(storage.list_objects(prefix))
     items = [(info.key, workdir / info.key[len(prefix) :]) for info in infos]
     storage.download_tree(items, sizes={info.key: info.size for info in infos})
-    return len(items)
+    restored: dict[str, Stamp] = {}
+    for info, (_, path) in zip(infos, items, strict=True):
+        with contextlib.suppress(OSError):
+            st = path.stat()
+            restored[info.key[len(prefix) :]] = (st.st_size, st.st_mtime_ns)
+    return restored
 
 
 def _walk(root: Path) -> list[Path]:

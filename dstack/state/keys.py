@@ -1,0 +1,249 @@
+"""The state store's key layout, and reading and writing records on a ``Storage``.
+
+This is the only module that knows where things live. Layout (``<repo>`` is a repo id such
+as ``github.com/acme/mnist`` or ``local/mnist``; ``<inv>`` is ``10**13`` minus the submit time
+in milliseconds, zero-padded to 13 digits, so that a plain ascending listing is newest first)::
+
+    codes/<sha256>.tar.gz                       code archives, content-addressed, shared
+    names/<run-name>                            run-name reservations, unique in the store
+    repos/<repo>/runs/<run>/run.json            RunRecord: written once (only-if-absent)
+    repos/<repo>/runs/<run>/jobs/<i>/spec.json  JobSpec: written once
+    repos/<repo>/runs/<run>/jobs/<i>/state.json JobState: status, reason, exit code, pids
+    repos/<repo>/runs/<run>/jobs/<i>/heartbeat  touched by the runner while it lives
+    repos/<repo>/runs/<run>/jobs/<i>/stop       a stop request: b"stop" or b"abort"
+    repos/<repo>/runs/<run>/jobs/<i>/logs/<seq>-<ms>   output chunks, raw bytes, in order
+    repos/<repo>/runs/<run>/jobs/<i>/artifacts/<path>  artifact files at their job paths
+    repos/<repo>/runs/<run>/succeeded/<i>       a job of a run to be tagged (`run -t`) succeeded
+    repos/<repo>/heads/<inv>;<run>;<i>;<status>;<updated ms>;<workflow>;<owner>;<exit>
+                                                one empty object per job: what `ps` shows
+    repos/<repo>/active/<inv>;<run>;<i>         present while the job is unfinished
+    repos/<repo>/tags/<tag>.json                Tag: created only-if-absent, replaced on request
+    repos/<repo>/tagdata/<tag>/<upload>/<path>  files of a tag uploaded from local folders;
+                                                ``<upload>`` is new for every upload
+    repos/<repo>/runs/<run>/infra/<kind>.json   InfraRecord of a cloud run: plan, up, destroy
+    repos/<repo>/runs/<run>/infra/boot-<i>.log  the instance's boot log, uploaded at shutdown
+    infra/stacks/<stack>.json                   StackRecord: the run a live cloud stack serves
+    infra/bootstrap/<kind>.json                 InfraRecord of the bootstrap stack (`dstack config`)
+    pulumi/                                     the Pulumi project's own state (DIY backend)
+    dist/<digest>/dstack-<version>-py3-none-any.whl   the CLI's wheel, installed by instances
+    repos/<repo>/secrets/<NAME>                 SecretRecord: private (0600 / SSE-KMS); only
+                                                runners and `dstack secrets` read it
+    repos/<repo>/runs/<run>/jobs/<i>/token      the token of the job's app (lab, notebook,
+                                                code): private, written by its runner
+    repos/<repo>/runs/<run>/rendezvous.json     Rendezvous: where a multi-node run's master
+                                                listens (torchrun), written by job 0's runner
+
+Listing runs costs one list request per 1,000 jobs shown: the head of a job is encoded in a key
+(as the 2022 tool did), so ``ps`` never reads a record per job. A status change writes the new
+head and then deletes the old one; a reader that meets both keeps the newest.
+
+A tag points at artifacts, it does not copy them: a run's tag at the run's job artifacts (so
+``rm`` refuses a tagged run), an uploaded tag at its own ``tagdata`` folder. What a tag or a
+resolved dependency points at never changes once written (a finished run's artifacts, or one
+upload), so machines may cache it under :attr:`ArtifactSource.identity`.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote, unquote
+
+from dstack.models import JobHead, JobSpec, JobState, JobStatus
+
+_INV_BASE = 10**13
+
+
+def code_key(digest: str) -> str:
+    return f"codes/{digest}.tar.gz"
+
+
+def name_key(run_name: str) -> str:
+    return f"names/{run_name}"
+
+
+def repo_prefix(repo_id: str) -> str:
+    return f"repos/{repo_id}/"
+
+
+def run_prefix(repo_id: str, run_name: str) -> str:
+    return f"repos/{repo_id}/runs/{run_name}/"
+
+
+def run_key(repo_id: str, run_name: str) -> str:
+    return run_prefix(repo_id, run_name) + "run.json"
+
+
+def job_prefix(repo_id: str, run_name: str, job_index: int) -> str:
+    return f"{run_prefix(repo_id, run_name)}jobs/{job_index}/"
+
+
+def spec_key(repo_id: str, run_name: str, job_index: int) -> str:
+    return job_prefix(repo_id, run_name, job_index) + "spec.json"
+
+
+def state_key(repo_id: str, run_name: str, job_index: int) -> str:
+    return job_prefix(repo_id, run_name, job_index) + "state.json"
+
+
+def heartbeat_key(repo_id: str, run_name: str, job_index: int) -> str:
+    return job_prefix(repo_id, run_name, job_index) + "heartbeat"
+
+
+def stop_key(repo_id: str, run_name: str, job_index: int) -> str:
+    return job_prefix(repo_id, run_name, job_index) + "stop"
+
+
+def logs_prefix(repo_id: str, run_name: str, job_index: int) -> str:
+    return job_prefix(repo_id, run_name, job_index) + "logs/"
+
+
+def artifacts_prefix(repo_id: str, run_name: str, job_index: int) -> str:
+    return job_prefix(repo_id, run_name, job_index) + "artifacts/"
+
+
+def attempts_prefix(repo_id: str, run_name: str, job_index: int) -> str:
+    return job_prefix(repo_id, run_name, job_index) + "attempts/"
+
+
+def app_token_key(repo_id: str, run_name: str, job_index: int) -> str:
+    return job_prefix(repo_id, run_name, job_index) + "token"
+
+
+def heads_prefix(repo_id: str) -> str:
+    return f"repos/{repo_id}/heads/"
+
+
+def active_prefix(repo_id: str) -> str:
+    return f"repos/{repo_id}/active/"
+
+
+def tags_prefix(repo_id: str) -> str:
+    return f"repos/{repo_id}/tags/"
+
+
+def tag_key(repo_id: str, tag: str) -> str:
+    return f"{tags_prefix(repo_id)}{tag}.json"
+
+
+def tag_data_prefix(repo_id: str, tag: str, upload_id: str) -> str:
+    return f"repos/{repo_id}/tagdata/{tag}/{upload_id}/"
+
+
+def succeeded_prefix(repo_id: str, run_name: str) -> str:
+    return run_prefix(repo_id, run_name) + "succeeded/"
+
+
+def rendezvous_key(repo_id: str, run_name: str) -> str:
+    return run_prefix(repo_id, run_name) + "rendezvous.json"
+
+
+def secrets_prefix(repo_id: str) -> str:
+    return f"repos/{repo_id}/secrets/"
+
+
+def secret_key(repo_id: str, name: str) -> str:
+    return secrets_prefix(repo_id) + name
+
+
+# ---- heads: a job's listing entry, encoded in its key --------------------------------------
+
+
+def _inv(submitted_at: float) -> str:
+    return f"{_INV_BASE - int(submitted_at * 1000):013d}"
+
+
+def _job_head_stem(spec: JobSpec) -> str:
+    return f"{_inv(spec.submitted_at)};{spec.run_name};{spec.job_index};"
+
+
+def _head_key(spec: JobSpec, owner: str, state: JobState) -> str:
+    fields = [
+        state.status.value,
+        str(int(state.updated_at * 1000)),
+        spec.workflow,
+        owner[:64],
+        "" if state.exit_code is None else str(state.exit_code),
+    ]
+    encoded = ";".join(quote(field, safe="") for field in fields)
+    return heads_prefix(spec.repo.repo_id) + _job_head_stem(spec) + encoded
+
+
+def _parse_head(key: str) -> JobHead | None:
+    name = key.rsplit("/", 1)[-1]
+    parts = name.split(";")
+    if len(parts) != 8:
+        return None
+    inv, run_name, index, status, updated, workflow, owner, exit_code = parts
+    try:
+        return JobHead(
+            run_name=run_name,
+            job_index=int(index),
+            submitted_at=(_INV_BASE - int(inv)) / 1000,
+            status=JobStatus(unquote(status)),
+            updated_at=int(unquote(updated)) / 1000,
+            workflow=unquote(workflow),
+            owner=unquote(owner),
+            exit_code=int(unquote(exit_code)) if exit_code else None,
+        )
+    except ValueError:
+        return None
+
+
+def run_index_stems(repo_id: str, run_name: str, submitted_at: float) -> tuple[str, str]:
+    """The key prefixes of the run's entries in the repo's ``heads`` and ``active`` indexes
+    (what a runner rewrites when its job's status changes)."""
+    stem = f"{_inv(submitted_at)};{run_name};"
+    return heads_prefix(repo_id) + stem, active_prefix(repo_id) + stem
+
+
+# ---- log chunks --------------------------------------------------------------------------
+
+
+def log_chunk_key(spec: JobSpec, seq: int, at: float) -> str:
+    return f"{logs_prefix(spec.repo.repo_id, spec.run_name, spec.job_index)}{seq:010d}-{int(at * 1000)}"
+
+
+def chunk_time(key: str) -> float:
+    """When a log chunk was written, from its key."""
+    return int(key.rsplit("-", 1)[-1]) / 1000
+
+
+# ---- cloud infrastructure ----------------------------------------------------------------
+
+INFRA_KINDS = ("plan", "up", "destroy")
+#: the store folder holding the Pulumi project's state (a DIY backend), and its stack files
+PULUMI_STATE_PREFIX = "pulumi/"
+STACK_RECORDS_PREFIX = "infra/stacks/"
+WHEELS_PREFIX = "dist/"
+
+
+def infra_prefix(repo_id: str, run_name: str) -> str:
+    return run_prefix(repo_id, run_name) + "infra/"
+
+
+def infra_key(repo_id: str, run_name: str, kind: str) -> str:
+    if kind not in INFRA_KINDS:
+        raise ValueError(f"unknown infrastructure record {kind!r}")
+    return f"{infra_prefix(repo_id, run_name)}{kind}.json"
+
+
+def bootstrap_infra_key(kind: str) -> str:
+    if kind not in INFRA_KINDS:
+        raise ValueError(f"unknown infrastructure record {kind!r}")
+    return f"infra/bootstrap/{kind}.json"
+
+
+def boot_log_key(repo_id: str, run_name: str, job_index: int) -> str:
+    return f"{infra_prefix(repo_id, run_name)}boot-{job_index}.log"
+
+
+def stack_record_key(stack: str) -> str:
+    return f"{STACK_RECORDS_PREFIX}{stack}.json"
+
+
+def pulumi_stacks_prefix(project: str) -> str:
+    """Where a DIY Pulumi backend rooted at ``PULUMI_STATE_PREFIX`` keeps ``project``'s stacks."""
+    return f"{PULUMI_STATE_PREFIX}.pulumi/stacks/{project}/"
+
+
+def wheel_key(digest: str, filename: str) -> str:
+    return f"{WHEELS_PREFIX}{digest}/{filename}"

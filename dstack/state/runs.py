@@ -1,0 +1,205 @@
+"""Runs and their jobs' records: creating a run, job specs and states, the heads that
+``ps`` lists, folding heads into run summaries, and deleting a run."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from itertools import islice
+
+from dstack.backends.base import Storage
+from dstack.errors import NotFoundError, RunNotFoundError
+from dstack.models import (
+    JobHead,
+    JobSpec,
+    JobState,
+    JobStatus,
+    RunRecord,
+    RunSummary,
+    dump,
+    run_status,
+)
+from dstack.state.keys import (
+    _head_key,
+    _inv,
+    _job_head_stem,
+    _parse_head,
+    active_prefix,
+    heads_prefix,
+    name_key,
+    repo_prefix,
+    run_index_stems,
+    run_key,
+    run_prefix,
+    spec_key,
+    state_key,
+)
+from dstack.state.records import _load
+
+
+def create_run(storage: Storage, run: RunRecord, jobs: list[JobSpec]) -> None:
+    """Write a new run: its record, its jobs' specs and ``submitted`` states, and heads.
+
+    The run record is written only-if-absent, so nobody can overwrite another's run.
+    """
+    storage.put(run_key(run.repo_id, run.run_name), dump(run), if_absent=True)
+    for spec in jobs:
+        storage.put(spec_key(run.repo_id, run.run_name, spec.job_index), dump(spec), if_absent=True)
+        state = JobState(status=JobStatus.SUBMITTED, updated_at=run.submitted_at)
+        storage.put(active_prefix(run.repo_id) + _job_head_stem(spec).rstrip(";"), b"")
+        write_job_state(storage, spec, run.owner.display, state)
+
+
+def write_job_state(storage: Storage, spec: JobSpec, owner: str, state: JobState) -> None:
+    """Record a job's new state, then move its head key, then drop it from the active index
+    once it is finished."""
+    if not state.updated_at:
+        state.updated_at = time.time()
+    repo_id = spec.repo.repo_id
+    storage.put(state_key(repo_id, spec.run_name, spec.job_index), dump(state))
+    new_head = _head_key(spec, owner, state)
+    storage.put(new_head, b"")
+    for info in list(storage.list_objects(heads_prefix(repo_id) + _job_head_stem(spec))):
+        if info.key != new_head:
+            storage.delete(info.key)
+    if state.status.is_finished:
+        storage.delete(active_prefix(repo_id) + _job_head_stem(spec).rstrip(";"))
+
+
+def read_run(storage: Storage, repo_id: str, run_name: str) -> RunRecord:
+    key = run_key(repo_id, run_name)
+    data = storage.get_or_none(key)
+    if data is None:
+        raise RunNotFoundError(f"no run named {run_name!r} in {repo_id}; see `dstack ps -a`")
+    return _load(RunRecord, data, key)
+
+
+def read_job_spec(storage: Storage, repo_id: str, run_name: str, job_index: int) -> JobSpec:
+    key = spec_key(repo_id, run_name, job_index)
+    return _load(JobSpec, storage.get(key), key)
+
+
+def read_job_state(storage: Storage, repo_id: str, run_name: str, job_index: int) -> JobState:
+    key = state_key(repo_id, run_name, job_index)
+    try:
+        data = storage.get(key)
+    except NotFoundError:
+        return JobState(status=JobStatus.SUBMITTED)
+    return _load(JobState, data, key)
+
+
+def list_heads(storage: Storage, repo_id: str) -> Iterator[JobHead]:
+    """Every job head of a repo, newest run first, one per job (stale duplicates dropped)."""
+    pending: dict[tuple[str, int], JobHead] = {}
+    current_stem: str | None = None
+    for info in storage.list_objects(heads_prefix(repo_id)):
+        head = _parse_head(info.key)
+        if head is None:
+            continue
+        stem = info.key.rsplit("/", 1)[-1].split(";", 1)[0] + head.run_name
+        if stem != current_stem:
+            yield from pending.values()
+            pending = {}
+            current_stem = stem
+        key = (head.run_name, head.job_index)
+        previous = pending.get(key)
+        if previous is None or head.updated_at >= previous.updated_at:
+            pending[key] = head
+    yield from pending.values()
+
+
+def list_runs(storage: Storage, repo_id: str, *, limit: int | None = None) -> list[RunSummary]:
+    """Runs of a repo, newest first, folded from their job heads. Stops reading once ``limit``
+    runs are complete, so the cost grows with the runs shown, not the runs stored."""
+    return list(islice(iter_runs(storage, repo_id), limit))
+
+
+def iter_runs(storage: Storage, repo_id: str) -> Iterator[RunSummary]:
+    """Runs of a repo, newest first, read lazily: stop iterating and the listing stops."""
+    group: list[JobHead] = []
+    for head in list_heads(storage, repo_id):
+        if group and (head.run_name != group[0].run_name):
+            yield _summarize(group)
+            group = []
+        group.append(head)
+    if group:
+        yield _summarize(group)
+
+
+def latest_run(
+    storage: Storage, repo_id: str, workflow: str, status: JobStatus = JobStatus.DONE
+) -> RunSummary | None:
+    """The newest run of ``workflow`` with ``status``; reads runs newest first and stops at it."""
+    return next(
+        (r for r in iter_runs(storage, repo_id) if r.workflow == workflow and r.status is status),
+        None,
+    )
+
+
+def repo_exists(storage: Storage, repo_id: str) -> bool:
+    """Whether anything of ``repo_id`` is in the store (one list request, one key read)."""
+    return next(iter(storage.list_objects(repo_prefix(repo_id))), None) is not None
+
+
+def list_active_runs(storage: Storage, repo_id: str) -> list[RunSummary]:
+    """Runs with an unfinished job: one list of the active index, then one per active run."""
+    run_stems = sorted(
+        {
+            ";".join(info.key.rsplit("/", 1)[-1].split(";")[:2]) + ";"
+            for info in storage.list_objects(active_prefix(repo_id))
+        }
+    )
+    summaries = []
+    for run_stem in run_stems:
+        heads = [
+            head
+            for info in storage.list_objects(heads_prefix(repo_id) + run_stem)
+            if (head := _parse_head(info.key)) is not None
+        ]
+        if heads:
+            summaries.append(_summarize(_dedupe(heads)))
+    return summaries
+
+
+def _dedupe(heads: list[JobHead]) -> list[JobHead]:
+    best: dict[int, JobHead] = {}
+    for head in heads:
+        if head.job_index not in best or head.updated_at >= best[head.job_index].updated_at:
+            best[head.job_index] = head
+    return list(best.values())
+
+
+def _summarize(heads: list[JobHead]) -> RunSummary:
+    heads = sorted(heads, key=lambda h: h.job_index)
+    first = heads[0]
+    status = run_status([h.status for h in heads])
+    exit_codes = [h.exit_code for h in heads if h.exit_code]
+    return RunSummary(
+        run_name=first.run_name,
+        workflow=first.workflow,
+        submitted_at=first.submitted_at,
+        status=status,
+        owner=first.owner,
+        updated_at=max(h.updated_at for h in heads),
+        exit_code=exit_codes[0] if exit_codes else first.exit_code,
+        job_count=len(heads),
+    )
+
+
+def delete_run(storage: Storage, run: RunRecord) -> None:
+    """Remove a run entirely: its heads and active markers first (so it vanishes from `ps`),
+    then its records, logs and artifacts, then its name reservation."""
+    for spec_index in range(run.job_count):
+        stem = f"{_inv(run.submitted_at)};{run.run_name};{spec_index};"
+        storage.delete_prefix(heads_prefix(run.repo_id) + stem)
+        storage.delete(active_prefix(run.repo_id) + stem.rstrip(";"))
+    storage.delete_prefix(run_prefix(run.repo_id, run.run_name))
+    storage.delete(name_key(run.run_name))
+
+
+def run_heads(storage: Storage, spec: JobSpec) -> list[JobHead]:
+    """The heads of every job of the run ``spec`` belongs to, by job index: one list request
+    (what a job of a multi-node run watches its siblings with)."""
+    heads_stem, _ = run_index_stems(spec.repo.repo_id, spec.run_name, spec.submitted_at)
+    heads = [head for info in storage.list_objects(heads_stem) if (head := _parse_head(info.key))]
+    return sorted(_dedupe(heads), key=lambda head: head.job_index)
