@@ -34,6 +34,11 @@ def config(
     endpoint_url: str = typer.Option(
         None, "--endpoint-url", help="An S3-compatible server (MinIO, Ceph…) instead of AWS."
     ),
+    prefix: str = typer.Option(
+        None,
+        "--prefix",
+        help="Keep dstack's objects under this folder of the bucket ('' for none).",
+    ),
     yes: bool = typer.Option(False, "-y", "--yes", help="Take the defaults; ask nothing."),
     create: bool = typer.Option(
         False, "--create", help="Create or adopt the bucket and the IAM bootstrap stack (Pulumi)."
@@ -43,7 +48,8 @@ def config(
     from dstack.services import config as service
 
     ask = not yes and sys.stdin.isatty()
-    given_aws = any(v is not None for v in (bucket, region, profile, subnet, endpoint_url))
+    given = (bucket, region, profile, subnet, endpoint_url, prefix)
+    given_aws = any(v is not None for v in given)
     chosen = backend or ("aws" if given_aws else None)
     if chosen is None:
         current = service.saved_backend()
@@ -58,7 +64,12 @@ def config(
         return
     saved = service.saved_aws()
     aws = saved.merged(
-        bucket=bucket, region=region, profile=profile, subnet=subnet, endpoint_url=endpoint_url
+        bucket=bucket,
+        region=region,
+        profile=profile,
+        subnet=subnet,
+        endpoint_url=endpoint_url,
+        prefix=None if prefix is None else prefix.strip("/"),
     )
     if create:
         path = service.create_bootstrap(aws, lambda line: print(line, file=sys.stderr))

@@ -88,6 +88,29 @@ def test_flags_configure_a_bucket(
     assert saved(cli.home)["backend"] == "aws"
 
 
+def test_a_prefix_keeps_the_state_in_a_folder_of_the_bucket(
+    cli: Dstack, moto_server: MotoServer, s3_bucket: str, tmp_path: Path
+) -> None:
+    url = moto_server.endpoint_url
+    args = ("config", "--bucket", s3_bucket, "--endpoint-url", url)
+    result = cli(*args, "--prefix", "/ml/dstack/", cwd=tmp_path)
+    assert result.code == 0, result.err
+    assert f"s3://{s3_bucket}/ml/dstack in us-east-1" in result.out
+    assert saved(cli.home)["aws"]["prefix"] == "ml/dstack"
+    keys = [
+        o["Key"] for o in moto_server.client().list_objects_v2(Bucket=s3_bucket).get("Contents", [])
+    ]
+    assert keys == [], "the write check left an object behind"
+    # a bad prefix is one line, and the saved one stays
+    result = cli(*args, "--prefix", "a//b", cwd=tmp_path)
+    assert result.code != 0
+    assert result.err.strip().count("\n") == 0 and "prefix" in result.err
+    assert saved(cli.home)["aws"]["prefix"] == "ml/dstack"
+    # '' takes the prefix away
+    assert cli(*args, "--prefix", "", cwd=tmp_path).code == 0
+    assert "prefix" not in saved(cli.home)["aws"]
+
+
 def test_bucket_in_another_region_is_refused_in_one_line(
     cli: Dstack, moto_server: MotoServer, eu_bucket: str, tmp_path: Path
 ) -> None:
