@@ -180,6 +180,13 @@ class Agent:
             f"[dstack] deps: {what}: {report.files} file(s), {format_size(report.size)}; "
             f"downloaded {format_size(report.downloaded_bytes)}"
         )
+        if report.pruned_entries:
+            sink.line(
+                f"[dstack] deps cache: removed {report.pruned_entries} least recently used "
+                f"dependencies ({format_size(report.pruned_bytes)}) to stay under its limit"
+            )
+        if report.warning:
+            sink.line(f"[dstack] warning: {report.warning}")
 
     def _tag_if_asked(self, sink: LogSink) -> None:
         """``dstack run -t TAG``: tag the run before it shows done (see ``tag_on_success``)."""

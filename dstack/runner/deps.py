@@ -10,8 +10,8 @@ are downloaded once per machine into ``<cache>/artifacts/<store>/<identity>/`` a
 there into the job's folder: a second job that consumes the same tag downloads nothing. Copies
 are reflinks where the filesystem can (instant, no extra space) and plain copies otherwise, never
 hard links: a job may rewrite a dep's file in place (resuming a checkpoint), and that must not
-change the cache. The executable bit is kept. One lock per cached dependency keeps two jobs of
-this machine from downloading the same files at once.
+change the cache. The executable bit is kept. The cache's locks, its record of use and its size
+limit belong to ``dstack.runner.depcache``.
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ import os
 import shutil
 import stat
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from dstack import state
 from dstack.backends.base import Storage
-from dstack.errors import RunnerError, RunNotFoundError
+from dstack.errors import ConfigError, RunnerError, RunNotFoundError
 from dstack.models import Dependency, JobSpec
+from dstack.runner import depcache
 
 _FICLONE = 0x40049409  # linux/fs.h: share the source's blocks (btrfs, xfs, …)
 
@@ -44,6 +44,9 @@ class FetchReport:
     size: int = 0
     downloaded_files: int = 0
     downloaded_bytes: int = 0
+    pruned_entries: int = 0  # least recently used entries removed from the machine cache
+    pruned_bytes: int = 0
+    warning: str | None = None
 
 
 def fetch_deps(storage: Storage, spec: JobSpec, workdir: Path, cache_dir: Path) -> FetchReport:
@@ -65,19 +68,42 @@ def fetch_deps(storage: Storage, spec: JobSpec, workdir: Path, cache_dir: Path) 
         if not found and dep.run_name is None:
             raise RunnerError(f"dependency {dep.describe()}: its files are gone from the store")
     report = FetchReport(files=len(placed), size=sum(sizes[p][1] for p in placed.values()))
+    entry_sizes = {root: 0 for root in roots}
+    for path, (_, size) in sizes.items():
+        entry_sizes[next(root for root in roots if root in path.parents)] += size
     counter = _Counter()
     with contextlib.ExitStack() as locks:
         if any(not _cached(path, size) for path, (_, size) in sizes.items()):
             for root in sorted(roots):  # another job on this machine may be fetching them too
-                locks.enter_context(_locked(root.parent / f"{root.name}.lock"))
+                locks.enter_context(depcache.locked(root, shared=False))
         missing = [(key, path) for path, (key, size) in sizes.items() if not _cached(path, size)]
         listed = {key: size for key, size in sizes.values()}
         storage.download_tree(missing, progress=counter, sizes=listed)
-    for relative, cached in placed.items():
-        _place(cached, workdir, relative)
+        for root in roots:
+            depcache.mark_used(cache_dir / "artifacts", root, entry_sizes[root])
+    with contextlib.ExitStack() as locks:
+        for root in sorted(roots):  # no pruning elsewhere while the files are copied out
+            locks.enter_context(depcache.locked(root, shared=True))
+        for relative, cached in placed.items():
+            _place(cached, workdir, relative)
     report.downloaded_files = len(missing)
     report.downloaded_bytes = counter.total
+    _prune(cache_dir / "artifacts", roots, report)
     return report
+
+
+def _prune(root: Path, keep: set[Path], report: FetchReport) -> None:
+    """Keep the machine cache under its limit; a failure here never fails the job."""
+    try:
+        removed = depcache.prune(root, keep=keep, limit=depcache.max_size())
+    except ConfigError as exc:
+        report.warning = f"{exc}: the cache was not pruned"
+        return
+    except OSError as exc:
+        report.warning = f"the dependency cache could not be pruned: {exc}"
+        return
+    report.pruned_entries = len(removed)
+    report.pruned_bytes = sum(entry.size for entry in removed)
 
 
 def _sources(storage: Storage, dep: Dependency) -> list[state.ArtifactSource]:
@@ -135,15 +161,3 @@ class _Counter:
     def __call__(self, n: int) -> None:
         with self._lock:
             self.total += n
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """One downloader per cached dependency on this machine at a time."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from dstack import state
 from dstack.backends.local_storage import LocalStorage
 from dstack.errors import RunnerError
 from dstack.models import Dependency, JobSpec, RepoSnapshot
+from dstack.runner import depcache
 from dstack.runner.deps import fetch_deps
 from tests.services.test_deps import REPO, make_run
 
@@ -125,3 +127,57 @@ def test_an_uploaded_tag_and_a_vanished_run(storage: CountingStorage, tmp_path: 
     storage.delete_prefix(state.tag_data_prefix(REPO, "raw", "1-abc"))
     with pytest.raises(RunnerError, match="files are gone"):
         fetch_deps(storage, consumer(uploaded), tmp_path / "job3", tmp_path / "cache2")
+
+
+def test_the_cache_keeps_under_its_limit_least_recently_used_first(
+    storage: CountingStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    for i, name in enumerate(("old-1", "mid-1", "new-1")):
+        make_run(storage, name, "prepare", 1000 + i)
+        put_artifact(storage, name, 0, "data/blob.bin", bytes([i]) * 1000)
+    monkeypatch.setenv(depcache.MAX_SIZE_ENV, "2500B")
+    for name in ("old-1", "mid-1"):
+        spec = consumer(Dependency(repo_id=REPO, run_name=name))
+        assert fetch_deps(storage, spec, tmp_path / name, cache).pruned_entries == 0
+    # mid-1 was used last, old-1 first: a third entry pushes old-1 out
+    time.sleep(0.01)
+    used_again = fetch_deps(storage, consumer(Dependency(repo_id=REPO, run_name="old-1")),
+                            tmp_path / "again", cache)  # fmt: skip
+    assert used_again.downloaded_bytes == 0
+    report = fetch_deps(storage, consumer(Dependency(repo_id=REPO, run_name="new-1")),
+                        tmp_path / "new", cache)  # fmt: skip
+    assert (report.pruned_entries, report.pruned_bytes) == (1, 1000)
+    left = sorted(entry.path.parent.name for entry in depcache.entries(cache / "artifacts"))
+    assert left == ["new-1@1002000", "old-1@1000000"]
+    assert (tmp_path / "new/data/blob.bin").read_bytes() == bytes([2]) * 1000
+    # the evicted one comes back from the store when asked for again
+    storage.downloaded = 0
+    fetch_deps(storage, consumer(Dependency(repo_id=REPO, run_name="mid-1")), tmp_path / "m", cache)
+    assert storage.downloaded == 1000
+
+
+def test_an_entry_in_use_or_just_used_is_never_pruned(tmp_path: Path) -> None:
+    root = tmp_path / "artifacts"
+    entries = [root / "store" / f"e{i}" for i in range(3)]
+    for i, entry in enumerate(entries):
+        entry.mkdir(parents=True)
+        (entry / "f").write_bytes(b"x" * 100)
+        depcache.mark_used(root, entry, 100)
+        os.utime(depcache._index_path(root, entry), (1000 + i, 1000 + i))
+    with depcache.locked(entries[0], shared=True):  # another job copies out of e0
+        removed = depcache.prune(root, keep={entries[1]}, limit=0)
+    assert [entry.path for entry in removed] == [entries[2]]
+    assert entries[0].exists() and entries[1].exists() and not entries[2].exists()
+
+
+def test_a_bad_cache_limit_is_a_warning_not_a_failure(
+    storage: CountingStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_run(storage, "bold-owl-1", "prepare", 1000)
+    put_artifact(storage, "bold-owl-1", 0, "data/a.txt", b"a")
+    monkeypatch.setenv(depcache.MAX_SIZE_ENV, "lots")
+    spec = consumer(Dependency(repo_id=REPO, run_name="bold-owl-1"))
+    report = fetch_deps(storage, spec, tmp_path / "job", tmp_path / "cache")
+    assert (tmp_path / "job/data/a.txt").read_bytes() == b"a"
+    assert report.warning is not None and report.warning.startswith("DSTACK_CACHE_MAX_SIZE:")
