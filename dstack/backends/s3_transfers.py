@@ -3,15 +3,18 @@
 - Uploads, one file or many, go as one batch to the AWS CRT (``s3_crt``) when it can be used
   in this process; otherwise ``workers`` at a time through botocore (``s3_files``), each retried
   by the store under its deadline.
-- Downloads: an object worth fetching in parallel ranged parts (from ``multipart_threshold``,
-  or from ``tree_multipart_threshold`` when a tree has at least ``workers`` files and the
-  parallelism comes from the files) goes through ``s3_files``, which pins its ranges to one
-  ETag; every other object is one GET, all of them as one CRT batch. The caller's ``sizes``
-  (key → size, from a listing) tell which is which; an object of unknown size is one GET.
+- Downloads: objects below ``multipart_threshold`` (where the cost is per request) go as one
+  CRT batch of single GETs. Larger ones go through ``s3_files``, ``workers`` at a time: in
+  parallel ranged parts pinned to one ETag from ``multipart_threshold``, or, when a tree has at
+  least ``workers`` files and the parallelism comes from the files, from
+  ``tree_multipart_threshold`` (one stream each below it: measured faster than the CRT's single
+  GETs for files of a few MiB and up). The caller's ``sizes`` (key → size, from a listing) tell
+  which is which; an object of unknown size goes to the CRT.
 - Every download lands in a temporary file beside its target and is renamed into place with
   its mode: a failed transfer leaves nothing at the target.
 - The CRT client belongs to the process that made it, like the botocore client: a forked
-  child makes its own.
+  child makes its own. It signs for the client's region and does not follow S3's redirects:
+  when S3 answers that the bucket lives elsewhere, botocore (which does) takes over for good.
 """
 
 from __future__ import annotations
@@ -20,17 +23,22 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dstack.backends import s3_crt, s3_files
+from dstack.backends import aws_errors, s3_crt, s3_files
 from dstack.backends.base import ProgressCallback, is_executable
 from dstack.backends.local_storage import validate_key
 from dstack.errors import DstackError, NotFoundError, StorageError
 
 if TYPE_CHECKING:
     from dstack.backends.s3_storage import S3Storage
+
+_REDIRECT_CODES = frozenset(
+    {"PermanentRedirect", "TemporaryRedirect", "AuthorizationHeaderMalformed", "301", "307"}
+)
 
 
 class Transfers:
@@ -74,7 +82,11 @@ class Transfers:
             for (path, key), mode in zip(files, modes, strict=True)
         ]
         done = None if on_uploaded is None else (lambda t: on_uploaded(t.name))
-        self._crt_call(lambda: crt.upload(transfers, done))
+        try:
+            self._crt_call(lambda: crt.upload(transfers, done))
+        except _Redirected:
+            self._give_up_crt()
+            self.upload_tree(files, progress, workers, on_uploaded)
 
     def download_file(self, key: str, path: Path, progress: ProgressCallback | None) -> None:
         self._download(key, path, progress, self.store.multipart_threshold)
@@ -91,15 +103,33 @@ class Transfers:
         if len(items) >= workers:
             threshold = max(threshold, self.store.tree_multipart_threshold)
         crt = self.crt() if items else None
-        known = sizes or {}
-        split = [item for item in items if crt is None or known.get(item[0], 0) >= threshold]
-        if split:
-            self._parallel(
-                split, workers, lambda p: self._download(p[0], p[1], progress, threshold)
-            )
-        if crt is None or len(split) == len(items):
+        known, small = sizes or {}, self.store.multipart_threshold
+        whole = [item for item in items if crt is not None and known.get(item[0], 0) < small]
+        rest = [item for item in items if crt is None or known.get(item[0], 0) >= small]
+
+        def larger() -> None:
+            self._parallel(rest, workers, lambda p: self._download(p[0], p[1], progress, threshold))
+
+        if crt is None or not whole:
+            larger()
             return
-        whole = [item for item in items if known.get(item[0], 0) < threshold]
+        # the larger files stream through botocore's threads while the CRT fetches the rest
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            streams = pool.submit(larger) if rest else None
+            try:
+                self._download_batch(crt, whole, progress, workers, sizes)
+            finally:
+                if streams is not None:
+                    streams.result()
+
+    def _download_batch(
+        self,
+        crt: s3_crt.CrtTransfers,
+        whole: list[tuple[str, Path]],
+        progress: ProgressCallback | None,
+        workers: int,
+        sizes: Mapping[str, int] | None,
+    ) -> None:
         transfers = [
             s3_crt.Transfer(
                 key=self.store._key(key),
@@ -115,6 +145,9 @@ class Transfers:
 
         try:
             self._crt_call(lambda: crt.download(transfers, place))
+        except _Redirected:
+            self._give_up_crt()
+            self.download_tree(whole, progress, workers, sizes)
         finally:
             for transfer in transfers:
                 with suppress(OSError):
@@ -199,6 +232,10 @@ class Transfers:
         except Exception:  # no CRT here: botocore carries every transfer
             return None
 
+    def _give_up_crt(self) -> None:
+        """This process sends no more files through the CRT (``_Redirected``)."""
+        self.crt_instance, self._crt_ready = None, True
+
     def _crt_call(self, fn: Callable[[], None]) -> None:
         """A CRT batch, its failure mapped like any other (naming the object it was for)."""
         try:
@@ -206,6 +243,8 @@ class Transfers:
         except DstackError:
             raise
         except Exception as exc:
+            if _redirected(exc):
+                raise _Redirected() from exc
             full = getattr(exc, "dstack_key", None)
             prefix = self.store._prefix
             key = full[len(prefix) :] if isinstance(full, str) else None
@@ -213,6 +252,16 @@ class Transfers:
             if mapped is None:
                 raise
             raise mapped from exc
+
+
+class _Redirected(Exception):
+    """S3 sent the CRT elsewhere (the bucket is in another region than the one signed for):
+    botocore follows such redirects, the CRT does not, so botocore takes over."""
+
+
+def _redirected(exc: BaseException) -> bool:
+    code, status = aws_errors.error_code(exc), aws_errors.http_status(exc)
+    return code in _REDIRECT_CODES or status in (301, 307)
 
 
 def _validate(keys: list[str]) -> None:

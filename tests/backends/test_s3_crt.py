@@ -224,3 +224,39 @@ def _meter() -> Any:
     from dstack.backends.s3_files import Progress
 
     return Progress(None)
+
+
+def test_a_bucket_in_another_region_hands_the_files_to_botocore(
+    proxy: FaultProxy, s3_bucket: str, tmp_path: Path
+) -> None:
+    """The CRT signs for one region and follows no redirect: S3's answer that the bucket is
+    elsewhere makes botocore (which follows it) carry this and every later transfer."""
+    storage = S3Storage(s3_bucket, endpoint_url=proxy.url, retry_deadline=5)
+    pairs = files(tmp_path / "src", 5)
+    redirect = (
+        "The bucket you are attempting to access must be addressed using the specified endpoint."
+    )
+    proxy.fail_next(1, status=301, code="PermanentRedirect", message=redirect)
+    stored: list[str] = []
+    storage.upload_tree(pairs, on_uploaded=stored.append)
+    assert proxy.pending == 0
+    assert set(stored) == {key for _, key in pairs}
+    assert storage._files.crt_instance is None and storage._files.crt() is None
+    back = [(key, tmp_path / "back" / key) for _, key in pairs]
+    storage.download_tree(back)
+    for (path, _), (_, copy) in zip(pairs, back, strict=True):
+        assert copy.read_bytes() == path.read_bytes()
+
+
+def test_a_redirected_download_is_finished_by_botocore(
+    proxy: FaultProxy, s3_bucket: str, tmp_path: Path
+) -> None:
+    storage = S3Storage(s3_bucket, endpoint_url=proxy.url, retry_deadline=5)
+    pairs = files(tmp_path / "src", 5)
+    storage.upload_tree(pairs)
+    proxy.fail_next(1, status=301, code="PermanentRedirect", message="Elsewhere.")
+    back = [(key, tmp_path / "back" / key) for _, key in pairs]
+    storage.download_tree(back)
+    for (path, _), (_, copy) in zip(pairs, back, strict=True):
+        assert copy.read_bytes() == path.read_bytes()
+    assert not [p for p in (tmp_path / "back").rglob(".tmp-*")], "temporary files were left"
