@@ -28,7 +28,7 @@ from dstack.backends.base import Storage
 from dstack.errors import DstackError, StorageError
 from dstack.models import JobSpec, JobState, JobStatus
 from dstack.runner import deps, docker, prepare
-from dstack.runner.attempts import conclude
+from dstack.runner.attempts import ABORT_REASON, conclude
 from dstack.runner.executor import JobProcess, exit_code_of
 from dstack.runner.extras import JobExtras
 from dstack.runner.logs import LogSink
@@ -147,7 +147,7 @@ class Agent:
         if request == "abort":
             process.kill()
             artifacts.stop()
-            self._finish(sink, JobStatus.ABORTED, reason="aborted by request")
+            self._finish(sink, JobStatus.ABORTED, reason=ABORT_REASON)
             return
         if request in ("stop", "interrupt", "timeout", "sibling"):
             self._set(JobStatus.STOPPING)

@@ -16,12 +16,19 @@ from dstack import retry, state
 from dstack.backends.base import Storage
 from dstack.models import JobSpec, JobState, JobStatus
 
+ABORT_REASON = "aborted by request"
+
 
 def conclude(storage: Storage, spec: JobSpec, owner: str, ended: JobState) -> JobState:
-    """Record the end of an attempt; return the job's state afterwards."""
-    if state.stop_requested(storage, spec) or not retry.should_retry(
-        spec.retry, ended, spec.submitted_at
-    ):
+    """Record the end of an attempt; return the job's state afterwards.
+
+    A runner that died after an abort was asked for was killed by it (``dstack stop -x`` kills
+    the runner, then records ``aborted``): whoever concludes first records ``aborted`` too, so
+    the two writes agree in either order."""
+    request = state.stop_requested(storage, spec)
+    if request == "abort" and ended.status is JobStatus.INTERRUPTED:
+        ended = ended.model_copy(update={"status": JobStatus.ABORTED, "reason": ABORT_REASON})
+    if request or not retry.should_retry(spec.retry, ended, spec.submitted_at):
         state.write_job_state(storage, spec, owner, ended)
         return ended
     state.record_attempt(storage, spec, ended)

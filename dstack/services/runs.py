@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from dstack import settings, state
 from dstack.errors import ComputeError, InvalidStateError, TagExistsError
 from dstack.models import JobSpec, JobState, JobStatus, RunRecord, RunSummary
+from dstack.runner.attempts import ABORT_REASON
 from dstack.services import apps, monitor
 from dstack.services.context import Context
 from dstack.services.names import allocate_run_name
@@ -190,7 +191,7 @@ def stop(ctx: Context, run_name: str, *, abort: bool = False, wait: float = 60.0
             ctx.compute.kill(job_state)
             now = time.time()
             aborted = job_state.model_copy(
-                update={"status": JobStatus.ABORTED, "reason": "aborted by request",
+                update={"status": JobStatus.ABORTED, "reason": ABORT_REASON,
                         "updated_at": now, "finished_at": now}
             )  # fmt: skip
             state.write_job_state(ctx.storage, job, owner, aborted)
