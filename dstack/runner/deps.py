@@ -54,7 +54,7 @@ def fetch_deps(storage: Storage, spec: JobSpec, workdir: Path, cache_dir: Path) 
     store_cache = cache_dir / "artifacts" / _store_digest(storage)
     placed: dict[str, Path] = {}  # path in the job's folder -> cached file; the later wins
     sizes: dict[Path, tuple[str, int]] = {}  # cached file -> (key, size)
-    roots: set[Path] = set()
+    roots: dict[Path, int] = {}  # cache entry -> its size in bytes
     for dep in spec.deps:
         found = 0
         for source in _sources(storage, dep):
@@ -62,15 +62,13 @@ def fetch_deps(storage: Storage, spec: JobSpec, workdir: Path, cache_dir: Path) 
             for info in storage.list_objects(source.prefix):
                 relative = info.key[len(source.prefix) :]
                 placed[relative] = root / relative
+                if root / relative not in sizes:
+                    roots[root] = roots.get(root, 0) + info.size
                 sizes[root / relative] = (info.key, info.size)
-                roots.add(root)
                 found += 1
         if not found and dep.run_name is None:
             raise RunnerError(f"dependency {dep.describe()}: its files are gone from the store")
     report = FetchReport(files=len(placed), size=sum(sizes[p][1] for p in placed.values()))
-    entry_sizes = {root: 0 for root in roots}
-    for path, (_, size) in sizes.items():
-        entry_sizes[next(root for root in roots if root in path.parents)] += size
     counter = _Counter()
     with contextlib.ExitStack() as locks:
         if any(not _cached(path, size) for path, (_, size) in sizes.items()):
@@ -79,8 +77,8 @@ def fetch_deps(storage: Storage, spec: JobSpec, workdir: Path, cache_dir: Path) 
         missing = [(key, path) for path, (key, size) in sizes.items() if not _cached(path, size)]
         listed = {key: size for key, size in sizes.values()}
         storage.download_tree(missing, progress=counter, sizes=listed)
-        for root in roots:
-            depcache.mark_used(cache_dir / "artifacts", root, entry_sizes[root])
+        for root, size in roots.items():
+            depcache.mark_used(cache_dir / "artifacts", root, size)
     with contextlib.ExitStack() as locks:
         for root in sorted(roots):  # no pruning elsewhere while the files are copied out
             locks.enter_context(depcache.locked(root, shared=True))
@@ -88,7 +86,7 @@ def fetch_deps(storage: Storage, spec: JobSpec, workdir: Path, cache_dir: Path) 
             _place(cached, workdir, relative)
     report.downloaded_files = len(missing)
     report.downloaded_bytes = counter.total
-    _prune(cache_dir / "artifacts", roots, report)
+    _prune(cache_dir / "artifacts", set(roots), report)
     return report
 
 
