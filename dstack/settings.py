@@ -14,7 +14,9 @@ store; environment variables override it for CI use::
       prefix: dstack                           # optional key prefix inside the bucket
 
 Credentials never live here: they come from the AWS chain (environment, profile, instance role).
-Nothing in this module imports boto3.
+What the file means is typed in ``dstack.store_config``: ``store_config()`` and
+``compute_config()`` are the only readers; ``dstack.storage.open_storage`` and
+``dstack.compute.open_compute`` build the implementations. Nothing here imports boto3.
 """
 
 from __future__ import annotations
@@ -23,8 +25,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dstack.backends.base import Storage
 from dstack.errors import ConfigError
+from dstack.store_config import (
+    AwsSection,
+    ComputeConfig,
+    LocalStoreConfig,
+    S3StoreConfig,
+    StoreConfig,
+    parse_aws_section,
+    parse_compute,
+)
 
 DEFAULT_MAX_CODE_SIZE = 100 * 1024 * 1024
 
@@ -83,7 +93,7 @@ def load_config() -> dict[str, Any]:
 
     try:
         data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot be read ({exc}); fix or delete it") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping; fix or delete it")
@@ -98,7 +108,8 @@ AWS_ENV_OVERRIDES = {
     "endpoint_url": "DSTACK_AWS_ENDPOINT_URL",
 }
 BACKENDS = ("local", "aws")
-_AWS_KEYS = ("bucket", "region", "profile", "subnet", "endpoint_url", "prefix")
+#: overrides how long S3 calls are retried before an outage is an error (seconds)
+RETRY_DEADLINE_ENV = "DSTACK_S3_RETRY_DEADLINE"
 
 
 def save_config(data: dict[str, Any]) -> Path:
@@ -125,32 +136,26 @@ def save_config(data: dict[str, Any]) -> Path:
     return path
 
 
-def aws_settings(config: dict[str, Any] | None = None) -> dict[str, str | None]:
-    """The ``aws`` section of the config file with the environment overrides applied; every key
-    of ``bucket``, ``region``, ``profile``, ``subnet``, ``endpoint_url``, ``prefix`` present."""
+def aws_section(config: dict[str, Any] | None = None) -> AwsSection:
+    """The ``aws`` section of the config file with the environment overrides applied."""
     config = load_config() if config is None else config
-    section = config.get("aws") or {}
-    if not isinstance(section, dict):
-        raise ConfigError(f"{config_path()}: `aws` must be a mapping; run `dstack config`")
-    unknown = sorted(set(section) - set(_AWS_KEYS))
-    if unknown:
-        raise ConfigError(
-            f"{config_path()}: unknown key aws.{unknown[0]} "
-            f"(expected one of {', '.join(_AWS_KEYS)}); fix it or run `dstack config`"
-        )
-    values: dict[str, str | None] = {k: _text(section.get(k)) for k in _AWS_KEYS}
-    for key, env in AWS_ENV_OVERRIDES.items():
-        if os.environ.get(env):
-            values[key] = os.environ[env]
-    return values
+    try:
+        section = parse_aws_section(config.get("aws"))
+    except ConfigError as exc:
+        raise ConfigError(f"{config_path()}: {exc}") from None
+    overrides = {
+        key: os.environ[env] for key, env in AWS_ENV_OVERRIDES.items() if os.environ.get(env)
+    }
+    return section.model_copy(update=overrides) if overrides else section
 
 
-def backend() -> str:
+def backend(config: dict[str, Any] | None = None) -> str:
     """``local`` or ``aws``: the config file's choice, or ``aws`` when ``DSTACK_AWS_S3_BUCKET``
     is set (an environment bucket alone switches to S3, for CI)."""
     if os.environ.get(AWS_ENV_OVERRIDES["bucket"]):
         return "aws"
-    name = load_config().get("backend") or "local"
+    config = load_config() if config is None else config
+    name = config.get("backend") or "local"
     if name not in BACKENDS:
         raise ConfigError(
             f"{config_path()}: unknown backend {name!r} (expected local or aws); "
@@ -159,51 +164,30 @@ def backend() -> str:
     return str(name)
 
 
-def storage_config() -> dict[str, Any]:
-    """The state store this machine uses, as a ``storage_from_config`` description."""
-    if backend() == "local":
-        return {"type": "local", "root": str(local_store_root())}
-    aws = aws_settings()
-    if not aws["bucket"]:
+def store_config(config: dict[str, Any] | None = None) -> StoreConfig:
+    """The state store this machine uses."""
+    config = load_config() if config is None else config
+    if backend(config) == "local":
+        return LocalStoreConfig(root=local_store_root())
+    aws = aws_section(config)
+    if not aws.bucket:
         raise ConfigError(
             f"{config_path()}: the aws backend has no bucket; run "
             "`dstack config --backend aws --bucket NAME` or set DSTACK_AWS_S3_BUCKET"
         )
-    return {
-        "type": "s3",
-        "bucket": aws["bucket"],
-        "region": aws["region"],
-        "profile": aws["profile"],
-        "endpoint_url": aws["endpoint_url"],
-        "prefix": aws["prefix"] or "",
-    }
+    return S3StoreConfig(
+        bucket=aws.bucket,
+        region=aws.region,
+        profile=aws.profile,
+        endpoint_url=aws.endpoint_url,
+        prefix=aws.prefix or "",
+    )
 
 
-def _text(value: Any) -> str | None:
-    return None if value is None or value == "" else str(value)
-
-
-def storage_from_config(config: dict[str, Any]) -> Storage:
-    """Build a Storage from its ``config()`` description."""
-    kind = config.get("type")
-    if kind == "local":
-        from dstack.backends.local_storage import LocalStorage
-
-        return LocalStorage(Path(config["root"]))
-    if kind == "s3":
-        from dstack.backends.s3_storage import S3Storage
-
-        if not config.get("bucket"):
-            raise ConfigError("the S3 state store has no bucket: run `dstack config`")
-        return S3Storage(
-            config["bucket"],
-            region=config.get("region"),
-            profile=config.get("profile"),
-            endpoint_url=config.get("endpoint_url"),
-            prefix=config.get("prefix") or "",
-        )
-    raise ConfigError(f"unknown storage type {kind!r}")
-
-
-def default_storage() -> Storage:
-    return storage_from_config(storage_config())
+def compute_config(config: dict[str, Any] | None = None) -> ComputeConfig:
+    """Where jobs run: the ``compute`` section (this machine when there is none)."""
+    config = load_config() if config is None else config
+    try:
+        return parse_compute(config.get("compute"), aws_section(config))
+    except ConfigError as exc:
+        raise ConfigError(f"{config_path()}: {exc}") from None

@@ -219,8 +219,8 @@ def bench_ps(work: Path, count: int) -> list[tuple[str, str, str, str, str]]:
 def seed_store(root: Path, runs: int) -> None:
     """Write ``runs`` finished runs through the real state layer, as dstack would."""
     from dstack import state
-    from dstack.backends.local_storage import LocalStorage
     from dstack.models import JobSpec, JobState, JobStatus, Owner, RepoSnapshot, RunRecord
+    from dstack.storage.local import LocalStorage
 
     storage = LocalStorage(root)
     repo = RepoSnapshot(repo_id="github.com/acme/bench", code_key="codes/x.tar.gz")
@@ -269,11 +269,11 @@ def bench_deps(work: Path, reps: int = 3, mib: int = 256) -> list[tuple[str, str
     """Deps on S3 (a moto server on loopback): the first consumer of a ``mib`` MiB uploaded tag
     (download into the machine cache, then into the job's folder) against ``aws s3 sync`` of the
     same objects; and the bytes a second consumer on the same machine downloads (target: 0)."""
-    from dstack.backends.s3_storage import S3Storage
     from dstack.models import JobSpec, RepoSnapshot
     from dstack.runner.deps import fetch_deps
     from dstack.services import tags
     from dstack.services.context import Context
+    from dstack.storage.s3.storage import S3Storage
     from tests.moto_server import DUMMY_AWS_ENV
 
     saved = dict(os.environ)

@@ -331,8 +331,8 @@ def seed_bucket(storage: Any, folder: Path, runs: int) -> None:
     """``runs`` finished runs written by the real state layer into a local folder, then copied
     object for object into the bucket (writing them one by one over S3 would take minutes)."""
     from dstack import state
-    from dstack.backends.local_storage import LocalStorage
     from dstack.models import JobSpec, JobState, JobStatus, Owner, RepoSnapshot, RunRecord
+    from dstack.storage.local import LocalStorage
 
     local = LocalStorage(folder)
     repo = RepoSnapshot(repo_id=REPO_ID, code_key="codes/x.tar.gz")
@@ -364,7 +364,7 @@ def s3_env(home: Path, endpoint: str, bucket: str) -> dict[str, str]:
 
 
 def _storage(endpoint: str, bucket: str) -> Any:
-    from dstack.backends.s3_storage import S3Storage
+    from dstack.storage.s3.storage import S3Storage
 
     return S3Storage(bucket, endpoint_url=endpoint)
 

@@ -1,6 +1,6 @@
 """The Pulumi program of ``Pulumi.yaml`` (``main: stacks/``), for ``pulumi preview``/``up`` run
 by hand: reads the stack's config and declares the bootstrap or a run stack. dstack itself runs
-the same programs inline (``dstack.backends.aws.driver``). See ``stacks/Pulumi.example.yaml``."""
+the same programs inline (``dstack.compute.aws.driver``). See ``stacks/Pulumi.example.yaml``."""
 
 import pulumi
 

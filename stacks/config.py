@@ -50,8 +50,9 @@ def bootstrap_args(config: pulumi.Config) -> BootstrapArgs:
 def run_args(config: pulumi.Config) -> RunStackArgs:
     """The run stack of one job, with the user data dstack would render for it."""
     from dstack import __version__, state
-    from dstack.backends.aws.scope import scope_for
-    from dstack.backends.aws.userdata import Boot, render_user_data
+    from dstack.compute.aws.scope import scope_for
+    from dstack.compute.aws.userdata import Boot, render_user_data
+    from dstack.store_config import S3StoreConfig
 
     bucket = config.require("bucket")
     prefix = config.get("storePrefix") or ""
@@ -62,8 +63,7 @@ def run_args(config: pulumi.Config) -> RunStackArgs:
     ports = [int(p) for p in (config.get_object("ports") or [])]
     full = _full_key(prefix)
     boot = Boot(
-        storage={"type": "s3", "bucket": bucket, "region": region, "prefix": prefix,
-                 "endpoint_url": None, "profile": None},
+        storage=S3StoreConfig(bucket=bucket, region=region, prefix=prefix),
         repo_id=repo,
         run_name=run,
         job_index=0,

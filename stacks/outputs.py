@@ -1,5 +1,5 @@
 """Names of the stack outputs, shared by the programs that export them and the code that reads
-them (``dstack.backends.aws``). Renaming one here renames it on both sides."""
+them (``dstack.compute.aws``). Renaming one here renames it on both sides."""
 
 from __future__ import annotations
 

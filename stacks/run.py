@@ -37,7 +37,7 @@ class InstanceArgs:
     job_index: int
     instance_type: str
     interruptible: bool
-    #: the boot script (``dstack.backends.aws.userdata`` renders it)
+    #: the boot script (``dstack.compute.aws.userdata`` renders it)
     user_data: str
     gpu: bool = False
     root_volume_gb: int = defaults.ROOT_VOLUME_GB

@@ -12,6 +12,7 @@ import pytest
 
 from dstack import settings
 from dstack.errors import ConfigError
+from dstack.store_config import LocalStoreConfig, S3StoreConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,7 +23,7 @@ def write_config(text: str) -> None:
 
 def test_no_config_file_means_the_local_store(dstack_home: Path) -> None:
     assert settings.backend() == "local"
-    assert settings.storage_config() == {"type": "local", "root": str(dstack_home / "store")}
+    assert settings.store_config() == LocalStoreConfig(root=dstack_home / "store")
 
 
 def test_aws_backend_from_the_file() -> None:
@@ -30,15 +31,14 @@ def test_aws_backend_from_the_file() -> None:
         "backend: aws\naws:\n  bucket: team-bucket\n  region: eu-west-1\n  profile: team\n"
         "  subnet: subnet-1\n  endpoint_url: http://minio:9000\n  prefix: dstack\n"
     )
-    assert settings.storage_config() == {
-        "type": "s3",
-        "bucket": "team-bucket",
-        "region": "eu-west-1",
-        "profile": "team",
-        "endpoint_url": "http://minio:9000",
-        "prefix": "dstack",
-    }
-    assert settings.aws_settings()["subnet"] == "subnet-1"
+    assert settings.store_config() == S3StoreConfig(
+        bucket="team-bucket",
+        region="eu-west-1",
+        profile="team",
+        endpoint_url="http://minio:9000",
+        prefix="dstack",
+    )
+    assert settings.aws_section().subnet == "subnet-1"
 
 
 def test_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -47,8 +47,9 @@ def test_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("DSTACK_AWS_REGION", "us-west-2")
     monkeypatch.setenv("DSTACK_AWS_PROFILE", "ci")
     monkeypatch.setenv("DSTACK_AWS_ENDPOINT_URL", "http://127.0.0.1:9000")
-    config = settings.storage_config()
-    assert (config["bucket"], config["region"], config["profile"], config["endpoint_url"]) == (
+    config = settings.store_config()
+    assert isinstance(config, S3StoreConfig)
+    assert (config.bucket, config.region, config.profile, config.endpoint_url) == (
         "from-ci",
         "us-west-2",
         "ci",
@@ -60,7 +61,7 @@ def test_an_environment_bucket_alone_switches_to_s3(monkeypatch: pytest.MonkeyPa
     write_config("backend: local\n")
     monkeypatch.setenv("DSTACK_AWS_S3_BUCKET", "ci-bucket")
     assert settings.backend() == "aws"
-    assert settings.storage_config()["bucket"] == "ci-bucket"
+    assert settings.store_config() == S3StoreConfig(bucket="ci-bucket")
     monkeypatch.setenv("DSTACK_AWS_S3_BUCKET", "")  # empty means unset
     assert settings.backend() == "local"
 
@@ -68,7 +69,7 @@ def test_an_environment_bucket_alone_switches_to_s3(monkeypatch: pytest.MonkeyPa
 def test_other_overrides_alone_do_not_switch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DSTACK_AWS_REGION", "eu-west-1")
     monkeypatch.setenv("DSTACK_AWS_ENDPOINT_URL", "http://127.0.0.1:9000")
-    assert settings.storage_config()["type"] == "local"
+    assert settings.store_config().type == "local"
 
 
 @pytest.mark.parametrize(
@@ -85,7 +86,7 @@ def test_other_overrides_alone_do_not_switch(monkeypatch: pytest.MonkeyPatch) ->
 def test_bad_config_files_are_one_clear_error(text: str, words: list[str]) -> None:
     write_config(text)
     with pytest.raises(ConfigError) as info:
-        settings.storage_config()
+        settings.store_config()
     assert str(settings.config_path()) in str(info.value)
     for word in words:
         assert word in str(info.value)
@@ -123,8 +124,8 @@ def test_reading_an_s3_config_imports_no_aws_sdk(dstack_home: Path) -> None:
     write_config("backend: aws\naws:\n  bucket: team-bucket\n")
     code = (
         "import sys\n"
-        "from dstack import settings\n"
-        "settings.default_storage().describe()\n"
+        "from dstack.storage import default_storage\n"
+        "default_storage().describe()\n"
         "loaded = sorted(m for m in ('boto3', 'botocore') if m in sys.modules)\n"
         "assert not loaded, loaded\n"
     )

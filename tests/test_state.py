@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from dstack import state
-from dstack.backends.local_storage import LocalStorage
 from dstack.errors import StorageError
 from dstack.models import JobSpec, JobState, JobStatus, Owner, RepoSnapshot, RunRecord
+from dstack.storage.local import LocalStorage
 
 REPO = RepoSnapshot(repo_id="github.com/acme/mnist", code_key="codes/x.tar.gz")
 OWNER = Owner(git_name="Ada", user="ada")

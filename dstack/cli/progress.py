@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from dstack.backends.base import ProgressCallback
+from dstack.storage.base import ProgressCallback
 
 
 class transfer_bar:

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import shlex
 import shutil
+from dataclasses import replace
 from typing import ClassVar
 
 from dstack.errors import SpecError
-from dstack.models import AppSpec, JobSpec, RepoSnapshot
-from dstack.providers.base import Provider, expect, job_spec
+from dstack.models import AppSpec, JobSpec
+from dstack.providers.base import Provider, RunInput, expect, job_spec
 from dstack.spec.app_models import (
     CodeWorkflow,
     DevEnvironmentBase,
@@ -33,7 +34,6 @@ from dstack.spec.app_models import (
     TensorboardWorkflow,
 )
 from dstack.spec.fields import NAME
-from dstack.spec.models import Workflow
 
 # Jupyter keeps its runtime files and reads its config from folders of the job, not ~/.jupyter
 # (on this machine, a user's own config could set another token or port).
@@ -73,17 +73,14 @@ class _AppProvider(Provider):
         self,
         workflow: DevEnvironmentBase | TensorboardWorkflow,
         *,
-        run_name: str,
-        repo: RepoSnapshot,
-        args: list[str],
-        submitted_at: float,
+        run: RunInput,
         commands: list[str],
         app: AppSpec,
         packages: list[str],
         **fields: object,
     ) -> JobSpec:
         job = job_spec(
-            workflow, run_name=run_name, repo=repo, args=args, submitted_at=submitted_at,
+            workflow, run=run,
             commands=[], python=workflow.python, packages=packages, apps=[app], **fields,
         )  # fmt: skip
         return job.model_copy(update={"commands": commands, "ports": 1 + (workflow.ports or 0)})
@@ -101,21 +98,13 @@ class _JupyterProvider(_AppProvider):
     url_path: ClassVar[str]
     package: ClassVar[str]
 
-    def build_jobs(
-        self,
-        workflow: Workflow,
-        *,
-        run_name: str,
-        repo: RepoSnapshot,
-        args: list[str],
-        submitted_at: float,
-    ) -> list[JobSpec]:
-        jupyter = expect(workflow, self.workflow_type, self.name)
+    def build_jobs(self, run: RunInput) -> list[JobSpec]:
+        jupyter = expect(run.workflow, self.workflow_type, self.name)
         app = AppSpec(name=self.name, url_path=self.url_path, token_param="token")
         commands = [*_JUPYTER_DIRS, f"exec jupyter {self.name} {_JUPYTER_FLAGS}"]
         return [
             self._job(
-                jupyter, run_name=run_name, repo=repo, args=args, submitted_at=submitted_at,
+                jupyter, run=run,
                 commands=commands, app=app, packages=_pinned(self.package, jupyter.version),
                 requirements=jupyter.requirements,
             )
@@ -139,20 +128,12 @@ class NotebookProvider(_JupyterProvider):
 class CodeProvider(_AppProvider):
     name: ClassVar[str] = "code"
 
-    def build_jobs(
-        self,
-        workflow: Workflow,
-        *,
-        run_name: str,
-        repo: RepoSnapshot,
-        args: list[str],
-        submitted_at: float,
-    ) -> list[JobSpec]:
-        code = expect(workflow, CodeWorkflow, self.name)
+    def build_jobs(self, run: RunInput) -> list[JobSpec]:
+        code = expect(run.workflow, CodeWorkflow, self.name)
         app = AppSpec(name="code", url_path="/", token_param="tkn", needs=VSCODE_SERVERS)
         return [
             self._job(
-                code, run_name=run_name, repo=repo, args=args, submitted_at=submitted_at,
+                code, run=run,
                 commands=vscode_commands(code.version), app=app, packages=[],
                 requirements=code.requirements,
             )
@@ -185,25 +166,17 @@ def vscode_commands(version: str | None) -> list[str]:
 class TensorboardProvider(_AppProvider):
     name: ClassVar[str] = "tensorboard"
 
-    def build_jobs(
-        self,
-        workflow: Workflow,
-        *,
-        run_name: str,
-        repo: RepoSnapshot,
-        args: list[str],
-        submitted_at: float,
-    ) -> list[JobSpec]:
-        board = expect(workflow, TensorboardWorkflow, self.name)
-        runs = list(dict.fromkeys([*board.runs, *args]))
+    def build_jobs(self, run: RunInput) -> list[JobSpec]:
+        board = expect(run.workflow, TensorboardWorkflow, self.name)
+        runs = list(dict.fromkeys([*board.runs, *run.args]))
         if not runs:
             raise SpecError(
                 f"workflow {board.name!r}: no runs to show: `dstack run tensorboard RUN…`, "
                 "or `runs:` in the workflow"
             )
-        for run in runs:
-            if not NAME.match(run):
-                raise SpecError(f"tensorboard: {run!r} is not a run name")
+        for name in runs:
+            if not NAME.match(name):
+                raise SpecError(f"tensorboard: {name!r} is not a run name")
         if board.logdir:
             spec = ",".join(f"{run}:$RUNS_DIR/{run}/{board.logdir}" for run in runs)
             logdir = f'--logdir_spec "{spec}"'
@@ -212,7 +185,7 @@ class TensorboardProvider(_AppProvider):
         command = f'exec tensorboard {logdir} --port "$PORT_0" --host "$JOB_BIND_ADDRESS"'
         return [
             self._job(
-                board, run_name=run_name, repo=repo, args=[], submitted_at=submitted_at,
+                board, run=replace(run, args=[]),
                 commands=[command], app=AppSpec(name="tensorboard"),
                 packages=_pinned("tensorboard", board.version), watch_runs=runs,
             )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import shlex
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from dstack.errors import SpecError
@@ -26,22 +27,25 @@ W = TypeVar("W", bound=WorkflowBase)
 RUN_ARGS = re.compile(r"\$\{\{\s*run\.args\s*\}\}")
 
 
+@dataclass(frozen=True)
+class RunInput:
+    """One run of a workflow as a provider sees it, prepared once by the services."""
+
+    workflow: Workflow
+    run_name: str
+    repo: RepoSnapshot
+    args: list[str]
+    submitted_at: float
+
+
 class Provider(ABC):
     """Turns one kind of workflow (``name`` is its `provider:` value) into job specs."""
 
     name: ClassVar[str]
 
     @abstractmethod
-    def build_jobs(
-        self,
-        workflow: Workflow,
-        *,
-        run_name: str,
-        repo: RepoSnapshot,
-        args: list[str],
-        submitted_at: float,
-    ) -> list[JobSpec]:
-        """The jobs of one run of ``workflow``, indexed from 0.
+    def build_jobs(self, run: RunInput) -> list[JobSpec]:
+        """The jobs of one run of ``run.workflow``, indexed from 0.
 
         Pure and deterministic (no I/O; equal inputs give equal specs). ``deps`` are left
         empty: they are resolved to runs at submit time, elsewhere. Raises SpecError if the
@@ -107,14 +111,13 @@ def expect(workflow: Workflow, model: type[W], provider: str) -> W:
 def job_spec(
     workflow: WorkflowBase,
     *,
-    run_name: str,
-    repo: RepoSnapshot,
-    args: list[str],
-    submitted_at: float,
+    run: RunInput,
     commands: list[str],
     **fields: Any,
 ) -> JobSpec:
     """Job 0 of a run: the fields every provider fills the same way, plus ``fields``."""
+
+    run_name, args = run.run_name, run.args
 
     def shell(text: str) -> str:
         return substitute_shell(text, run_name=run_name, args=args)
@@ -124,7 +127,7 @@ def job_spec(
         job_index=0,
         workflow=workflow.name,
         provider=workflow.provider,
-        repo=repo,
+        repo=run.repo,
         commands=[shell(command) for command in commands],
         setup=[shell(command) for command in workflow.setup],
         env={
@@ -137,6 +140,6 @@ def job_spec(
         resources=workflow.resources.to_resources(),
         retry=workflow.retry.to_policy() if workflow.retry else None,
         deps=[],
-        submitted_at=submitted_at,
+        submitted_at=run.submitted_at,
         **fields,
     )

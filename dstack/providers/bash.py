@@ -8,30 +8,19 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from dstack.models import JobSpec, RepoSnapshot
-from dstack.providers.base import Provider, expect, job_spec
-from dstack.spec.models import BashWorkflow, Workflow
+from dstack.models import JobSpec
+from dstack.providers.base import Provider, RunInput, expect, job_spec
+from dstack.spec.models import BashWorkflow
 
 
 class BashProvider(Provider):
     name: ClassVar[str] = "bash"
 
-    def build_jobs(
-        self,
-        workflow: Workflow,
-        *,
-        run_name: str,
-        repo: RepoSnapshot,
-        args: list[str],
-        submitted_at: float,
-    ) -> list[JobSpec]:
-        bash = expect(workflow, BashWorkflow, self.name)
+    def build_jobs(self, run: RunInput) -> list[JobSpec]:
+        bash = expect(run.workflow, BashWorkflow, self.name)
         job = job_spec(
             bash,
-            run_name=run_name,
-            repo=repo,
-            args=args,
-            submitted_at=submitted_at,
+            run=run,
             commands=bash.commands,
             python=bash.python,
             requirements=bash.requirements,

@@ -9,30 +9,19 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from dstack.models import JobSpec, RepoSnapshot
-from dstack.providers.base import Provider, expect, job_spec
-from dstack.spec.models import DockerWorkflow, Workflow
+from dstack.models import JobSpec
+from dstack.providers.base import Provider, RunInput, expect, job_spec
+from dstack.spec.models import DockerWorkflow
 
 
 class DockerProvider(Provider):
     name: ClassVar[str] = "docker"
 
-    def build_jobs(
-        self,
-        workflow: Workflow,
-        *,
-        run_name: str,
-        repo: RepoSnapshot,
-        args: list[str],
-        submitted_at: float,
-    ) -> list[JobSpec]:
-        docker = expect(workflow, DockerWorkflow, self.name)
+    def build_jobs(self, run: RunInput) -> list[JobSpec]:
+        docker = expect(run.workflow, DockerWorkflow, self.name)
         job = job_spec(
             docker,
-            run_name=run_name,
-            repo=repo,
-            args=args,
-            submitted_at=submitted_at,
+            run=run,
             commands=docker.commands,
             image=docker.image,
         )

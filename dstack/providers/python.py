@@ -11,32 +11,29 @@ from __future__ import annotations
 import shlex
 from typing import ClassVar
 
-from dstack.models import JobSpec, RepoSnapshot
-from dstack.providers.base import RUN_ARGS, Provider, expect, job_spec, substitute, substitute_shell
+from dstack.models import JobSpec
+from dstack.providers.base import (
+    RUN_ARGS,
+    Provider,
+    RunInput,
+    expect,
+    job_spec,
+    substitute,
+    substitute_shell,
+)
 from dstack.spec.app_models import TorchrunWorkflow
-from dstack.spec.models import PythonWorkflow, Workflow
+from dstack.spec.models import PythonWorkflow
 
 
 class PythonProvider(Provider):
     name: ClassVar[str] = "python"
 
-    def build_jobs(
-        self,
-        workflow: Workflow,
-        *,
-        run_name: str,
-        repo: RepoSnapshot,
-        args: list[str],
-        submitted_at: float,
-    ) -> list[JobSpec]:
-        python = expect(workflow, PythonWorkflow, self.name)
+    def build_jobs(self, run: RunInput) -> list[JobSpec]:
+        python = expect(run.workflow, PythonWorkflow, self.name)
         job = job_spec(
             python,
-            run_name=run_name,
-            repo=repo,
-            args=args,
-            submitted_at=submitted_at,
-            commands=[command_line(python, run_name=run_name, args=args)],
+            run=run,
+            commands=[command_line(python, run_name=run.run_name, args=run.args)],
             python=python.python,
             requirements=python.requirements,
         )

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from dstack.models import JobSpec, RepoSnapshot
-from dstack.providers.base import Provider, expect, job_spec
+from dstack.models import JobSpec
+from dstack.providers.base import Provider, RunInput, expect, job_spec
 from dstack.providers.python import command_line
 from dstack.spec.app_models import TorchrunWorkflow
-from dstack.spec.models import Workflow
 
 TORCHRUN = (
     'torchrun --nnodes "$NNODES" --node_rank "$NODE_RANK" --master_addr "$MASTER_ADDR" '
@@ -41,23 +40,15 @@ _ONE_PROCESS = (
 class TorchrunProvider(Provider):
     name: ClassVar[str] = "torchrun"
 
-    def build_jobs(
-        self,
-        workflow: Workflow,
-        *,
-        run_name: str,
-        repo: RepoSnapshot,
-        args: list[str],
-        submitted_at: float,
-    ) -> list[JobSpec]:
-        torchrun = expect(workflow, TorchrunWorkflow, self.name)
+    def build_jobs(self, run: RunInput) -> list[JobSpec]:
+        torchrun = expect(run.workflow, TorchrunWorkflow, self.name)
         if torchrun.launcher == "torchrun":
-            launch = command_line(torchrun, run_name=run_name, args=args, launcher=TORCHRUN)
+            launch = command_line(torchrun, run_name=run.run_name, args=run.args, launcher=TORCHRUN)
             commands = [_NO_TORCHRUN, launch]
         else:
-            commands = [_ONE_PROCESS, command_line(torchrun, run_name=run_name, args=args)]
+            commands = [_ONE_PROCESS, command_line(torchrun, run_name=run.run_name, args=run.args)]
         master = job_spec(
-            torchrun, run_name=run_name, repo=repo, args=args, submitted_at=submitted_at,
+            torchrun, run=run,
             commands=commands, python=torchrun.python, requirements=torchrun.requirements,
             nodes=torchrun.nodes,
         )  # fmt: skip

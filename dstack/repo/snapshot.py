@@ -29,7 +29,7 @@ from dstack.repo.remote import (
 from dstack.state import code_key
 
 if TYPE_CHECKING:
-    from dstack.backends.base import Storage
+    from dstack.storage.base import Storage
 
 #: archives up to this size are stored with one only-if-absent ``put``; larger ones are
 #: streamed with ``upload_file`` (which has no only-if-absent form; harmless for a content

@@ -10,11 +10,12 @@ run's maximum duration, and a store it can no longer reach (then it exits with
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from dstack.store_config import StoreConfig, parse_store
 
 #: the runner gave up on a store it could not reach for the whole ``--store-timeout``
 STORE_LOST_EXIT = 75
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     return run_job(
-        json.loads(args.storage),
+        parse_store(args.storage),
         args.repo,
         args.run,
         args.job,
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_job(
-    storage_config: dict[str, Any],
+    store: StoreConfig,
     repo_id: str,
     run_name: str,
     job_index: int,
@@ -66,8 +67,9 @@ def run_job(
     from dstack import settings, state
     from dstack.models import JobState, JobStatus
     from dstack.runner.agent import Agent
+    from dstack.storage import open_storage
 
-    storage = settings.storage_from_config(storage_config)
+    storage = open_storage(store)
     spec = state.read_job_spec(storage, repo_id, run_name, job_index)
     try:
         agent = Agent(

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import TypeVar
 
 from dstack import processes, state
-from dstack.backends.base import Storage
 from dstack.errors import DstackError, StorageError
 from dstack.models import JobSpec, JobState, JobStatus
 from dstack.runner import deps, docker, prepare
@@ -34,6 +33,7 @@ from dstack.runner.extras import JobExtras
 from dstack.runner.logs import LogSink
 from dstack.runner.sync import ArtifactSync, restore_artifacts
 from dstack.services import tags
+from dstack.storage.base import Storage
 from dstack.units import format_size
 
 FINAL_WRITE_DEADLINE = 600.0

@@ -13,8 +13,8 @@ from __future__ import annotations
 import time
 
 from dstack import retry, state
-from dstack.backends.base import Storage
 from dstack.models import JobSpec, JobState, JobStatus
+from dstack.storage.base import Storage
 
 ABORT_REASON = "aborted by request"
 

@@ -27,9 +27,9 @@ from collections.abc import Callable
 from typing import Any
 
 from dstack import state
-from dstack.backends.base import Storage
 from dstack.errors import StorageError
 from dstack.models import JobSpec
+from dstack.storage.base import Storage
 
 IMDS_ENDPOINT = "http://169.254.169.254"
 TOKEN_TTL = 21600

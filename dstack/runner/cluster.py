@@ -21,10 +21,10 @@ import socket
 import time
 
 from dstack import state
-from dstack.backends.base import Storage
 from dstack.errors import RunnerError, StorageError
 from dstack.models import JobSpec, JobStatus, Rendezvous, RunRecord
 from dstack.runner import prepare
+from dstack.storage.base import Storage
 
 #: how long a node waits for the master to publish its address (a cloud master may still be
 #: booting); ``DSTACK_RENDEZVOUS_TIMEOUT`` overrides it, in seconds

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dstack import state
-from dstack.backends.base import Storage
 from dstack.errors import ConfigError, RunnerError, RunNotFoundError
 from dstack.models import Dependency, JobSpec
 from dstack.runner import depcache
+from dstack.storage.base import Storage
 
 _FICLONE = 0x40049409  # linux/fs.h: share the source's blocks (btrfs, xfs, …)
 
@@ -145,7 +145,7 @@ def _clone_or_copy(source: Path, target: Path) -> None:
 
 def _store_digest(storage: Storage) -> str:
     """Run names are unique per store, not per machine: keep each store's cache apart."""
-    description = json.dumps(storage.config(), sort_keys=True)
+    description = json.dumps(storage.config().model_dump(mode="json"), sort_keys=True)
     return hashlib.sha256(description.encode()).hexdigest()[:16]
 
 

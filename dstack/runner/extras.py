@@ -22,11 +22,11 @@ import secrets
 from pathlib import Path
 
 from dstack import state
-from dstack.backends.base import Storage
 from dstack.models import JobSpec, RunRecord
 from dstack.runner import cluster
 from dstack.runner.logs import LogSink
 from dstack.runner.mirror import RunsMirror
+from dstack.storage.base import Storage
 
 
 class JobExtras:

@@ -16,10 +16,10 @@ import threading
 import time
 
 from dstack import state
-from dstack.backends.base import Storage
 from dstack.errors import StorageError
 from dstack.models import JobSpec
 from dstack.runner.masking import Masker
+from dstack.storage.base import Storage
 
 
 class LogSink:

@@ -13,9 +13,9 @@ import threading
 from pathlib import Path
 
 from dstack import state
-from dstack.backends.base import Storage
 from dstack.errors import RunnerError, RunNotFoundError, StorageError
 from dstack.models import JobSpec
+from dstack.storage.base import Storage
 
 
 class RunsMirror:

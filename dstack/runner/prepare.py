@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from dstack import pythons
-from dstack.backends.base import Storage
 from dstack.errors import NotFoundError, RunnerError
 from dstack.models import JobSpec
 from dstack.runner.logs import LogSink
+from dstack.storage.base import Storage
 
 # Variables of the runner's own environment that must not leak into a job's.
 _SCRUBBED = ("VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH", "CONDA_PREFIX", "__PYVENV_LAUNCHER__")

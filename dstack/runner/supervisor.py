@@ -15,14 +15,16 @@ import signal
 import time
 from typing import Any
 
-from dstack import processes, settings, state
+from dstack import processes, state
 from dstack.models import JobStatus
 from dstack.runner.attempts import conclude
+from dstack.storage import open_storage
+from dstack.store_config import StoreConfig
 
 
-def supervise(storage_config: dict[str, Any], repo_id: str, run_name: str, job_index: int) -> int:
+def supervise(store: StoreConfig, repo_id: str, run_name: str, job_index: int) -> int:
     """Run attempts of one job until one is final; 0 when the job ended ``done``."""
-    storage = settings.storage_from_config(storage_config)
+    storage = open_storage(store)
     spec = state.read_job_spec(storage, repo_id, run_name, job_index)
     owner = state.read_run(storage, repo_id, run_name).owner.display
     me = {"supervisor_pid": os.getpid(), "supervisor_started": processes.start_ticks(os.getpid())}
@@ -32,7 +34,7 @@ def supervise(storage_config: dict[str, Any], repo_id: str, run_name: str, job_i
     )
     while True:
         attempt = current.attempt
-        wait_status = _run_attempt(storage_config, repo_id, run_name, job_index)
+        wait_status = _run_attempt(store, repo_id, run_name, job_index)
         current = state.read_job_state(storage, repo_id, run_name, job_index)
         if current.status.is_active and current.attempt == attempt:
             current = _runner_lost(current, wait_status)
@@ -41,7 +43,7 @@ def supervise(storage_config: dict[str, Any], repo_id: str, run_name: str, job_i
             return 0 if current.status is JobStatus.DONE else 1
 
 
-def _run_attempt(storage_config: dict[str, Any], repo_id: str, run_name: str, index: int) -> int:
+def _run_attempt(store: StoreConfig, repo_id: str, run_name: str, index: int) -> int:
     """Fork the runner of the job's current attempt, wait for it; its wait status."""
     pid = os.fork()
     if pid == 0:
@@ -49,7 +51,7 @@ def _run_attempt(storage_config: dict[str, Any], repo_id: str, run_name: str, in
         try:
             from dstack.runner.__main__ import run_job
 
-            code = run_job(storage_config, repo_id, run_name, index)
+            code = run_job(store, repo_id, run_name, index)
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)

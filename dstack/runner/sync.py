@@ -14,9 +14,9 @@ import threading
 from pathlib import Path
 
 from dstack import state
-from dstack.backends.base import Storage
 from dstack.errors import StorageError
 from dstack.models import JobSpec
+from dstack.storage.base import Storage
 
 #: files uploaded at once by a pass (each large one is also split in parts by the store)
 UPLOAD_WORKERS = 16

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from dstack import state
-from dstack.backends.base import Storage
 from dstack.errors import SpecError, StorageError
 from dstack.models import JobSpec, JobState
+from dstack.storage.base import Storage
 
 
 @dataclass(frozen=True)

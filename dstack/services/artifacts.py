@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dstack import state
-from dstack.backends.base import ProgressCallback
 from dstack.errors import DstackError
 from dstack.models import Tag
 from dstack.services.context import Context
 from dstack.services.runs import RunView
+from dstack.storage.base import ProgressCallback
 
 
 @dataclass(frozen=True)

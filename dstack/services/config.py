@@ -16,12 +16,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from dstack import settings
 from dstack.errors import ConfigError
+from dstack.store_config import AwsComputeConfig, AwsSection
 
 _BUCKET_NAME = re.compile(r"^(?!xn--)(?!.*-s3alias$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _NAMING_RULES = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html"
@@ -33,25 +33,8 @@ class BucketError(ConfigError):
     """The bucket cannot serve as the state store: missing, elsewhere, or refused."""
 
 
-@dataclass(frozen=True)
-class AwsConfig:
-    """The ``aws`` section of the config file."""
-
-    bucket: str | None = None
-    region: str | None = None
-    profile: str | None = None
-    subnet: str | None = None
-    endpoint_url: str | None = None
-    prefix: str | None = None
-
-    def merged(self, **changes: str | None) -> AwsConfig:
-        """This config with the given fields replaced (``None`` keeps a field, ``""`` clears
-        it)."""
-        updates = {k: (v or None) for k, v in changes.items() if v is not None}
-        return replace(self, **updates)
-
-    def as_dict(self) -> dict[str, str]:
-        return {k: v for k, v in asdict(self).items() if v}
+#: the ``aws`` section of the config file (``dstack.store_config.AwsSection``)
+AwsConfig = AwsSection
 
 
 def saved_backend() -> str:
@@ -65,7 +48,7 @@ def saved_aws() -> AwsConfig:
     section = settings.load_config().get("aws") or {}
     if not isinstance(section, dict):
         return AwsConfig()
-    fields = AwsConfig.__dataclass_fields__
+    fields = AwsConfig.model_fields
     return AwsConfig(**{k: str(v) for k, v in section.items() if k in fields and v})
 
 
@@ -85,20 +68,13 @@ def validate_bucket_name(name: str) -> None:
 def check_bucket(aws: AwsConfig) -> AwsConfig:
     """Check that ``aws.bucket`` can hold the state; return ``aws`` with the bucket's region
     filled in when none was asked for. Raises ``BucketError`` with what to do."""
-    from dstack.backends.s3_storage import RETRY_DEADLINE_ENV, S3Storage
+    from dstack.storage import probe_bucket
 
     if not aws.bucket:
         raise ConfigError("the aws backend needs a bucket: pass --bucket NAME")
     validate_bucket_name(aws.bucket)
-    storage = S3Storage(
-        aws.bucket,
-        region=aws.region,
-        profile=aws.profile,
-        endpoint_url=aws.endpoint_url,
-        prefix=aws.prefix or "",
-        retry_deadline=None if os.environ.get(RETRY_DEADLINE_ENV) else CHECK_DEADLINE,
-    )
-    status = storage.probe_bucket(write=True)
+    deadline = None if os.environ.get(settings.RETRY_DEADLINE_ENV) else CHECK_DEADLINE
+    status = probe_bucket(aws.store(), retry_deadline=deadline)
     where = f" at {aws.endpoint_url}" if aws.endpoint_url else ""
     if not status.exists:
         region = aws.region or "us-east-1"
@@ -123,7 +99,7 @@ def check_bucket(aws: AwsConfig) -> AwsConfig:
             f"you can read the bucket {aws.bucket} but not write to it: dstack needs "
             "s3:PutObject and s3:DeleteObject on it"
         )
-    return aws if aws.region or not status.region else replace(aws, region=status.region)
+    return aws if aws.region or not status.region else aws.merged(region=status.region)
 
 
 def save_local() -> Path:
@@ -147,21 +123,16 @@ def create_bootstrap(aws: AwsConfig, reporter: Callable[[str], None]) -> Path:
     """`dstack config --create`: create (or adopt) the bucket and the bootstrap stack (IAM role
     and instance profile for runner instances), then save the store and the ``compute``
     section that sends runs to AWS. Needs the Pulumi engine (a clear error says so)."""
-    from dstack.backends.aws.bootstrap import create_or_adopt_bootstrap
+    from dstack.compute import open_compute
+    from dstack.storage import open_storage
 
     if not aws.bucket:
         raise ConfigError("--create needs a bucket: pass --bucket NAME")
     validate_bucket_name(aws.bucket)
     region = aws.region or default_region(aws.profile)
-    storage = {
-        "type": "s3",
-        "bucket": aws.bucket,
-        "region": region,
-        "profile": aws.profile,
-        "endpoint_url": aws.endpoint_url,
-        "prefix": aws.prefix or "",
-    }
-    result = create_or_adopt_bootstrap(storage, region=region, reporter=reporter)
+    compute = open_compute(AwsComputeConfig(region=region, profile=aws.profile))
+    compute.reporter = reporter
+    result = compute.configure(open_storage(aws.merged(region=region).store()))
     save_aws(aws.merged(region=region))
     config = settings.load_config()
     config["compute"] = result.config_section(region)
@@ -174,29 +145,18 @@ def default_profile() -> str | None:
 
 def default_region(profile: str | None) -> str:
     """The profile's (or the environment's) region, else ``us-east-1``."""
-    try:
-        import boto3
+    from dstack.storage import aws_default_region
 
-        return boto3.session.Session(profile_name=profile).region_name or "us-east-1"
-    except Exception:  # no such profile, unreadable config: no default to offer
-        return "us-east-1"
+    return aws_default_region(profile)
 
 
 def default_bucket(aws: AwsConfig) -> str | None:
     """``dstack-<account id>-<region>``, as the 2022 tool proposed; None if STS can't say."""
+    from dstack.storage import aws_default_bucket
+
     if aws.endpoint_url:
         return None
-    region = aws.region or "us-east-1"
-    try:
-        import boto3
-        from botocore.config import Config
-
-        session = boto3.session.Session(profile_name=aws.profile, region_name=region)
-        sts = session.client("sts", config=Config(connect_timeout=3, read_timeout=5))
-        account = sts.get_caller_identity()["Account"]
-    except Exception:  # no credentials or no network: no default to offer
-        return None
-    return f"dstack-{account}-{region}"
+    return aws_default_bucket(aws.profile, aws.region or "us-east-1")
 
 
 def describe(backend: str, aws: AwsConfig) -> str:

@@ -5,19 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dstack import settings
-from dstack.backends.base import Compute, Storage
+from dstack.compute import cloud_compute, default_compute
+from dstack.compute.base import Compute
+from dstack.storage import default_storage
+from dstack.storage.base import Storage
 
 
 @dataclass
 class Context:
     """The store and compute to use, and the repository folder commands refer to."""
 
-    storage: Storage = field(default_factory=settings.default_storage)
-    compute: Compute = field(default_factory=lambda: default_compute())
+    storage: Storage = field(default_factory=default_storage)
+    compute: Compute = field(default_factory=default_compute)
     repo_path: Path = field(default_factory=Path.cwd)
     _repo_id: str | None = None
     warnings: list[str] = field(default_factory=list)
+    _cloud: Compute | None = None
 
     @property
     def repo_id(self) -> str:
@@ -28,17 +31,10 @@ class Context:
             self.warnings.extend(warnings)
         return self._repo_id
 
-
-def default_compute() -> Compute:
-    """AWS when the config file's ``compute`` section says ``type: aws`` (written by
-    `dstack config --backend aws`), this machine otherwise."""
-    config = settings.load_config()
-    section = config.get("compute")
-    if isinstance(section, dict) and section.get("type") == "aws":
-        from dstack.backends.aws.config import AwsComputeConfig
-        from dstack.backends.aws_compute import AwsCompute
-
-        return AwsCompute(AwsComputeConfig.from_config(config))
-    from dstack.backends.local_compute import LocalCompute
-
-    return LocalCompute()
+    @property
+    def cloud(self) -> Compute:
+        """The cloud compute (for plans, pruning and bootstrap): ``compute`` when it is a
+        cloud, otherwise the one the config file describes."""
+        if self._cloud is None:
+            self._cloud = cloud_compute(self.compute)
+        return self._cloud

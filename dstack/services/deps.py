@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from dstack import state
-from dstack.backends.base import Storage
 from dstack.errors import SpecError
 from dstack.models import Dependency, JobStatus
 from dstack.spec.models import DepRef
+from dstack.storage.base import Storage
 
 
 def resolve(

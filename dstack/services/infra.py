@@ -3,7 +3,7 @@
 No printing, no exits. ``show`` reads what `dstack infra RUN` prints: the plan recorded before
 anything was created, the outputs of ``up``, the destroy result, the instances' boot logs.
 ``release`` destroys a finished run's stack (the compute decides whether it has one).
-``prune`` finds what finished or deleted runs left on AWS and destroys it.
+``prune`` finds what finished or deleted runs left on the cloud and destroys it.
 """
 
 from __future__ import annotations
@@ -42,10 +42,9 @@ def show(ctx: Context, run_name: str) -> InfraView:
 
 def release(ctx: Context, run_name: str) -> bool:
     """Destroy the run's stack if the run is finished; whether anything was released."""
-    from dstack.backends.base import Compute
     from dstack.services.runs import get_run
 
-    if type(ctx.compute).release is Compute.release:
+    if not ctx.compute.is_cloud:
         return False  # this compute never holds anything after a run (local)
     view = get_run(ctx, run_name)
     if not view.status.is_finished:
@@ -54,14 +53,5 @@ def release(ctx: Context, run_name: str) -> bool:
 
 
 def prune(ctx: Context, *, dry_run: bool = False) -> Any:
-    """Destroy what finished or deleted runs left on AWS (``aws.prune.PruneReport``)."""
-    from dstack import settings
-    from dstack.backends.aws.config import AwsComputeConfig
-    from dstack.backends.aws.prune import prune as prune_aws
-    from dstack.backends.aws_compute import AwsCompute
-
-    compute = ctx.compute
-    if not isinstance(compute, AwsCompute):
-        compute = AwsCompute(AwsComputeConfig.from_config(settings.load_config()))
-        compute.reporter = ctx.compute.reporter
-    return prune_aws(ctx.storage, compute, dry_run=dry_run)
+    """Destroy what finished or deleted runs left on the cloud (the cloud compute's report)."""
+    return ctx.cloud.prune(ctx.storage, dry_run=dry_run)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import time
 
 from dstack import state
-from dstack.backends.base import Compute, Storage
+from dstack.compute.base import Compute
 from dstack.errors import ComputeError, StorageError
 from dstack.models import JobSpec, JobState, JobStatus
 from dstack.runner.attempts import conclude
+from dstack.storage.base import Storage
 
 #: how long a reader watches a stale heartbeat for a fresh beat before it declares the runner
 #: lost (see ``_beats_again``), and how often it looks meanwhile

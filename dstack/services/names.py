@@ -10,8 +10,8 @@ import random
 import re
 
 from dstack import state
-from dstack.backends.base import Storage
 from dstack.errors import AlreadyExistsError, StorageError
+from dstack.storage.base import Storage
 
 ADJECTIVES = (
     "able", "bold", "brave", "bright", "calm", "clever", "cool", "crisp", "curious", "daring",

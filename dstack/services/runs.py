@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dstack import settings, state
+from dstack import state
 from dstack.errors import ComputeError, InvalidStateError, TagExistsError
 from dstack.models import JobSpec, JobState, JobStatus, RunRecord, RunSummary
 from dstack.runner.attempts import ABORT_REASON
@@ -17,8 +17,6 @@ from dstack.services.names import allocate_run_name
 
 if TYPE_CHECKING:  # the workflow files' models are loaded by `submit` only
     from dstack.spec.overrides import RunOverrides
-
-_PLACEHOLDER_NAME = "validating-run-0"
 
 
 @dataclass
@@ -60,63 +58,37 @@ def submit(
     here and recorded on the run and its jobs. With ``tag``, the runner tags the run when it
     succeeds; a tag that exists already is refused unless ``replace_tag``.
     """
-    from dstack.providers import build_jobs
-    from dstack.repo import find_repo_root, read_owner, store_code, take_snapshot
+    from dstack.repo import store_code
     from dstack.services import deps as dep_resolver
     from dstack.services import tags as tag_service
-    from dstack.spec.loader import get_workflow
-    from dstack.spec.overrides import apply_overrides
+    from dstack.services.prepare import prepare_run
 
-    args = list(args or [])
-    root = find_repo_root(ctx.repo_path)
-    workflow = get_workflow(root, workflow_name)
-    if overrides is not None:
-        workflow = apply_overrides(workflow, overrides)
     if tag is not None:
         tag_service.validate_name(tag)
-    from_flags = overrides is not None and overrides.deps is not None
-    where = "--dep" if from_flags else f"{workflow.source}: workflow {workflow.name!r}: deps"
-    submitted_at = time.time()
-    with take_snapshot(root, max_size=settings.max_code_size()) as snapshot:
-        owner = read_owner(root)
-        draft = build_jobs(
-            workflow, run_name=_PLACEHOLDER_NAME, repo=snapshot.repo, args=args,
-            submitted_at=submitted_at,
-        )  # fmt: skip
-        ctx.compute.check(draft)
-        apps.check_watched_runs(ctx.storage, snapshot.repo.repo_id, draft)  # tensorboard RUN…
-        resolved = dep_resolver.resolve(
-            ctx.storage, snapshot.repo.repo_id, workflow.deps, where=where
-        )
+    with prepare_run(ctx, workflow_name, args=args, overrides=overrides) as prepared:
+        workflow, repo_id = prepared.workflow, prepared.repo.repo_id
+        from_flags = overrides is not None and overrides.deps is not None
+        where = "--dep" if from_flags else f"{workflow.source}: workflow {workflow.name!r}: deps"
+        ctx.compute.check(prepared.draft)
+        apps.check_watched_runs(ctx.storage, repo_id, prepared.draft)  # tensorboard RUN…
+        resolved = dep_resolver.resolve(ctx.storage, repo_id, workflow.deps, where=where)
         if tag is not None and not replace_tag:
-            existing = state.read_tag(ctx.storage, snapshot.repo.repo_id, tag)
+            existing = state.read_tag(ctx.storage, repo_id, tag)
             if existing is not None:
                 raise TagExistsError(
                     f"-t {tag}: the tag exists ({tag_service.describe(existing)}); confirm moving "
                     f"it in a terminal, or delete it first (`dstack tags delete {tag}`)"
                 )
-        uploaded = store_code(ctx.storage, snapshot)
-        repo = snapshot.repo
-        warnings = list(snapshot.warnings)
+        uploaded = store_code(ctx.storage, prepared.snapshot)
     run_name = allocate_run_name(ctx.storage)
-    jobs = build_jobs(workflow, run_name=run_name, repo=repo, args=args, submitted_at=submitted_at)
+    jobs = prepared.jobs(run_name)
     for job in jobs:
         job.deps = list(resolved)
-    record = RunRecord(
-        run_name=run_name,
-        repo_id=repo.repo_id,
-        workflow=workflow.name,
-        provider=workflow.provider,
-        submitted_at=submitted_at,
-        owner=owner,
-        args=args,
-        tag=tag,
-        replace_tag=replace_tag,
-        job_count=len(jobs),
-        compute=ctx.compute.name,
-        repo=repo,
-        deps=resolved,
+    record = prepared.record(
+        run_name, compute=ctx.compute.name, tag=tag, replace_tag=replace_tag, deps=resolved
     )
+    owner = prepared.owner
+    warnings = prepared.warnings
     state.create_run(ctx.storage, record, jobs)
     for job in jobs:
         try:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dstack import state
-from dstack.backends.base import ProgressCallback, Storage
 from dstack.errors import (
     AlreadyExistsError,
     DstackError,
@@ -27,6 +26,7 @@ from dstack.errors import (
 )
 from dstack.models import Dependency, JobStatus, Owner, RunRecord, Tag
 from dstack.services.context import Context
+from dstack.storage.base import ProgressCallback, Storage
 
 # The rule of workflow and dep names in .dstack/workflows.yaml, so every tag can be a dep.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

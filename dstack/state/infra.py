@@ -3,11 +3,11 @@ records of the live stacks (which run each one serves)."""
 
 from __future__ import annotations
 
-from dstack.backends.base import Storage
 from dstack.errors import StorageError
 from dstack.models import InfraRecord, StackRecord, dump
 from dstack.state.keys import INFRA_KINDS, STACK_RECORDS_PREFIX, infra_key, stack_record_key
 from dstack.state.records import _load
+from dstack.storage.base import Storage
 
 
 def write_infra_record(storage: Storage, repo_id: str, run_name: str, record: InfraRecord) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 
-from dstack.backends.base import Storage
 from dstack.models import JobSpec, JobState, Rendezvous, dump
 from dstack.state.keys import (
     app_token_key,
@@ -18,6 +17,7 @@ from dstack.state.keys import (
     stop_key,
 )
 from dstack.state.records import _load
+from dstack.storage.base import Storage
 
 HEARTBEAT_INTERVAL = 2.0
 HEARTBEAT_TIMEOUT = 10.0

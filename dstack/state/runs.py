@@ -7,7 +7,6 @@ import time
 from collections.abc import Iterator
 from itertools import islice
 
-from dstack.backends.base import Storage
 from dstack.errors import NotFoundError, RunNotFoundError
 from dstack.models import (
     JobHead,
@@ -35,6 +34,7 @@ from dstack.state.keys import (
     state_key,
 )
 from dstack.state.records import _load
+from dstack.storage.base import Storage
 
 
 def create_run(storage: Storage, run: RunRecord, jobs: list[JobSpec]) -> None:

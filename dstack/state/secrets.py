@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dstack.backends.base import Storage
 from dstack.models import SecretRecord, dump
 from dstack.state.keys import secret_key, secrets_prefix
 from dstack.state.records import _load
+from dstack.storage.base import Storage
 
 
 def write_secret(storage: Storage, repo_id: str, secret: SecretRecord) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dstack.backends.base import Storage
 from dstack.models import Dependency, Tag, dump
 from dstack.state.keys import (
     artifacts_prefix,
@@ -16,6 +15,7 @@ from dstack.state.keys import (
 )
 from dstack.state.records import _load
 from dstack.state.runs import read_run
+from dstack.storage.base import Storage
 
 
 def read_tag(storage: Storage, repo_id: str, name: str) -> Tag | None:

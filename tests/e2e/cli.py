@@ -107,10 +107,10 @@ class Dstack:
     def storage(self) -> Any:
         """The store this CLI uses, opened in the test process."""
         if self._storage is None:
-            from dstack import settings
+            from dstack.storage import default_storage
 
             with _environ(self.env):
-                self._storage = settings.default_storage()
+                self._storage = default_storage()
         return self._storage
 
     def _repo_id(self, cwd: Path) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from dstack.backends.base import Storage
+from dstack.storage.base import Storage
 from tests.e2e.cli import Dstack
 from tests.moto_server import MotoServer, aws_test_env, moto_server, s3_bucket  # noqa: F401
 
@@ -31,9 +31,9 @@ class Store:
 
     def storage(self) -> Storage:
         """The store the CLI uses, opened in the test process (the environment is shared)."""
-        from dstack import settings
+        from dstack.storage import default_storage
 
-        return settings.default_storage()
+        return default_storage()
 
 
 @pytest.fixture(params=["local", "s3"])

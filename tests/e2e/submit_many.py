@@ -19,9 +19,9 @@ import traceback
 from pathlib import Path
 
 from dstack import api
-from dstack.backends.base import Storage
-from dstack.backends.local_compute import LocalCompute
+from dstack.compute.local import LocalCompute
 from dstack.models import JobSpec
+from dstack.storage.base import Storage
 
 
 class DeferredCompute(LocalCompute):

@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from dstack import state
-from dstack.backends.local_storage import LocalStorage
 from dstack.models import InfraRecord
+from dstack.storage.local import LocalStorage
 from tests.e2e.cli import Dstack
 from tests.moto_server import MotoServer
 
@@ -127,8 +127,8 @@ def test_prune_dry_run_lists_stale_stacks_of_a_bucket(
     dstack_home: Path, repo: Path, moto_server: MotoServer, s3_bucket: str
 ) -> None:
     """Against moto (store and EC2); no engine, so this is what a dry run can show."""
-    from dstack.backends.s3_storage import S3Storage
     from dstack.models import StackRecord
+    from dstack.storage.s3.storage import S3Storage
 
     storage = S3Storage(s3_bucket, endpoint_url=moto_server.endpoint_url)
     state.write_stack_record(storage, StackRecord(

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from dstack import state
-from dstack.backends.s3_storage import S3Storage
+from dstack.storage.s3.storage import S3Storage
 from tests.e2e.cli import FINISHED, Dstack, wait_for
 from tests.e2e.conftest import Store
 from tests.fault_proxy import FaultProxy

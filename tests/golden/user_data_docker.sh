@@ -38,4 +38,4 @@ import boto3
 boto3.client('s3').download_file("acme-dstack-state", "dist/0123456789abcdef0123/dstack-0.1.0-py3-none-any.whl", "/opt/dstack/dstack-0.1.0-py3-none-any.whl")
 PY
 /opt/dstack/venv/bin/pip install -q --disable-pip-version-check /opt/dstack/dstack-0.1.0-py3-none-any.whl
-/opt/dstack/venv/bin/python -m dstack.runner --storage '{"bucket": "acme-dstack-state", "endpoint_url": null, "prefix": "", "profile": null, "region": "eu-west-1", "type": "s3"}' --repo github.com/acme/mnist --run wise-owl-1 --job 0 --cloud aws --max-duration 259200 --store-timeout 1200
+/opt/dstack/venv/bin/python -m dstack.runner --storage '{"type":"s3","bucket":"acme-dstack-state","region":"eu-west-1","profile":null,"endpoint_url":null,"prefix":""}' --repo github.com/acme/mnist --run wise-owl-1 --job 0 --cloud aws --max-duration 259200 --store-timeout 1200

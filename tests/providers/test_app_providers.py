@@ -11,7 +11,7 @@ from pydantic import TypeAdapter
 
 from dstack.errors import SpecError
 from dstack.models import AppSpec, Artifact, JobSpec, RepoSnapshot
-from dstack.providers import build_jobs
+from dstack.providers import RunInput, build_jobs
 from dstack.providers.apps import missing_server
 from dstack.spec.app_models import BUILTIN_SOURCE
 from dstack.spec.loader import get_workflow, parse_workflow
@@ -23,7 +23,7 @@ ADAPTER: TypeAdapter[Workflow] = TypeAdapter(Workflow)
 
 def jobs(fields: dict[str, Any], *args: str) -> list[JobSpec]:
     wf = ADAPTER.validate_python({"name": "w", **fields})
-    return build_jobs(wf, run_name="wise-owl-1", repo=REPO, args=list(args), submitted_at=1.0)
+    return build_jobs(RunInput(wf, "wise-owl-1", REPO, list(args), 1.0))
 
 
 def test_lab_serves_jupyterlab_on_port_0_with_a_token() -> None:

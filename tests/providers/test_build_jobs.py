@@ -10,7 +10,7 @@ from pydantic import TypeAdapter
 
 from dstack.errors import SpecError
 from dstack.models import Artifact, JobSpec, RepoSnapshot, Resources
-from dstack.providers import PROVIDERS, build_jobs
+from dstack.providers import PROVIDERS, RunInput, build_jobs
 from dstack.providers.base import Provider
 from dstack.spec.models import Workflow
 from dstack.spec.overrides import RunOverrides, apply_overrides
@@ -24,7 +24,7 @@ def workflow(**fields: Any) -> Workflow:
 
 
 def job(wf: Workflow, *args: str, run_name: str = "wise-owl-1") -> JobSpec:
-    jobs = build_jobs(wf, run_name=run_name, repo=REPO, args=list(args), submitted_at=100.0)
+    jobs = build_jobs(RunInput(wf, run_name, REPO, list(args), 100.0))
     assert len(jobs) == 1
     return jobs[0]
 
@@ -180,9 +180,7 @@ def test_docker_without_commands_runs_the_image_default() -> None:
 
 def test_a_provider_refuses_another_providers_workflow() -> None:
     with pytest.raises(SpecError, match="uses provider 'bash', not 'docker'"):
-        PROVIDERS["docker"].build_jobs(
-            workflow(commands=["a"]), run_name="r", repo=REPO, args=[], submitted_at=0.0
-        )
+        PROVIDERS["docker"].build_jobs(RunInput(workflow(commands=["a"]), "r", REPO, [], 0.0))
 
 
 def test_overrides_reach_the_job_spec() -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from dstack.backends.local_storage import LocalStorage
 from dstack.errors import RepoError
 from dstack.repo import (
     CodeSnapshot,
@@ -21,6 +20,7 @@ from dstack.repo import (
     unpack_code,
 )
 from dstack.repo import git as repo_git
+from dstack.storage.local import LocalStorage
 from tests.conftest import git, make_repo
 
 RepoFactory = Callable[..., Path]

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from dstack import state
-from dstack.backends.local_storage import LocalStorage
 from dstack.errors import RunnerError
 from dstack.models import JobSpec, JobState, JobStatus, Owner, RepoSnapshot, RunRecord
 from dstack.runner import cluster, pip_errors
+from dstack.storage.local import LocalStorage
 
 REPO = RepoSnapshot(repo_id="github.com/acme/mnist", code_key="codes/x.tar.gz")
 

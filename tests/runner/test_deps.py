@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from dstack import state
-from dstack.backends.local_storage import LocalStorage
 from dstack.errors import RunnerError
 from dstack.models import Dependency, JobSpec, RepoSnapshot
 from dstack.runner import depcache
 from dstack.runner.deps import fetch_deps
+from dstack.storage.local import LocalStorage
 from tests.services.test_deps import REPO, make_run
 
 

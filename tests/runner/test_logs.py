@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from dstack import state
-from dstack.backends.local_storage import LocalStorage
 from dstack.errors import StorageError
 from dstack.models import JobSpec, RepoSnapshot
 from dstack.runner.logs import LogSink
+from dstack.storage.local import LocalStorage
 
 SPEC = JobSpec(
     run_name="calm-owl-1",

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from dstack import state
-from dstack.backends.local_storage import LocalStorage
 from dstack.models import JobSpec, RepoSnapshot
 from dstack.runner.logs import LogSink
 from dstack.runner.masking import MASK, Masker
+from dstack.storage.local import LocalStorage
 
 
 def stream(masker: Masker, pieces: list[bytes]) -> bytes:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from dstack import state
-from dstack.backends.local_storage import LocalStorage
 from dstack.errors import StorageError
 from dstack.models import Artifact, JobSpec, RepoSnapshot
 from dstack.runner.sync import ArtifactSync, restore_artifacts
+from dstack.storage.local import LocalStorage
 
 REPO = "github.com/acme/sync"
 

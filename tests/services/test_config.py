@@ -126,7 +126,7 @@ def test_saving_keeps_what_other_tools_wrote() -> None:
     assert service.saved_aws() == AwsConfig(
         bucket="team-bucket", region="eu-west-1", subnet="subnet-1"
     )
-    assert settings.storage_config()["type"] == "local"
+    assert settings.store_config().type == "local"
 
 
 def test_merging_flags_into_the_saved_settings() -> None:

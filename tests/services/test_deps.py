@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from dstack import state
-from dstack.backends.local_storage import LocalStorage
 from dstack.errors import SpecError
 from dstack.models import (
     Dependency,
@@ -21,6 +20,7 @@ from dstack.models import (
 )
 from dstack.services.deps import other_repo_id, resolve
 from dstack.spec.models import DepRef
+from dstack.storage.local import LocalStorage
 
 REPO = "github.com/acme/mnist"
 OWNER = Owner(git_name="Ada", user="ada")

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from dstack import state
-from dstack.backends.base import Compute, Storage
-from dstack.backends.local_storage import LocalStorage
+from dstack.compute.base import Compute
 from dstack.models import JobSpec, JobState, JobStatus, Owner, RepoSnapshot, RunRecord
 from dstack.services import monitor
+from dstack.storage.base import Storage
+from dstack.storage.local import LocalStorage
 
 
 class Elsewhere(Compute):

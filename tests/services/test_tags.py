@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 
 from dstack import state
-from dstack.backends.base import Compute, Storage
-from dstack.backends.local_storage import LocalStorage
+from dstack.compute.base import Compute
 from dstack.errors import DstackError, InvalidStateError, TagExistsError
 from dstack.models import JobSpec, JobState, JobStatus
 from dstack.services import tags
 from dstack.services.context import Context
 from dstack.services.runs import remove
+from dstack.storage.base import Storage
+from dstack.storage.local import LocalStorage
 from tests.services.test_deps import REPO, make_run
 
 

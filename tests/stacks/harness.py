@@ -4,7 +4,7 @@
 resource, runs it as a (mock) deployment, and returns every resource registered — its type,
 name, inputs as the provider would receive them, and the id it imports, if any. The mocks fake
 what the provider computes (ids, ARNs, names) the way the AWS provider would. This harness is
-the tests' own; it shares nothing with ``dstack.backends.aws.plan``, which it checks.
+the tests' own; it shares nothing with ``dstack.compute.aws.plan``, which it checks.
 """
 
 from __future__ import annotations

@@ -1,1 +1,0 @@
-"""Storage and compute backends behind the two seams of ``dstack.backends.base``."""

@@ -1,0 +1,383 @@
+"""``AwsCompute``: each run becomes an ephemeral Pulumi stack on AWS.
+
+``check`` picks every job's instance type from the catalog (the cheapest that fits; the error
+names the closest) and makes sure the Pulumi engine is here. ``start`` (for a run's first
+cloud job; the stack holds every job of the run) stores this dstack's wheel in the bucket,
+renders the run stack offline, previews it and records the plan (``infra/plan.json``) before
+anything is created, then runs ``up`` and records the outputs (``infra/up.json``). The
+instance's user data installs dstack and starts the runner against the S3 store; from there the
+CLI follows the run from the store exactly as with local compute.
+
+Who destroys the stack: the instance powers itself off when its job ends (or the store is
+lost, or the time limit passes) and terminates — that alone stops the cost. The stack's other
+resources (security group, role) are destroyed by ``release`` once the run is finished: an
+attached `dstack run`, `dstack stop`, or `dstack prune` calls it. ``kill`` terminates the
+instance at once. Jobs with ``resources.local`` run on this machine through ``LocalCompute``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from dstack import state
+from dstack.compute.aws import plan as offline_plan
+from dstack.compute.aws.catalog import Catalog, InstanceType, Request
+from dstack.compute.aws.config import PROJECT, AwsComputeConfig, state_backend_url
+from dstack.compute.aws.driver import (
+    ProvisioningInterrupted,
+    Recorder,
+    StackDriver,
+    Workspace,
+    require_engine,
+)
+from dstack.compute.aws.ec2 import Ec2
+from dstack.compute.aws.wheel import Wheel, ensure_wheel
+from dstack.compute.base import Compute, RunPlan
+from dstack.errors import ComputeError, DstackError
+from dstack.models import InfraRecord, JobSpec, JobState, RunRecord, StackRecord
+from dstack.storage.base import Storage
+from dstack.store_config import S3StoreConfig
+from dstack.units import parse_size_mib
+
+DriverFactory = Callable[[Workspace], StackDriver]
+#: what an AWS region code looks like (anything else, e.g. a plan's placeholder, is not
+#: filtered on)
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+
+
+class AwsCompute(Compute):
+    name = "aws"
+    is_cloud = True
+    start_timeout = 20 * 60.0
+
+    def __init__(
+        self,
+        config: AwsComputeConfig | None = None,
+        *,
+        driver_factory: DriverFactory | None = None,
+        ec2: Ec2 | None = None,
+        catalog: Catalog | None = None,
+        local: Compute | None = None,
+        wheel: Wheel | None = None,
+        caller_ip: str | None = None,
+    ) -> None:
+        self.config = config or AwsComputeConfig()
+        self._driver_factory = driver_factory
+        self._ec2 = ec2
+        self._catalog = catalog
+        self._local = local
+        self._wheel = wheel
+        self._caller_ip = caller_ip
+
+    # the Compute contract
+
+    def check(self, jobs: list[JobSpec]) -> None:
+        cloud = [job for job in jobs if not job.resources.local]
+        local = [job for job in jobs if job.resources.local]
+        if local:
+            self.local.check(local)
+        for job in cloud:
+            self.instance_for(job)
+        if cloud and self._driver_factory is None:
+            require_engine()
+
+    def start(self, storage: Storage, job: JobSpec) -> None:
+        if job.resources.local:
+            self.local.start(storage, job)
+            return
+        run = state.read_run(storage, job.repo.repo_id, job.run_name)
+        jobs = [
+            state.read_job_spec(storage, run.repo_id, run.run_name, i) for i in range(run.job_count)
+        ]
+        cloud = [j for j in jobs if not j.resources.local]
+        attempt = state.read_job_state(storage, run.repo_id, run.run_name, job.job_index).attempt
+        if attempt == 1 and job.job_index != cloud[0].job_index:
+            return  # the run's stack, made for its first cloud job, holds every job
+        store = _s3_config(storage)
+        try:
+            wheel = ensure_wheel(storage, self._wheel)
+            args = self.stack_args(store, run, cloud, wheel.key)
+            driver = self.driver(store)
+            self._say(f"Provisioning run {run.run_name} on AWS (stack {run.run_name})")
+            rendering = offline_plan.render(program_of(args), project=PROJECT, stack=run.run_name)
+        except KeyboardInterrupt:
+            raise ProvisioningInterrupted("interrupted before anything was created") from None
+        state.write_stack_record(
+            storage,
+            StackRecord(
+                stack=run.run_name,
+                repo_id=run.repo_id,
+                run_name=run.run_name,
+                created_at=time.time(),
+                backend_url=driver.workspace.backend_url,
+                region=driver.workspace.region,
+            ),
+        )
+        outcome: dict[str, bool] = {}
+        record = self._recorder(storage, run, driver, rendering, outcome)
+        try:
+            # a later attempt (a retried spot interruption) updates the same stack: the
+            # refresh notices the terminated instance, and up replaces it
+            driver.provision(run.run_name, program_of(args), record, refresh=attempt > 1)
+        except ComputeError:
+            if outcome.get("destroy"):  # cleaned up: no stack is left for prune to find
+                state.delete_stack_record(storage, run.run_name)
+            raise
+        self._say(f"Stack {run.run_name} is up; the runner starts when the instance boots")
+
+    def is_alive(self, state: JobState) -> bool | None:
+        """From EC2 when the job's state names its instance (short timeouts, cached a few
+        seconds: ``ps`` asks this); otherwise as on this machine, or unknown."""
+        if state.instance_id:
+            return self.ec2().is_alive(state.instance_id)
+        return self.local.is_alive(state)
+
+    def kill(self, state: JobState) -> None:
+        if not state.instance_id:
+            self.local.kill(state)
+            return
+        try:
+            self.ec2().terminate([state.instance_id])
+        except ComputeError as exc:
+            self._say(f"could not terminate {state.instance_id} ({exc}); it stops itself")
+
+    def release(self, storage: Storage, run: RunRecord) -> bool:
+        """Destroy the run's stack once every job is finished; then terminate any instance
+        still tagged with the run (the last sweep), and forget the stack."""
+        if run.compute != self.name:
+            return False
+        if state.read_stack_record(storage, run.run_name) is None:
+            return False
+        states = [
+            state.read_job_state(storage, run.repo_id, run.run_name, i)
+            for i in range(run.job_count)
+        ]
+        if not all(s.status.is_finished for s in states):
+            return False
+        store = _s3_config(storage)
+        driver = self.driver(store)
+        self._say(f"Destroying stack {run.run_name} (the run is finished)")
+        record = self._recorder(storage, run, driver, None)
+        done = driver.destroy(run.run_name, record)
+        self.sweep(store, run.run_name)
+        if not done:
+            raise ComputeError(
+                f"stack {run.run_name} could not be destroyed (see `dstack infra "
+                f"{run.run_name}`); `dstack prune` retries"
+            )
+        state.delete_stack_record(storage, run.run_name)
+        self._say(f"Stack {run.run_name} destroyed")
+        return True
+
+    def plan(
+        self,
+        storage: Storage,
+        run: RunRecord,
+        jobs: list[JobSpec],
+        *,
+        wheel_key: str | None = None,
+    ) -> RunPlan:
+        from dstack.compute.aws.runplan import plan_run
+
+        return plan_run(self, storage, run, jobs, wheel_key=wheel_key)
+
+    def prune(self, storage: Storage, *, dry_run: bool = False) -> Any:
+        from dstack.compute.aws.prune import prune
+
+        return prune(storage, self, dry_run=dry_run)
+
+    def configure(self, storage: Storage, *, kms_key_id: str | None = None) -> Any:
+        """Create or adopt the bucket and the bootstrap stack (``bootstrap.BootstrapResult``)."""
+        from dstack.compute.aws.bootstrap import create_or_adopt_bootstrap
+
+        return create_or_adopt_bootstrap(
+            _s3_config(storage),
+            region=self.config.require_region(),
+            kms_key_id=kms_key_id,
+            reporter=self.reporter,
+        )
+
+    # building blocks, also used by `dstack run --plan` and `dstack prune`
+
+    @property
+    def local(self) -> Compute:
+        if self._local is None:
+            from dstack.compute.local import LocalCompute
+
+            self._local = LocalCompute()
+        return self._local
+
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            self._catalog = Catalog.load()
+        return self._catalog
+
+    def instance_for(self, job: JobSpec) -> InstanceType:
+        """The cheapest catalog type for the job; ComputeError naming the closest if none."""
+        region = self.config.resolved_region()
+        request = Request.from_resources(
+            job.resources,
+            region=region if region and _REGION.match(region) else None,
+            default_cpu=self.config.default_cpu,
+            default_memory_mib=parse_size_mib(self.config.default_memory),
+        )
+        try:
+            return self.catalog.select(request)
+        except ComputeError as exc:
+            raise ComputeError(f"workflow '{job.workflow}': {exc}") from None
+
+    def stack_args(
+        self,
+        store: S3StoreConfig,
+        run: RunRecord,
+        jobs: list[JobSpec],
+        wheel_key: str,
+        *,
+        caller_cidr: str | None = None,
+    ) -> Any:
+        """The run stack's arguments (``stacks.run.RunStackArgs``) for these jobs; the
+        caller's address is looked up only if ports are asked for and none is given."""
+        from dstack.compute.aws.runargs import run_stack_args
+
+        return run_stack_args(
+            self.config, store, run, jobs, wheel_key,
+            instance_for=self.instance_for,
+            caller_cidr=lambda: caller_cidr or self.caller_cidr(),
+        )  # fmt: skip
+
+    def caller_cidr(self, *, lookup: bool = True) -> str | None:
+        """The submitter's public address as a /32 (/128): from the config, DSTACK_CALLER_IP,
+        or — only when ``lookup`` and on a real submit — asked of AWS's checkip service."""
+        import ipaddress
+
+        raw = self._caller_ip or self.config.caller_ip or os.environ.get("DSTACK_CALLER_IP")
+        if not raw and lookup:
+            raw = _lookup_public_ip()
+        if not raw:
+            return None
+        try:
+            address = ipaddress.ip_address(raw.strip().split("/")[0])
+        except ValueError:
+            raise ComputeError(f"caller address {raw!r} is not an IP address") from None
+        return f"{address}/{address.max_prefixlen}"
+
+    def driver(self, store: S3StoreConfig) -> StackDriver:
+        workspace = Workspace(
+            project=PROJECT,
+            backend_url=state_backend_url(store, self.config.resolved_region()),
+            region=self.config.require_region(),
+            secrets_provider=self.config.secrets_provider,
+            profile=self.config.profile,
+        )
+        if self._driver_factory is not None:
+            driver = self._driver_factory(workspace)
+        else:
+            driver = StackDriver(workspace)
+        if driver.on_output is None and self.reporter is not None:
+            driver.on_output = self.reporter
+        return driver
+
+    def ec2(self) -> Ec2:
+        if self._ec2 is None:
+            self._ec2 = Ec2(self.config.require_region(), profile=self.config.profile)
+        return self._ec2
+
+    def sweep(self, store: S3StoreConfig, run_name: str) -> list[str]:
+        """Terminate instances still tagged with the run (after a destroy that failed, or one
+        that raced an instance being created). Best effort."""
+        try:
+            live = self.ec2().tagged_instances(store.bucket, run_name)
+            return self.ec2().terminate(i.instance_id for i in live)
+        except ComputeError as exc:
+            self._say(f"could not look for instances of run {run_name} left behind ({exc})")
+            return []
+
+    # helpers
+
+    def _recorder(
+        self,
+        storage: Storage,
+        run: RunRecord,
+        driver: StackDriver,
+        rendering: offline_plan.Rendering | None,
+        outcome: dict[str, bool] | None = None,
+    ) -> Recorder:
+        """Writes each step as the run's InfraRecord, notes its outcome, and reports it."""
+        by = _who()
+
+        def record(kind: str, fields: dict[str, Any]) -> None:
+            if kind == "plan" and rendering is not None:
+                fields = {**fields, "resources": [r.as_dict() for r in rendering.resources]}
+            entry = InfraRecord(
+                kind=kind,
+                stack=run.run_name,
+                project=PROJECT,
+                backend_url=driver.workspace.backend_url,
+                at=time.time(),
+                by=by,
+                **fields,
+            )
+            if outcome is not None:
+                outcome[kind] = entry.ok
+            try:
+                state.write_infra_record(storage, run.repo_id, run.run_name, entry)
+            except DstackError as exc:
+                self._say(f"could not record the {kind} of stack {run.run_name}: {exc}")
+            summary = ", ".join(f"{n} to {op}" for op, n in entry.summary.items())
+            status = "" if entry.ok else f" failed: {entry.error}"
+            self._say(
+                f"Stack {run.run_name}: {kind}{status}" + (f" ({summary})" if summary else "")
+            )
+
+        return record
+
+    def _say(self, line: str) -> None:
+        if self.reporter is not None:
+            self.reporter(line)
+
+
+def program_of(args: Any) -> Callable[[], Any]:
+    """The inline Pulumi program of a run stack with these arguments."""
+
+    def program() -> Any:
+        from stacks.program import run_program
+
+        return run_program(args)
+
+    return program
+
+
+def _s3_config(storage: Storage) -> S3StoreConfig:
+    config = storage.config()
+    if not isinstance(config, S3StoreConfig):
+        raise ComputeError(
+            f"AWS compute needs the S3 state store (instances read and write it), but this "
+            f"store is {storage.describe()}: run `dstack config --backend aws`"
+        )
+    return config
+
+
+def _who() -> str:
+    import getpass
+    import socket
+
+    try:
+        return f"{getpass.getuser()}@{socket.gethostname()}"
+    except Exception:
+        return "unknown"
+
+
+def _lookup_public_ip() -> str | None:
+    """This machine's public address as AWS sees it; only on a real submit with ports."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen("https://checkip.amazonaws.com", timeout=5) as response:
+            return str(response.read().decode().strip()) or None
+    except OSError:
+        return None

@@ -1,0 +1,94 @@
+"""A run and its jobs as the run stack's arguments (``stacks.run.RunStackArgs``).
+
+Per job: the instance type from the catalog, spot or not, and the boot script that installs
+this dstack and starts the job's runner. Per run: the ports (the same fixed numbers on every
+instance, ``PORT_BASE`` up), the caller's address they open to, the store keys the run's role
+may touch, and the provisioning settings of the config file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from dstack import __version__, state
+from dstack.compute.aws import userdata
+from dstack.compute.aws.catalog import InstanceType
+from dstack.compute.aws.config import PORT_BASE, AwsComputeConfig
+from dstack.compute.aws.scope import run_scope
+from dstack.compute.aws.wheel import boto3_requirement
+from dstack.models import JobSpec, RunRecord
+from dstack.store_config import S3StoreConfig
+
+
+def run_stack_args(
+    config: AwsComputeConfig,
+    store: S3StoreConfig,
+    run: RunRecord,
+    jobs: list[JobSpec],
+    wheel_key: str,
+    *,
+    instance_for: Callable[[JobSpec], InstanceType],
+    caller_cidr: Callable[[], str | None],
+) -> Any:
+    """``caller_cidr`` is called only when the run asks for ports."""
+    from stacks.run import InstanceArgs, RunStackArgs
+
+    region = config.require_region()
+    port_count = max((job.ports for job in jobs), default=0)
+    ports = [PORT_BASE + i for i in range(port_count)]
+    full = _full_key(store)
+    instances = []
+    for job in jobs:
+        itype = instance_for(job)
+        boot = userdata.Boot(
+            storage=store,
+            repo_id=run.repo_id,
+            run_name=run.run_name,
+            job_index=job.job_index,
+            region=region,
+            wheel_key=full(wheel_key),
+            boot_log_key=full(state.boot_log_key(run.repo_id, run.run_name, job.job_index)),
+            version=__version__,
+            max_duration_seconds=config.max_duration_seconds,
+            store_timeout_seconds=config.store_timeout_seconds,
+            python=job.python,
+            docker=job.image is not None,
+            ports=ports[: job.ports],
+            boto3_requirement=boto3_requirement(),
+        )
+        instances.append(
+            InstanceArgs(
+                job_index=job.job_index,
+                instance_type=itype.name,
+                interruptible=job.resources.interruptible,
+                user_data=userdata.render_user_data(boot),
+                gpu=itype.gpu_count > 0,
+                root_volume_gb=config.root_volume_gb,
+            )
+        )
+    return RunStackArgs(
+        bucket_name=store.bucket,
+        repo_id=run.repo_id,
+        run_name=run.run_name,
+        user=run.owner.display,
+        instances=instances,
+        scope=run_scope(run, jobs, store_prefix=store.prefix, wheel_key=wheel_key),
+        ports=ports,
+        caller_cidr=caller_cidr() if ports else None,
+        ami_id=config.ami_id,
+        ami_parameter=config.ami_parameter,
+        gpu_ami_parameter=config.gpu_ami_parameter,
+        instance_profile_name=config.instance_profile,
+        subnet_id=config.subnet_id,
+        vpc_id=config.vpc_id,
+        volume_kms_key_id=config.volume_kms_key_id,
+        partition=config.partition,
+        extra_tags=dict(config.tags),
+    )
+
+
+def _full_key(store: S3StoreConfig) -> Callable[[str], str]:
+    """A store key as an object key of the bucket (with the store's prefix)."""
+    prefix = store.prefix.strip("/")
+    return lambda key: f"{prefix}/{key}" if prefix else key

@@ -1,0 +1,161 @@
+"""The boot script (EC2 user data) of a runner instance, rendered from a ``Boot``.
+
+It installs this same dstack (the wheel the CLI stored in the bucket) into a virtualenv and
+starts the runner against the S3 store, exactly as ``python -m dstack.runner`` runs anywhere.
+Nothing secret is in it: the instance reads the store with its own role.
+
+No leaked cost, whatever happens: the script powers the machine off when it ends for any
+reason (``trap … EXIT``), and schedules a hard power-off at boot for the maximum duration plus
+a grace period; the instance's shutdown behaviour is ``terminate``, so power-off ends it. The
+runner itself stops the job gracefully at the maximum duration, exits when the store has been
+unreachable for ``store_timeout`` seconds, and turns a spot interruption notice into an
+``interrupted`` job with its logs and artifacts saved. The boot log is uploaded to the run's
+``infra/`` folder at shutdown (best effort), so `dstack infra RUN` can show why a boot failed.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from dstack.store_config import S3StoreConfig, dump_store
+
+#: the power-off at boot comes this long after the maximum duration (the graceful stop's grace)
+HARD_LIMIT_GRACE_MINUTES = 10
+VENV = "/opt/dstack/venv"
+HOME = "/opt/dstack/home"
+BOOT_LOG = "/var/log/dstack-boot.log"
+
+
+@dataclass(frozen=True)
+class Boot:
+    """What one instance's boot script needs to know."""
+
+    storage: S3StoreConfig
+    repo_id: str
+    run_name: str
+    job_index: int
+    region: str
+    #: object keys in the bucket (with the store's prefix)
+    wheel_key: str
+    boot_log_key: str
+    version: str
+    max_duration_seconds: int
+    store_timeout_seconds: int
+    python: str | None = None
+    docker: bool = False
+    ports: Sequence[int] = field(default_factory=tuple)
+    boto3_requirement: str = "boto3"
+
+    @property
+    def bucket(self) -> str:
+        return self.storage.bucket
+
+    def runner_storage(self) -> S3StoreConfig:
+        """The store as the runner gets it: the CLI's profile means nothing on the instance,
+        whose credentials are its role's."""
+        return self.storage.model_copy(update={"profile": None})
+
+
+def render_user_data(boot: Boot) -> str:
+    """The boot script; deterministic (same ``Boot``, same bytes)."""
+    q = shlex.quote
+    wheel_file = f"/opt/dstack/{boot.wheel_key.rsplit('/', 1)[-1]}"
+    hard_minutes = -(-boot.max_duration_seconds // 60) + HARD_LIMIT_GRACE_MINUTES
+    runner = [
+        f"{VENV}/bin/python", "-m", "dstack.runner",
+        "--storage", dump_store(boot.runner_storage()),
+        "--repo", boot.repo_id,
+        "--run", boot.run_name,
+        "--job", str(boot.job_index),
+        "--cloud", "aws",
+        "--max-duration", str(boot.max_duration_seconds),
+        "--store-timeout", str(boot.store_timeout_seconds),
+    ]  # fmt: skip
+    env = {
+        "DSTACK_HOME": HOME,
+        "HOME": "/root",
+        "AWS_DEFAULT_REGION": boot.region,
+        "AWS_REGION": boot.region,
+    }
+    if boot.ports:
+        env["DSTACK_RUNNER_PORTS"] = ",".join(str(p) for p in boot.ports)
+    lines = [
+        "#!/bin/bash",
+        f"# dstack {boot.version}: the runner of run {boot.run_name}, job {boot.job_index}",
+        f"# repo {boot.repo_id}; state store s3://{boot.bucket}",
+        "# Whatever happens below, this machine powers off (and so terminates) when the script",
+        "# ends, and at the latest after the run's maximum duration.",
+        "set -euo pipefail",
+        f"exec >>{BOOT_LOG} 2>&1",
+        *(f"export {key}={q(value)}" for key, value in env.items()),
+        f"shutdown -h +{hard_minutes} 'dstack: the run reached its maximum duration'",
+        "finish() {",
+        f'  if [ -x {VENV}/bin/python ]; then {VENV}/bin/python - <<"PY" || true',
+        "import boto3",
+        f"boto3.client('s3').upload_file({_py(BOOT_LOG)}, {_py(boot.bucket)}, "
+        f"{_py(boot.boot_log_key)})",
+        "PY",
+        "  fi",
+        "  shutdown -h now 'dstack: the runner has ended'",
+        "}",
+        "trap finish EXIT",
+        f"mkdir -p {HOME}",
+        "if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then",
+        "  if command -v apt-get >/dev/null; then",
+        "    export DEBIAN_FRONTEND=noninteractive",
+        "    apt-get update -q && apt-get install -yq python3-venv",
+        "  elif command -v dnf >/dev/null; then",
+        "    dnf install -yq python3",
+        "  fi",
+        "fi",
+        *_docker_lines(boot),
+        f"python3 -m venv {VENV}",
+        f"{VENV}/bin/pip install -q --disable-pip-version-check {q(boot.boto3_requirement)}"
+        + (" uv" if boot.python else ""),
+        f'{VENV}/bin/python - <<"PY"',
+        "import boto3",
+        f"boto3.client('s3').download_file({_py(boot.bucket)}, {_py(boot.wheel_key)}, "
+        f"{_py(wheel_file)})",
+        "PY",
+        f"{VENV}/bin/pip install -q --disable-pip-version-check {q(wheel_file)}",
+        *([f"{VENV}/bin/uv python install {q(boot.python)}"] if boot.python else []),
+        " ".join(q(part) for part in runner),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def runner_command(user_data: str) -> list[str]:
+    """The runner's command line as the boot script runs it (tests start it this way)."""
+    for line in user_data.splitlines():
+        if " -m dstack.runner " in line:
+            return shlex.split(line)
+    raise ValueError("the user data starts no runner")
+
+
+def exported_environment(user_data: str) -> dict[str, str]:
+    """The variables the boot script exports for the runner."""
+    env = {}
+    for line in user_data.splitlines():
+        if line.startswith("export ") and "=" in line:
+            key, value = line[len("export ") :].split("=", 1)
+            env[key] = shlex.split(value)[0] if value else ""
+    return env
+
+
+def _docker_lines(boot: Boot) -> list[str]:
+    if not boot.docker:
+        return []
+    return [
+        "if ! command -v docker >/dev/null; then",
+        "  apt-get update -q && apt-get install -yq docker.io && systemctl start docker",
+        "fi",
+    ]
+
+
+def _py(value: str) -> str:
+    """A Python string literal (JSON strings are valid Python)."""
+    return json.dumps(value)

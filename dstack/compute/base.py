@@ -1,0 +1,134 @@
+"""The compute seam: ``Compute``, where jobs run (this machine, or AWS through Pulumi).
+
+Services talk to this interface only; ``dstack.compute.open_compute`` picks the implementation
+from the store config, so no service names a cloud.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dstack.errors import ComputeError
+from dstack.models import JobSpec, JobState, RunRecord
+from dstack.storage.base import Storage
+
+
+@dataclass
+class PlannedJob:
+    job_index: int
+    workflow: str
+    instance_type: str
+    instance: str
+    spot: bool
+    price_per_hour: float
+
+
+@dataclass
+class RunPlan:
+    """What a cloud run would create, rendered offline (``Compute.plan``)."""
+
+    workflow: str
+    run_name: str
+    stack: str
+    project: str
+    backend_url: str
+    region: str
+    jobs: list[PlannedJob]
+    #: rendered resources, each with ``component``, ``as_dict()`` and the rest the CLI shows
+    resources: list[Any]
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def cloud_resources(self) -> list[Any]:
+        return [r for r in self.resources if not r.component]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "workflow": self.workflow,
+            "run": self.run_name,
+            "stack": self.stack,
+            "project": self.project,
+            "backend_url": self.backend_url,
+            "region": self.region,
+            "jobs": [job.__dict__ for job in self.jobs],
+            "resources": [r.as_dict() for r in self.resources],
+            "notes": self.notes,
+        }
+
+
+class Compute(ABC):
+    """Where jobs run. A Compute starts runners; it never talks to a runner directly — the
+    runner reads its JobSpec from the store and writes its state, logs and artifacts back."""
+
+    name: str = "abstract"
+    #: whether this compute creates infrastructure that costs money until released (a cloud)
+    is_cloud: bool = False
+    #: how long a job may stay ``submitted`` with no runner before it is recorded as failed
+    #: (a cloud instance takes minutes to boot and install dstack)
+    start_timeout: float = 30.0
+    #: where a compute that takes long to start says what it is doing, one line at a time
+    #: (the CLI points it at the terminal; services never print)
+    reporter: Callable[[str], None] | None = None
+
+    @abstractmethod
+    def check(self, jobs: list[JobSpec]) -> None:
+        """Raise ``ComputeError`` if these jobs cannot run here (no GPU, no python X.Y, no Docker
+        engine…). Called at submit, before anything is written. Fast and side-effect free."""
+
+    @abstractmethod
+    def start(self, storage: Storage, job: JobSpec) -> None:
+        """Start the runner of ``job`` against ``storage`` and return without waiting for it.
+
+        The job's spec and ``submitted`` state are already in the store. Raises
+        ``ComputeError`` if the runner could not be started (nothing is left running then).
+        """
+
+    @abstractmethod
+    def is_alive(self, state: JobState) -> bool | None:
+        """Whether the runner that owns ``state`` is still alive: True, False, or None when this
+        compute cannot tell (then the heartbeat decides). Fast; never blocks on the network."""
+
+    @abstractmethod
+    def kill(self, state: JobState) -> None:
+        """Stop the job's processes at once, without saving anything (``dstack stop -x``).
+        Idempotent; a job that is already gone is not an error."""
+
+    def release(self, storage: Storage, run: RunRecord) -> bool:
+        """Free what a finished run still holds once its final states and artifacts are in the
+        store (a cloud run's stack: its security group, role, and instance if it lingers).
+
+        Called by whoever sees the run finished: an attached `dstack run`, `dstack stop`,
+        `dstack prune`. Idempotent; blocking (minutes on a cloud); returns whether anything
+        was released. Raises ``ComputeError`` if it could not be (then it is left for
+        `dstack prune`). Nothing to do by default.
+        """
+        return False
+
+    # Capabilities that only a cloud has; services call them without knowing which cloud.
+
+    def plan(
+        self,
+        storage: Storage,
+        run: RunRecord,
+        jobs: list[JobSpec],
+        *,
+        wheel_key: str | None = None,
+    ) -> RunPlan:
+        """What starting ``jobs`` would create, rendered offline: nothing is written to the
+        store and no cloud API is called. ``wheel_key`` pins the stored wheel's key (tests).
+        Raises ``ComputeError`` for a compute that creates nothing."""
+        raise ComputeError(f"{self.name} compute creates no infrastructure: nothing to plan")
+
+    def prune(self, storage: Storage, *, dry_run: bool = False) -> Any:
+        """Find what finished or deleted runs left behind and destroy it (unless ``dry_run``);
+        a report of what was found and done. Blocking; idempotent."""
+        raise ComputeError(f"{self.name} compute leaves nothing behind to prune")
+
+    def configure(self, storage: Storage, *, kms_key_id: str | None = None) -> Any:
+        """Create or adopt what every run of this compute shares (a cloud's bootstrap stack);
+        its outputs, to be saved in the config file. Blocking; idempotent."""
+        raise ComputeError(f"{self.name} compute needs no set-up")

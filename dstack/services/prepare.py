@@ -1,0 +1,117 @@
+"""One run, prepared once: the workflow with its overrides, the repo snapshot, the owner, the
+jobs. ``submit`` and ``plan_run`` both start here, so they can never disagree on what a run is.
+
+No printing, no exits. The snapshot is taken inside ``prepare_run``'s ``with`` block: its
+archive exists only there, which is where ``submit`` stores it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from dstack import settings
+from dstack.models import JobSpec, Owner, RepoSnapshot, RunRecord
+from dstack.services.context import Context
+
+if TYPE_CHECKING:  # the workflow files' models are loaded by the services that run them
+    from dstack.providers import RunInput
+    from dstack.spec.models import Workflow
+    from dstack.spec.overrides import RunOverrides
+
+#: the name jobs are built under before the real name is allocated (or, for a plan, never is)
+DRAFT_NAME = "validating-run-0"
+
+
+@dataclass
+class PreparedRun:
+    """What a run is before it has a name: everything ``submit`` checks and then writes."""
+
+    workflow: Workflow
+    args: list[str]
+    repo: RepoSnapshot
+    owner: Owner
+    submitted_at: float
+    #: the jobs built under ``DRAFT_NAME`` (for the compute's checks)
+    draft: list[JobSpec]
+    #: the snapshot's archive (valid inside ``prepare_run`` only), for ``store_code``
+    snapshot: Any
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def input(self) -> RunInput:
+        from dstack.providers import RunInput
+
+        return RunInput(
+            workflow=self.workflow,
+            run_name=DRAFT_NAME,
+            repo=self.repo,
+            args=self.args,
+            submitted_at=self.submitted_at,
+        )
+
+    def jobs(self, run_name: str) -> list[JobSpec]:
+        """The run's jobs under its real name (providers are pure: the same specs as
+        ``draft`` but for the name)."""
+        from dstack.providers import build_jobs
+
+        return build_jobs(replace(self.input, run_name=run_name))
+
+    def record(self, run_name: str, *, compute: str, **fields: Any) -> RunRecord:
+        """The run's record under ``run_name``; ``fields`` fill the rest (tag, deps…)."""
+        return RunRecord(
+            run_name=run_name,
+            repo_id=self.repo.repo_id,
+            workflow=self.workflow.name,
+            provider=self.workflow.provider,
+            submitted_at=self.submitted_at,
+            owner=self.owner,
+            args=self.args,
+            job_count=len(self.draft),
+            compute=compute,
+            repo=self.repo,
+            **fields,
+        )
+
+
+@contextmanager
+def prepare_run(
+    ctx: Context,
+    workflow_name: str,
+    *,
+    args: list[str] | None = None,
+    overrides: RunOverrides | None = None,
+    submitted_at: float | None = None,
+) -> Iterator[PreparedRun]:
+    """Validate the workflow (with ``overrides``), snapshot the repo and build the jobs; the
+    snapshot's archive is removed when the block ends. Raises SpecError, RepoError…"""
+    from dstack.providers import RunInput, build_jobs
+    from dstack.repo import find_repo_root, read_owner, take_snapshot
+    from dstack.spec.loader import get_workflow
+    from dstack.spec.overrides import apply_overrides
+
+    root = find_repo_root(ctx.repo_path)
+    workflow = get_workflow(root, workflow_name)
+    if overrides is not None:
+        workflow = apply_overrides(workflow, overrides)
+    arguments = list(args or [])
+    when = time.time() if submitted_at is None else submitted_at
+    with take_snapshot(root, max_size=settings.max_code_size()) as snapshot:
+        owner = read_owner(root)
+        draft = build_jobs(
+            RunInput(workflow=workflow, run_name=DRAFT_NAME, repo=snapshot.repo,
+                     args=arguments, submitted_at=when)
+        )  # fmt: skip
+        yield PreparedRun(
+            workflow=workflow,
+            args=arguments,
+            repo=snapshot.repo,
+            owner=owner,
+            submitted_at=when,
+            draft=draft,
+            snapshot=snapshot,
+            warnings=list(snapshot.warnings),
+        )

@@ -1,0 +1,342 @@
+"""Moving batches of files between disk and an S3 bucket through the AWS Common Runtime.
+
+botocore spends about 2 ms of Python on every request (endpoint rules, signing, event hooks,
+parsing), so a thousand small files cost two seconds of CPU before a byte moves, and a large
+upload computes its checksums and hashes in the interpreter. The CRT's S3 client (``awscrt``,
+what awscli v2 and boto3's ``crt`` extra use) signs, sends, checksums and writes files in native
+threads: ``S3Storage`` hands it whole batches.
+
+- Uploads are ``PUT_OBJECT`` meta requests from the file on disk: one request for a small file,
+  parallel parts of ``part_size`` from ``threshold`` on. Each carries a CRC32 (in a header, which
+  every S3-compatible server accepts) and the file mode as ``x-amz-meta-mode``.
+- Downloads are plain ``GetObject`` requests streamed into a temporary file, the CRC32 checked
+  when the object has one; the caller renames it into place. (Large objects that should be
+  fetched in parallel ranges stay with ``s3_files``, which pins the ranges to one ETag.)
+- A batch is submitted at once (at most ``in_flight`` requests open); the transient failures are
+  sent again with jittered backoff until ``deadline`` s have passed; a final failure ends it.
+- CRT failures are turned into the botocore exceptions the rest of the store already classifies
+  (``aws_errors``) and maps to dstack errors (``S3Storage._map_error``): an S3 error answer
+  becomes a ``ClientError`` with its code and status, anything else a connection error.
+
+``engine()`` says whether it can be used: ``awscrt`` importable, ``DSTACK_S3_CRT`` not ``0``, no
+HTTP proxy configured (the CRT would not use it) and a region to sign for.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from dstack.storage.s3 import aws_errors
+from dstack.storage.s3.files import Progress, file_mode
+
+DISABLE_ENV = "DSTACK_S3_CRT"
+_PROXY_ENV = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+_PROBE_KEY = "dstack-endpoint-probe"
+_CODE = re.compile(rb"<Code>([^<]*)</Code>")
+_MESSAGE = re.compile(rb"<Message>([^<]*)</Message>")
+
+
+def engine() -> bool:
+    """Whether the CRT can carry transfers in this process."""
+    if os.environ.get(DISABLE_ENV, "").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    if any(os.environ.get(name) for name in _PROXY_ENV):
+        return False
+    try:
+        import awscrt.s3  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@dataclass
+class Transfer:
+    """One file of a batch: ``path`` is the file sent, or the temporary file received into;
+    ``name`` is the caller's name for it."""
+
+    key: str
+    path: Path
+    meter: Progress
+    name: str = ""
+    mode: str = "644"  # sent as x-amz-meta-mode
+    received_mode: int = 0o644
+    _headers: list[tuple[str, str]] = field(default_factory=list, repr=False)
+
+
+class CrtTransfers:
+    """One CRT S3 client for one bucket, bound to the process that made it."""
+
+    in_flight = 256
+
+    def __init__(
+        self,
+        client: Any,
+        credentials: Any,
+        bucket: str,
+        *,
+        part_size: int,
+        threshold: int,
+        connect_timeout: float,
+        deadline: float,
+    ) -> None:
+        from awscrt.auth import AwsCredentials, AwsCredentialsProvider
+        from awscrt.io import ClientBootstrap, DefaultHostResolver, EventLoopGroup
+        from awscrt.s3 import S3Client, S3RequestTlsMode, create_default_s3_signing_config
+
+        url = urlsplit(
+            client.generate_presigned_url(
+                "get_object", Params={"Bucket": bucket, "Key": _PROBE_KEY}, ExpiresIn=60
+            )
+        )
+        self.scheme, self.host = url.scheme, url.netloc
+        self.path_prefix = url.path[: -len(_PROBE_KEY)]
+        self.endpoint = f"{url.scheme}://{url.netloc}"
+        self.deadline = deadline
+        self.threshold = threshold
+
+        def current() -> Any:
+            frozen = credentials.get_frozen_credentials()
+            return AwsCredentials(frozen.access_key, frozen.secret_key, frozen.token)
+
+        provider = AwsCredentialsProvider.new_delegate(current)
+        region = client.meta.region_name
+        loop = EventLoopGroup()
+        bootstrap = ClientBootstrap(loop, DefaultHostResolver(loop))
+        tls = S3RequestTlsMode.ENABLED if url.scheme == "https" else S3RequestTlsMode.DISABLED
+        self._client = S3Client(
+            bootstrap=bootstrap,
+            region=region,
+            signing_config=create_default_s3_signing_config(
+                region=region, credential_provider=provider
+            ),
+            tls_mode=tls,
+            tls_connection_options=_tls_options() if url.scheme == "https" else None,
+            part_size=part_size,
+            multipart_upload_threshold=threshold,
+            throughput_target_gbps=10.0,
+            connect_timeout_ms=int(connect_timeout * 1000),
+        )
+
+    def upload(
+        self, transfers: list[Transfer], on_done: Callable[[Transfer], None] | None = None
+    ) -> None:
+        """Store every file, calling ``on_done`` as each is stored; raise the first final
+        failure (or the last transient one)."""
+        self._run(transfers, self._put, on_done)
+
+    def download(
+        self, transfers: list[Transfer], on_done: Callable[[Transfer], None] | None = None
+    ) -> None:
+        """Receive every object into its ``path`` (``received_mode`` set from its metadata),
+        calling ``on_done`` as each one is complete; raise like ``upload``."""
+        self._run(transfers, self._get, on_done)
+
+    # a batch, and its retries
+
+    def _run(
+        self,
+        transfers: list[Transfer],
+        send: Callable[..., Any],
+        on_done: Callable[[Transfer], None] | None,
+    ) -> None:
+        start, attempt = time.monotonic(), 0
+        pending = transfers
+        while pending:
+            failed = self._batch(pending, send, on_done)
+            final = [item for item in failed if not aws_errors.is_transient(item[1])]
+            if final:
+                raise _naming(*final[0])
+            if not failed:
+                return
+            remaining = self.deadline - (time.monotonic() - start)
+            if remaining <= 0:
+                raise _naming(*failed[-1])
+            backoff = random.uniform(0, min(aws_errors.BACKOFF_MAX, 0.1 * 2**attempt))
+            time.sleep(min(backoff, remaining))
+            pending, attempt = [transfer for transfer, _ in failed], attempt + 1
+
+    def _batch(
+        self,
+        transfers: list[Transfer],
+        send: Callable[..., Any],
+        on_done: Callable[[Transfer], None] | None,
+    ) -> list[tuple[Transfer, BaseException]]:
+        slots = threading.BoundedSemaphore(self.in_flight)
+        changed = threading.Condition()
+        open_requests: dict[int, Any] = {}
+        failed: list[tuple[Transfer, BaseException]] = []
+
+        def finish(transfer: Transfer, request_id: int, exc: BaseException | None) -> None:
+            if exc is None and on_done is not None:
+                try:
+                    on_done(transfer)
+                except Exception as callback_error:  # reported as the failure
+                    exc = callback_error
+            with changed:
+                if exc is not None:
+                    failed.append((transfer, exc))
+                open_requests.pop(request_id, None)
+                changed.notify_all()
+            slots.release()
+
+        for number, transfer in enumerate(transfers):
+            slots.acquire()
+            transfer.meter.restart()
+            transfer._headers = []
+            with changed:
+                open_requests[number] = None
+            try:
+                request = send(transfer, lambda exc, t=transfer, n=number: finish(t, n, exc))
+            except Exception as exc:  # refused before it was sent
+                finish(transfer, number, _local_error(transfer, str(exc)) or exc)
+                continue
+            with changed:
+                if number in open_requests:
+                    open_requests[number] = request  # kept alive until it is done
+        with changed:
+            changed.wait_for(lambda: not open_requests)
+        return failed
+
+    # requests
+
+    def _put(self, transfer: Transfer, done: Callable[[BaseException | None], None]) -> Any:
+        from awscrt.s3 import (
+            S3ChecksumAlgorithm,
+            S3ChecksumConfig,
+            S3ChecksumLocation,
+            S3RequestType,
+        )
+
+        headers = [("Content-Type", "application/octet-stream"), ("x-amz-meta-mode", transfer.mode)]
+        return self._client.make_request(
+            type=S3RequestType.PUT_OBJECT,
+            request=self._request("PUT", transfer.key, headers),
+            send_filepath=str(transfer.path),
+            checksum_config=S3ChecksumConfig(
+                algorithm=S3ChecksumAlgorithm.CRC32, location=S3ChecksumLocation.HEADER
+            ),
+            on_progress=lambda progress, **_: transfer.meter.on_progress(progress),
+            on_done=self._on_done("PutObject", transfer, done),
+        )
+
+    def _get(self, transfer: Transfer, done: Callable[[BaseException | None], None]) -> Any:
+        from awscrt.s3 import S3ChecksumConfig, S3RequestType
+
+        transfer.path.parent.mkdir(parents=True, exist_ok=True)
+
+        def on_headers(status_code: int, headers: list[tuple[str, str]], **_: Any) -> None:
+            transfer._headers = headers
+
+        def on_body_done(exc: BaseException | None) -> None:
+            if exc is None:
+                meta = {name.lower(): value for name, value in transfer._headers}
+                transfer.received_mode = file_mode(meta.get("x-amz-meta-mode"))
+            done(exc)
+
+        return self._client.make_request(
+            type=S3RequestType.DEFAULT,
+            operation_name="GetObject",
+            request=self._request("GET", transfer.key, []),
+            recv_filepath=str(transfer.path),
+            checksum_config=S3ChecksumConfig(validate_response=True),
+            on_headers=on_headers,
+            on_progress=lambda progress, **_: transfer.meter.on_progress(progress),
+            on_done=self._on_done("GetObject", transfer, on_body_done),
+        )
+
+    def _request(self, method: str, key: str, headers: list[tuple[str, str]]) -> Any:
+        from awscrt.http import HttpHeaders, HttpRequest
+
+        path = self.path_prefix + quote(key, safe="/~")
+        return HttpRequest(method, path, HttpHeaders([("Host", self.host), *headers]))
+
+    def _on_done(
+        self, operation: str, transfer: Transfer, done: Callable[[BaseException | None], None]
+    ) -> Callable[..., None]:
+        def on_done(
+            error: BaseException | None = None,
+            error_headers: list[tuple[str, str]] | None = None,
+            error_body: bytes | None = None,
+            status_code: int | None = None,
+            **_: Any,
+        ) -> None:
+            if error is None:
+                done(None)
+            else:
+                done(
+                    self._exception(
+                        operation, transfer, error, error_headers, error_body, status_code
+                    )
+                )
+
+        return on_done
+
+    def _exception(
+        self,
+        operation: str,
+        transfer: Transfer,
+        error: BaseException,
+        headers: list[tuple[str, str]] | None,
+        body: bytes | None,
+        status: int | None,
+    ) -> BaseException:
+        """The botocore exception a botocore client would have raised for this failure."""
+        from botocore.exceptions import ClientError, ConnectionClosedError, SSLError
+
+        name = str(getattr(error, "name", "") or type(error).__name__)
+        if status and status >= 300:
+            code = _first(_CODE, body) or str(status)
+            message = _first(_MESSAGE, body) or name
+            response = {
+                "Error": {"Code": code, "Message": message},
+                "ResponseMetadata": {
+                    "HTTPStatusCode": status,
+                    "HTTPHeaders": {k.lower(): v for k, v in headers or []},
+                },
+            }
+            return ClientError(response, operation)
+        local = _local_error(transfer, name)
+        if local is not None:
+            return local
+        if "TLS" in name or "SSL" in name:
+            return SSLError(endpoint_url=self.endpoint, error=name)
+        return ConnectionClosedError(endpoint_url=f"{self.endpoint} ({name})")
+
+
+def _local_error(transfer: Transfer, name: str) -> OSError | None:
+    """The CRT could not read or write the file on disk: not worth retrying."""
+    if "AWS_ERROR_FILE" not in name and "AWS_ERROR_SYS_CALL" not in name:
+        return None
+    return OSError(errno.EIO, f"cannot use the file ({name.split(': ')[0]})", str(transfer.path))
+
+
+def _naming(transfer: Transfer, exc: BaseException) -> BaseException:
+    """``exc``, marked with the object key it was for (``dstack_key``)."""
+    exc.dstack_key = transfer.key  # type: ignore[attr-defined]
+    return exc
+
+
+def _first(pattern: re.Pattern[bytes], body: bytes | None) -> str | None:
+    found = pattern.search(body or b"")
+    return found.group(1).decode("utf-8", "replace") if found else None
+
+
+def _tls_options() -> Any:
+    """Trust what botocore would: ``AWS_CA_BUNDLE`` when set, else the system's store."""
+    from awscrt.io import ClientTlsContext, TlsContextOptions
+
+    options = TlsContextOptions()
+    bundle = os.environ.get("AWS_CA_BUNDLE")
+    if bundle:
+        options.override_default_trust_store_from_path(ca_filepath=bundle)
+    return ClientTlsContext(options).new_connection_options()

@@ -1,0 +1,42 @@
+"""Fixtures of the AWS compute tests: moto on 127.0.0.1 (S3 for the store, EC2 for instances),
+and the double that stands in for the Pulumi Automation API."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.compute.aws.doubles import FakeAutomation
+from tests.moto_server import (  # noqa: F401
+    MotoServer,
+    aws_test_env,
+    empty_and_delete_bucket,
+    moto_server,
+    s3_bucket,
+)
+
+
+@pytest.fixture
+def automation() -> FakeAutomation:
+    return FakeAutomation()
+
+
+@pytest.fixture
+def bucket(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh bucket on the session's moto server, named like a dstack state bucket."""
+    moto: MotoServer = request.getfixturevalue("moto_server")
+    client = moto.client()
+    name = f"dstack-{uuid.uuid4().hex[:16]}"
+    client.create_bucket(Bucket=name)
+    try:
+        yield name
+    finally:
+        empty_and_delete_bucket(client, name)
+
+
+@pytest.fixture(autouse=True)
+def _no_caller_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never look the caller's address up: they name it."""
+    monkeypatch.setenv("DSTACK_CALLER_IP", "203.0.113.7")

@@ -1,0 +1,235 @@
+"""``AwsCompute`` on a moto store and moto EC2, with ``FakeAutomation`` in place of Pulumi."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dstack import api, state
+from dstack.compute.aws.compute import AwsCompute
+from dstack.compute.aws.config import PORT_BASE, AwsComputeConfig
+from dstack.compute.aws.driver import ENGINE_MISSING
+from dstack.compute.aws.ec2 import Ec2
+from dstack.compute.aws.wheel import Wheel, build_wheel
+from dstack.compute.base import Compute
+from dstack.errors import ComputeError
+from dstack.models import JobSpec, JobState, JobStatus
+from dstack.storage.local import LocalStorage
+from dstack.storage.s3.storage import S3Storage
+from tests.compute.aws.doubles import FakeAutomation
+from tests.moto_server import MotoServer
+
+WORKFLOWS = """\
+workflows:
+  - name: train
+    commands: [echo hi]
+    resources: {gpu: 1, interruptible: true}
+  - name: serve
+    commands: [echo hi]
+    ports: 2
+  - name: huge
+    commands: [echo hi]
+    resources: {gpu: {name: A100, count: 16}}
+  - name: here
+    commands: [echo hi]
+    resources: {local: true}
+"""
+
+
+@pytest.fixture(scope="module")
+def wheel() -> Wheel:
+    return build_wheel()
+
+
+class RecordingLocal(Compute):
+    """Stands in for LocalCompute: records what is delegated to it."""
+
+    name = "local"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def check(self, jobs: list[JobSpec]) -> None:
+        self.calls.append(("check", [j.workflow for j in jobs]))
+
+    def start(self, storage: Any, job: JobSpec) -> None:
+        self.calls.append(("start", job.workflow))
+
+    def is_alive(self, state: JobState) -> bool | None:
+        self.calls.append(("is_alive", state.hostname))
+        return None
+
+    def kill(self, state: JobState) -> None:
+        self.calls.append(("kill", state.hostname))
+
+
+@pytest.fixture
+def setup(
+    moto_server: MotoServer, bucket: str, automation: FakeAutomation, wheel: Wheel,
+    repo_factory: Any,
+) -> tuple[api.Context, S3Storage, AwsCompute, RecordingLocal]:  # fmt: skip
+    storage = S3Storage(bucket, endpoint_url=moto_server.endpoint_url, retry_deadline=5)
+    local = RecordingLocal()
+    compute = AwsCompute(
+        AwsComputeConfig(region="us-east-1"),
+        driver_factory=automation.driver,
+        ec2=Ec2("us-east-1", endpoint_url=moto_server.endpoint_url),
+        wheel=wheel,
+        local=local,
+    )
+    repo = repo_factory({".dstack/workflows.yaml": WORKFLOWS})
+    return api.Context(storage=storage, compute=compute, repo_path=repo), storage, compute, local
+
+
+def stored_keys(storage: S3Storage) -> list[str]:
+    return [info.key for info in storage.list_objects("")]
+
+
+def test_submit_records_the_plan_then_the_outputs(setup: Any, automation: FakeAutomation) -> None:
+    ctx, storage, compute, _ = setup
+    lines: list[str] = []
+    compute.reporter = lines.append
+
+    submission = api.submit(ctx, "train")
+    run = submission.run
+
+    assert run.compute == "aws"
+    assert automation.calls() == ["open", "preview", "up"]
+    plan, up = state.read_infra_records(storage, run.repo_id, run.run_name)
+    assert plan.backend_url.startswith(f"s3://{storage.bucket}/pulumi?region=us-east-1")
+    instance = next(r for r in plan.resources if r["type"] == "aws:ec2/instance:Instance")
+    assert instance["inputs"]["instanceType"] == "g4dn.xlarge"
+    assert instance["inputs"]["instanceMarketOptions"]["marketType"] == "spot"
+    assert up.outputs["instance_ids"] == {"0": "i-0123456789abcdef0"}
+    record = state.read_stack_record(storage, run.run_name)
+    assert record is not None and record.repo_id == run.repo_id
+    assert any("Stack" in line and "plan" in line for line in lines)
+    assert automation.workspaces[-1].region == "us-east-1"
+
+
+def test_a_request_no_type_meets_fails_at_submit_and_writes_nothing(setup: Any) -> None:
+    ctx, storage, _, _ = setup
+    with pytest.raises(ComputeError, match=r"workflow 'huge': .*closest are p4d\.24xlarge"):
+        api.submit(ctx, "huge")
+    assert stored_keys(storage) == []
+
+
+def test_without_the_engine_submit_stops_with_one_line_and_writes_nothing(
+    setup: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from dstack.compute.aws import driver
+
+    ctx, storage, _, _ = setup
+    monkeypatch.setattr(driver, "engine_path", lambda: None)  # this machine has none anyway
+    ctx.compute = AwsCompute(AwsComputeConfig(region="us-east-1"))  # the real driver
+    with pytest.raises(ComputeError) as caught:
+        api.submit(ctx, "train")
+    assert str(caught.value) == ENGINE_MISSING
+    assert stored_keys(storage) == []
+
+
+def test_ports_open_fixed_numbers_to_the_caller(setup: Any) -> None:
+    ctx, storage, _, _ = setup
+    run = api.submit(ctx, "serve").run
+    plan = state.read_infra_records(storage, run.repo_id, run.run_name)[0]
+    group = next(r for r in plan.resources if r["type"].endswith(":SecurityGroup"))
+    ingress = group["inputs"]["ingress"]
+    assert [rule["fromPort"] for rule in ingress] == [PORT_BASE, PORT_BASE + 1]
+    assert {tuple(rule["cidrBlocks"]) for rule in ingress} == {("203.0.113.7/32",)}
+    instance = next(r for r in plan.resources if r["type"].endswith(":Instance"))
+    assert f"DSTACK_RUNNER_PORTS={PORT_BASE},{PORT_BASE + 1}" in instance["inputs"]["userData"]
+
+
+def test_local_jobs_run_on_this_machine(setup: Any, automation: FakeAutomation) -> None:
+    ctx, _, _, local = setup
+    api.submit(ctx, "here")
+    assert local.calls == [("check", ["here"]), ("start", "here")]
+    assert automation.calls() == []
+
+
+def test_a_local_store_cannot_serve_cloud_runs(
+    setup: Any, tmp_path: Path, automation: FakeAutomation
+) -> None:
+    ctx, _, _, _ = setup
+    ctx.storage = LocalStorage(tmp_path / "store")
+    with pytest.raises(ComputeError, match="needs the S3 state store"):
+        api.submit(ctx, "train")
+    assert automation.calls() == []
+
+
+def test_ctrl_c_while_provisioning_destroys_and_fails_the_job(
+    setup: Any, automation: FakeAutomation
+) -> None:
+    ctx, storage, _, _ = setup
+    automation.fail("up", KeyboardInterrupt())
+    with pytest.raises(ComputeError) as caught:
+        api.submit(ctx, "train")
+    assert caught.value.exit_code == 130
+    assert automation.calls() == ["open", "preview", "up", "destroy", "remove"]
+    (summary,) = state.list_runs(storage, ctx.repo_id)
+    assert summary.status is JobStatus.FAILED
+    records = state.read_infra_records(storage, ctx.repo_id, summary.run_name)
+    assert [(r.kind, r.ok) for r in records] == [("plan", True), ("up", False), ("destroy", True)]
+
+
+def test_release_waits_for_the_run_to_finish(setup: Any, automation: FakeAutomation) -> None:
+    ctx, storage, compute, _ = setup
+    run = api.submit(ctx, "train").run
+    assert compute.release(storage, run) is False  # still submitted
+    spec = state.read_job_spec(storage, run.repo_id, run.run_name, 0)
+    done = JobState(status=JobStatus.DONE, exit_code=0, updated_at=1.0)
+    state.write_job_state(storage, spec, run.owner.display, done)
+    assert compute.release(storage, run) is True
+    assert automation.calls(run.run_name)[-3:] == ["open", "destroy", "remove"]
+    assert state.read_stack_record(storage, run.run_name) is None
+
+
+def test_failed_destroy_keeps_the_record_and_sweeps_instances(
+    setup: Any, automation: FakeAutomation, moto_server: MotoServer
+) -> None:
+    from tests.compute.aws.doubles import EngineError
+
+    ctx, storage, compute, _ = setup
+    run = api.submit(ctx, "train").run
+    ec2 = moto_server.client("ec2")
+    leaked = ec2.run_instances(
+        ImageId="ami-12345678", MinCount=1, MaxCount=1,
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [
+            {"Key": "dstack:bucket", "Value": storage.bucket},
+            {"Key": "dstack:run", "Value": run.run_name}]}],
+    )["Instances"][0]["InstanceId"]  # fmt: skip
+    spec = state.read_job_spec(storage, run.repo_id, run.run_name, 0)
+    state.write_job_state(storage, spec, "ada", JobState(status=JobStatus.FAILED, updated_at=1.0))
+    automation.fail("destroy", EngineError("x"), EngineError("x"))
+    with pytest.raises(ComputeError, match=r"could not be destroyed.*dstack prune"):
+        compute.release(storage, run)
+    assert state.read_stack_record(storage, run.run_name) is not None
+    states = ec2.describe_instances(InstanceIds=[leaked])["Reservations"][0]["Instances"]
+    assert states[0]["State"]["Name"] in ("shutting-down", "terminated")
+
+
+def test_is_alive_and_kill_ask_ec2(setup: Any, moto_server: MotoServer) -> None:
+    _, _, compute, local = setup
+    ec2 = moto_server.client("ec2")
+    instance = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1)["Instances"][0]
+    running = JobState(status=JobStatus.RUNNING, instance_id=instance["InstanceId"])
+    assert compute.is_alive(running) is True
+    compute.kill(running)
+    fresh = AwsCompute(
+        AwsComputeConfig(region="us-east-1"),
+        ec2=Ec2("us-east-1", endpoint_url=moto_server.endpoint_url),
+    )
+    assert fresh.is_alive(running) is False  # terminated (a fresh cache)
+    assert fresh.is_alive(JobState(instance_id="i-0000000000000dead")) is None  # unknown
+    assert compute.is_alive(JobState(hostname="laptop")) is None
+    assert ("is_alive", "laptop") in local.calls
+
+
+def test_is_alive_is_unknown_when_ec2_cannot_answer() -> None:
+    compute = AwsCompute(
+        AwsComputeConfig(region="us-east-1"),
+        ec2=Ec2("us-east-1", endpoint_url="http://127.0.0.1:9"),  # nothing listens
+    )
+    assert compute.is_alive(JobState(instance_id="i-0123456789abcdef0")) is None

@@ -1,0 +1,214 @@
+"""The Automation API driver: the exact calls it makes and their order, with ``FakeAutomation``
+standing in for Pulumi (no engine here). The rule under test: whatever ``up`` may have
+created is destroyed before an error or Ctrl+C leaves — a partial ``up`` is always followed
+by ``destroy``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dstack.compute.aws import driver as driver_module
+from dstack.compute.aws.driver import (
+    ENGINE_MISSING,
+    ProvisioningInterrupted,
+    StackDriver,
+    Workspace,
+    require_engine,
+)
+from dstack.errors import ComputeError
+from tests.compute.aws.doubles import EngineError, FakeAutomation
+
+WORKSPACE = Workspace(
+    project="dstack", backend_url="s3://b/pulumi?region=eu-west-1", region="eu-west-1"
+)
+
+
+class Records:
+    def __init__(self) -> None:
+        self.items: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, kind: str, fields: dict[str, Any]) -> None:
+        self.items.append((kind, fields))
+
+    def kinds(self) -> list[tuple[str, bool]]:
+        return [(kind, fields["ok"]) for kind, fields in self.items]
+
+
+def program() -> None:
+    """Never run by the double."""
+
+
+def test_provision_previews_and_records_before_creating(automation: FakeAutomation) -> None:
+    records = Records()
+    order: list[str] = []
+    driver = automation.driver(WORKSPACE)
+    automation.on_up = lambda name, _: order.append(f"up after {len(records.items)} record(s)")
+
+    outputs = driver.provision("wise-owl-1", program, records)
+
+    assert automation.calls() == ["open", "preview", "up"]
+    assert order == ["up after 1 record(s)"]  # the plan was recorded before anything was made
+    preview_kwargs = automation.log[1][2]
+    assert preview_kwargs["diff"] is True
+    assert records.kinds() == [("plan", True), ("up", True)]
+    assert records.items[0][1]["summary"] == {"create": 5}
+    assert "5 to create" in records.items[0][1]["diff"]
+    assert outputs == {"instance_ids": {"0": "i-0123456789abcdef0"}, "security_group_id": "sg-0abc"}
+    assert records.items[1][1]["outputs"] == outputs
+
+
+def test_failed_up_destroys_what_it_created(automation: FakeAutomation) -> None:
+    records = Records()
+    automation.fail("up", EngineError("creating ec2:Instance: InsufficientInstanceCapacity"))
+
+    with pytest.raises(ComputeError, match=r"InsufficientInstanceCapacity.*destroyed"):
+        automation.driver(WORKSPACE).provision("wise-owl-1", program, records)
+
+    assert automation.calls() == ["open", "preview", "up", "destroy", "remove"]
+    assert records.kinds() == [("plan", True), ("up", False), ("destroy", True)]
+    assert "InsufficientInstanceCapacity" in records.items[1][1]["error"]
+
+
+def test_ctrl_c_during_up_destroys_then_reports_the_interruption(
+    automation: FakeAutomation,
+) -> None:
+    records = Records()
+    automation.fail("up", KeyboardInterrupt())
+
+    with pytest.raises(ProvisioningInterrupted, match="destroyed") as caught:
+        automation.driver(WORKSPACE).provision("wise-owl-1", program, records)
+
+    assert caught.value.exit_code == 130
+    assert automation.calls() == ["open", "preview", "up", "destroy", "remove"]
+    assert records.kinds() == [("plan", True), ("up", False), ("destroy", True)]
+
+
+def test_destroy_that_fails_clears_pending_creates_and_tries_again(
+    automation: FakeAutomation,
+) -> None:
+    """An interrupted up can leave pending operations that make the first destroy fail."""
+    records = Records()
+    automation.fail("up", KeyboardInterrupt())
+    automation.fail("destroy", EngineError("the stack has pending operations"))
+
+    with pytest.raises(ProvisioningInterrupted):
+        automation.driver(WORKSPACE).provision("wise-owl-1", program, records)
+
+    assert automation.calls() == [
+        "open", "preview", "up", "destroy", "refresh", "destroy", "remove",
+    ]  # fmt: skip
+    refresh_kwargs = automation.log[4][2]
+    assert refresh_kwargs["clear_pending_creates"] is True
+    assert records.kinds()[-1] == ("destroy", True)
+
+
+def test_second_ctrl_c_abandons_the_clean_up_and_says_so(automation: FakeAutomation) -> None:
+    records = Records()
+    automation.fail("up", KeyboardInterrupt())
+    automation.fail("destroy", KeyboardInterrupt())
+
+    with pytest.raises(KeyboardInterrupt):
+        automation.driver(WORKSPACE).provision("wise-owl-1", program, records)
+
+    assert automation.calls() == ["open", "preview", "up", "destroy"]
+    assert records.items[-1] == (
+        "destroy",
+        {"ok": False, "error": "interrupted; run `dstack prune`"},
+    )
+
+
+def test_destroy_failing_twice_is_recorded_for_prune(automation: FakeAutomation) -> None:
+    records = Records()
+    automation.fail(
+        "destroy", EngineError("DependencyViolation"), EngineError("DependencyViolation")
+    )
+
+    assert automation.driver(WORKSPACE).destroy("wise-owl-1", records) is False
+
+    assert automation.calls() == ["open", "destroy", "refresh", "destroy"]
+    assert records.kinds() == [("destroy", False)]
+    assert "DependencyViolation" in records.items[0][1]["error"]
+
+
+def test_failed_preview_creates_nothing_and_removes_the_empty_stack(
+    automation: FakeAutomation,
+) -> None:
+    records = Records()
+    automation.fail("preview", EngineError("no valid credential sources found"))
+
+    with pytest.raises(ComputeError, match=r"previewing stack wise-owl-1 failed: .*credential"):
+        automation.driver(WORKSPACE).provision("wise-owl-1", program, records)
+
+    assert automation.calls() == ["open", "preview", "remove"]
+    assert records.kinds() == [("plan", False)]
+
+
+def test_ctrl_c_during_preview_removes_the_empty_stack(automation: FakeAutomation) -> None:
+    automation.fail("preview", KeyboardInterrupt())
+    with pytest.raises(ProvisioningInterrupted, match="before anything was created"):
+        automation.driver(WORKSPACE).provision("wise-owl-1", program, Records())
+    assert automation.calls() == ["open", "preview", "remove"]
+
+
+def test_destroy_removes_the_stack(automation: FakeAutomation) -> None:
+    records = Records()
+    assert automation.driver(WORKSPACE).destroy("wise-owl-1", records) is True
+    assert automation.calls() == ["open", "destroy", "remove"]
+    assert records.items == [
+        (
+            "destroy",
+            {"ok": True, "summary": {"delete": 5}, "diff": "Destroying (fake)\n - 5 deleted\n"},
+        )
+    ]
+
+
+def test_retry_attempt_refreshes_before_updating(automation: FakeAutomation) -> None:
+    automation.driver(WORKSPACE).provision("wise-owl-1", program, Records(), refresh=True)
+    assert automation.log[1][2]["refresh"] is True and automation.log[2][2]["refresh"] is True
+
+
+def test_engine_output_goes_to_the_reporter(automation: FakeAutomation) -> None:
+    lines: list[str] = []
+    driver = automation.driver(WORKSPACE)
+    driver.on_output = lines.append
+    driver.provision("wise-owl-1", program, Records())
+    driver._echo("Updating (dstack/wise-owl-1)\n")
+    assert lines == ["Updating (dstack/wise-owl-1)"]
+    assert automation.log[1][2]["on_output"] == driver._echo
+
+
+def test_without_the_engine_the_real_driver_stops_with_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("PULUMI_HOME", str(tmp_path / "pulumi-home"))
+    assert driver_module.engine_path() is None
+    with pytest.raises(ComputeError) as caught:
+        require_engine()
+    assert str(caught.value) == ENGINE_MISSING
+    assert "install the Pulumi CLI" in ENGINE_MISSING and "http" not in ENGINE_MISSING
+    with pytest.raises(ComputeError, match="Pulumi engine is not installed"):
+        StackDriver(WORKSPACE).provision("wise-owl-1", program, Records())
+
+
+def test_engine_found_in_pulumi_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    binary = tmp_path / "home" / "bin" / "pulumi"
+    binary.parent.mkdir(parents=True)
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setenv("PULUMI_HOME", str(tmp_path / "home"))
+    assert driver_module.engine_path() == str(binary)
+
+
+def test_real_workspace_options_put_the_state_in_the_bucket() -> None:
+    """What the real factory hands the Automation API (built without running the engine)."""
+    workspace = Workspace(
+        project="dstack", backend_url="s3://b/pulumi?region=eu-west-1", region="eu-west-1",
+        profile="team",
+    )  # fmt: skip
+    env = workspace.engine_env()
+    assert env["AWS_REGION"] == "eu-west-1" and env["AWS_PROFILE"] == "team"
+    assert "PULUMI_CONFIG_PASSPHRASE" in env
