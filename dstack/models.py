@@ -233,6 +233,9 @@ class JobState(Model):
     supervisor_pid: int | None = Field(default=None, description="local: restarts attempts")
     supervisor_started: int | None = None
     instance_id: str | None = Field(default=None, description="cloud: the runner's instance")
+    version: int = Field(
+        default=0, description="how many states of the job were recorded, this one included"
+    )
 
 
 class RunRecord(Model):

@@ -219,6 +219,7 @@ def bench_ps(work: Path, count: int) -> list[tuple[str, str, str, str, str]]:
 def seed_store(root: Path, runs: int) -> None:
     """Write ``runs`` finished runs through the real state layer, as dstack would."""
     from dstack import state
+    from dstack.lifecycle import Writer, set_state
     from dstack.models import JobSpec, JobState, JobStatus, Owner, RepoSnapshot, RunRecord
     from dstack.storage.local import LocalStorage
 
@@ -247,12 +248,8 @@ def seed_store(root: Path, runs: int) -> None:
             commands=["echo hello"],
         )
         state.create_run(storage, record, [spec])
-        state.write_job_state(
-            storage,
-            spec,
-            owner.display,
-            JobState(status=JobStatus.DONE, exit_code=0, updated_at=at + 1),
-        )
+        done = JobState(status=JobStatus.DONE, exit_code=0, updated_at=at + 1)
+        set_state(storage, spec, owner.display, Writer.RUNNER, done)
 
 
 _MOTO = """

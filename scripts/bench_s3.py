@@ -331,6 +331,7 @@ def seed_bucket(storage: Any, folder: Path, runs: int) -> None:
     """``runs`` finished runs written by the real state layer into a local folder, then copied
     object for object into the bucket (writing them one by one over S3 would take minutes)."""
     from dstack import state
+    from dstack.lifecycle import Writer, set_state
     from dstack.models import JobSpec, JobState, JobStatus, Owner, RepoSnapshot, RunRecord
     from dstack.storage.local import LocalStorage
 
@@ -346,7 +347,7 @@ def seed_bucket(storage: Any, folder: Path, runs: int) -> None:
                        submitted_at=at, commands=["echo hello"])  # fmt: skip
         state.create_run(local, record, [spec])
         done = JobState(status=JobStatus.DONE, exit_code=0, updated_at=at + 1, finished_at=at + 1)
-        state.write_job_state(local, spec, owner.display, done)
+        set_state(local, spec, owner.display, Writer.RUNNER, done)
         local.put(state.name_key(name), b"")
     files = [(p, p.relative_to(folder).as_posix()) for p in folder.rglob("*") if p.is_file()]
     storage.upload_tree(files, workers=32)

@@ -10,6 +10,7 @@ from dstack import state
 from dstack.errors import StorageError
 from dstack.models import JobSpec, JobState, JobStatus, Owner, RepoSnapshot, RunRecord
 from dstack.storage.local import LocalStorage
+from tests.records import put_job_state
 
 REPO = RepoSnapshot(repo_id="github.com/acme/mnist", code_key="codes/x.tar.gz")
 OWNER = Owner(git_name="Ada", user="ada")
@@ -38,8 +39,8 @@ def make_run(storage: LocalStorage, name: str, at: float, jobs: int = 1) -> list
 def test_status_change_moves_the_head_and_leaves_one(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path)
     [spec] = make_run(storage, "bold-owl-1", 1000.0)
-    state.write_job_state(storage, spec, "Ada", JobState(status=JobStatus.RUNNING, updated_at=1001))
-    state.write_job_state(
+    put_job_state(storage, spec, "Ada", JobState(status=JobStatus.RUNNING, updated_at=1001))
+    put_job_state(
         storage, spec, "Ada", JobState(status=JobStatus.FAILED, exit_code=3, updated_at=1002)
     )
     heads = list(storage.list_objects(state.heads_prefix(REPO.repo_id)))
@@ -54,7 +55,7 @@ def test_a_stale_duplicate_head_is_ignored(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path)
     [spec] = make_run(storage, "bold-owl-1", 1000.0)
     done = JobState(status=JobStatus.DONE, exit_code=0, updated_at=1005)
-    storage.put(state._head_key(spec, "Ada", done), b"")  # new head written, old not deleted
+    storage.put(state.head_key(spec, "Ada", done), b"")  # new head written, old not deleted
     [summary] = state.list_runs(storage, REPO.repo_id)
     assert summary.status is JobStatus.DONE
 
@@ -74,12 +75,8 @@ def test_runs_are_listed_newest_first_and_limit_stops_early(tmp_path: Path) -> N
 def test_multi_job_run_folds_into_one_summary(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path)
     specs = make_run(storage, "team-run-1", 1000.0, jobs=3)
-    state.write_job_state(
-        storage, specs[0], "Ada", JobState(status=JobStatus.DONE, updated_at=1001)
-    )
-    state.write_job_state(
-        storage, specs[1], "Ada", JobState(status=JobStatus.RUNNING, updated_at=1001)
-    )
+    put_job_state(storage, specs[0], "Ada", JobState(status=JobStatus.DONE, updated_at=1001))
+    put_job_state(storage, specs[1], "Ada", JobState(status=JobStatus.RUNNING, updated_at=1001))
     [summary] = state.list_runs(storage, REPO.repo_id)
     assert summary.job_count == 3
     assert summary.status is JobStatus.SUBMITTED  # the least advanced active job

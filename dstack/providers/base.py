@@ -21,7 +21,8 @@ from typing import Any, ClassVar, TypeVar
 
 from dstack.errors import SpecError
 from dstack.models import Artifact, JobSpec, RepoSnapshot
-from dstack.spec.models import EXPRESSION, Workflow, WorkflowBase
+from dstack.spec.models import EXPRESSION, WorkflowBase
+from dstack.spec.workflows import Workflow
 
 W = TypeVar("W", bound=WorkflowBase)
 RUN_ARGS = re.compile(r"\$\{\{\s*run\.args\s*\}\}")

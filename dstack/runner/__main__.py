@@ -65,6 +65,7 @@ def run_job(
     """Run one job to its end; 0 when it is done. Never raises: a runner that cannot run the
     job says why in the job's record."""
     from dstack import settings, state
+    from dstack.lifecycle import Writer, set_state
     from dstack.models import JobState, JobStatus
     from dstack.runner.agent import Agent
     from dstack.storage import open_storage
@@ -88,7 +89,7 @@ def run_job(
         failed = JobState(
             status=JobStatus.FAILED, reason=f"runner error: {exc}", updated_at=time.time()
         )
-        state.write_job_state(storage, spec, "unknown", failed)
+        set_state(storage, spec, "unknown", Writer.RUNNER, failed)
         return 1
     return 0 if final.status is JobStatus.DONE else 1
 

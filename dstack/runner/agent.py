@@ -25,14 +25,13 @@ from typing import TypeVar
 
 from dstack import processes, state
 from dstack.errors import DstackError, StorageError
+from dstack.lifecycle import ABORT_REASON, Writer, conclude, move, tag_on_success
 from dstack.models import JobSpec, JobState, JobStatus
 from dstack.runner import deps, docker, prepare
-from dstack.runner.attempts import ABORT_REASON, conclude
 from dstack.runner.executor import JobProcess, exit_code_of
 from dstack.runner.extras import JobExtras
 from dstack.runner.logs import LogSink
 from dstack.runner.sync import ArtifactSync, restore_artifacts
-from dstack.services import tags
 from dstack.storage.base import Storage
 from dstack.units import format_size
 
@@ -74,6 +73,11 @@ class Agent:
         self.machine_request: str | None = None
 
     def run(self) -> JobState:
+        """Run the job's attempt to its end; its final state. A job that is already finished,
+        or at a later attempt than this runner's, is left alone (an instance that outlived
+        its job must not run it again)."""
+        if not self._set(JobStatus.PROVISIONING, started_at=time.time()):
+            return self.state
         job_dir, repo_dir = prepare.job_paths(self.spec, self.work_root)
         first_seq = state.next_log_seq(self.storage, self.spec) if self.state.attempt > 1 else 0
         sink = LogSink(self.storage, self.spec, first_seq=first_seq).start()
@@ -82,7 +86,6 @@ class Agent:
             job_dir=job_dir, interval=self.artifact_interval,
         )  # fmt: skip
         heart = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
-        self._set(JobStatus.PROVISIONING, started_at=time.time())
         heart.start()
         try:
             self._run(job_dir, repo_dir, sink)
@@ -193,7 +196,7 @@ class Agent:
         if self.run_record.tag is None:
             return
         try:
-            problem = tags.tag_on_success(self.storage, self.run_record, self.spec.job_index)
+            problem = tag_on_success(self.storage, self.run_record, self.spec.job_index)
         except DstackError as exc:
             problem = f"could not tag the run {self.run_record.tag}: {exc}"
         if problem:
@@ -247,19 +250,22 @@ class Agent:
             }
         )
         self.state = self._write_until_taken(
-            lambda: conclude(self.storage, self.spec, self.owner, ended), final=True
+            lambda: conclude(self.storage, self.spec, self.owner, ended, Writer.RUNNER),
+            final=True,
         )
 
-    def _set(self, status: JobStatus, **fields: object) -> None:
-        """Record a new state; a final state is retried until the store takes it."""
-        self.state = self.state.model_copy(
+    def _set(self, status: JobStatus, **fields: object) -> bool:
+        """Record a new state of this attempt (retried while the store fails); False when the
+        rules refuse it (the job was finished, or moved to a later attempt, by another)."""
+        wanted = self.state.model_copy(
             update={"status": status, "updated_at": time.time(), **fields}
         )
-        current = self.state
-        self._write_until_taken(
-            lambda: state.write_job_state(self.storage, self.spec, self.owner, current),
+        moved = self._write_until_taken(
+            lambda: move(self.storage, self.spec, self.owner, Writer.RUNNER, lambda _: wanted),
             final=status.is_finished,
         )
+        self.state = moved.state
+        return moved.applied
 
     def _write_until_taken(self, write: Callable[[], T], *, final: bool) -> T:
         """Retry a state write while the store fails: a final one for up to 10 minutes."""

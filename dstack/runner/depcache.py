@@ -69,7 +69,7 @@ def locked(entry: Path, *, shared: bool) -> Iterator[None]:
 def mark_used(root: Path, entry: Path, size: int) -> None:
     """Record that ``entry`` of the cache at ``root`` (``<cache>/artifacts``), ``size`` bytes,
     was just used."""
-    index = _index_path(root, entry)
+    index = index_path(root, entry)
     index.parent.mkdir(parents=True, exist_ok=True)
     tmp = index.with_suffix(".tmp")
     tmp.write_text(json.dumps({"path": str(entry), "size": size}))
@@ -110,7 +110,7 @@ def prune(root: Path, *, keep: set[Path], limit: int) -> list[Entry]:
 
 def _remove_unless_in_use(root: Path, path: Path) -> bool:
     if root.resolve() not in path.resolve().parents:
-        _index_path(root, path).unlink(missing_ok=True)  # a record that is not of this cache
+        index_path(root, path).unlink(missing_ok=True)  # a record that is not of this cache
         return False
     with open(_lock_path(path), "a") as handle:
         try:
@@ -118,7 +118,7 @@ def _remove_unless_in_use(root: Path, path: Path) -> bool:
         except BlockingIOError:
             return False
         try:
-            _index_path(root, path).unlink(missing_ok=True)
+            index_path(root, path).unlink(missing_ok=True)
             shutil.rmtree(path, ignore_errors=True)
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
@@ -129,6 +129,6 @@ def _lock_path(entry: Path) -> Path:
     return entry.parent / f"{entry.name}.lock"
 
 
-def _index_path(root: Path, entry: Path) -> Path:
+def index_path(root: Path, entry: Path) -> Path:
     digest = hashlib.sha256(str(entry).encode()).hexdigest()[:32]
     return root / _INDEX / digest

@@ -3,7 +3,7 @@ attempt when the workflow's ``retry`` says so.
 
 A runner killed outright (``kill -9``, the OOM killer) cannot record its own end, so the
 supervisor does, within moments: the attempt is ``interrupted``, its leftover processes are
-killed, and :func:`dstack.runner.attempts.conclude` decides between the final state and the
+killed, and :func:`dstack.lifecycle.conclude` decides between the final state and the
 next attempt. A runner that ends normally concludes its attempt itself; the supervisor then
 starts the next attempt if the job went back to ``submitted``.
 """
@@ -16,8 +16,8 @@ import time
 from typing import Any
 
 from dstack import processes, state
+from dstack.lifecycle import Writer, conclude, move
 from dstack.models import JobStatus
-from dstack.runner.attempts import conclude
 from dstack.storage import open_storage
 from dstack.store_config import StoreConfig
 
@@ -28,17 +28,17 @@ def supervise(store: StoreConfig, repo_id: str, run_name: str, job_index: int) -
     spec = state.read_job_spec(storage, repo_id, run_name, job_index)
     owner = state.read_run(storage, repo_id, run_name).owner.display
     me = {"supervisor_pid": os.getpid(), "supervisor_started": processes.start_ticks(os.getpid())}
-    current = state.read_job_state(storage, repo_id, run_name, job_index)
-    state.write_job_state(
-        storage, spec, owner, current.model_copy(update={**me, "updated_at": time.time()})
-    )
+    current = move(
+        storage, spec, owner, Writer.CONCLUDER,
+        lambda now: now.model_copy(update={**me, "updated_at": time.time()}),
+    ).state  # fmt: skip
     while True:
         attempt = current.attempt
         wait_status = _run_attempt(store, repo_id, run_name, job_index)
-        current = state.read_job_state(storage, repo_id, run_name, job_index)
+        current = state.read_latest_job_state(storage, spec)
         if current.status.is_active and current.attempt == attempt:
-            current = _runner_lost(current, wait_status)
-            current = conclude(storage, spec, owner, current)
+            lost = _runner_lost(current, wait_status)
+            current = conclude(storage, spec, owner, lost, Writer.CONCLUDER, since=current.version)
         if current.status.is_finished:
             return 0 if current.status is JobStatus.DONE else 1
 

@@ -47,7 +47,6 @@ class ArtifactSync:
         self._counters = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="artifact-sync", daemon=True)
         self.uploaded_files = 0
-        self.uploaded_bytes = 0
 
     def start(self) -> ArtifactSync:
         if self.spec.artifacts:
@@ -88,7 +87,6 @@ class ArtifactSync:
                 with self._counters:
                     self._synced[key[len(self.prefix) :]] = stamps[key]
                     self.uploaded_files += 1
-                    self.uploaded_bytes += stamps[key][0]
 
             pairs = [(path, key) for path, key, _ in changed]
             try:

@@ -3,7 +3,7 @@
 Whoever looks at a job (an attached CLI, `ps`, `logs`) checks it: on the runner's own machine
 by its process, elsewhere by its heartbeat. A dead runner's job is recorded as ``interrupted``
 and its leftover processes are killed; a runner that never started is recorded as ``failed``.
-What follows (the end, or another attempt) is decided by ``dstack.runner.attempts``.
+What follows (the end, or another attempt) is decided by ``dstack.lifecycle.conclude``.
 """
 
 from __future__ import annotations
@@ -13,16 +13,14 @@ import time
 from dstack import state
 from dstack.compute.base import Compute
 from dstack.errors import ComputeError, StorageError
+from dstack.lifecycle import Writer, conclude
 from dstack.models import JobSpec, JobState, JobStatus
-from dstack.runner.attempts import conclude
 from dstack.storage.base import Storage
 
 #: how long a reader watches a stale heartbeat for a fresh beat before it declares the runner
 #: lost (see ``_beats_again``), and how often it looks meanwhile
 HEARTBEAT_GRACE = 8.0
 HEARTBEAT_GRACE_POLL = 0.5
-
-START_TIMEOUT = 30.0
 
 
 def refresh(
@@ -36,8 +34,8 @@ def refresh(
         return job_state
     status, reason = verdict
     # Another reader or the runner itself may have moved on meanwhile: re-read first.
-    latest = state.read_job_state(storage, spec.repo.repo_id, spec.run_name, spec.job_index)
-    if latest.status.is_finished or latest.updated_at > job_state.updated_at:
+    latest = state.read_latest_job_state(storage, spec)
+    if latest.version != job_state.version:
         return latest
     compute.kill(job_state)
     now = time.time()
@@ -45,9 +43,10 @@ def refresh(
         update={"status": status, "reason": reason, "updated_at": now, "finished_at": now}
     )
     try:
-        following = conclude(storage, spec, owner, ended)
-        if following.status.is_active:  # the retry policy asks for another attempt
-            compute.start(storage, spec)
+        # recorded only if the job is still where the verdict saw it (a compare-and-swap)
+        following = conclude(storage, spec, owner, ended, Writer.CONCLUDER, since=latest.version)
+        if following.status.is_active and following.attempt > ended.attempt:
+            compute.start(storage, spec)  # the retry policy asks for another attempt
     except (StorageError, ComputeError):
         return job_state
     return following

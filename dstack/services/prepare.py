@@ -19,8 +19,8 @@ from dstack.services.context import Context
 
 if TYPE_CHECKING:  # the workflow files' models are loaded by the services that run them
     from dstack.providers import RunInput
-    from dstack.spec.models import Workflow
     from dstack.spec.overrides import RunOverrides
+    from dstack.spec.workflows import Workflow
 
 #: the name jobs are built under before the real name is allocated (or, for a plan, never is)
 DRAFT_NAME = "validating-run-0"

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dstack import state
 from dstack.errors import ComputeError, InvalidStateError, TagExistsError
+from dstack.lifecycle import ABORT_REASON, Writer, move, set_state
 from dstack.models import JobSpec, JobState, JobStatus, RunRecord, RunSummary
-from dstack.runner.attempts import ABORT_REASON
 from dstack.services import apps, monitor
 from dstack.services.context import Context
 from dstack.services.names import allocate_run_name
@@ -60,11 +60,10 @@ def submit(
     """
     from dstack.repo import store_code
     from dstack.services import deps as dep_resolver
-    from dstack.services import tags as tag_service
     from dstack.services.prepare import prepare_run
 
     if tag is not None:
-        tag_service.validate_name(tag)
+        state.validate_tag_name(tag)
     with prepare_run(ctx, workflow_name, args=args, overrides=overrides) as prepared:
         workflow, repo_id = prepared.workflow, prepared.repo.repo_id
         from_flags = overrides is not None and overrides.deps is not None
@@ -76,7 +75,7 @@ def submit(
             existing = state.read_tag(ctx.storage, repo_id, tag)
             if existing is not None:
                 raise TagExistsError(
-                    f"-t {tag}: the tag exists ({tag_service.describe(existing)}); confirm moving "
+                    f"-t {tag}: the tag exists ({state.describe_tag(existing)}); confirm moving "
                     f"it in a terminal, or delete it first (`dstack tags delete {tag}`)"
                 )
         uploaded = store_code(ctx.storage, prepared.snapshot)
@@ -95,7 +94,7 @@ def submit(
             ctx.compute.start(ctx.storage, job)
         except ComputeError as exc:
             failed = JobState(status=JobStatus.FAILED, reason=str(exc), updated_at=time.time())
-            state.write_job_state(ctx.storage, job, owner.display, failed)
+            set_state(ctx.storage, job, owner.display, Writer.SUBMITTER, failed)
             raise
     return Submission(run=record, jobs=jobs, warnings=warnings, code_uploaded=uploaded)
 
@@ -162,11 +161,9 @@ def stop(ctx: Context, run_name: str, *, abort: bool = False, wait: float = 60.0
         if abort:
             ctx.compute.kill(job_state)
             now = time.time()
-            aborted = job_state.model_copy(
-                update={"status": JobStatus.ABORTED, "reason": ABORT_REASON,
-                        "updated_at": now, "finished_at": now}
-            )  # fmt: skip
-            state.write_job_state(ctx.storage, job, owner, aborted)
+            aborted = {"status": JobStatus.ABORTED, "reason": ABORT_REASON,
+                       "updated_at": now, "finished_at": now}  # fmt: skip
+            move(ctx.storage, job, owner, Writer.STOPPER, _updated(aborted))
     if abort:
         return get_run(ctx, run_name, refresh=False)
     deadline = time.monotonic() + wait
@@ -177,10 +174,13 @@ def stop(ctx: Context, run_name: str, *, abort: bool = False, wait: float = 60.0
         time.sleep(ctx.storage.poll_interval)
 
 
+def _updated(fields: dict[str, object]) -> Callable[[JobState], JobState]:
+    return lambda current: current.model_copy(update=fields)
+
+
 def remove(ctx: Context, run_name: str, *, tagged: dict[str, list[str]] | None = None) -> None:
     """Delete a finished run with its logs and artifacts. A run that a tag points at is
-    refused, naming the tags (``tagged``: ``tags.tags_by_run``, if the caller has it)."""
-    from dstack.services.tags import tags_by_run
+    refused, naming the tags (``tagged``: ``state.tags_by_run``, if the caller has it)."""
 
     view = get_run(ctx, run_name)
     if not view.status.is_finished:
@@ -188,7 +188,7 @@ def remove(ctx: Context, run_name: str, *, tagged: dict[str, list[str]] | None =
             f"run {run_name} is {view.status.value}: stop it first (`dstack stop {run_name}`)"
         )
     refuse_if_tagged(
-        run_name, tags_by_run(ctx.storage, view.run.repo_id) if tagged is None else tagged
+        run_name, state.tags_by_run(ctx.storage, view.run.repo_id) if tagged is None else tagged
     )
     state.delete_run(ctx.storage, view.run)
 
@@ -200,9 +200,3 @@ def refuse_if_tagged(run_name: str, tagged: dict[str, list[str]]) -> None:
             f"run {run_name} is tagged {', '.join(names)}: the tag points at its artifacts; "
             f"delete the tag first (`dstack tags delete {names[0]}`)"
         )
-
-
-def repo_root_of(path: Path) -> Path:
-    from dstack.repo import find_repo_root
-
-    return find_repo_root(path)

@@ -10,7 +10,6 @@ A tag is created only-if-absent; replacing one is always an explicit request.
 from __future__ import annotations
 
 import os
-import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -18,19 +17,16 @@ from pathlib import Path
 
 from dstack import state
 from dstack.errors import (
-    AlreadyExistsError,
     DstackError,
     InvalidStateError,
     TagExistsError,
     TagNotFoundError,
 )
-from dstack.models import Dependency, JobStatus, Owner, RunRecord, Tag
+from dstack.models import JobStatus, Tag
 from dstack.services.context import Context
-from dstack.storage.base import ProgressCallback, Storage
+from dstack.storage.base import ProgressCallback
 
 # The rule of workflow and dep names in .dstack/workflows.yaml, so every tag can be a dep.
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-MAX_NAME = 100
 #: a run in one of these states can be tagged: its artifacts were saved on purpose
 TAGGABLE = frozenset({JobStatus.DONE, JobStatus.STOPPED})
 
@@ -44,13 +40,9 @@ class UploadFile:
     size: int
 
 
-def validate_name(name: str) -> str:
-    if not name or len(name) > MAX_NAME or not _NAME.match(name):
-        raise DstackError(
-            f"invalid tag name {name!r}: use letters, digits, '.', '_' and '-', starting with a "
-            f"letter or digit, at most {MAX_NAME} characters"
-        )
-    return name
+#: a tag's name: letters, digits, '.', '_' and '-' (``state.validate_tag_name``)
+validate_name = state.validate_tag_name
+MAX_NAME = state.MAX_TAG_NAME
 
 
 def list_tags(ctx: Context) -> list[Tag]:
@@ -88,8 +80,8 @@ def add_run_tag(ctx: Context, name: str, run_name: str, *, replace: bool = False
         )
     from dstack.repo import read_owner
 
-    tag = _run_tag(ctx.storage, view.run, name, read_owner(ctx.repo_path))
-    _create(ctx.storage, tag, replace=replace)
+    tag = state.run_tag(ctx.storage, view.run, name, read_owner(ctx.repo_path))
+    state.create_tag(ctx.storage, tag, replace=replace)
     return tag
 
 
@@ -126,7 +118,7 @@ def add_upload_tag(
     validate_name(name)
     repo_id = ctx.repo_id
     if not replace and state.read_tag(ctx.storage, repo_id, name) is not None:
-        raise _exists(name, repo_id)
+        raise state.tag_exists_error(name, repo_id)
     upload_id = f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}"
     prefix = state.tag_data_prefix(repo_id, name, upload_id)
     pairs = [(f.path, prefix + f.relative) for f in files]
@@ -146,7 +138,7 @@ def add_upload_tag(
         size=sum(f.size for f in files),
     )
     try:
-        _create(ctx.storage, tag, replace=replace)
+        state.create_tag(ctx.storage, tag, replace=replace)
     except TagExistsError:
         ctx.storage.delete_prefix(prefix)
         raise
@@ -160,92 +152,12 @@ def delete_tag(ctx: Context, name: str) -> Tag:
     return tag
 
 
-def tags_by_run(storage: Storage, repo_id: str) -> dict[str, list[str]]:
-    """``{run name: [tag names]}`` of the repo's run tags, for ``rm`` to refuse tagged runs."""
-    held: dict[str, list[str]] = {}
-    for tag in state.list_tags(storage, repo_id):
-        if tag.run_name:
-            held.setdefault(tag.run_name, []).append(tag.name)
-    return held
+#: ``{run name: [tag names]}`` of the repo's run tags (``state.tags_by_run``)
+tags_by_run = state.tags_by_run
 
 
-def tag_on_success(storage: Storage, run: RunRecord, job_index: int) -> str | None:
-    """Called by the runner of a job of a run submitted with ``-t`` once the job succeeded,
-    before it records ``done`` (so whoever sees the run done finds the tag). Each job marks
-    itself succeeded, then counts the marks: the last to mark (or several, racing) writes the
-    tag, idempotently. Returns a line for the job's log when the tag was not moved."""
-    assert run.tag is not None
-    state.mark_job_succeeded(storage, run.repo_id, run.run_name, job_index)
-    if state.succeeded_jobs(storage, run.repo_id, run.run_name) < run.job_count:
-        return None
-    tag = _run_tag(storage, run, run.tag, run.owner)
-    try:
-        _create(storage, tag, replace=run.replace_tag)
-    except TagExistsError as exc:
-        return f"{exc}; it was not moved (`dstack tags add {run.tag} {run.run_name} -y` moves it)"
-    return None
-
-
-# ---- helpers ----------------------------------------------------------------------------------
-
-
-def _run_tag(storage: Storage, run: RunRecord, name: str, owner: Owner) -> Tag:
-    """A tag of ``run`` with the count and size of its artifacts."""
-    files = size = 0
-    top: set[str] = set()
-    for source in state.dependency_sources(
-        storage, Dependency(repo_id=run.repo_id, run_name=run.run_name)
-    ):
-        for info in storage.list_objects(source.prefix):
-            files += 1
-            size += info.size
-            top.add(info.key[len(source.prefix) :].split("/", 1)[0])
-    return Tag(
-        name=name,
-        repo_id=run.repo_id,
-        run_name=run.run_name,
-        workflow=run.workflow,
-        job_count=run.job_count,
-        owner=owner,
-        created_at=time.time(),
-        artifacts=sorted(top),
-        files=files,
-        size=size,
-    )
-
-
-def _create(storage: Storage, tag: Tag, *, replace: bool) -> None:
-    """Write ``tag`` unless the same target already holds the name (idempotent, for the jobs
-    of one run racing to tag it); replace another target only when asked. The files of an
-    uploaded tag that was replaced are deleted."""
-    try:
-        state.write_tag(storage, tag)
-        return
-    except AlreadyExistsError:
-        pass
-    existing = state.read_tag(storage, tag.repo_id, tag.name)
-    if existing is not None and (existing.run_name, existing.upload_id) == (
-        tag.run_name,
-        tag.upload_id,
-    ):
-        return
-    if not replace:
-        raise _exists(tag.name, tag.repo_id, existing)
-    state.write_tag(storage, tag, replace=True)
-    if existing is not None:
-        state.delete_tag_data(storage, existing)
-
-
-def _exists(name: str, repo_id: str, existing: Tag | None = None) -> TagExistsError:
-    target = f" ({describe(existing)})" if existing else ""
-    return TagExistsError(f"tag {name!r} already exists in {repo_id}{target}")
-
-
-def describe(tag: Tag) -> str:
-    """``run bold-bee-1 (train)`` or ``uploaded files``, for messages."""
-    if tag.run_name:
-        return f"run {tag.run_name}" + (f" ({tag.workflow})" if tag.workflow else "")
-    return "uploaded files"
+#: ``run bold-bee-1 (train)`` or ``uploaded files``, for messages
+describe = state.describe_tag
 
 
 def _walk(root: Path) -> list[Path]:

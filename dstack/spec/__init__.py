@@ -2,8 +2,9 @@
 that override it (``overrides``)."""
 
 from dstack.spec.loader import get_workflow, json_schema, load_workflows
-from dstack.spec.models import DepRef, Workflow
+from dstack.spec.models import DepRef
 from dstack.spec.overrides import RunOverrides, apply_overrides
+from dstack.spec.workflows import Workflow
 
 __all__ = [
     "DepRef",

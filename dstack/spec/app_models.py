@@ -27,7 +27,7 @@ from dstack.spec.fields import (
     RelativePath,
     scalar_text,
 )
-from dstack.spec.models import _FILE, _REQUIREMENTS, _VERSION_KEYS, WorkflowBase
+from dstack.spec.models import FILE_ALIASES, REQUIREMENTS_HELP, VERSION_ALIASES, WorkflowBase
 
 _PACKAGE_VERSION = re.compile(r"^\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?$")
 _MORE_PORTS = "More ports: PORT_1, … (PORT_0 is the server's)"
@@ -51,7 +51,7 @@ class DevEnvironmentBase(WorkflowBase):
     """A server to work in from the browser, in a virtualenv with the requested Python."""
 
     python: PythonVersion | None = Field(default=None, description="Python version, e.g. 3.10")
-    requirements: FilePath | None = Field(default=None, description=_REQUIREMENTS)
+    requirements: FilePath | None = Field(default=None, description=REQUIREMENTS_HELP)
     ports: PositiveCount | None = Field(default=None, description=_MORE_PORTS)
 
     @model_validator(mode="after")
@@ -108,12 +108,14 @@ class TorchrunWorkflow(WorkflowBase):
     """A PyTorch script on `nodes` nodes: one job per node, started together, rank 0 the master."""
 
     provider: Literal["torchrun"] = Field(description="`torchrun`")
-    file: FilePath = Field(validation_alias=_FILE, description="The .py file, in working_dir")
+    file: FilePath = Field(
+        validation_alias=FILE_ALIASES, description="The .py file, in working_dir"
+    )
     args: Args = Field(default_factory=list, description="Arguments: a string or a list")
     python: PythonVersion | None = Field(
-        default=None, validation_alias=_VERSION_KEYS, description="Python version, e.g. 3.10"
+        default=None, validation_alias=VERSION_ALIASES, description="Python version, e.g. 3.10"
     )
-    requirements: FilePath | None = Field(default=None, description=_REQUIREMENTS)
+    requirements: FilePath | None = Field(default=None, description=REQUIREMENTS_HELP)
     nodes: PositiveCount = Field(default=1, description="Number of nodes (jobs), 1 or more")
     launcher: Literal["torchrun", "python"] = Field(
         default="torchrun",

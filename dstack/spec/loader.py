@@ -14,15 +14,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from dstack.errors import SpecError
-from dstack.spec.models import (
-    DEFAULT_PROVIDER,
-    WORKFLOW_MODELS,
-    Workflow,
-    WorkflowsFile,
-    YamlFloat,
-    field_aliases,
-    suggest,
-)
+from dstack.spec.models import DEFAULT_PROVIDER, YamlFloat, field_aliases, suggest
+from dstack.spec.workflows import WORKFLOW_MODELS, Workflow, WorkflowsFile
 
 MAIN_FILE = ".dstack/workflows.yaml"
 EXTRA_FOLDER = ".dstack/workflows"

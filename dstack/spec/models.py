@@ -21,10 +21,8 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
-    Discriminator,
     Field,
     PrivateAttr,
-    Tag,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -275,9 +273,9 @@ def _retry(value: Any) -> Any:
 
 
 _SETUP = AliasChoices("setup", "before_run")
-_FILE = AliasChoices("file", "script")
-_VERSION_KEYS = AliasChoices("python", "version")
-_REQUIREMENTS = "requirements.txt to install first, relative to working_dir"
+FILE_ALIASES = AliasChoices("file", "script")
+VERSION_ALIASES = AliasChoices("python", "version")
+REQUIREMENTS_HELP = "requirements.txt to install first, relative to working_dir"
 
 
 class WorkflowBase(Strict):
@@ -326,7 +324,7 @@ class BashWorkflow(WorkflowBase):
     provider: Literal["bash"] = Field(default="bash", description="`bash` (the default)")
     commands: StringList = Field(description="Commands, in order, in one shell (set -e)")
     python: PythonVersion | None = Field(default=None, description="Python version, e.g. 3.10")
-    requirements: FilePath | None = Field(default=None, description=_REQUIREMENTS)
+    requirements: FilePath | None = Field(default=None, description=REQUIREMENTS_HELP)
 
     @field_validator("commands")
     @classmethod
@@ -345,12 +343,14 @@ class PythonWorkflow(WorkflowBase):
     """Runs `python FILE ARGS…` in a virtualenv with the requested Python."""
 
     provider: Literal["python"] = Field(description="`python`")
-    file: FilePath = Field(validation_alias=_FILE, description="The .py file, in working_dir")
+    file: FilePath = Field(
+        validation_alias=FILE_ALIASES, description="The .py file, in working_dir"
+    )
     args: Args = Field(default_factory=list, description="Arguments: a string or a list")
     python: PythonVersion | None = Field(
-        default=None, validation_alias=_VERSION_KEYS, description="Python version, e.g. 3.10"
+        default=None, validation_alias=VERSION_ALIASES, description="Python version, e.g. 3.10"
     )
-    requirements: FilePath | None = Field(default=None, description=_REQUIREMENTS)
+    requirements: FilePath | None = Field(default=None, description=REQUIREMENTS_HELP)
 
     @model_validator(mode="after")
     def _inside_repo(self) -> PythonWorkflow:
@@ -365,42 +365,3 @@ class DockerWorkflow(WorkflowBase):
     provider: Literal["docker"] = Field(description="`docker`")
     image: Image = Field(description="Docker image, e.g. ubuntu:22.04 or ghcr.io/org/img:tag")
     commands: StringList = Field(default_factory=list, description="Empty: the image's command")
-
-
-def _provider_of(value: Any) -> str:
-    provider = value.get("provider") if isinstance(value, dict) else getattr(value, "provider", "")
-    return str(provider or DEFAULT_PROVIDER)
-
-
-# The app and multi-node providers build on the classes above: imported here, after them.
-from dstack.spec.app_models import (  # noqa: E402
-    CodeWorkflow,
-    LabWorkflow,
-    NotebookWorkflow,
-    TensorboardWorkflow,
-    TorchrunWorkflow,
-)
-
-WORKFLOW_MODELS: dict[str, type[WorkflowBase]] = {
-    "bash": BashWorkflow, "python": PythonWorkflow, "docker": DockerWorkflow,
-    "lab": LabWorkflow, "notebook": NotebookWorkflow, "code": CodeWorkflow,
-    "torchrun": TorchrunWorkflow, "tensorboard": TensorboardWorkflow,
-}  # fmt: skip
-
-Workflow = Annotated[
-    Annotated[BashWorkflow, Tag("bash")]
-    | Annotated[PythonWorkflow, Tag("python")]
-    | Annotated[DockerWorkflow, Tag("docker")]
-    | Annotated[LabWorkflow, Tag("lab")]
-    | Annotated[NotebookWorkflow, Tag("notebook")]
-    | Annotated[CodeWorkflow, Tag("code")]
-    | Annotated[TorchrunWorkflow, Tag("torchrun")]
-    | Annotated[TensorboardWorkflow, Tag("tensorboard")],
-    Discriminator(_provider_of),
-]
-
-
-class WorkflowsFile(Strict):
-    """`.dstack/workflows.yaml`, and each `.dstack/workflows/*.yaml`."""
-
-    workflows: list[Workflow] = Field(description="The workflows of this repository")

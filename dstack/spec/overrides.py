@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dstack.errors import SpecError
 from dstack.spec.loader import describe_error, dotted, first_error
-from dstack.spec.models import Workflow, parse_env
+from dstack.spec.models import parse_env
+from dstack.spec.workflows import Workflow
 
 # Where each flag lands in a workflow, as the start of a validation error's location.
 FLAGS: dict[tuple[str, ...], str] = {

@@ -39,7 +39,6 @@ from dstack.state.jobs import (
     write_log_chunk,
     write_rendezvous,
 )
-from dstack.state.keys import _INV_BASE as _INV_BASE
 from dstack.state.keys import (
     INFRA_KINDS,
     PULUMI_STATE_PREFIX,
@@ -79,12 +78,9 @@ from dstack.state.keys import (
     tags_prefix,
     wheel_key,
 )
-from dstack.state.keys import _head_key as _head_key
-from dstack.state.keys import _inv as _inv
-from dstack.state.keys import _job_head_stem as _job_head_stem
-from dstack.state.keys import _parse_head as _parse_head
-from dstack.state.runs import _dedupe as _dedupe
-from dstack.state.runs import _summarize as _summarize
+from dstack.state.keys import head_key as head_key
+from dstack.state.keys import inverted_time as inverted_time
+from dstack.state.keys import job_head_stem as job_head_stem
 from dstack.state.runs import (
     create_run,
     delete_run,
@@ -95,10 +91,11 @@ from dstack.state.runs import (
     list_runs,
     read_job_spec,
     read_job_state,
+    read_latest_job_state,
     read_run,
+    record_job_state,
     repo_exists,
     run_heads,
-    write_job_state,
 )
 from dstack.state.secrets import (
     delete_secret,
@@ -107,14 +104,21 @@ from dstack.state.secrets import (
     write_secret,
 )
 from dstack.state.tags import (
+    MAX_TAG_NAME,
     ArtifactSource,
+    create_tag,
     delete_tag,
     delete_tag_data,
     dependency_sources,
+    describe_tag,
     list_tags,
     mark_job_succeeded,
     read_tag,
+    run_tag,
     succeeded_jobs,
+    tag_exists_error,
+    tags_by_run,
+    validate_tag_name,
     write_tag,
 )
 
@@ -122,6 +126,7 @@ __all__ = [
     "HEARTBEAT_INTERVAL",
     "HEARTBEAT_TIMEOUT",
     "INFRA_KINDS",
+    "MAX_TAG_NAME",
     "PULUMI_STATE_PREFIX",
     "STACK_RECORDS_PREFIX",
     "WHEELS_PREFIX",
@@ -136,12 +141,14 @@ __all__ = [
     "chunk_time",
     "code_key",
     "create_run",
+    "create_tag",
     "delete_run",
     "delete_secret",
     "delete_stack_record",
     "delete_tag",
     "delete_tag_data",
     "dependency_sources",
+    "describe_tag",
     "heads_prefix",
     "heartbeat_key",
     "infra_key",
@@ -167,12 +174,14 @@ __all__ = [
     "read_infra_records",
     "read_job_spec",
     "read_job_state",
+    "read_latest_job_state",
     "read_rendezvous",
     "read_run",
     "read_secret",
     "read_stack_record",
     "read_tag",
     "record_attempt",
+    "record_job_state",
     "rendezvous_key",
     "repo_exists",
     "repo_prefix",
@@ -181,6 +190,7 @@ __all__ = [
     "run_index_stems",
     "run_key",
     "run_prefix",
+    "run_tag",
     "secret_key",
     "secrets_prefix",
     "spec_key",
@@ -191,12 +201,14 @@ __all__ = [
     "succeeded_jobs",
     "succeeded_prefix",
     "tag_data_prefix",
+    "tag_exists_error",
     "tag_key",
+    "tags_by_run",
     "tags_prefix",
+    "validate_tag_name",
     "wheel_key",
     "write_app_token",
     "write_infra_record",
-    "write_job_state",
     "write_log_chunk",
     "write_rendezvous",
     "write_secret",

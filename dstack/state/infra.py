@@ -6,7 +6,7 @@ from __future__ import annotations
 from dstack.errors import StorageError
 from dstack.models import InfraRecord, StackRecord, dump
 from dstack.state.keys import INFRA_KINDS, STACK_RECORDS_PREFIX, infra_key, stack_record_key
-from dstack.state.records import _load
+from dstack.state.records import load_record
 from dstack.storage.base import Storage
 
 
@@ -21,7 +21,7 @@ def read_infra_records(storage: Storage, repo_id: str, run_name: str) -> list[In
         key = infra_key(repo_id, run_name, kind)
         data = storage.get_or_none(key)
         if data is not None:
-            records.append(_load(InfraRecord, data, key))
+            records.append(load_record(InfraRecord, data, key))
     return records
 
 
@@ -32,7 +32,7 @@ def write_stack_record(storage: Storage, record: StackRecord) -> None:
 def read_stack_record(storage: Storage, stack: str) -> StackRecord | None:
     key = stack_record_key(stack)
     data = storage.get_or_none(key)
-    return None if data is None else _load(StackRecord, data, key)
+    return None if data is None else load_record(StackRecord, data, key)
 
 
 def delete_stack_record(storage: Storage, stack: str) -> None:
@@ -47,7 +47,7 @@ def list_stack_records(storage: Storage) -> list[StackRecord]:
         if data is None:
             continue
         try:
-            records.append(_load(StackRecord, data, info.key))
+            records.append(load_record(StackRecord, data, info.key))
         except StorageError:
             continue
     return records

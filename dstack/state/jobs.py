@@ -16,7 +16,7 @@ from dstack.state.keys import (
     rendezvous_key,
     stop_key,
 )
-from dstack.state.records import _load
+from dstack.state.records import load_record
 from dstack.storage.base import Storage
 
 HEARTBEAT_INTERVAL = 2.0
@@ -80,7 +80,8 @@ def list_attempts(storage: Storage, spec: JobSpec) -> list[JobState]:
     """The ended attempts that were followed by another one, oldest first."""
     prefix = attempts_prefix(spec.repo.repo_id, spec.run_name, spec.job_index)
     return [
-        _load(JobState, storage.get(info.key), info.key) for info in storage.list_objects(prefix)
+        load_record(JobState, storage.get(info.key), info.key)
+        for info in storage.list_objects(prefix)
     ]
 
 
@@ -104,4 +105,4 @@ def write_rendezvous(storage: Storage, spec: JobSpec, rendezvous: Rendezvous) ->
 def read_rendezvous(storage: Storage, spec: JobSpec) -> Rendezvous | None:
     key = rendezvous_key(spec.repo.repo_id, spec.run_name)
     data = storage.get_or_none(key)
-    return None if data is None else _load(Rendezvous, data, key)
+    return None if data is None else load_record(Rendezvous, data, key)

@@ -9,6 +9,9 @@ in milliseconds, zero-padded to 13 digits, so that a plain ascending listing is 
     repos/<repo>/runs/<run>/run.json            RunRecord: written once (only-if-absent)
     repos/<repo>/runs/<run>/jobs/<i>/spec.json  JobSpec: written once
     repos/<repo>/runs/<run>/jobs/<i>/state.json JobState: status, reason, exit code, pids
+    repos/<repo>/runs/<run>/jobs/<i>/states/<version>.json
+                                                each recorded JobState, claimed only-if-absent:
+                                                the claim makes a state change a compare-and-swap
     repos/<repo>/runs/<run>/jobs/<i>/heartbeat  touched by the runner while it lives
     repos/<repo>/runs/<run>/jobs/<i>/stop       a stop request: b"stop" or b"abort"
     repos/<repo>/runs/<run>/jobs/<i>/logs/<seq>-<ms>   output chunks, raw bytes, in order
@@ -84,6 +87,10 @@ def state_key(repo_id: str, run_name: str, job_index: int) -> str:
     return job_prefix(repo_id, run_name, job_index) + "state.json"
 
 
+def state_version_key(repo_id: str, run_name: str, job_index: int, version: int) -> str:
+    return f"{job_prefix(repo_id, run_name, job_index)}states/{version:08d}.json"
+
+
 def heartbeat_key(repo_id: str, run_name: str, job_index: int) -> str:
     return job_prefix(repo_id, run_name, job_index) + "heartbeat"
 
@@ -147,15 +154,15 @@ def secret_key(repo_id: str, name: str) -> str:
 # ---- heads: a job's listing entry, encoded in its key --------------------------------------
 
 
-def _inv(submitted_at: float) -> str:
+def inverted_time(submitted_at: float) -> str:
     return f"{_INV_BASE - int(submitted_at * 1000):013d}"
 
 
-def _job_head_stem(spec: JobSpec) -> str:
-    return f"{_inv(spec.submitted_at)};{spec.run_name};{spec.job_index};"
+def job_head_stem(spec: JobSpec) -> str:
+    return f"{inverted_time(spec.submitted_at)};{spec.run_name};{spec.job_index};"
 
 
-def _head_key(spec: JobSpec, owner: str, state: JobState) -> str:
+def head_key(spec: JobSpec, owner: str, state: JobState) -> str:
     fields = [
         state.status.value,
         str(int(state.updated_at * 1000)),
@@ -164,10 +171,10 @@ def _head_key(spec: JobSpec, owner: str, state: JobState) -> str:
         "" if state.exit_code is None else str(state.exit_code),
     ]
     encoded = ";".join(quote(field, safe="") for field in fields)
-    return heads_prefix(spec.repo.repo_id) + _job_head_stem(spec) + encoded
+    return heads_prefix(spec.repo.repo_id) + job_head_stem(spec) + encoded
 
 
-def _parse_head(key: str) -> JobHead | None:
+def parse_head(key: str) -> JobHead | None:
     name = key.rsplit("/", 1)[-1]
     parts = name.split(";")
     if len(parts) != 8:
@@ -191,7 +198,7 @@ def _parse_head(key: str) -> JobHead | None:
 def run_index_stems(repo_id: str, run_name: str, submitted_at: float) -> tuple[str, str]:
     """The key prefixes of the run's entries in the repo's ``heads`` and ``active`` indexes
     (what a runner rewrites when its job's status changes)."""
-    stem = f"{_inv(submitted_at)};{run_name};"
+    stem = f"{inverted_time(submitted_at)};{run_name};"
     return heads_prefix(repo_id) + stem, active_prefix(repo_id) + stem
 
 

@@ -1,6 +1,6 @@
 """Decoding records read from the state store.
 
-Every JSON record read back from a ``Storage`` goes through :func:`_load`, so a record that
+Every JSON record read back from a ``Storage`` goes through :func:`load_record`, so a record that
 is truncated, foreign or of an older shape surfaces as one ``StorageError`` line naming its
 key, never as a pydantic traceback.
 """
@@ -16,7 +16,7 @@ from dstack.errors import StorageError
 M = TypeVar("M", bound=BaseModel)
 
 
-def _load(model: type[M], data: bytes, key: str) -> M:
+def load_record(model: type[M], data: bytes, key: str) -> M:
     """``data`` (the bytes stored at ``key``) parsed as a ``model``; ``StorageError`` if it
     is not valid JSON for it."""
     try:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from itertools import islice
 
@@ -19,21 +18,22 @@ from dstack.models import (
     run_status,
 )
 from dstack.state.keys import (
-    _head_key,
-    _inv,
-    _job_head_stem,
-    _parse_head,
     active_prefix,
+    head_key,
     heads_prefix,
+    inverted_time,
+    job_head_stem,
     name_key,
+    parse_head,
     repo_prefix,
     run_index_stems,
     run_key,
     run_prefix,
     spec_key,
     state_key,
+    state_version_key,
 )
-from dstack.state.records import _load
+from dstack.state.records import load_record
 from dstack.storage.base import Storage
 
 
@@ -45,25 +45,54 @@ def create_run(storage: Storage, run: RunRecord, jobs: list[JobSpec]) -> None:
     storage.put(run_key(run.repo_id, run.run_name), dump(run), if_absent=True)
     for spec in jobs:
         storage.put(spec_key(run.repo_id, run.run_name, spec.job_index), dump(spec), if_absent=True)
-        state = JobState(status=JobStatus.SUBMITTED, updated_at=run.submitted_at)
-        storage.put(active_prefix(run.repo_id) + _job_head_stem(spec).rstrip(";"), b"")
-        write_job_state(storage, spec, run.owner.display, state)
+        state = JobState(status=JobStatus.SUBMITTED, updated_at=run.submitted_at, version=1)
+        storage.put(active_prefix(run.repo_id) + job_head_stem(spec).rstrip(";"), b"")
+        record_job_state(storage, spec, run.owner.display, state)
 
 
-def write_job_state(storage: Storage, spec: JobSpec, owner: str, state: JobState) -> None:
-    """Record a job's new state, then move its head key, then drop it from the active index
-    once it is finished."""
-    if not state.updated_at:
-        state.updated_at = time.time()
+def record_job_state(storage: Storage, spec: JobSpec, owner: str, state: JobState) -> None:
+    """Record ``state`` as the job's state number ``state.version``.
+
+    The number is claimed only-if-absent (``states/<version>.json``), so of two writers that
+    read the same state and both change it, one records its change and the other gets
+    ``AlreadyExistsError`` (a compare-and-swap; ``dstack.lifecycle`` re-reads and decides
+    again). Only then is the state published: ``state.json`` (what readers read), the job's
+    head (what ``ps`` lists), and the active index once it is finished. A writer that finds a
+    newer claim after publishing publishes that one instead, so ``state.json`` ends at the
+    newest state whatever order the writes land in.
+    """
     repo_id = spec.repo.repo_id
-    storage.put(state_key(repo_id, spec.run_name, spec.job_index), dump(state))
-    new_head = _head_key(spec, owner, state)
+    claim = state_version_key(repo_id, spec.run_name, spec.job_index, state.version)
+    storage.put(claim, dump(state), if_absent=True)
+    newest = state
+    while True:
+        storage.put(state_key(repo_id, spec.run_name, spec.job_index), dump(newest))
+        following = _claimed(storage, spec, newest.version + 1)
+        if following is None:
+            break
+        newest = following
+    new_head = head_key(spec, owner, newest)
     storage.put(new_head, b"")
-    for info in list(storage.list_objects(heads_prefix(repo_id) + _job_head_stem(spec))):
+    for info in list(storage.list_objects(heads_prefix(repo_id) + job_head_stem(spec))):
         if info.key != new_head:
             storage.delete(info.key)
-    if state.status.is_finished:
-        storage.delete(active_prefix(repo_id) + _job_head_stem(spec).rstrip(";"))
+    if newest.status.is_finished:
+        storage.delete(active_prefix(repo_id) + job_head_stem(spec).rstrip(";"))
+
+
+def read_latest_job_state(storage: Storage, spec: JobSpec) -> JobState:
+    """The job's newest recorded state: ``state.json``, or a newer claim not yet published
+    (what a writer must decide from; readers may use ``read_job_state``)."""
+    newest = read_job_state(storage, spec.repo.repo_id, spec.run_name, spec.job_index)
+    while (following := _claimed(storage, spec, newest.version + 1)) is not None:
+        newest = following
+    return newest
+
+
+def _claimed(storage: Storage, spec: JobSpec, version: int) -> JobState | None:
+    key = state_version_key(spec.repo.repo_id, spec.run_name, spec.job_index, version)
+    data = storage.get_or_none(key)
+    return None if data is None else load_record(JobState, data, key)
 
 
 def read_run(storage: Storage, repo_id: str, run_name: str) -> RunRecord:
@@ -71,12 +100,12 @@ def read_run(storage: Storage, repo_id: str, run_name: str) -> RunRecord:
     data = storage.get_or_none(key)
     if data is None:
         raise RunNotFoundError(f"no run named {run_name!r} in {repo_id}; see `dstack ps -a`")
-    return _load(RunRecord, data, key)
+    return load_record(RunRecord, data, key)
 
 
 def read_job_spec(storage: Storage, repo_id: str, run_name: str, job_index: int) -> JobSpec:
     key = spec_key(repo_id, run_name, job_index)
-    return _load(JobSpec, storage.get(key), key)
+    return load_record(JobSpec, storage.get(key), key)
 
 
 def read_job_state(storage: Storage, repo_id: str, run_name: str, job_index: int) -> JobState:
@@ -85,7 +114,7 @@ def read_job_state(storage: Storage, repo_id: str, run_name: str, job_index: int
         data = storage.get(key)
     except NotFoundError:
         return JobState(status=JobStatus.SUBMITTED)
-    return _load(JobState, data, key)
+    return load_record(JobState, data, key)
 
 
 def list_heads(storage: Storage, repo_id: str) -> Iterator[JobHead]:
@@ -93,7 +122,7 @@ def list_heads(storage: Storage, repo_id: str) -> Iterator[JobHead]:
     pending: dict[tuple[str, int], JobHead] = {}
     current_stem: str | None = None
     for info in storage.list_objects(heads_prefix(repo_id)):
-        head = _parse_head(info.key)
+        head = parse_head(info.key)
         if head is None:
             continue
         stem = info.key.rsplit("/", 1)[-1].split(";", 1)[0] + head.run_name
@@ -154,7 +183,7 @@ def list_active_runs(storage: Storage, repo_id: str) -> list[RunSummary]:
         heads = [
             head
             for info in storage.list_objects(heads_prefix(repo_id) + run_stem)
-            if (head := _parse_head(info.key)) is not None
+            if (head := parse_head(info.key)) is not None
         ]
         if heads:
             summaries.append(_summarize(_dedupe(heads)))
@@ -190,7 +219,7 @@ def delete_run(storage: Storage, run: RunRecord) -> None:
     """Remove a run entirely: its heads and active markers first (so it vanishes from `ps`),
     then its records, logs and artifacts, then its name reservation."""
     for spec_index in range(run.job_count):
-        stem = f"{_inv(run.submitted_at)};{run.run_name};{spec_index};"
+        stem = f"{inverted_time(run.submitted_at)};{run.run_name};{spec_index};"
         storage.delete_prefix(heads_prefix(run.repo_id) + stem)
         storage.delete(active_prefix(run.repo_id) + stem.rstrip(";"))
     storage.delete_prefix(run_prefix(run.repo_id, run.run_name))
@@ -201,5 +230,5 @@ def run_heads(storage: Storage, spec: JobSpec) -> list[JobHead]:
     """The heads of every job of the run ``spec`` belongs to, by job index: one list request
     (what a job of a multi-node run watches its siblings with)."""
     heads_stem, _ = run_index_stems(spec.repo.repo_id, spec.run_name, spec.submitted_at)
-    heads = [head for info in storage.list_objects(heads_stem) if (head := _parse_head(info.key))]
+    heads = [head for info in storage.list_objects(heads_stem) if (head := parse_head(info.key))]
     return sorted(_dedupe(heads), key=lambda head: head.job_index)

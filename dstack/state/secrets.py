@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dstack.models import SecretRecord, dump
 from dstack.state.keys import secret_key, secrets_prefix
-from dstack.state.records import _load
+from dstack.state.records import load_record
 from dstack.storage.base import Storage
 
 
@@ -16,7 +16,7 @@ def write_secret(storage: Storage, repo_id: str, secret: SecretRecord) -> None:
 def read_secret(storage: Storage, repo_id: str, name: str) -> SecretRecord | None:
     key = secret_key(repo_id, name)
     data = storage.get_or_none(key)
-    return None if data is None else _load(SecretRecord, data, key)
+    return None if data is None else load_record(SecretRecord, data, key)
 
 
 def list_secret_names(storage: Storage, repo_id: str) -> list[str]:

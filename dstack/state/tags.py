@@ -1,11 +1,15 @@
-"""Tags and what artifacts point at: tag records, the files of uploaded tags, the markers of
-jobs that succeeded in a run to be tagged, and where a dependency's files are."""
+"""Tags and what artifacts point at: tag records (made from a run, created or replaced), the
+files of uploaded tags, the markers of jobs that succeeded in a run to be tagged, and where a
+dependency's files are."""
 
 from __future__ import annotations
 
+import re
+import time
 from dataclasses import dataclass
 
-from dstack.models import Dependency, Tag, dump
+from dstack.errors import AlreadyExistsError, DstackError, TagExistsError
+from dstack.models import Dependency, Owner, RunRecord, Tag, dump
 from dstack.state.keys import (
     artifacts_prefix,
     succeeded_prefix,
@@ -13,15 +17,18 @@ from dstack.state.keys import (
     tag_key,
     tags_prefix,
 )
-from dstack.state.records import _load
+from dstack.state.records import load_record
 from dstack.state.runs import read_run
 from dstack.storage.base import Storage
+
+MAX_TAG_NAME = 100
+_TAG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def read_tag(storage: Storage, repo_id: str, name: str) -> Tag | None:
     key = tag_key(repo_id, name)
     data = storage.get_or_none(key)
-    return _load(Tag, data, key) if data is not None else None
+    return load_record(Tag, data, key) if data is not None else None
 
 
 def write_tag(storage: Storage, tag: Tag, *, replace: bool = False) -> None:
@@ -87,3 +94,80 @@ def dependency_sources(storage: Storage, dep: Dependency) -> list[ArtifactSource
         ArtifactSource(artifacts_prefix(dep.repo_id, run.run_name, i), f"{identity}/{i}", i)
         for i in range(run.job_count)
     ]
+
+
+def run_tag(storage: Storage, run: RunRecord, name: str, owner: Owner) -> Tag:
+    """A tag of ``run`` with the count and size of its artifacts."""
+    files = size = 0
+    top: set[str] = set()
+    for source in dependency_sources(
+        storage, Dependency(repo_id=run.repo_id, run_name=run.run_name)
+    ):
+        for info in storage.list_objects(source.prefix):
+            files += 1
+            size += info.size
+            top.add(info.key[len(source.prefix) :].split("/", 1)[0])
+    return Tag(
+        name=name,
+        repo_id=run.repo_id,
+        run_name=run.run_name,
+        workflow=run.workflow,
+        job_count=run.job_count,
+        owner=owner,
+        created_at=time.time(),
+        artifacts=sorted(top),
+        files=files,
+        size=size,
+    )
+
+
+def create_tag(storage: Storage, tag: Tag, *, replace: bool) -> None:
+    """Write ``tag`` unless the same target already holds the name (idempotent, for the jobs
+    of one run racing to tag it); replace another target only when asked. The files of an
+    uploaded tag that was replaced are deleted."""
+    try:
+        write_tag(storage, tag)
+        return
+    except AlreadyExistsError:
+        pass
+    existing = read_tag(storage, tag.repo_id, tag.name)
+    if existing is not None and (existing.run_name, existing.upload_id) == (
+        tag.run_name,
+        tag.upload_id,
+    ):
+        return
+    if not replace:
+        raise tag_exists_error(tag.name, tag.repo_id, existing)
+    write_tag(storage, tag, replace=True)
+    if existing is not None:
+        delete_tag_data(storage, existing)
+
+
+def tag_exists_error(name: str, repo_id: str, existing: Tag | None = None) -> TagExistsError:
+    target = f" ({describe_tag(existing)})" if existing else ""
+    return TagExistsError(f"tag {name!r} already exists in {repo_id}{target}")
+
+
+def describe_tag(tag: Tag) -> str:
+    """``run bold-bee-1 (train)`` or ``uploaded files``, for messages."""
+    if tag.run_name:
+        return f"run {tag.run_name}" + (f" ({tag.workflow})" if tag.workflow else "")
+    return "uploaded files"
+
+
+def validate_tag_name(name: str) -> str:
+    if not name or len(name) > MAX_TAG_NAME or not _TAG_NAME.match(name):
+        raise DstackError(
+            f"invalid tag name {name!r}: use letters, digits, '.', '_' and '-', starting with a "
+            f"letter or digit, at most {MAX_TAG_NAME} characters"
+        )
+    return name
+
+
+def tags_by_run(storage: Storage, repo_id: str) -> dict[str, list[str]]:
+    """``{run name: [tag names]}`` of the repo's run tags, for ``rm`` to refuse tagged runs."""
+    held: dict[str, list[str]] = {}
+    for tag in list_tags(storage, repo_id):
+        if tag.run_name:
+            held.setdefault(tag.run_name, []).append(tag.name)
+    return held

@@ -25,7 +25,7 @@ ProgressCallback = Callable[[int], None]
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """One stored object: its full key, its size in bytes, and whether it is executable."""
+    """One stored object: its full key and its size in bytes."""
 
     key: str
     size: int

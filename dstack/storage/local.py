@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 import uuid
 from collections.abc import Iterator
@@ -193,7 +192,3 @@ def _unlink_quietly(path: Path) -> None:
         pass
     except OSError:
         pass
-
-
-def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

@@ -252,6 +252,7 @@ def test_yes_asks_nothing_in_a_terminal(
     assert "?" not in (child.before or "") and saved(cli.home)["aws"]["bucket"] == s3_bucket
 
 
+@pytest.mark.slow
 def test_runs_use_the_configured_bucket(
     cli: Dstack,
     moto_server: MotoServer,

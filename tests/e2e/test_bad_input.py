@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,21 @@ from tests.e2e.conftest import Store
 
 def wf(body: str) -> str:
     return "workflows:\n  - name: train\n" + body
+
+
+def bare_machine(tmp_path: Path) -> dict[str, str]:
+    """The environment of a machine with no GPU and no Docker engine, whatever this host has:
+    ``nvidia-smi`` is a test double that sees no GPU (first on PATH, as the real one would
+    be), and DOCKER_HOST names a socket nobody listens on. The real detection is what runs."""
+    bin_dir = tmp_path / "bare-machine-bin"
+    bin_dir.mkdir(exist_ok=True)
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'No devices were found' >&2\nexit 6\n")
+    smi.chmod(0o755)
+    return {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "DOCKER_HOST": f"unix://{tmp_path / 'no-docker-engine.sock'}",
+    }
 
 
 BASH = "    provider: bash\n"
@@ -127,7 +143,7 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(
 ) -> None:
     files = {"README.md": "x\n"} if text is None else {".dstack/workflows.yaml": text}
     repo = make_repo(tmp_path / "repo", files)
-    cli = Dstack(dstack_home)
+    cli = Dstack(dstack_home, bare_machine(tmp_path))
     workflow_args = args if args and not args[0].startswith("-") else ["train", *args]
     if args and args[0].startswith("-"):
         workflow_args = [*args, "train"]
@@ -151,7 +167,9 @@ def test_bad_input_writes_nothing_to_a_bucket(
     assert text is not None
     repo = make_repo(tmp_path / "repo", {".dstack/workflows.yaml": text})
     workflow_args = args if args and not args[0].startswith("-") else ["train", *args]
-    result = Dstack(dstack_home, store.env)("run", *workflow_args, cwd=repo)
+    result = Dstack(dstack_home, {**store.env, **bare_machine(tmp_path)})(
+        "run", *workflow_args, cwd=repo
+    )
     assert result.code != 0 and len(result.err.strip().splitlines()) == 1, result.err
     assert all(word in result.err for word in words)
     assert list(store.storage().list_objects("")) == []

@@ -33,11 +33,6 @@ workflows:
       - cat tracked.txt
       - cat new.txt
       - test ! -e ignored.txt && echo "no ignored file"
-  - name: py310
-    provider: bash
-    python: 3.10
-    commands:
-      - python --version
   - name: pydefault
     provider: bash
     commands:
@@ -114,15 +109,41 @@ def test_job_sees_working_tree_not_ignored_files(dstack: Dstack, repo: Path) -> 
     assert (repo / "ignored.txt").read_text() == "secret\n"
 
 
+def other_python(cache: Path) -> str | None:
+    """A Python version this machine has (3.10 first) that is not the default one."""
+    from dstack import pythons
+    from dstack.errors import DstackError
+
+    default = pythons.find_interpreter(None, cache).short
+    for version in ("3.10", "3.11", "3.12", "3.9", "3.13"):
+        if version == default:
+            continue
+        try:
+            pythons.find_interpreter(version, cache)
+        except DstackError:
+            continue
+        return version
+    return None
+
+
 @LOCAL_ONLY
-def test_python_version_is_honoured(dstack: Dstack, repo: Path) -> None:
-    wanted = dstack("run", "py310", cwd=repo)
+def test_python_version_is_honoured(dstack: Dstack, repo: Path, machine_cache: Path) -> None:
+    version = other_python(machine_cache)
+    if version is None:
+        pytest.skip("this machine has one Python version only (PATH, pyenv, uv, conda)")
+    workflows = repo / ".dstack" / "workflows.yaml"
+    workflows.write_text(
+        workflows.read_text()
+        + f"  - name: pyother\n    provider: bash\n    python: {version}\n"
+        + "    commands:\n      - python --version\n"
+    )
+    wanted = dstack("run", "pyother", cwd=repo)
     assert wanted.code == 0, wanted.err
-    assert wanted.out.strip().startswith("Python 3.10")
+    assert wanted.out.strip().startswith(f"Python {version}.")
     default = dstack("run", "pydefault", cwd=repo)
     assert default.code == 0, default.err
     assert default.out.strip().startswith("Python 3.")
-    assert not default.out.strip().startswith("Python 3.10")
+    assert not default.out.strip().startswith(f"Python {version}.")
 
 
 def test_env_and_args_reach_the_commands(dstack: Dstack, repo: Path) -> None:

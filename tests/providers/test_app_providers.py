@@ -15,7 +15,7 @@ from dstack.providers import RunInput, build_jobs
 from dstack.providers.apps import missing_server
 from dstack.spec.app_models import BUILTIN_SOURCE
 from dstack.spec.loader import get_workflow, parse_workflow
-from dstack.spec.models import Workflow
+from dstack.spec.workflows import Workflow
 
 REPO = RepoSnapshot(repo_id="github.com/acme/mnist", code_key="codes/x.tar.gz")
 ADAPTER: TypeAdapter[Workflow] = TypeAdapter(Workflow)

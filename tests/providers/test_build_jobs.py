@@ -12,8 +12,8 @@ from dstack.errors import SpecError
 from dstack.models import Artifact, JobSpec, RepoSnapshot, Resources
 from dstack.providers import PROVIDERS, RunInput, build_jobs
 from dstack.providers.base import Provider
-from dstack.spec.models import Workflow
 from dstack.spec.overrides import RunOverrides, apply_overrides
+from dstack.spec.workflows import Workflow
 
 REPO = RepoSnapshot(repo_id="github.com/acme/mnist", code_key="codes/x.tar.gz")
 ADAPTER: TypeAdapter[Workflow] = TypeAdapter(Workflow)

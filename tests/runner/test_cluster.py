@@ -14,6 +14,7 @@ from dstack.errors import RunnerError
 from dstack.models import JobSpec, JobState, JobStatus, Owner, RepoSnapshot, RunRecord
 from dstack.runner import cluster, pip_errors
 from dstack.storage.local import LocalStorage
+from tests.records import put_job_state
 
 REPO = RepoSnapshot(repo_id="github.com/acme/mnist", code_key="codes/x.tar.gz")
 
@@ -56,7 +57,7 @@ def test_the_master_publishes_and_a_worker_finds_it(tmp_path: Path) -> None:
 def test_a_worker_gives_up_when_the_master_ended(tmp_path: Path) -> None:
     storage, run, (master, worker) = make_run(tmp_path)
     failed = JobState(status=JobStatus.FAILED, reason="exit code 1", updated_at=time.time())
-    state.write_job_state(storage, master, "ada", failed)
+    put_job_state(storage, master, "ada", failed)
     with pytest.raises(RunnerError, match=r"master node \(job 0\) is failed"):
         cluster.rendezvous(storage, worker, run, [], 1)
 
@@ -78,7 +79,7 @@ def test_a_rendezvous_of_an_earlier_master_attempt_is_not_used(tmp_path: Path) -
     storage, run, (master, worker) = make_run(tmp_path)
     cluster.rendezvous(storage, master, run, [], 1)
     second = JobState(status=JobStatus.PROVISIONING, attempt=2, updated_at=time.time())
-    state.write_job_state(storage, master, "ada", second)  # attempt 2 has not published yet
+    put_job_state(storage, master, "ada", second)  # attempt 2 has not published yet
     state.request_stop(storage, worker, abort=False)  # so the worker would wait: stop it
     assert cluster.rendezvous(storage, worker, run, [], 2) is None
 
@@ -88,11 +89,11 @@ def test_a_node_notices_a_failed_sibling(tmp_path: Path) -> None:
     watch = cluster.SiblingWatch(storage, master)
     assert not watch.ended_badly()
     done = JobState(status=JobStatus.DONE, exit_code=0, updated_at=time.time())
-    state.write_job_state(storage, worker, "ada", done)
+    put_job_state(storage, worker, "ada", done)
     watch._next_check = 0.0
     assert not watch.ended_badly()  # a sibling that is done early is fine
     failed = JobState(status=JobStatus.FAILED, exit_code=3, updated_at=time.time() + 1)
-    state.write_job_state(storage, worker, "ada", failed)
+    put_job_state(storage, worker, "ada", failed)
     watch._next_check = 0.0
     assert watch.ended_badly()
     assert watch.reason == "stopped because node 1 of the run is failed"

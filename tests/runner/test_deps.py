@@ -140,8 +140,12 @@ def test_the_cache_keeps_under_its_limit_least_recently_used_first(
     for name in ("old-1", "mid-1"):
         spec = consumer(Dependency(repo_id=REPO, run_name=name))
         assert fetch_deps(storage, spec, tmp_path / name, cache).pruned_entries == 0
-    # mid-1 was used last, old-1 first: a third entry pushes old-1 out
-    time.sleep(0.01)
+    # mid-1 was used last, old-1 first (their use times set apart, whatever the clock's
+    # resolution); using old-1 again makes mid-1 the least recent: a third entry pushes it out
+    now = time.time()
+    for entry in depcache.entries(cache / "artifacts"):
+        used = now - (100 if entry.path.parent.name.startswith("old-1") else 50)
+        os.utime(depcache.index_path(cache / "artifacts", entry.path), (used, used))
     used_again = fetch_deps(storage, consumer(Dependency(repo_id=REPO, run_name="old-1")),
                             tmp_path / "again", cache)  # fmt: skip
     assert used_again.downloaded_bytes == 0
@@ -164,7 +168,7 @@ def test_an_entry_in_use_or_just_used_is_never_pruned(tmp_path: Path) -> None:
         entry.mkdir(parents=True)
         (entry / "f").write_bytes(b"x" * 100)
         depcache.mark_used(root, entry, 100)
-        os.utime(depcache._index_path(root, entry), (1000 + i, 1000 + i))
+        os.utime(depcache.index_path(root, entry), (1000 + i, 1000 + i))
     with depcache.locked(entries[0], shared=True):  # another job copies out of e0
         removed = depcache.prune(root, keep={entries[1]}, limit=0)
     assert [entry.path for entry in removed] == [entries[2]]

@@ -21,6 +21,7 @@ from dstack.models import (
 from dstack.services.deps import other_repo_id, resolve
 from dstack.spec.models import DepRef
 from dstack.storage.local import LocalStorage
+from tests.records import put_job_state
 
 REPO = "github.com/acme/mnist"
 OWNER = Owner(git_name="Ada", user="ada")
@@ -64,7 +65,7 @@ def make_run(
     ]
     state.create_run(storage, record, specs)
     for spec in specs:
-        state.write_job_state(storage, spec, "Ada", JobState(status=status, updated_at=at + 1))
+        put_job_state(storage, spec, "Ada", JobState(status=status, updated_at=at + 1))
     return record
 
 
@@ -118,7 +119,7 @@ def test_a_multi_job_run_counts_only_when_every_job_is_done(storage: LocalStorag
     make_run(storage, "single-1", "train", 1000)
     record = make_run(storage, "multi-1", "train", 2000, jobs=2)
     spec = state.read_job_spec(storage, REPO, record.run_name, 1)
-    state.write_job_state(storage, spec, "Ada", JobState(status=JobStatus.FAILED, updated_at=3000))
+    put_job_state(storage, spec, "Ada", JobState(status=JobStatus.FAILED, updated_at=3000))
     [dep] = resolve(storage, REPO, refs("train"))
     assert dep.run_name == "single-1"
 

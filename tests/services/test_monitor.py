@@ -15,6 +15,7 @@ from dstack.models import JobSpec, JobState, JobStatus, Owner, RepoSnapshot, Run
 from dstack.services import monitor
 from dstack.storage.base import Storage
 from dstack.storage.local import LocalStorage
+from tests.records import put_job_state
 
 
 class Elsewhere(Compute):
@@ -45,7 +46,7 @@ def running(tmp_path: Path) -> tuple[Storage, JobSpec, JobState]:
     spec = JobSpec(run_name="calm-owl-1", workflow="w", provider="bash", repo=repo, submitted_at=at)
     state.create_run(storage, record, [spec])
     job = JobState(status=JobStatus.RUNNING, runner_pid=4242, hostname="gpu-box", updated_at=at + 1)
-    state.write_job_state(storage, spec, "Ada", job)
+    job = put_job_state(storage, spec, "Ada", job)
     write_beat(storage, spec, time.time() - 25)  # as old as an outage of the store
     return storage, spec, job
 
@@ -93,22 +94,3 @@ def test_a_fresh_heartbeat_costs_no_wait(
     start = time.monotonic()
     assert monitor.refresh(storage, Elsewhere(), spec, job, "Ada").status is JobStatus.RUNNING
     assert time.monotonic() - start < 1.0
-
-
-def test_a_runner_lost_after_an_abort_request_is_recorded_aborted(
-    running: tuple[Storage, JobSpec, JobState],
-) -> None:
-    """`stop -x` kills the runner, then records `aborted`; the supervisor (or a reader) may
-    conclude the dead runner first: it records `aborted` too, never `interrupted`."""
-    from dstack.runner.attempts import ABORT_REASON, conclude
-
-    storage, spec, job = running
-    state.request_stop(storage, spec, abort=True)
-    lost = job.model_copy(update={"status": JobStatus.INTERRUPTED, "reason": "killed by 9"})
-    ended = conclude(storage, spec, "Ada", lost)
-    assert (ended.status, ended.reason) == (JobStatus.ABORTED, ABORT_REASON)
-    stored = state.read_job_state(storage, spec.repo.repo_id, spec.run_name, 0)
-    assert stored.status is JobStatus.ABORTED
-    # a graceful stop does not turn a lost runner into an abort
-    state.request_stop(storage, spec, abort=False)
-    assert conclude(storage, spec, "Ada", lost).status is JobStatus.INTERRUPTED

@@ -124,31 +124,6 @@ def test_upload_keeps_relative_paths_and_replacing_drops_old_files(
     assert list(storage.list_objects(f"repos/{REPO}/tagdata/")) == []
 
 
-def test_run_tag_waits_for_every_job_and_is_idempotent(storage: LocalStorage) -> None:
-    run = make_run(storage, "multi-1", "train", 1000, JobStatus.UPLOADING, jobs=2)
-    run.tag = "best"
-    assert tags.tag_on_success(storage, run, 0) is None
-    assert state.read_tag(storage, REPO, "best") is None  # job 1 has not succeeded yet
-    assert tags.tag_on_success(storage, run, 1) is None
-    tag = state.read_tag(storage, REPO, "best")
-    assert tag is not None and (tag.run_name, tag.job_count) == ("multi-1", 2)
-    assert tags.tag_on_success(storage, run, 0) is None  # a racing job: nothing changes
-
-
-def test_run_tag_moves_an_existing_tag_only_if_asked(storage: LocalStorage) -> None:
-    make_run(storage, "bold-owl-1", "prepare", 1000)
-    first = make_run(storage, "calm-cat-1", "prepare", 2000)
-    first.tag = "moons"
-    tags.tag_on_success(storage, first, 0)
-    second = make_run(storage, "dark-dog-1", "prepare", 3000)
-    second.tag = "moons"
-    problem = tags.tag_on_success(storage, second, 0)
-    assert problem is not None and "not moved" in problem
-    second.replace_tag = True
-    assert tags.tag_on_success(storage, second, 0) is None
-    assert state.read_tag(storage, REPO, "moons").run_name == "dark-dog-1"  # type: ignore[union-attr]
-
-
 def test_rm_refuses_a_tagged_run_until_the_tag_is_gone(ctx: Context, storage: LocalStorage) -> None:
     make_run(storage, "bold-owl-1", "prepare", 1000)
     tags.add_run_tag(ctx, "moons", "bold-owl-1")

@@ -10,14 +10,8 @@ from pydantic import TypeAdapter
 
 from dstack.errors import SpecError
 from dstack.spec import RunOverrides, apply_overrides, get_workflow, json_schema, load_workflows
-from dstack.spec.models import (
-    ArtifactSpec,
-    BashWorkflow,
-    DepRef,
-    DockerWorkflow,
-    PythonWorkflow,
-    Workflow,
-)
+from dstack.spec.models import ArtifactSpec, BashWorkflow, DepRef, DockerWorkflow, PythonWorkflow
+from dstack.spec.workflows import Workflow
 
 MAIN = ".dstack/workflows.yaml"
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from dstack.errors import NotFoundError, StorageError
+from dstack.errors import ConfigError, NotFoundError, StorageError
 from dstack.storage.s3 import crt as s3_crt
 from dstack.storage.s3.storage import S3Storage
 from tests.fault_proxy import FaultProxy
@@ -44,9 +44,15 @@ def test_the_crt_is_used_only_where_it_can_be(monkeypatch: pytest.MonkeyPatch) -
     assert s3_crt.engine()
     monkeypatch.setenv("DSTACK_S3_CRT", "0")
     assert not s3_crt.engine()
-    monkeypatch.setenv("DSTACK_S3_CRT", "1")
+    monkeypatch.setenv("DSTACK_S3_CRT", "")
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")  # the CRT would not use it
     assert not s3_crt.engine()
+    monkeypatch.setenv("DSTACK_S3_CRT", "1")  # required: the conflict is one clear error
+    with pytest.raises(ConfigError, match="HTTPS_PROXY is set"):
+        s3_crt.engine()
+    monkeypatch.setenv("DSTACK_S3_CRT", "maybe")
+    with pytest.raises(ConfigError, match="expected 1"):
+        s3_crt.engine()
 
 
 def test_a_batch_is_stored_with_modes(
@@ -218,6 +224,34 @@ def test_a_forked_process_makes_its_own_client(
     assert os.waitstatus_to_exitcode(status) == 0
     storage.upload_tree(pairs[:1])  # the parent's client still works
     assert storage._files.crt_instance is parent
+
+
+def test_a_forked_process_never_destroys_its_parents_client(
+    moto_server: MotoServer, s3_bucket: str, tmp_path: Path
+) -> None:
+    """The parent's CRT client owns event-loop threads the child does not have: destroying it
+    in the child (its last reference dropped, then collected) used to crash the child."""
+    import gc
+
+    for attempt in range(3):
+        storage = S3Storage(s3_bucket, endpoint_url=moto_server.endpoint_url)
+        pairs = files(tmp_path / f"src{attempt}", 2)
+        storage.upload_tree(pairs[:1])
+        assert storage._files.crt_instance is not None
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through its exit code
+            code = 1
+            try:
+                storage.upload_tree(pairs[1:])  # drops the parent's client for its own
+                del storage
+                gc.collect()
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, f"the child died: status {status}"
+        del storage
+        gc.collect()
 
 
 def _meter() -> Any:

@@ -210,6 +210,7 @@ def test_list_after_skips_up_to_and_including(storage: Storage) -> None:
     assert keys(storage, "r/", after="a") == ["r/1", "r/2", "r/3", "r/3-x", "r/4/x"]
 
 
+@pytest.mark.slow
 def test_list_pages_beyond_1000_keys(storage: Storage) -> None:
     items = {f"many/{i:05d}": b"%d" % i for i in range(1100)}
     put_many(storage, items)

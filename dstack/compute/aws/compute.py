@@ -35,6 +35,7 @@ from dstack.compute.aws.driver import (
     require_engine,
 )
 from dstack.compute.aws.ec2 import Ec2
+from dstack.compute.aws.runargs import program_of
 from dstack.compute.aws.wheel import Wheel, ensure_wheel
 from dstack.compute.base import Compute, RunPlan
 from dstack.errors import ComputeError, DstackError
@@ -339,17 +340,6 @@ class AwsCompute(Compute):
     def _say(self, line: str) -> None:
         if self.reporter is not None:
             self.reporter(line)
-
-
-def program_of(args: Any) -> Callable[[], Any]:
-    """The inline Pulumi program of a run stack with these arguments."""
-
-    def program() -> Any:
-        from stacks.program import run_program
-
-        return run_program(args)
-
-    return program
 
 
 def _s3_config(storage: Storage) -> S3StoreConfig:

@@ -92,3 +92,14 @@ def _full_key(store: S3StoreConfig) -> Callable[[str], str]:
     """A store key as an object key of the bucket (with the store's prefix)."""
     prefix = store.prefix.strip("/")
     return lambda key: f"{prefix}/{key}" if prefix else key
+
+
+def program_of(args: Any) -> Callable[[], Any]:
+    """The inline Pulumi program of a run stack with these arguments."""
+
+    def program() -> Any:
+        from stacks.program import run_program
+
+        return run_program(args)
+
+    return program

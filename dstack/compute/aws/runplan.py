@@ -34,7 +34,7 @@ def plan_run(
     wheel_key: str | None = None,
 ) -> RunPlan:
     from dstack.compute.aws import plan as offline
-    from dstack.compute.aws.compute import program_of
+    from dstack.compute.aws.runargs import program_of
 
     notes: list[str] = []
     compute = _with_region(compute, notes)
@@ -83,13 +83,11 @@ def plan_run(
 
 def _with_region(compute: AwsCompute, notes: list[str]) -> AwsCompute:
     """The compute, with a stand-in region when none is configured."""
-    from dstack.compute.aws.compute import AwsCompute
-
     if compute.config.resolved_region() is not None:
         return compute
     notes.append(f"no AWS region is configured; {PLACEHOLDER_REGION} stands in for it")
     config = compute.config.model_copy(update={"region": PLACEHOLDER_REGION})
-    return AwsCompute(config, catalog=compute.catalog)
+    return type(compute)(config, catalog=compute.catalog)
 
 
 def _store(storage: Storage, compute: AwsCompute, notes: list[str]) -> S3StoreConfig:

@@ -30,12 +30,14 @@ import random
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
+from dstack.errors import ConfigError
 from dstack.storage.s3 import aws_errors
 from dstack.storage.s3.files import Progress, file_mode
 
@@ -47,14 +49,31 @@ _MESSAGE = re.compile(rb"<Message>([^<]*)</Message>")
 
 
 def engine() -> bool:
-    """Whether the CRT can carry transfers in this process."""
-    if os.environ.get(DISABLE_ENV, "").strip().lower() in ("0", "false", "no", "off"):
+    """Whether the CRT carries transfers in this process. ``DSTACK_S3_CRT`` unset: when it can
+    (``awscrt`` installed, no HTTP proxy); ``0``: never; ``1``: always, and a ConfigError
+    saying why when it cannot."""
+    choice = os.environ.get(DISABLE_ENV, "").strip().lower()
+    if choice in ("0", "false", "no", "off"):
         return False
-    if any(os.environ.get(name) for name in _PROXY_ENV):
+    if choice not in ("", "1", "true", "yes", "on"):
+        raise ConfigError(f"{DISABLE_ENV}={choice}: expected 1 (on) or 0 (off), or unset (auto)")
+    required = choice != ""
+    proxy = next((name for name in _PROXY_ENV if os.environ.get(name)), None)
+    if proxy is not None:
+        if required:
+            raise ConfigError(
+                f"{DISABLE_ENV}=1, but {proxy} is set and the AWS CRT does not go through a "
+                f"proxy: unset one of them"
+            )
         return False
     try:
         import awscrt.s3  # noqa: F401
     except ImportError:
+        if required:
+            raise ConfigError(
+                f"{DISABLE_ENV}=1, but awscrt is not installed: install dstack's aws extra "
+                "(`pip install 'dstack[aws]'`), or unset it"
+            ) from None
         return False
     return True
 
@@ -77,6 +96,8 @@ class CrtTransfers:
     """One CRT S3 client for one bucket, bound to the process that made it."""
 
     in_flight = 256
+    #: every instance not yet destroyed, so a forked child can keep them from being destroyed
+    live: ClassVar[weakref.WeakSet[CrtTransfers]] = weakref.WeakSet()
 
     def __init__(
         self,
@@ -126,6 +147,7 @@ class CrtTransfers:
             throughput_target_gbps=10.0,
             connect_timeout_ms=int(connect_timeout * 1000),
         )
+        CrtTransfers.live.add(self)
 
     def upload(
         self, transfers: list[Transfer], on_done: Callable[[Transfer], None] | None = None
@@ -340,3 +362,19 @@ def _tls_options() -> Any:
     if bundle:
         options.override_default_trust_store_from_path(ca_filepath=bundle)
     return ClientTlsContext(options).new_connection_options()
+
+
+#: the CRT clients a forked child inherited from its parent: kept, never used, never destroyed
+_INHERITED: list[CrtTransfers] = []
+
+
+def _keep_inherited() -> None:
+    """In a forked child, the parent's CRT clients own event-loop threads that do not exist
+    here. Destroying one (its last reference dropped, or the garbage collector finding it)
+    would join those threads and crash the child; so the child holds every one of them until
+    it exits, and makes its own clients (``S3Transfers.crt`` checks the process id)."""
+    _INHERITED.extend(CrtTransfers.live)
+    CrtTransfers.live = weakref.WeakSet()
+
+
+os.register_at_fork(after_in_child=_keep_inherited)

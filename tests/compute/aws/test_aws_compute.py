@@ -20,6 +20,7 @@ from dstack.storage.local import LocalStorage
 from dstack.storage.s3.storage import S3Storage
 from tests.compute.aws.doubles import FakeAutomation
 from tests.moto_server import MotoServer
+from tests.records import put_job_state
 
 WORKFLOWS = """\
 workflows:
@@ -180,7 +181,7 @@ def test_release_waits_for_the_run_to_finish(setup: Any, automation: FakeAutomat
     assert compute.release(storage, run) is False  # still submitted
     spec = state.read_job_spec(storage, run.repo_id, run.run_name, 0)
     done = JobState(status=JobStatus.DONE, exit_code=0, updated_at=1.0)
-    state.write_job_state(storage, spec, run.owner.display, done)
+    put_job_state(storage, spec, run.owner.display, done)
     assert compute.release(storage, run) is True
     assert automation.calls(run.run_name)[-3:] == ["open", "destroy", "remove"]
     assert state.read_stack_record(storage, run.run_name) is None
@@ -201,7 +202,7 @@ def test_failed_destroy_keeps_the_record_and_sweeps_instances(
             {"Key": "dstack:run", "Value": run.run_name}]}],
     )["Instances"][0]["InstanceId"]  # fmt: skip
     spec = state.read_job_spec(storage, run.repo_id, run.run_name, 0)
-    state.write_job_state(storage, spec, "ada", JobState(status=JobStatus.FAILED, updated_at=1.0))
+    put_job_state(storage, spec, "ada", JobState(status=JobStatus.FAILED, updated_at=1.0))
     automation.fail("destroy", EngineError("x"), EngineError("x"))
     with pytest.raises(ComputeError, match=r"could not be destroyed.*dstack prune"):
         compute.release(storage, run)

@@ -29,6 +29,8 @@ from tests.compute.aws.doubles import FakeAutomation
 from tests.fault_proxy import FaultProxy
 from tests.moto_server import MotoServer, start_moto
 
+pytestmark = pytest.mark.slow  # runners in subprocesses, waiting on clocks
+
 WORKFLOWS = """\
 workflows:
   - name: train

@@ -19,6 +19,7 @@ from dstack.models import JobState, JobStatus
 from dstack.storage.s3.storage import S3Storage
 from tests.compute.aws.doubles import FakeAutomation
 from tests.moto_server import MotoServer
+from tests.records import put_job_state
 
 WORKFLOWS = "workflows:\n  - name: train\n    commands: [echo hi]\n"
 
@@ -66,7 +67,7 @@ class Scene:
 
     def _set(self, run: Any, status: JobStatus) -> None:
         spec = state.read_job_spec(self.storage, run.repo_id, run.run_name, 0)
-        state.write_job_state(self.storage, spec, "ada", JobState(status=status, updated_at=1.0))
+        put_job_state(self.storage, spec, "ada", JobState(status=status, updated_at=1.0))
 
     def _tags(self, run_name: str) -> list[dict[str, str]]:
         return [
