@@ -25,6 +25,7 @@ HTTP proxy configured (the CRT would not use it) and a region to sign for.
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import random
 import re
@@ -369,12 +370,16 @@ _INHERITED: list[CrtTransfers] = []
 
 
 def _keep_inherited() -> None:
-    """In a forked child, the parent's CRT clients own event-loop threads that do not exist
-    here. Destroying one (its last reference dropped, or the garbage collector finding it)
-    would join those threads and crash the child; so the child holds every one of them until
-    it exits, and makes its own clients (``S3Transfers.crt`` checks the process id)."""
+    """In a forked child, the parent's CRT objects (clients, requests, credential providers)
+    belong to event-loop threads that do not exist here. Destroying one (its last reference
+    dropped, or the garbage collector finding it in a cycle) runs native code that waits on
+    those threads and crashes the child. So the child holds every client it inherited until
+    it exits, and its garbage collector never looks at anything the parent made (``gc.freeze``:
+    the parent's leftover garbage is simply not freed in the child). The child makes its own
+    clients (``S3Transfers.crt`` checks the process id)."""
     _INHERITED.extend(CrtTransfers.live)
     CrtTransfers.live = weakref.WeakSet()
+    gc.freeze()
 
 
 os.register_at_fork(after_in_child=_keep_inherited)
