@@ -103,13 +103,16 @@ class Agent:
         if state.stop_requested(self.storage, self.spec):
             self._finish(sink, JobStatus.STOPPED, reason="stopped before it started")
             return
-        prepare.fetch_code(self.storage, self.spec, repo_dir, self.cache_dir)
+        placed = prepare.fetch_code(self.storage, self.spec, repo_dir, self.cache_dir)
+        sink.line(f"[dstack] {placed.describe()}")
         workdir = repo_dir / self.spec.working_dir
         workdir.mkdir(parents=True, exist_ok=True)
         if self.spec.deps or self.state.attempt > 1:
             self._set(JobStatus.DOWNLOADING)
         if self.spec.deps:
+            started = time.monotonic()
             self._fetch_deps(workdir, sink)
+            sink.line(f"[dstack] deps ready in {time.monotonic() - started:.2f} s")
         restored: dict[str, tuple[int, int]] = {}
         if self.state.attempt > 1:
             restored = restore_artifacts(self.storage, self.spec, repo_dir)
@@ -117,11 +120,11 @@ class Agent:
                 f"[dstack] attempt {self.state.attempt}: restored {len(restored)} artifact file(s)"
             )
         is_docker = self.spec.image is not None
-        python_env = (
-            {}
-            if is_docker
-            else prepare.prepare_python(self.spec, job_dir, workdir, self.cache_dir, sink)
-        )
+        python_env: dict[str, str] = {}
+        if not is_docker:
+            started = time.monotonic()
+            python_env = prepare.prepare_python(self.spec, job_dir, workdir, self.cache_dir, sink)
+            sink.line(f"[dstack] python ready in {time.monotonic() - started:.2f} s")
         ports = prepare.free_ports(self.spec.ports)
         env = prepare.job_environment(self.spec, python_env, ports, self.state.attempt)
         with_extras = self.extras.environment(env, ports)  # secrets, token, nodes: runner.extras

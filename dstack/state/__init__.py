@@ -41,6 +41,8 @@ from dstack.state.jobs import (
 )
 from dstack.state.keys import _INV_BASE as _INV_BASE
 from dstack.state.keys import (
+    CODE_BLOBS_PREFIX,
+    CODE_TREES_PREFIX,
     INFRA_KINDS,
     PULUMI_STATE_PREFIX,
     STACK_RECORDS_PREFIX,
@@ -52,7 +54,10 @@ from dstack.state.keys import (
     boot_log_key,
     bootstrap_infra_key,
     chunk_time,
+    code_blob_key,
+    code_digest,
     code_key,
+    code_tree_key,
     heads_prefix,
     heartbeat_key,
     infra_key,
@@ -119,6 +124,8 @@ from dstack.state.tags import (
 )
 
 __all__ = [
+    "CODE_BLOBS_PREFIX",
+    "CODE_TREES_PREFIX",
     "HEARTBEAT_INTERVAL",
     "HEARTBEAT_TIMEOUT",
     "INFRA_KINDS",
@@ -134,7 +141,10 @@ __all__ = [
     "boot_log_key",
     "bootstrap_infra_key",
     "chunk_time",
+    "code_blob_key",
+    "code_digest",
     "code_key",
+    "code_tree_key",
     "create_run",
     "delete_run",
     "delete_secret",

@@ -58,7 +58,7 @@ def scope_for(
     return StoreScope(
         prefix=store_prefix,
         read_write=_unique(read_write),
-        read_only=_unique([code_key, wheel_key, secrets, *dep_prefixes]),
+        read_only=_unique([code_key, state.CODE_BLOBS_PREFIX, wheel_key, secrets, *dep_prefixes]),
         listable=_unique([own, heads, active, secrets, *dep_prefixes]),
     )
 
