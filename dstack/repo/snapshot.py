@@ -84,11 +84,15 @@ def read_repo_id(path: Path) -> tuple[str, list[str]]:
 
 
 def take_snapshot(
-    path: Path, *, max_size: int, cache_dir: Path, progress: HashProgress | None = None
+    path: Path,
+    *,
+    max_size: int,
+    cache_dir: Path | None = None,
+    progress: HashProgress | None = None,
 ) -> CodeSnapshot:
     """Snapshot the repository containing ``path`` as it is on disk.
 
-    ``cache_dir`` holds the stat cache; ``progress`` is called as files are hashed. RepoError
+    ``cache_dir`` holds the stat cache (None: every file is hashed); ``progress`` is called as files are hashed. RepoError
     if ``path`` is not in a git repository, git is missing, or the files to ship add up to more
     than ``max_size`` bytes (the message names the largest ones).
     """

@@ -43,9 +43,10 @@ def stat_key(st: os.stat_result) -> StatKey:
 class StatCache:
     """The cache of one repository root; :meth:`digest` hashes only what changed."""
 
-    def __init__(self, cache_root: Path, repo_root: Path) -> None:
+    def __init__(self, cache_root: Path | None, repo_root: Path) -> None:
         name = hashlib.sha256(os.fsencode(repo_root)).hexdigest()[:32]
-        self.path = cache_root / "code" / "stat" / f"{name}.json"
+        #: None: no cache kept (every file hashed)
+        self.path = cache_root / "code" / "stat" / f"{name}.json" if cache_root else None
         self.repo_root = repo_root
         self._old: dict[str, list[object]] = self._load()
         self._new: dict[str, list[object]] = {}
@@ -53,6 +54,8 @@ class StatCache:
         self.hashed_bytes = 0
 
     def _load(self) -> dict[str, list[object]]:
+        if self.path is None:
+            return {}
         try:
             record = json.loads(self.path.read_bytes())
         except (OSError, ValueError):
@@ -83,7 +86,7 @@ class StatCache:
     def save(self) -> None:
         """Write the entries looked up since the cache was read (files gone are dropped);
         racily clean ones without their digest. Best effort: a failure only costs hashing."""
-        if self._new == self._old:  # nothing hashed, nothing gone: racy entries were hashed
+        if self.path is None or self._new == self._old:  # racy entries were hashed: not equal
             return
         now = time.time_ns()
         files: dict[str, list[object]] = {}
