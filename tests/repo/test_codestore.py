@@ -124,6 +124,6 @@ def test_a_file_changed_after_it_was_hashed_is_not_stored(
     storage = LocalStorage(tmp_path / "store")
     snapshot = snap(root, tmp_path / "cache")
     (root / "a.py").write_text("b")
-    with pytest.raises(RepoError, match="a.py changed while the code was being stored"):
+    with pytest.raises(RepoError, match=r"a\.py changed while the code was being stored"):
         store_code(storage, snapshot, cache_dir=tmp_path / "cache")
     assert list(storage.list_objects("code/")) == []
