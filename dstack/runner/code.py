@@ -11,9 +11,13 @@ tree's record beside it. A job's code is placed in two steps, holding the checko
    (``dstack.repo.codestore``); an object that does not match its address fails the job with
    one line, and is removed from the store with its tree so the next ``dstack run`` stores it
    anew;
-2. copy the checkout into the job's fresh folder with ``cp --reflink=auto`` (blocks shared
-   where the filesystem can — btrfs, xfs — a plain copy elsewhere), never hard links: a job
-   that rewrites a file of its folder never reaches the checkout.
+2. give the job its own copy: the *spare* — a copy of the checkout made in the background
+   while the previous job ran (:func:`refill_spare`) — brought to the job's tree by writing
+   only the paths that differ, and renamed into place; or, when there is no spare (the first
+   job, or two jobs at once), a copy of the checkout made there and then with
+   ``cp --reflink=auto`` (``dstack.runner.copying``: blocks shared where the filesystem can, a
+   plain copy elsewhere). Never hard links: a job that rewrites a file of its folder never
+   reaches the checkout, and a spare is handed to one job only.
 
 The checkout is marked incomplete while it changes; one found incomplete (a runner killed
 mid-update) is rebuilt from scratch. Paths of a tree are checked before anything is written: no
@@ -33,9 +37,8 @@ import os
 import posixpath
 import shutil
 import stat
-import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,11 +46,13 @@ from dstack.errors import NotFoundError, RepoError, RunnerError
 from dstack.models import JobSpec
 from dstack.repo import codestore
 from dstack.repo.tree import CodeIntegrityError, TreeEntry, decode_tree
+from dstack.runner.copying import clone_or_copy as _clone_or_copy
+from dstack.runner.copying import copy_tree
 from dstack.state import code_digest
 from dstack.storage.base import Storage
 
-_FICLONE = 0x40049409  # linux/fs.h: share the source's blocks (btrfs, xfs, …)
 _STATE = "state.json"
+_SPARE = "spare"
 _TREE = "tree.json.gz"
 
 
@@ -61,6 +66,8 @@ class CodeReport:
     downloaded_files: int = 0
     downloaded_bytes: int = 0
     phases: dict[str, float] = field(default_factory=dict)
+    #: the checkout used, for :func:`refill_spare` (None for an earlier version's archive)
+    checkout: Path | None = None
 
     def describe(self) -> str:
         from dstack.units import format_size
@@ -92,8 +99,12 @@ def place_code(storage: Storage, spec: JobSpec, repo_dir: Path, cache_dir: Path)
         _update(storage, spec.repo.code_key, digest, base, report)
         report.phases["checkout"] = time.monotonic() - start
         start = time.monotonic()
-        copy_tree(base / "tree", repo_dir)
-        report.phases["copy"] = time.monotonic() - start
+        if _take_spare(base, digest, repo_dir):
+            report.phases["spare"] = time.monotonic() - start
+        else:
+            copy_tree(base / "tree", repo_dir)
+            report.phases["copy"] = time.monotonic() - start
+    report.checkout = base
     return report
 
 
@@ -119,39 +130,118 @@ def _update(storage: Storage, key: str, digest: str, base: Path, report: CodeRep
         old = {e.path: e for e in decode_tree(old_data, current, where=str(base / _TREE))}
     else:
         shutil.rmtree(tree_dir, ignore_errors=True)  # absent, or left incomplete
-    new = {e.path: e for e in entries}
-    removed = [path for path, entry in old.items() if new.get(path) != entry]
-    added = [entry for path, entry in new.items() if old.get(path) != entry]
+    removed, added = _diff(old, {e.path: e for e in entries})
     staging = base / "staging"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     _stage(storage, key, tree_dir, old, added, staging, report)
     _write_state(base, None, (0, 0))
     tree_dir.mkdir(parents=True, exist_ok=True)
-    for path in sorted(removed, reverse=True):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tree_dir / path)
-        _prune_empty(tree_dir, path)
-    safe_dirs: set[str] = {""}
     uses: dict[str, int] = {}
     for entry in added:
         uses[entry.digest] = uses.get(entry.digest, 0) + 1
-    for entry in sorted(added, key=lambda e: e.path):
-        target = tree_dir / entry.path
-        _make_parents(tree_dir, entry.path, safe_dirs)
-        if entry.target is not None:
-            os.symlink(entry.target, target)
-            continue
+
+    def place(entry: TreeEntry, target: Path) -> None:
         uses[entry.digest] -= 1
         if uses[entry.digest]:
             _clone_or_copy(staging / entry.digest, target)
         else:  # its last use: move it in
             os.replace(staging / entry.digest, target)
-        os.chmod(target, 0o755 if entry.executable else 0o644)
-    report.changed = len(set(removed) | {entry.path for entry in added})
+
+    report.changed = _apply(tree_dir, removed, added, place)
     shutil.rmtree(staging, ignore_errors=True)
     (base / _TREE).write_bytes(data)
     _write_state(base, digest, (report.files, report.size))
+
+
+def _apply(
+    folder: Path,
+    removed: list[str],
+    added: list[TreeEntry],
+    place: Callable[[TreeEntry, Path], None],
+) -> int:
+    """Remove ``removed`` (and the folders they leave empty), then write ``added`` (files
+    through ``place``, then their mode); return how many paths changed."""
+    for path in sorted(removed, reverse=True):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(folder / path)
+        _prune_empty(folder, path)
+    safe_dirs: set[str] = {""}
+    for entry in sorted(added, key=lambda e: e.path):
+        target = folder / entry.path
+        _make_parents(folder, entry.path, safe_dirs)
+        if entry.target is not None:
+            os.symlink(entry.target, target)
+            continue
+        place(entry, target)
+        os.chmod(target, 0o755 if entry.executable else 0o644)
+    return len(set(removed) | {entry.path for entry in added})
+
+
+def _diff(
+    old: dict[str, TreeEntry], new: dict[str, TreeEntry]
+) -> tuple[list[str], list[TreeEntry]]:
+    removed = [path for path, entry in old.items() if new.get(path) != entry]
+    added = [entry for path, entry in new.items() if old.get(path) != entry]
+    return removed, added
+
+
+# ---- the spare: the next job's copy, made while this one runs -------------------------------
+
+
+def refill_spare(base: Path) -> None:
+    """Copy the checkout into a spare for the next job, unless there is one. Run after a job
+    has started, in the background: it holds the checkout's lock while it copies, so a job
+    that needs the checkout meanwhile waits for it, then takes the spare (never longer than
+    copying itself). Best effort: a failure leaves no spare."""
+    try:
+        with _locked(base / "lock"):
+            if _read_spare(base) is not None:
+                return
+            digest, _ = _read_state(base)
+            if digest is None:
+                return
+            tmp = base / "spare.tmp"
+            for folder in (tmp, base / _SPARE):
+                shutil.rmtree(folder, ignore_errors=True)
+            copy_tree(base / "tree", tmp)
+            shutil.copyfile(base / _TREE, base / f"{_SPARE}.json.gz")
+            os.rename(tmp, base / _SPARE)
+            (base / f"{_SPARE}.digest").write_text(digest)
+    except (OSError, RunnerError):
+        return
+
+
+def _take_spare(base: Path, digest: str, repo_dir: Path) -> bool:
+    """Bring the spare (if any) to the checkout's tree ``digest`` and move it to
+    ``repo_dir``; False when there is no spare to take."""
+    spare_digest = _read_spare(base)
+    if spare_digest is None:
+        return False
+    (base / f"{_SPARE}.digest").unlink()  # taken: never handed out twice, even half-updated
+    spare = base / _SPARE
+    if spare_digest != digest:
+        tree = base / _TREE
+        old_data = (base / f"{_SPARE}.json.gz").read_bytes()
+        old = {e.path: e for e in decode_tree(old_data, spare_digest, where="spare")}
+        new = {e.path: e for e in decode_tree(tree.read_bytes(), digest, where=str(tree))}
+        removed, added = _diff(old, new)
+        checkout = base / "tree"
+        _apply(spare, removed, added, lambda e, target: _clone_or_copy(checkout / e.path, target))
+    try:
+        os.rename(spare, repo_dir)
+    except OSError:  # another filesystem: copy instead
+        shutil.rmtree(spare, ignore_errors=True)
+        return False
+    return True
+
+
+def _read_spare(base: Path) -> str | None:
+    try:
+        digest = (base / f"{_SPARE}.digest").read_text().strip()
+    except OSError:
+        return None
+    return digest if (base / _SPARE).is_dir() else None
 
 
 def _stage(
@@ -256,47 +346,6 @@ def _prune_empty(root: Path, rel: str) -> None:
         except OSError:  # not empty (or gone)
             return
         parent = posixpath.dirname(parent)
-
-
-# ---- copying --------------------------------------------------------------------------------
-
-_CP_REFLINK: bool | None = None
-
-
-def copy_tree(source: Path, target: Path) -> None:
-    """Copy the folder ``source`` to ``target`` (which must not exist): modes and symlinks
-    kept, blocks shared where the filesystem can, never a hard link."""
-    global _CP_REFLINK
-    if not source.exists():
-        source.mkdir(parents=True)
-    if _CP_REFLINK is not False and shutil.which("cp"):
-        done = subprocess.run(
-            ["cp", "-R", "-P", "--preserve=mode", "--reflink=auto", "--", str(source), str(target)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        if done.returncode == 0:
-            _CP_REFLINK = True
-            return
-        shutil.rmtree(target, ignore_errors=True)
-        if _CP_REFLINK:  # it worked before: a real failure, not a cp without --reflink
-            raise RunnerError(f"cannot copy the code: {done.stderr.decode(errors='replace')}")
-        _CP_REFLINK = False  # not GNU cp (macOS, busybox): copy in Python
-    shutil.copytree(source, target, symlinks=True, copy_function=_clone_or_copy_keep_mode)
-
-
-def _clone_or_copy_keep_mode(source: str, target: str) -> None:
-    _clone_or_copy(Path(source), Path(target))
-    os.chmod(target, stat.S_IMODE(os.lstat(source).st_mode))
-
-
-def _clone_or_copy(source: Path, target: Path) -> None:
-    with open(source, "rb") as src, open(target, "wb") as dst:
-        try:
-            fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
-            return
-        except OSError:
-            pass
-    shutil.copyfile(source, target)  # copy_file_range/sendfile: no copy through Python
 
 
 # ---- earlier versions' archives -------------------------------------------------------------

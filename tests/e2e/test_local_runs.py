@@ -109,7 +109,7 @@ def test_job_sees_working_tree_not_ignored_files(dstack: Dstack, repo: Path) -> 
     (repo / "ignored.txt").write_text("secret\n")
     result = dstack("run", "files", cwd=repo)
     assert result.code == 0, result.err
-    assert result.out.splitlines() == ["edited, not committed", "untracked", "no ignored file"]
+    assert result.job_lines == ["edited, not committed", "untracked", "no ignored file"]
     # the user's checkout is untouched and was never the job's working directory
     assert (repo / "ignored.txt").read_text() == "secret\n"
 
@@ -146,7 +146,7 @@ def test_python_provider_runs_script_with_args(dstack: Dstack, repo: Path) -> No
 def test_failing_command_sets_exit_code_and_stops(dstack: Dstack, repo: Path) -> None:
     result = dstack("run", "fail", cwd=repo)
     assert result.code == 3
-    assert result.out.splitlines() == ["before"]
+    assert result.job_lines == ["before"]
     assert "failed" in result.err
     first = dstack("run", "firstfail", cwd=repo)
     assert first.code == 1
@@ -219,20 +219,49 @@ def test_killing_the_attached_cli_leaves_the_job_running(dstack: Dstack, repo: P
     assert rows[0]["status"] in ("running", "uploading", "done")
     result = dstack("logs", "-a", run, cwd=repo)
     assert result.code == 0, result.err
-    assert result.out.splitlines() == [f"line {i}" for i in range(1, 41)]
+    assert result.job_lines == [f"line {i}" for i in range(1, 41)]
 
 
 def test_unchanged_rerun_stores_no_new_code(dstack: Dstack, repo: Path, store: Store) -> None:
     def codes() -> list[str]:
-        return sorted(info.key for info in store.storage().list_objects("codes/"))
+        return sorted(info.key for info in store.storage().list_objects("code/"))
 
-    assert dstack("run", "hello", cwd=repo).code == 0
+    first_run = dstack("run", "hello", cwd=repo)
+    assert first_run.code == 0, first_run.err
+    assert "[dstack] code ready in " in first_run.out  # where the time goes, in the job's log
     first = codes()
     assert dstack("run", "hello", cwd=repo).code == 0
     assert codes() == first
     (repo / "new.txt").write_text("changed\n")
     assert dstack("run", "hello", cwd=repo).code == 0
-    assert len(codes()) == len(first) + 1
+    added = set(codes()) - set(first)
+    assert {key.split("/")[1] for key in added} == {"blobs", "trees"} and len(added) == 2
+
+
+def test_code_replaced_in_the_store_is_refused_then_stored_anew(
+    dstack: Dstack, repo: Path, store: Store
+) -> None:
+    """Another bucket user replaces my file's object; my next run on a machine that does not
+    hold it yet (a fresh instance, here: a machine cache emptied) must not run their code."""
+    import hashlib
+    import os
+    import shutil
+
+    from dstack.runner.code import _store_digest
+
+    (repo / "new.txt").write_text("mine\n")
+    assert dstack("run", "files", cwd=repo).code == 0
+    key = "code/blobs/" + hashlib.sha256(b"mine\n").hexdigest()
+    store.storage().put(key, b"theirs\n")
+    cache = Path(os.environ["DSTACK_CACHE_DIR"])
+    shutil.rmtree(cache / "code" / "checkouts" / _store_digest(store.storage()))
+    refused = dstack("run", "files", cwd=repo)
+    assert refused.code != 0
+    assert "theirs" not in refused.out
+    assert f"the code object {key} does not match its content address" in refused.out
+    healed = dstack("run", "files", cwd=repo)  # the tampered object and its tree were removed
+    assert healed.code == 0, healed.out + healed.err
+    assert "mine" in healed.out
 
 
 def test_rm_deletes_finished_runs_only(dstack: Dstack, repo: Path, tmp_path: Path) -> None:

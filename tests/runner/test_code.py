@@ -222,3 +222,29 @@ def test_archives_of_earlier_versions_are_placed_verified(tmp_path: Path) -> Non
     with pytest.raises(RunnerError, match="does not match its content address"):
         place_code(storage, spec, tmp_path / "w2" / "repo", tmp_path / "other-cache")
     assert not (tmp_path / "w2" / "repo" / "train.py").exists()
+
+
+def test_the_spare_copy_is_exact_and_given_once(tmp_path: Path) -> None:
+    from dstack.runner.code import refill_spare
+
+    m = Machine(tmp_path, {"a.py": "a", "lib/b.py": "b", "run.sh": "#!/bin/sh\n"})
+    spec = m.submit()
+    first = place_code(m.storage, spec, tmp_path / "j1", m.cache)
+    assert first.checkout is not None and "copy" in first.phases
+    refill_spare(first.checkout)
+    second_folder = tmp_path / "j2"
+    second = place_code(m.storage, spec, second_folder, m.cache)
+    assert "spare" in second.phases  # the spare, renamed into place
+    (second_folder / "a.py").write_text("written by job 2")  # never seen again
+    refill_spare(first.checkout)
+    (m.root / "lib/b.py").unlink()
+    (m.root / "lib").rmdir()
+    os.chmod(m.root / "run.sh", 0o755)
+    (m.root / "c.py").write_text("c")
+    third = place_code(m.storage, m.submit(), tmp_path / "j3", m.cache)
+    assert "spare" in third.phases  # brought to the new tree, then renamed
+    assert listing(tmp_path / "j3") == tree_of(m.root)
+    fourth = place_code(m.storage, m.submit(), tmp_path / "j4", m.cache)
+    assert "copy" in fourth.phases  # the spare was taken: the checkout is copied
+    assert listing(tmp_path / "j4") == tree_of(m.root)
+    assert listing(second_folder)["a.py"] == ("file", b"written by job 2")
