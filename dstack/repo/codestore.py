@@ -25,7 +25,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -134,7 +134,7 @@ class _StoredRecord:
             if len(digest) == 64:
                 (self.trees if kind == "t" else self.blobs).add(digest)
 
-    def add(self, *, blobs: list[str] = (), trees: list[str] = ()) -> None:  # type: ignore[assignment]
+    def add(self, *, blobs: Sequence[str] = (), trees: Sequence[str] = ()) -> None:
         lines = [f"b {d}\n" for d in blobs] + [f"t {d}\n" for d in trees]
         if not lines:
             return

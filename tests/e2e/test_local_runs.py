@@ -241,24 +241,42 @@ def test_unchanged_rerun_stores_no_new_code(dstack: Dstack, repo: Path, store: S
 def test_code_replaced_in_the_store_is_refused_then_stored_anew(
     dstack: Dstack, repo: Path, store: Store
 ) -> None:
-    """Another bucket user replaces my file's object; my next run on a machine that does not
-    hold it yet (a fresh instance, here: a machine cache emptied) must not run their code."""
+    """Another bucket user replaces the stored code of my file; my next run, on a machine that
+    does not hold it yet (a fresh instance; here: the machine's code caches emptied), must not
+    run their code. Written against the store as any version lays it out (``codes/`` archives
+    before, ``code/blobs/`` now), so it shows the old behaviour too."""
+    import gzip
     import hashlib
+    import io
     import os
     import shutil
-
-    from dstack.runner.code import _store_digest
+    import tarfile
 
     (repo / "new.txt").write_text("mine\n")
     assert dstack("run", "files", cwd=repo).code == 0
-    key = "code/blobs/" + hashlib.sha256(b"mine\n").hexdigest()
-    store.storage().put(key, b"theirs\n")
+    storage = store.storage()
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name, data in (("tracked.txt", b"committed\n"), ("new.txt", b"theirs\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    replaced = 0
+    for info in list(storage.list_objects("code")):  # "codes/…" and "code/…"
+        if info.key.startswith("codes/"):
+            storage.put(info.key, gzip.compress(raw.getvalue()))
+            replaced += 1
+        elif info.key == "code/blobs/" + hashlib.sha256(b"mine\n").hexdigest():
+            storage.put(info.key, b"theirs\n")
+            replaced += 1
+    assert replaced == 1
     cache = Path(os.environ["DSTACK_CACHE_DIR"])
-    shutil.rmtree(cache / "code" / "checkouts" / _store_digest(store.storage()))
+    for folder in (cache / "codes", cache / "code" / "checkouts"):
+        shutil.rmtree(folder, ignore_errors=True)
     refused = dstack("run", "files", cwd=repo)
-    assert refused.code != 0
     assert "theirs" not in refused.out
-    assert f"the code object {key} does not match its content address" in refused.out
+    assert refused.code != 0
+    assert "does not match its content address" in refused.out
     healed = dstack("run", "files", cwd=repo)  # the tampered object and its tree were removed
     assert healed.code == 0, healed.out + healed.err
     assert "mine" in healed.out
