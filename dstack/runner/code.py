@@ -96,10 +96,10 @@ def place_code(storage: Storage, spec: JobSpec, repo_dir: Path, cache_dir: Path)
     report = CodeReport()
     with _locked(base / "lock"):
         start = time.monotonic()
-        _update(storage, spec.repo.code_key, digest, base, report)
+        change = _update(storage, spec.repo.code_key, digest, base, report)
         report.phases["checkout"] = time.monotonic() - start
         start = time.monotonic()
-        if _take_spare(base, digest, repo_dir):
+        if _take_spare(base, digest, repo_dir, change):
             report.phases["spare"] = time.monotonic() - start
         else:
             copy_tree(base / "tree", repo_dir)
@@ -111,12 +111,19 @@ def place_code(storage: Storage, spec: JobSpec, repo_dir: Path, cache_dir: Path)
 # ---- the checkout ---------------------------------------------------------------------------
 
 
-def _update(storage: Storage, key: str, digest: str, base: Path, report: CodeReport) -> None:
+#: how the checkout changed: (the tree it held, paths removed, entries added)
+Change = tuple[str | None, list[str], list[TreeEntry]]
+
+
+def _update(
+    storage: Storage, key: str, digest: str, base: Path, report: CodeReport
+) -> Change | None:
+    """Bring the checkout to the tree ``digest``; how it changed (None: it held it already)."""
     tree_dir = base / "tree"
     current, counts = _read_state(base)
     if current == digest:
         report.files, report.size = counts
-        return
+        return None
     try:
         _, data, entries = codestore.fetch_tree(storage, key)
     except CodeIntegrityError as exc:
@@ -152,6 +159,7 @@ def _update(storage: Storage, key: str, digest: str, base: Path, report: CodeRep
     shutil.rmtree(staging, ignore_errors=True)
     (base / _TREE).write_bytes(data)
     _write_state(base, digest, (report.files, report.size))
+    return current, removed, added
 
 
 def _apply(
@@ -212,15 +220,19 @@ def refill_spare(base: Path) -> None:
         return
 
 
-def _take_spare(base: Path, digest: str, repo_dir: Path) -> bool:
+def _take_spare(base: Path, digest: str, repo_dir: Path, change: Change | None) -> bool:
     """Bring the spare (if any) to the checkout's tree ``digest`` and move it to
-    ``repo_dir``; False when there is no spare to take."""
+    ``repo_dir``; False when there is no spare to take. ``change`` is how the checkout just
+    changed: when the spare was a copy of the checkout before it, the same change applies."""
     spare_digest = _read_spare(base)
     if spare_digest is None:
         return False
     (base / f"{_SPARE}.digest").unlink()  # taken: never handed out twice, even half-updated
     spare = base / _SPARE
-    if spare_digest != digest:
+    if spare_digest != digest and change is not None and change[0] == spare_digest:
+        checkout = base / "tree"
+        _apply(spare, change[1], change[2], lambda e, t: _clone_or_copy(checkout / e.path, t))
+    elif spare_digest != digest:
         tree = base / _TREE
         old_data = (base / f"{_SPARE}.json.gz").read_bytes()
         old = {e.path: e for e in decode_tree(old_data, spare_digest, where="spare")}

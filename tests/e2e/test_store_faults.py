@@ -180,6 +180,6 @@ def test_store_gone_past_the_retry_bound_is_one_clear_line(
     release.touch()
     run = json.loads(cli("ps", "-a", "--json", cwd=repo).out)[0]["run"]
     assert cli.wait_status(run, repo, lambda s: s in FINISHED)["status"] == "done"
-    output = cli("logs", run, cwd=repo).out.splitlines()
+    output = cli("logs", run, cwd=repo).job_lines
     count = int(output[-1].split()[2])
     assert output == [f"line {i}" for i in range(1, count + 1)] + [f"done after {count} lines"]
