@@ -204,7 +204,7 @@ def refill_spare(base: Path) -> None:
     copying itself). Best effort: a failure leaves no spare."""
     try:
         with _locked(base / "lock"):
-            if _read_spare(base) is not None:
+            if _read_spare(base) is not None or (base / f"{_SPARE}.unusable").exists():
                 return
             digest, _ = _read_state(base)
             if digest is None:
@@ -242,8 +242,9 @@ def _take_spare(base: Path, digest: str, repo_dir: Path, change: Change | None) 
         _apply(spare, removed, added, lambda e, target: _clone_or_copy(checkout / e.path, target))
     try:
         os.rename(spare, repo_dir)
-    except OSError:  # another filesystem: copy instead
+    except OSError:  # the work folder is on another filesystem: no spares here
         shutil.rmtree(spare, ignore_errors=True)
+        (base / f"{_SPARE}.unusable").touch()
         return False
     return True
 
