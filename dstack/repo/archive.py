@@ -54,16 +54,17 @@ def collect(
     stats: dict[str, os.stat_result] = {}
     folders: list[str] = []
     special: list[str] = []
+    base = os.path.join(os.fspath(root), "")  # plain strings: pathlib costs more than lstat
     for rel in sorted(paths, key=_sort_key):
         if rel.endswith("/"):  # an untracked nested repository, as ls-files shows it
             folders.append(rel.rstrip("/"))
             continue
         try:
-            st = os.lstat(root / rel)
+            st = os.lstat(base + rel)
         except (FileNotFoundError, NotADirectoryError):
             continue
         if stat.S_ISLNK(st.st_mode):
-            entries.append(Entry(rel, target=os.readlink(root / rel)))
+            entries.append(Entry(rel, target=os.readlink(base + rel)))
         elif stat.S_ISREG(st.st_mode):
             entries.append(Entry(rel, st.st_size, bool(st.st_mode & 0o111)))
             stats[rel] = st

@@ -62,7 +62,8 @@ def encode_tree(entries: list[TreeEntry]) -> tuple[bytes, str]:
         separators=(",", ":"),
         ensure_ascii=True,
     ).encode()
-    return gzip.compress(raw, compresslevel=6, mtime=0), hashlib.sha256(raw).hexdigest()
+    # level 1: the sha256s that make most of a tree do not compress; speed matters more
+    return gzip.compress(raw, compresslevel=1, mtime=0), hashlib.sha256(raw).hexdigest()
 
 
 def decode_tree(data: bytes, digest: str, *, where: str) -> list[TreeEntry]:

@@ -213,6 +213,8 @@ def test_killing_the_attached_cli_leaves_the_job_running(dstack: Dstack, repo: P
     attached = dstack.popen("run", "counter", cwd=repo)
     assert attached.stdout is not None
     first = attached.stdout.readline().decode()
+    while first.startswith("[dstack] "):  # the runner's phase timings come first
+        first = attached.stdout.readline().decode()
     assert first == "line 1\n"
     attached.send_signal(signal.SIGKILL)
     attached.wait()
