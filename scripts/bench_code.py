@@ -183,15 +183,16 @@ def _s3_rows(work: Path, repo: Path, label: str) -> list[Row]:
         for what in ("first run", "unchanged", "1 file edited"):
             if what == "1 file edited":
                 _edit(repo, 99)
-            start = len(proxy.log)
+            start_log, start_sizes = len(proxy.log), len(proxy.sizes)
             seconds, _ = _timed_run(env, repo)
-            log, sizes = proxy.log[start:], proxy.sizes[start:]
-            code = [i for i, (_, path) in enumerate(log) if "/code/" in path]
-            code_in = sum(sizes[i][0] for i in code if i < len(sizes))
-            code_out = sum(sizes[i][1] for i in code if i < len(sizes))
-            total_in = sum(s[0] for s in sizes)
-            total_out = sum(s[1] for s in sizes)
-            measured.append((what, seconds, len(code), code_in, code_out, len(log),
+            time.sleep(2)  # the runner's last writes (it outlives the attached CLI a little)
+            log, sizes = proxy.log[start_log:], proxy.sizes[start_sizes:]
+            code = [(up, down) for path, up, down in sizes if "/code/" in path]
+            code_in, code_out = sum(c[0] for c in code), sum(c[1] for c in code)
+            total_in = sum(s[1] for s in sizes)
+            total_out = sum(s[2] for s in sizes)
+            code_requests = sum(1 for _, path in log if "/code/" in path)
+            measured.append((what, seconds, code_requests, code_in, code_out, len(log),
                              total_in, total_out))  # fmt: skip
     for what, seconds, n_code, c_in, c_out, n_all, t_in, t_out in measured:
         rows.append(

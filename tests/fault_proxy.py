@@ -12,7 +12,8 @@ Every request is forwarded to ``upstream`` unless a fault is armed::
 
 Faults are served in the order armed; one with ``match`` waits for a request it accepts.
 ``requests`` counts the requests received (``log`` holds their method and path; ``bytes_in``
-and ``bytes_out`` the bodies forwarded each way, ``sizes`` per forwarded request), ``faults``
+and ``bytes_out`` the bodies forwarded each way, ``sizes`` each forwarded request's path and
+bodies), ``faults``
 the ones answered with a fault, ``refused`` the connections and requests turned away by an
 outage. Only for tests: bodies are held in memory.
 """
@@ -65,7 +66,8 @@ class FaultProxy:
         self.log: list[tuple[str, str]] = []  # (method, path) of every request received
         self.bytes_in = 0  # request bodies received
         self.bytes_out = 0  # response bodies sent back
-        self.sizes: list[tuple[int, int]] = []  # (body in, body out) per request, as ``log``
+        #: (path, body in, body out) of every forwarded request, in the order answered
+        self.sizes: list[tuple[str, int, int]] = []
         self._outage_until = 0.0  # time.monotonic() before which everything is refused
         self._server = _Server(self, ("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
@@ -236,7 +238,7 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             with proxy._lock:
                 proxy.bytes_in += len(body)
                 proxy.bytes_out += len(data)
-                proxy.sizes.append((len(body), len(data)))
+                proxy.sizes.append((self.path, len(body), len(data)))
             self.send_response(status, reason)
             head = self.command == "HEAD"
             for name, value in out_headers:
