@@ -99,8 +99,11 @@ class RepoSnapshot(Model):
     commit: str | None = None
     dirty: bool = False
     diff: str = ""
-    code_key: str = Field(description="content address of the code archive in the store")
-    code_size: int = 0
+    code_key: str = Field(
+        description="content address of the code tree in the store (or, for runs of earlier "
+        "versions, of the code archive)"
+    )
+    code_size: int = Field(0, description="total size of the shipped files, in bytes")
 
     @property
     def owner_and_name(self) -> tuple[str, str]:

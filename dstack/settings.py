@@ -72,7 +72,7 @@ def runner_log_dir() -> Path:
 
 
 def max_code_size() -> int:
-    """The largest code archive a run may ship, in bytes (``DSTACK_MAX_CODE_SIZE``)."""
+    """The largest code snapshot a run may ship, in bytes (``DSTACK_MAX_CODE_SIZE``)."""
     raw = os.environ.get("DSTACK_MAX_CODE_SIZE")
     if not raw:
         return DEFAULT_MAX_CODE_SIZE

@@ -41,8 +41,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10_000, help="runs seeded for `ps -a`")
     parser.add_argument("--s3", action="store_true", help="only the S3 section")
     parser.add_argument("--aws", action="store_true", help="only the AWS (plan) section")
+    parser.add_argument("--code", action="store_true", help="only the big-repository section")
     args = parser.parse_args()
     reps = 3 if args.quick else 7
+    if args.code:
+        with tempfile.TemporaryDirectory(prefix="dstack-bench-") as tmp:
+            print_table(code_rows(Path(tmp), args, reps))
+        return
     if args.aws:
         with tempfile.TemporaryDirectory(prefix="dstack-bench-") as tmp:
             env = {**os.environ, "DSTACK_HOME": str(Path(tmp) / "home"), "NO_COLOR": "1"}
@@ -66,7 +71,15 @@ def main() -> None:
         rows.extend(recovery_rows(work))
         rows.extend(s3_rows(work, args))
         rows.extend(bench_aws(env, repo, DSTACK, reps))
+        rows.extend(code_rows(work, args, reps))
         print_table(rows)
+
+
+def code_rows(work: Path, args: argparse.Namespace, reps: int) -> list:  # type: ignore[type-arg]
+    """The code section (``scripts/bench_code.py``): big repositories against Metaflow."""
+    from bench_code import bench_code
+
+    return bench_code(work, reps=min(reps, 5), quick=args.quick)
 
 
 def recovery_rows(work: Path) -> list:  # type: ignore[type-arg]

@@ -58,7 +58,7 @@ def run_args(config: pulumi.Config) -> RunStackArgs:
     prefix = config.get("storePrefix") or ""
     repo, run = config.require("repo"), config.require("run")
     region = pulumi.Config("aws").require("region")
-    code_key = config.get("codeKey") or "codes/<sha256>.tar.gz"
+    code_key = config.get("codeKey") or "code/trees/<sha256>.json.gz"
     wheel_key = config.get("wheelKey") or f"dist/<digest>/dstack-{__version__}-py3-none-any.whl"
     ports = [int(p) for p in (config.get_object("ports") or [])]
     full = _full_key(prefix)

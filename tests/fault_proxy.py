@@ -11,7 +11,9 @@ Every request is forwarded to ``upstream`` unless a fault is armed::
         S3Storage("b", endpoint_url=proxy.url)
 
 Faults are served in the order armed; one with ``match`` waits for a request it accepts.
-``requests`` counts the requests received (``log`` holds their method and path), ``faults``
+``requests`` counts the requests received (``log`` holds their method and path; ``bytes_in``
+and ``bytes_out`` the bodies forwarded each way, ``sizes`` each forwarded request's path and
+bodies), ``faults``
 the ones answered with a fault, ``refused`` the connections and requests turned away by an
 outage. Only for tests: bodies are held in memory.
 """
@@ -62,6 +64,10 @@ class FaultProxy:
         self.faults = 0
         self.refused = 0
         self.log: list[tuple[str, str]] = []  # (method, path) of every request received
+        self.bytes_in = 0  # request bodies received
+        self.bytes_out = 0  # response bodies sent back
+        #: (path, body in, body out) of every forwarded request, in the order answered
+        self.sizes: list[tuple[str, int, int]] = []
         self._outage_until = 0.0  # time.monotonic() before which everything is refused
         self._server = _Server(self, ("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
@@ -229,6 +235,10 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             status, reason, out_headers, data = proxy._forward(
                 self.command, self.path, headers, body
             )
+            with proxy._lock:
+                proxy.bytes_in += len(body)
+                proxy.bytes_out += len(data)
+                proxy.sizes.append((self.path, len(body), len(data)))
             self.send_response(status, reason)
             head = self.command == "HEAD"
             for name, value in out_headers:

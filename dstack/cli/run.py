@@ -61,6 +61,9 @@ def run(
         _print_plan(context, workflow, list(ctx.args), overrides, tag, as_json)
         return
     context.compute.reporter = lambda line: print(line, file=sys.stderr)
+    from dstack.cli.progress import CodeProgressView
+
+    context.code_progress = CodeProgressView()
     replace_tag = bool(tag) and _confirm_moving_tag(context, tag)
     submission = api.submit(
         context, workflow, args=list(ctx.args), overrides=overrides, tag=tag,

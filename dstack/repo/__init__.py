@@ -1,12 +1,15 @@
 """The repository snapshot: the working tree as it is on disk, packed for a run.
 
 ``dstack run`` calls :func:`find_repo_root`, :func:`take_snapshot` (repo id, branch, commit,
-dirtiness, diff, and a deterministic code archive addressed by its digest), :func:`store_code`
-and :func:`read_owner`; commands that only need the repo id (``ps``, ``logs``…) call
-:func:`read_repo_id`, which reads no files; the runner calls :func:`unpack_code`.
+dirtiness, diff, and the code tree addressed by its digest), :func:`store_code` and
+:func:`read_owner`; commands that only need the repo id (``ps``, ``logs``…) call
+:func:`read_repo_id`, which reads no files; the runner places the code with
+``dstack.runner.code``, which fetches it verified through ``codestore``.
 
 Modules: ``git`` (the only place that runs git), ``remote`` (remote URLs → repo ids, ssh config),
-``archive`` (the archive format and safe unpacking), ``snapshot`` (putting them together).
+``archive`` (choosing the files; unpacking earlier versions' archives), ``statcache`` (which
+files need hashing), ``tree`` (the tree record), ``codestore`` (storing and fetching code
+objects, verified), ``snapshot`` (putting them together).
 """
 
 from __future__ import annotations

@@ -1,19 +1,15 @@
-"""The code archive: a deterministic ``.tar.gz`` of chosen files, and its safe unpacking.
+"""Choosing the files of a snapshot, and unpacking the whole-tree code archives that earlier
+versions stored (``codes/<sha256>.tar.gz``).
 
-Owns the archive format. Entries are sorted by the UTF-8 bytes of their paths; every entry has
-mtime 0, uid/gid 0 and no user or group names; a file's mode is ``0755`` if any executable bit
-is set, else ``0644`` (git's two modes, so the umask does not change the digest); symlinks are
-stored as symlinks, even dangling ones; no directory entries are written (git does not track
-empty folders). The gzip header has mtime 0 and no file name.
+:func:`collect` lists what is shipped, as it is on disk (regular files with their ``lstat``,
+symlinks with their targets); :func:`check_size` enforces the size limit.
 
-The digest is the sha256 of the *uncompressed* tar stream: the same files always give the same
-digest, even on machines whose zlib compresses differently, so the content address never
-depends on the compressor. The archive is written to a temporary file as it is built; no file is
-held in memory whole.
-
-:func:`unpack_code` refuses absolute paths, ``..`` traversal, hard links, device files, and any
-member whose parent folder is a symlink (which could make it land outside the destination). It
-does not rely on ``tarfile``'s ``filter=`` argument, so it behaves the same on Python 3.10+.
+An archive's address is the sha256 of its *uncompressed* tar stream. :func:`unpack_code` checks
+that address before it writes anything (an archive replaced in the store is refused with one
+``CodeIntegrityError``), and refuses absolute paths, ``..`` traversal, hard links, device files,
+and any member whose parent folder is a symlink (which could make it land outside the
+destination). It does not rely on ``tarfile``'s ``filter=`` argument, so it behaves the same on
+Python 3.10+.
 """
 
 from __future__ import annotations
@@ -25,17 +21,14 @@ import os
 import posixpath
 import stat
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, cast
 
 from dstack.errors import RepoError
 from dstack.units import format_size
 
 _CHUNK = 1 << 20
 _LARGEST_SHOWN = 5
-_COMPRESS_LEVEL = 6
 
 
 @dataclass(frozen=True)
@@ -48,27 +41,33 @@ class Entry:
     target: str | None = None
 
 
-def collect(root: Path, paths: set[str]) -> tuple[list[Entry], list[str]]:
-    """Entries for ``paths`` (relative to ``root``) as they are on disk, and warnings.
+def collect(
+    root: Path, paths: set[str]
+) -> tuple[list[Entry], list[str], dict[str, os.stat_result]]:
+    """Entries for ``paths`` (relative to ``root``) as they are on disk, warnings, and the
+    ``lstat`` of each regular file.
 
     Paths that no longer exist are dropped (deleted tracked files); folders (submodules, nested
     repositories) and special files are skipped with a warning.
     """
     entries: list[Entry] = []
+    stats: dict[str, os.stat_result] = {}
     folders: list[str] = []
     special: list[str] = []
+    base = os.path.join(os.fspath(root), "")  # plain strings: pathlib costs more than lstat
     for rel in sorted(paths, key=_sort_key):
         if rel.endswith("/"):  # an untracked nested repository, as ls-files shows it
             folders.append(rel.rstrip("/"))
             continue
         try:
-            st = os.lstat(root / rel)
+            st = os.lstat(base + rel)
         except (FileNotFoundError, NotADirectoryError):
             continue
         if stat.S_ISLNK(st.st_mode):
-            entries.append(Entry(rel, target=os.readlink(root / rel)))
+            entries.append(Entry(rel, target=os.readlink(base + rel)))
         elif stat.S_ISREG(st.st_mode):
             entries.append(Entry(rel, st.st_size, bool(st.st_mode & 0o111)))
+            stats[rel] = st
         elif stat.S_ISDIR(st.st_mode):
             folders.append(rel)
         else:
@@ -81,7 +80,7 @@ def collect(root: Path, paths: set[str]) -> tuple[list[Entry], list[str]]:
         )
     if special:
         warnings.append("skipped special files (fifos, sockets, devices): " + ", ".join(special))
-    return entries, warnings
+    return entries, warnings, stats
 
 
 def _sort_key(path: str) -> bytes:
@@ -103,78 +102,35 @@ def check_size(entries: list[Entry], max_size: int) -> int:
     )
 
 
-class _HashingWriter:
-    """A write-only file object that hashes what tarfile writes before compressing it."""
-
-    def __init__(self, sink: gzip.GzipFile) -> None:
-        self.sink = sink
-        self.sha = hashlib.sha256()
-        self.offset = 0
-
-    def write(self, data: bytes) -> int:
-        self.sha.update(data)
-        self.sink.write(data)
-        self.offset += len(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self.offset
-
-
-def write_archive(root: Path, entries: list[Entry]) -> tuple[Path, str]:
-    """Write ``entries`` to a new temporary ``.tar.gz``; return its path and digest.
-
-    The caller owns the file and deletes it. RepoError if a file changes while it is read.
-    """
-    fd, name = tempfile.mkstemp(prefix="dstack-code-", suffix=".tar.gz")
-    path = Path(name)
-    try:
-        with (
-            open(fd, "wb") as raw,
-            gzip.GzipFile(
-                filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=_COMPRESS_LEVEL
-            ) as gz,
-        ):
-            writer = _HashingWriter(gz)
-            sink = cast(IO[bytes], writer)
-            with tarfile.open(fileobj=sink, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                for entry in entries:
-                    _add(tar, root, entry)
-        return path, writer.sha.hexdigest()
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-
-
-def _add(tar: tarfile.TarFile, root: Path, entry: Entry) -> None:
-    info = tarfile.TarInfo(entry.path)
-    info.mtime = 0
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    if entry.target is not None:
-        info.type = tarfile.SYMTYPE
-        info.linkname = entry.target
-        info.mode = 0o777
-        tar.addfile(info)
-        return
-    info.mode = 0o755 if entry.executable else 0o644
-    try:
-        with open(root / entry.path, "rb") as f:
-            info.size = os.fstat(f.fileno()).st_size
-            tar.addfile(info, f)
-    except OSError as exc:
-        raise RepoError(
-            f"cannot read {entry.path} ({exc.strerror or exc}): was it changed while the code "
-            "was being archived? Try again"
-        ) from exc
-
-
 # ---- unpacking ------------------------------------------------------------------------------
 
 
-def unpack_code(archive: Path, dest: Path) -> None:
+def verify_archive(archive: Path, digest: str, *, where: str) -> None:
+    """CodeIntegrityError unless the uncompressed tar stream of ``archive`` hashes to
+    ``digest``; ``where`` names it in the message."""
+    from dstack.repo.tree import CodeIntegrityError
+
+    sha = hashlib.sha256()
+    try:
+        with gzip.open(archive, "rb") as stream:
+            while block := stream.read(_CHUNK):
+                sha.update(block)
+    except (OSError, EOFError) as exc:
+        raise CodeIntegrityError(f"the code archive {where} is damaged ({exc})", where) from None
+    if sha.hexdigest() != digest:
+        raise CodeIntegrityError(
+            f"the code archive {where} does not match its content address: it was changed in "
+            "the store after it was stored; refusing to use it",
+            where,
+        )
+
+
+def unpack_code(archive: Path, dest: Path, *, digest: str | None = None) -> None:
     """Extract the code ``archive`` into ``dest`` (created if needed), restoring file modes and
-    symlinks. RepoError, before anything unsafe is written, on a member that could escape."""
+    symlinks. With ``digest``, the archive is verified first (see :func:`verify_archive`).
+    RepoError, before anything unsafe is written, on a member that could escape."""
+    if digest is not None:
+        verify_archive(archive, digest, where=str(archive))
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     safe_dirs: set[str] = {""}

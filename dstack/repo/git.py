@@ -236,6 +236,6 @@ def diff_head(root: Path, limit: int = MAX_DIFF_BYTES) -> str:
     text = data[:limit].decode(errors="replace")
     if truncated:
         text = text.rsplit("\n", 1)[0] + (
-            f"\n[diff truncated at {limit // 1024} KiB: the code archive holds every file]\n"
+            f"\n[diff truncated at {limit // 1024} KiB: the code snapshot holds every file]\n"
         )
     return text

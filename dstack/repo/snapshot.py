@@ -1,11 +1,16 @@
 """Snapshots of the working tree as it is on disk, and their place in the state store.
 
-Owns :func:`take_snapshot` (git facts + the code archive → :class:`CodeSnapshot`),
-:func:`store_code` (content-addressed upload, a no-op when the store already has it) and
+Owns :func:`take_snapshot` (git facts + the code tree → :class:`CodeSnapshot`),
+:func:`store_code` (what the store lacks of it, see ``dstack.repo.codestore``) and
 :func:`read_owner`. The files shipped are the tracked files with their working-tree content
 (unstaged edits included, deleted files absent) plus the untracked files ``.gitignore`` does not
 exclude. ``dirty`` means the shipped code differs from HEAD: a tracked file changed, or an
-untracked file is shipped (so always before the first commit). ``code_size`` is the size of the compressed archive in bytes.
+untracked file is shipped (so always before the first commit). ``code_size`` is the total size
+of the shipped files in bytes.
+
+A snapshot reads a file only when its ``lstat`` changed since the last snapshot of the same
+folder (``dstack.repo.statcache``), so its cost grows with what changed, plus one ``lstat``
+per file.
 """
 
 from __future__ import annotations
@@ -15,10 +20,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from dstack.errors import AlreadyExistsError, RepoError
+from dstack.errors import RepoError
 from dstack.models import Owner, RepoSnapshot
-from dstack.repo import git
-from dstack.repo.archive import check_size, collect, write_archive
+from dstack.repo import codestore, git
+from dstack.repo.archive import check_size, collect
 from dstack.repo.remote import (
     choose_remote,
     has_url_rewrites,
@@ -26,32 +31,30 @@ from dstack.repo.remote import (
     parse_remote_url,
     remote_urls,
 )
-from dstack.state import code_key
+from dstack.repo.statcache import HashProgress, StatCache
+from dstack.repo.tree import TreeEntry, encode_tree
+from dstack.state import code_tree_key
 
 if TYPE_CHECKING:
-    from dstack.storage.base import Storage
-
-#: archives up to this size are stored with one only-if-absent ``put``; larger ones are
-#: streamed with ``upload_file`` (which has no only-if-absent form; harmless for a content
-#: address: a racing writer stores the same bytes)
-_PUT_IN_ONE_PIECE = 32 << 20
+    from dstack.storage.base import ProgressCallback, Storage
 
 
 @dataclass
 class CodeSnapshot:
-    """A taken snapshot: the repo record, and the archive (a temporary file) with its digest.
-
-    Use it as a context manager, or call :meth:`cleanup`, to delete the archive.
-    """
+    """A taken snapshot: the repo record, and the code tree (its entries, stored bytes and
+    address). ``hashed_files`` is how many files had to be read (the rest came from the stat
+    cache). A context manager for compatibility; it holds no temporary file."""
 
     root: Path
     repo: RepoSnapshot
-    archive: Path
+    entries: list[TreeEntry]
+    tree_data: bytes
     digest: str
     warnings: list[str] = field(default_factory=list)
+    hashed_files: int = 0
 
     def cleanup(self) -> None:
-        self.archive.unlink(missing_ok=True)
+        return None
 
     def __enter__(self) -> CodeSnapshot:
         return self
@@ -80,42 +83,63 @@ def read_repo_id(path: Path) -> tuple[str, list[str]]:
     return repo_id, warnings
 
 
-def take_snapshot(path: Path, *, max_size: int) -> CodeSnapshot:
+def take_snapshot(
+    path: Path,
+    *,
+    max_size: int,
+    cache_dir: Path | None = None,
+    progress: HashProgress | None = None,
+) -> CodeSnapshot:
     """Snapshot the repository containing ``path`` as it is on disk.
 
-    RepoError if ``path`` is not in a git repository, git is missing, or the files to ship add
-    up to more than ``max_size`` bytes (the message names the largest ones).
+    ``cache_dir`` holds the stat cache (None: every file is hashed); ``progress`` is called as files are hashed. RepoError
+    if ``path`` is not in a git repository, git is missing, or the files to ship add up to more
+    than ``max_size`` bytes (the message names the largest ones).
     """
     root = find_repo_root(path)
     facts = git.read_facts(root)
     warnings: list[str] = []
     repo_id, remote_url = _identify(root, facts.config, facts.status.branch, warnings)
 
-    entries, skipped = collect(root, facts.files.tracked | facts.files.untracked)
+    entries, skipped, stats = collect(root, facts.files.tracked | facts.files.untracked)
     warnings.extend(skipped)
-    check_size(entries, max_size)
+    total = check_size(entries, max_size)
 
     status = facts.status
     shipped_untracked = any(entry.path in facts.files.untracked for entry in entries)
     dirty = status.commit is None or status.tracked_changes or shipped_untracked
     diff = git.diff_head(root) if status.commit and status.tracked_changes else ""
 
-    archive, digest = write_archive(root, entries)
-    try:
-        repo = RepoSnapshot(
-            repo_id=repo_id,
-            remote_url=remote_url,
-            branch=status.branch,
-            commit=status.commit,
-            dirty=dirty,
-            diff=diff,
-            code_key=code_key(digest),
-            code_size=archive.stat().st_size,
-        )
-    except BaseException:
-        archive.unlink(missing_ok=True)
-        raise
-    return CodeSnapshot(root=root, repo=repo, archive=archive, digest=digest, warnings=warnings)
+    cache = StatCache(cache_dir, root)
+    tree: list[TreeEntry] = []
+    for entry in entries:
+        if entry.target is not None:
+            tree.append(TreeEntry(entry.path, target=entry.target))
+            continue
+        try:
+            digest = cache.digest(entry.path, stats[entry.path], progress)
+        except OSError as exc:
+            raise RepoError(
+                f"cannot read {entry.path} ({exc.strerror or exc}): was it changed while the "
+                "code was being read? Try again"
+            ) from exc
+        tree.append(TreeEntry(entry.path, digest, entry.size, entry.executable))
+    cache.save()
+    tree_data, digest = encode_tree(tree)
+    repo = RepoSnapshot(
+        repo_id=repo_id,
+        remote_url=remote_url,
+        branch=status.branch,
+        commit=status.commit,
+        dirty=dirty,
+        diff=diff,
+        code_key=code_tree_key(digest),
+        code_size=total,
+    )
+    return CodeSnapshot(
+        root=root, repo=repo, entries=tree, tree_data=tree_data, digest=digest,
+        warnings=warnings, hashed_files=cache.hashed_files,
+    )  # fmt: skip
 
 
 def _identify(
@@ -142,22 +166,20 @@ def _identify(
     return repo_id, clean_url
 
 
-def store_code(storage: Storage, snapshot: CodeSnapshot) -> bool:
-    """Upload the archive under its content address; False if the store already had it.
-
-    An unchanged re-run costs one existence check and uploads nothing.
-    """
-    key = snapshot.repo.code_key
-    if storage.exists(key):
-        return False
-    if snapshot.archive.stat().st_size <= _PUT_IN_ONE_PIECE:
-        try:
-            storage.put(key, snapshot.archive.read_bytes(), if_absent=True)
-        except AlreadyExistsError:
-            return False
-    else:
-        storage.upload_file(snapshot.archive, key)
-    return True
+def store_code(
+    storage: Storage,
+    snapshot: CodeSnapshot,
+    *,
+    cache_dir: Path,
+    on_start: codestore.StoreProgress | None = None,
+    progress: ProgressCallback | None = None,
+) -> codestore.StoreReport:
+    """Store what the store may lack of ``snapshot`` (``dstack.repo.codestore.store_code``):
+    nothing but one existence check when this machine stored the same tree before."""
+    return codestore.store_code(
+        storage, snapshot.root, snapshot.digest, snapshot.tree_data, snapshot.entries,
+        cache_dir=cache_dir, on_start=on_start, progress=progress,
+    )  # fmt: skip
 
 
 def read_owner(root: Path) -> Owner:

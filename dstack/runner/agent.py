@@ -71,6 +71,8 @@ class Agent:
         #: set from another thread to stop the job as a stop request would: ``"interrupt"``
         #: (the spot instance is being reclaimed) or ``"timeout"`` (the run's time limit)
         self.machine_request: str | None = None
+        self._checkout: Path | None = None
+        self._refill: threading.Thread | None = None
 
     def run(self) -> JobState:
         """Run the job's attempt to its end; its final state. A job that is already finished,
@@ -98,6 +100,8 @@ class Agent:
         finally:
             self._beating.set()
             self.extras.close()
+            if self._refill is not None:  # the next job's copy of the code: let it finish
+                self._refill.join(timeout=FINAL_WRITE_DEADLINE)
             if not self.keep_workdir:
                 shutil.rmtree(job_dir, ignore_errors=True)
         return self.state
@@ -106,13 +110,17 @@ class Agent:
         if state.stop_requested(self.storage, self.spec):
             self._finish(sink, JobStatus.STOPPED, reason="stopped before it started")
             return
-        prepare.fetch_code(self.storage, self.spec, repo_dir, self.cache_dir)
+        placed = prepare.fetch_code(self.storage, self.spec, repo_dir, self.cache_dir)
+        sink.line(f"[dstack] {placed.describe()}")
+        self._checkout = placed.checkout
         workdir = repo_dir / self.spec.working_dir
         workdir.mkdir(parents=True, exist_ok=True)
         if self.spec.deps or self.state.attempt > 1:
             self._set(JobStatus.DOWNLOADING)
         if self.spec.deps:
+            started = time.monotonic()
             self._fetch_deps(workdir, sink)
+            sink.line(f"[dstack] deps ready in {time.monotonic() - started:.2f} s")
         restored: dict[str, tuple[int, int]] = {}
         if self.state.attempt > 1:
             restored = restore_artifacts(self.storage, self.spec, repo_dir)
@@ -120,11 +128,11 @@ class Agent:
                 f"[dstack] attempt {self.state.attempt}: restored {len(restored)} artifact file(s)"
             )
         is_docker = self.spec.image is not None
-        python_env = (
-            {}
-            if is_docker
-            else prepare.prepare_python(self.spec, job_dir, workdir, self.cache_dir, sink)
-        )
+        python_env: dict[str, str] = {}
+        if not is_docker:
+            started = time.monotonic()
+            python_env = prepare.prepare_python(self.spec, job_dir, workdir, self.cache_dir, sink)
+            sink.line(f"[dstack] python ready in {time.monotonic() - started:.2f} s")
         ports = prepare.free_ports(self.spec.ports)
         env = prepare.job_environment(self.spec, python_env, ports, self.state.attempt)
         with_extras = self.extras.environment(env, ports)  # secrets, token, nodes: runner.extras
@@ -143,6 +151,7 @@ class Agent:
         else:
             process = JobProcess(script, workdir, env, sink)
         self._set(JobStatus.RUNNING, process_group=process.pgid, ports=ports)
+        self._refill_spare()
         artifacts = ArtifactSync(
             self.storage, self.spec, repo_dir, self.artifact_interval, synced=restored
         ).start()
@@ -175,6 +184,17 @@ class Agent:
             self._finish(sink, JobStatus.DONE, exit_code=0)
         else:
             self._finish(sink, JobStatus.FAILED, reason=f"exit code {code}", exit_code=code)
+
+    def _refill_spare(self) -> None:
+        """While the job runs, copy the code for the next job (``runner.code.refill_spare``)."""
+        if self._checkout is None:
+            return
+        from dstack.runner.code import refill_spare
+
+        self._refill = threading.Thread(
+            target=refill_spare, args=(self._checkout,), name="code-spare", daemon=True
+        )
+        self._refill.start()
 
     def _fetch_deps(self, workdir: Path, sink: LogSink) -> None:
         report = deps.fetch_deps(self.storage, self.spec, workdir, self.cache_dir)

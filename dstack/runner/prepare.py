@@ -1,5 +1,5 @@
 """Making a job's world before its commands run: the working directory from the code
-archive, the Python environment, and the environment variables."""
+(placed by ``dstack.runner.code``), the Python environment, and the environment variables."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from dstack import pythons
-from dstack.errors import NotFoundError, RunnerError
+from dstack.errors import RunnerError
 from dstack.models import JobSpec
+from dstack.runner.code import CodeReport
 from dstack.runner.logs import LogSink
 from dstack.storage.base import Storage
 
@@ -23,21 +24,12 @@ from dstack.storage.base import Storage
 _SCRUBBED = ("VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH", "CONDA_PREFIX", "__PYVENV_LAUNCHER__")
 
 
-def fetch_code(storage: Storage, spec: JobSpec, repo_dir: Path, cache_dir: Path) -> None:
-    """Unpack the run's code archive into ``repo_dir`` (fresh), through a machine cache."""
-    from dstack.repo import unpack_code
+def fetch_code(storage: Storage, spec: JobSpec, repo_dir: Path, cache_dir: Path) -> CodeReport:
+    """Place the run's code in ``repo_dir`` (fresh), verified, through the machine's checkout
+    of the code tree (``dstack.runner.code``)."""
+    from dstack.runner.code import place_code
 
-    digest = spec.repo.code_key.rsplit("/", 1)[-1]
-    cached = cache_dir / "codes" / digest
-    if not cached.exists():
-        try:
-            storage.download_file(spec.repo.code_key, cached)
-        except NotFoundError:
-            raise RunnerError(f"the run's code archive {spec.repo.code_key} is missing") from None
-    if repo_dir.exists():
-        shutil.rmtree(repo_dir)
-    repo_dir.mkdir(parents=True)
-    unpack_code(cached, repo_dir)
+    return place_code(storage, spec, repo_dir, cache_dir)
 
 
 def prepare_python(

@@ -4,11 +4,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from dstack.compute import cloud_compute, default_compute
 from dstack.compute.base import Compute
 from dstack.storage import default_storage
 from dstack.storage.base import Storage
+
+
+class CodeProgress(Protocol):
+    """What the CLI shows while a snapshot is hashed and stored (a first run of a big repo)."""
+
+    def hashing(self, files: int, size: int) -> None:
+        """Called as files are hashed: files and bytes so far."""
+
+    def storing(self, files: int, size: int) -> None:
+        """Called once before sending: the new files and their bytes."""
+
+    def sent(self, size: int) -> None:
+        """Called with bytes just sent."""
+
+    def done(self) -> None:
+        """The code is stored."""
 
 
 @dataclass
@@ -21,6 +38,8 @@ class Context:
     _repo_id: str | None = None
     warnings: list[str] = field(default_factory=list)
     _cloud: Compute | None = None
+    #: progress of the code snapshot, shown by the CLI (None: nothing shown)
+    code_progress: CodeProgress | None = None
 
     @property
     def repo_id(self) -> str:

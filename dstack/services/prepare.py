@@ -1,8 +1,8 @@
 """One run, prepared once: the workflow with its overrides, the repo snapshot, the owner, the
 jobs. ``submit`` and ``plan_run`` both start here, so they can never disagree on what a run is.
 
-No printing, no exits. The snapshot is taken inside ``prepare_run``'s ``with`` block: its
-archive exists only there, which is where ``submit`` stores it.
+No printing, no exits. The snapshot is taken inside ``prepare_run``'s ``with`` block, which is
+where ``submit`` stores it.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class PreparedRun:
     submitted_at: float
     #: the jobs built under ``DRAFT_NAME`` (for the compute's checks)
     draft: list[JobSpec]
-    #: the snapshot's archive (valid inside ``prepare_run`` only), for ``store_code``
+    #: the snapshot (its tree and files), for ``store_code``
     snapshot: Any
     warnings: list[str] = field(default_factory=list)
 
@@ -99,7 +99,10 @@ def prepare_run(
         workflow = apply_overrides(workflow, overrides)
     arguments = list(args or [])
     when = time.time() if submitted_at is None else submitted_at
-    with take_snapshot(root, max_size=settings.max_code_size()) as snapshot:
+    with take_snapshot(
+        root, max_size=settings.max_code_size(), cache_dir=settings.cache_dir(),
+        progress=ctx.code_progress.hashing if ctx.code_progress else None,
+    ) as snapshot:  # fmt: skip
         owner = read_owner(root)
         draft = build_jobs(
             RunInput(workflow=workflow, run_name=DRAFT_NAME, repo=snapshot.repo,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from dstack import state
+from dstack import settings, state
 from dstack.errors import ComputeError, InvalidStateError, TagExistsError
 from dstack.lifecycle import ABORT_REASON, Writer, move, set_state
 from dstack.models import JobSpec, JobState, JobStatus, RunRecord, RunSummary
@@ -78,7 +78,14 @@ def submit(
                     f"-t {tag}: the tag exists ({state.describe_tag(existing)}); confirm moving "
                     f"it in a terminal, or delete it first (`dstack tags delete {tag}`)"
                 )
-        uploaded = store_code(ctx.storage, prepared.snapshot)
+        progress = ctx.code_progress
+        stored = store_code(
+            ctx.storage, prepared.snapshot, cache_dir=settings.cache_dir(),
+            on_start=progress.storing if progress else None,
+            progress=progress.sent if progress else None,
+        )  # fmt: skip
+        if progress is not None:
+            progress.done()
     run_name = allocate_run_name(ctx.storage)
     jobs = prepared.jobs(run_name)
     for job in jobs:
@@ -96,7 +103,7 @@ def submit(
             failed = JobState(status=JobStatus.FAILED, reason=str(exc), updated_at=time.time())
             set_state(ctx.storage, job, owner.display, Writer.SUBMITTER, failed)
             raise
-    return Submission(run=record, jobs=jobs, warnings=warnings, code_uploaded=uploaded)
+    return Submission(run=record, jobs=jobs, warnings=warnings, code_uploaded=stored.tree_stored)
 
 
 def get_run(ctx: Context, run_name: str, *, refresh: bool = True) -> RunView:

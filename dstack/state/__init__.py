@@ -40,6 +40,8 @@ from dstack.state.jobs import (
     write_rendezvous,
 )
 from dstack.state.keys import (
+    CODE_BLOBS_PREFIX,
+    CODE_TREES_PREFIX,
     INFRA_KINDS,
     PULUMI_STATE_PREFIX,
     STACK_RECORDS_PREFIX,
@@ -51,7 +53,10 @@ from dstack.state.keys import (
     boot_log_key,
     bootstrap_infra_key,
     chunk_time,
+    code_blob_key,
+    code_digest,
     code_key,
+    code_tree_key,
     heads_prefix,
     heartbeat_key,
     infra_key,
@@ -123,6 +128,8 @@ from dstack.state.tags import (
 )
 
 __all__ = [
+    "CODE_BLOBS_PREFIX",
+    "CODE_TREES_PREFIX",
     "HEARTBEAT_INTERVAL",
     "HEARTBEAT_TIMEOUT",
     "INFRA_KINDS",
@@ -139,7 +146,10 @@ __all__ = [
     "boot_log_key",
     "bootstrap_infra_key",
     "chunk_time",
+    "code_blob_key",
+    "code_digest",
     "code_key",
+    "code_tree_key",
     "create_run",
     "create_tag",
     "delete_run",

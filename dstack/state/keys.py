@@ -4,7 +4,11 @@ This is the only module that knows where things live. Layout (``<repo>`` is a re
 as ``github.com/acme/mnist`` or ``local/mnist``; ``<inv>`` is ``10**13`` minus the submit time
 in milliseconds, zero-padded to 13 digits, so that a plain ascending listing is newest first)::
 
-    codes/<sha256>.tar.gz                       code archives, content-addressed, shared
+    code/trees/<sha256>.json.gz                 code trees (``dstack.repo.tree``): every path of
+                                                a snapshot with its content's sha256
+    code/blobs/<sha256>                         file contents, one per distinct content
+    codes/<sha256>.tar.gz                       whole-tree code archives of earlier versions
+                                                (read, verified, never written)
     names/<run-name>                            run-name reservations, unique in the store
     repos/<repo>/runs/<run>/run.json            RunRecord: written once (only-if-absent)
     repos/<repo>/runs/<run>/jobs/<i>/spec.json  JobSpec: written once
@@ -55,8 +59,36 @@ from dstack.models import JobHead, JobSpec, JobState, JobStatus
 _INV_BASE = 10**13
 
 
+CODE_BLOBS_PREFIX = "code/blobs/"
+CODE_TREES_PREFIX = "code/trees/"
+_TREE_SUFFIX = ".json.gz"
+
+
 def code_key(digest: str) -> str:
+    """The key of a whole-tree code archive (written by earlier versions; still readable)."""
     return f"codes/{digest}.tar.gz"
+
+
+def code_tree_key(digest: str) -> str:
+    return f"{CODE_TREES_PREFIX}{digest}{_TREE_SUFFIX}"
+
+
+def code_blob_key(digest: str) -> str:
+    return f"{CODE_BLOBS_PREFIX}{digest}"
+
+
+def code_digest(key: str) -> tuple[str, str]:
+    """(``"tree"`` or ``"archive"``, sha256) of a run's code key; ValueError for anything else."""
+    name = key.rsplit("/", 1)[-1]
+    if key.startswith(CODE_TREES_PREFIX) and name.endswith(_TREE_SUFFIX):
+        kind, digest = "tree", name[: -len(_TREE_SUFFIX)]
+    elif key.startswith("codes/") and name.endswith(".tar.gz"):
+        kind, digest = "archive", name[: -len(".tar.gz")]
+    else:
+        raise ValueError(f"not a code key: {key!r}")
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError(f"not a code key: {key!r}")
+    return kind, digest
 
 
 def name_key(run_name: str) -> str:

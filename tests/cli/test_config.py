@@ -266,7 +266,7 @@ def test_runs_use_the_configured_bucket(
     assert cli("config", "--bucket", s3_bucket, "--endpoint-url", url, cwd=repo).code == 0
     result = Dstack(cli.home)("run", "hi", cwd=repo)  # the real command: it forks a runner
     assert result.code == 0, result.err
-    assert result.out == "hi\n"
+    assert result.job_lines == ["hi"]
     keys = [o["Key"] for o in moto_server.client().list_objects_v2(Bucket=s3_bucket)["Contents"]]
     assert any(k.startswith("repos/github.com/acme/mnist/runs/") for k in keys)
     assert not (cli.home / "store").exists()

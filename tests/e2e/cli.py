@@ -22,6 +22,20 @@ class Result:
     out: str
     err: str
 
+    @property
+    def job_lines(self) -> list[str]:
+        """The job's own output: ``out`` without the lines where the runner reports how long
+        each phase took (``[dstack] code ready in 0.08 s …``)."""
+        return job_lines(self.out)
+
+
+_PHASE_LINES = ("[dstack] code ready in ", "[dstack] python ready in ", "[dstack] deps ready in ")
+
+
+def job_lines(text: str) -> list[str]:
+    """``text``'s lines without the runner's phase timings."""
+    return [line for line in text.splitlines() if not line.startswith(_PHASE_LINES)]
+
 
 class Dstack:
     """Runs `dstack` in ``cwd`` with its own DSTACK_HOME (and any extra environment)."""

@@ -104,7 +104,7 @@ def test_job_sees_working_tree_not_ignored_files(dstack: Dstack, repo: Path) -> 
     (repo / "ignored.txt").write_text("secret\n")
     result = dstack("run", "files", cwd=repo)
     assert result.code == 0, result.err
-    assert result.out.splitlines() == ["edited, not committed", "untracked", "no ignored file"]
+    assert result.job_lines == ["edited, not committed", "untracked", "no ignored file"]
     # the user's checkout is untouched and was never the job's working directory
     assert (repo / "ignored.txt").read_text() == "secret\n"
 
@@ -139,17 +139,19 @@ def test_python_version_is_honoured(dstack: Dstack, repo: Path, machine_cache: P
     )
     wanted = dstack("run", "pyother", cwd=repo)
     assert wanted.code == 0, wanted.err
-    assert wanted.out.strip().startswith(f"Python {version}.")
+    assert wanted.job_lines[0].startswith(f"Python {version}.")
     default = dstack("run", "pydefault", cwd=repo)
     assert default.code == 0, default.err
-    assert default.out.strip().startswith("Python 3.")
-    assert not default.out.strip().startswith(f"Python {version}.")
+    assert default.job_lines[0].startswith("Python 3.")
+    assert not default.job_lines[0].startswith(f"Python {version}.")
 
 
 def test_env_and_args_reach_the_commands(dstack: Dstack, repo: Path) -> None:
     result = dstack("run", "envargs", "-e", "EXTRA=x=1", "alpha", "beta gamma", cwd=repo)
     assert result.code == 0, result.err
-    greeting, args, extra, name, run_name, repo_id, unbuffered = result.out.strip().split("|")
+    greeting, args, extra, name, run_name, repo_id, unbuffered = (
+        "\n".join(result.job_lines).strip().split("|")
+    )
     assert greeting == "hi there"
     assert args == "alpha beta gamma"
     assert extra == "x=1"
@@ -167,7 +169,7 @@ def test_python_provider_runs_script_with_args(dstack: Dstack, repo: Path) -> No
 def test_failing_command_sets_exit_code_and_stops(dstack: Dstack, repo: Path) -> None:
     result = dstack("run", "fail", cwd=repo)
     assert result.code == 3
-    assert result.out.splitlines() == ["before"]
+    assert result.job_lines == ["before"]
     assert "failed" in result.err
     first = dstack("run", "firstfail", cwd=repo)
     assert first.code == 1
@@ -232,6 +234,8 @@ def test_killing_the_attached_cli_leaves_the_job_running(dstack: Dstack, repo: P
     attached = dstack.popen("run", "counter", cwd=repo)
     assert attached.stdout is not None
     first = attached.stdout.readline().decode()
+    while first.startswith("[dstack] "):  # the runner's phase timings come first
+        first = attached.stdout.readline().decode()
     assert first == "line 1\n"
     attached.send_signal(signal.SIGKILL)
     attached.wait()
@@ -240,20 +244,67 @@ def test_killing_the_attached_cli_leaves_the_job_running(dstack: Dstack, repo: P
     assert rows[0]["status"] in ("running", "uploading", "done")
     result = dstack("logs", "-a", run, cwd=repo)
     assert result.code == 0, result.err
-    assert result.out.splitlines() == [f"line {i}" for i in range(1, 41)]
+    assert result.job_lines == [f"line {i}" for i in range(1, 41)]
 
 
 def test_unchanged_rerun_stores_no_new_code(dstack: Dstack, repo: Path, store: Store) -> None:
     def codes() -> list[str]:
-        return sorted(info.key for info in store.storage().list_objects("codes/"))
+        return sorted(info.key for info in store.storage().list_objects("code/"))
 
-    assert dstack("run", "hello", cwd=repo).code == 0
+    first_run = dstack("run", "hello", cwd=repo)
+    assert first_run.code == 0, first_run.err
+    assert "[dstack] code ready in " in first_run.out  # where the time goes, in the job's log
     first = codes()
     assert dstack("run", "hello", cwd=repo).code == 0
     assert codes() == first
     (repo / "new.txt").write_text("changed\n")
     assert dstack("run", "hello", cwd=repo).code == 0
-    assert len(codes()) == len(first) + 1
+    added = set(codes()) - set(first)
+    assert {key.split("/")[1] for key in added} == {"blobs", "trees"} and len(added) == 2
+
+
+def test_code_replaced_in_the_store_is_refused_then_stored_anew(
+    dstack: Dstack, repo: Path, store: Store
+) -> None:
+    """Another bucket user replaces the stored code of my file; my next run, on a machine that
+    does not hold it yet (a fresh instance; here: the machine's code caches emptied), must not
+    run their code. Written against the store as any version lays it out (``codes/`` archives
+    before, ``code/blobs/`` now), so it shows the old behaviour too."""
+    import gzip
+    import hashlib
+    import io
+    import os
+    import shutil
+    import tarfile
+
+    (repo / "new.txt").write_text("mine\n")
+    assert dstack("run", "files", cwd=repo).code == 0
+    storage = store.storage()
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name, data in (("tracked.txt", b"committed\n"), ("new.txt", b"theirs\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    replaced = 0
+    for info in list(storage.list_objects("code")):  # "codes/…" and "code/…"
+        if info.key.startswith("codes/"):
+            storage.put(info.key, gzip.compress(raw.getvalue()))
+            replaced += 1
+        elif info.key == "code/blobs/" + hashlib.sha256(b"mine\n").hexdigest():
+            storage.put(info.key, b"theirs\n")
+            replaced += 1
+    assert replaced == 1
+    cache = Path(os.environ["DSTACK_CACHE_DIR"])
+    for folder in (cache / "codes", cache / "code" / "checkouts"):
+        shutil.rmtree(folder, ignore_errors=True)
+    refused = dstack("run", "files", cwd=repo)
+    assert "theirs" not in refused.out
+    assert refused.code != 0
+    assert "does not match its content address" in refused.out
+    healed = dstack("run", "files", cwd=repo)  # the tampered object and its tree were removed
+    assert healed.code == 0, healed.out + healed.err
+    assert "mine" in healed.out
 
 
 def test_rm_deletes_finished_runs_only(dstack: Dstack, repo: Path, tmp_path: Path) -> None:
@@ -293,7 +344,7 @@ def test_detached_head_and_unpushed_commits(dstack: Dstack, repo: Path) -> None:
     (repo / "new.txt").write_text("n\n")
     result = dstack("run", "files", cwd=repo)
     assert result.code == 0, result.err
-    assert result.out.splitlines()[0] == "second commit"
+    assert result.job_lines[0] == "second commit"
 
 
 def test_help_lists_commands() -> None:

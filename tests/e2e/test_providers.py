@@ -352,7 +352,7 @@ def test_two_nodes_agree_on_an_all_reduce(tmp_path: Path, dstack: Dstack, store:
     repo = torchrun_repo(tmp_path)
     result = dstack("run", "allreduce", cwd=repo)
     assert result.code == 0, result.err
-    assert sorted(result.out.splitlines()) == ["rank 0 of 2: sum=3", "rank 1 of 2: sum=3"]
+    assert sorted(result.job_lines) == ["rank 0 of 2: sum=3", "rank 1 of 2: sum=3"]
     row = dstack.ps_json(latest_run(dstack, repo, "allreduce"), repo)
     assert (row["status"], row["jobs"]) == ("done", 2)
 

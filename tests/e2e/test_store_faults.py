@@ -22,7 +22,7 @@ import pytest
 
 from dstack import state
 from dstack.storage.s3.storage import S3Storage
-from tests.e2e.cli import FINISHED, Dstack, wait_for
+from tests.e2e.cli import FINISHED, Dstack, job_lines, wait_for
 from tests.e2e.conftest import Store
 from tests.fault_proxy import FaultProxy
 
@@ -129,7 +129,7 @@ def test_outage_and_throttling_mid_run_lose_nothing(
     assert proxy.refused > 0 and proxy.faults == 40 and proxy.requests > requests_before + 40
 
     # the printed output is the job's, whole and once, and equals the stored log line for line
-    printed_lines = printed.decode().splitlines()
+    printed_lines = job_lines(printed.decode())
     count = int(printed_lines[-1].split()[2])
     assert printed_lines == [f"line {i}" for i in range(1, count + 1)] + [
         f"done after {count} lines"
@@ -138,7 +138,7 @@ def test_outage_and_throttling_mid_run_lose_nothing(
     run = json.loads(cli("ps", "-a", "--json", cwd=repo).out)[0]["run"]
     logs = state.logs_prefix(REPO_ID, run, 0)
     stored = b"".join(direct.get(info.key) for info in direct.list_objects(logs))
-    assert stored.decode().splitlines() == printed_lines
+    assert stored.decode().splitlines() == printed.decode().splitlines()
 
     # every artifact, byte for byte, including those written while the store was gone
     assert cli("artifacts", "download", run, "-o", str(download), cwd=repo).code == 0
@@ -180,6 +180,6 @@ def test_store_gone_past_the_retry_bound_is_one_clear_line(
     release.touch()
     run = json.loads(cli("ps", "-a", "--json", cwd=repo).out)[0]["run"]
     assert cli.wait_status(run, repo, lambda s: s in FINISHED)["status"] == "done"
-    output = cli("logs", run, cwd=repo).out.splitlines()
+    output = cli("logs", run, cwd=repo).job_lines
     count = int(output[-1].split()[2])
     assert output == [f"line {i}" for i in range(1, count + 1)] + [f"done after {count} lines"]

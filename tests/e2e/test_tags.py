@@ -141,8 +141,8 @@ def test_a_tag_from_uploaded_folders(dstack: Dstack, repo: Path) -> None:
     tag = tags_json(dstack, repo)["raw"]
     assert (tag["run"], tag["workflow"], tag["files"], tag["artifacts"]) == (None, None, 3, ["raw"])
     result = ok(dstack("run", "use-raw", cwd=repo))
-    assert result.out.splitlines()[1:] == ["alpha", "beta", "uploaded tool"]
-    assert "uploaded files" in result.out.splitlines()[0]
+    assert result.job_lines[1:] == ["alpha", "beta", "uploaded tool"]
+    assert "uploaded files" in result.job_lines[0]
 
     refused = dstack("tags", "add", "raw", "-a", "sub", cwd=repo)
     assert refused.code != 0 and "Tag raw exists" in refused.err and "-y" in refused.err

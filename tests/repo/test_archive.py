@@ -88,3 +88,21 @@ def test_corrupt_archive(tmp_path: Path) -> None:
     archive.write_bytes(b"not a tar at all")
     with pytest.raises(RepoError, match="corrupt"):
         unpack_code(archive, tmp_path / "dest")
+
+
+def test_archive_is_verified_against_its_address_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    import gzip
+    import hashlib
+
+    from dstack.repo.tree import CodeIntegrityError
+
+    good = make_tar(tmp_path / "good.tar.gz", [("file", "a.py", "print('mine')")])
+    digest = hashlib.sha256(gzip.decompress(good.read_bytes())).hexdigest()
+    unpack_code(good, tmp_path / "ok", digest=digest)
+    assert (tmp_path / "ok" / "a.py").read_text() == "print('mine')"
+    evil = make_tar(tmp_path / "evil.tar.gz", [("file", "a.py", "print('theirs')")])
+    with pytest.raises(CodeIntegrityError, match="does not match its content address"):
+        unpack_code(evil, tmp_path / "dest", digest=digest)
+    assert not (tmp_path / "dest").exists()

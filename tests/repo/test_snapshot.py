@@ -1,10 +1,10 @@
-"""take_snapshot / store_code / unpack_code on real git repositories."""
+"""take_snapshot on real git repositories: what is shipped, and the tree's address."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
-import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,12 +15,9 @@ from dstack.repo import (
     CodeSnapshot,
     find_repo_root,
     read_owner,
-    store_code,
     take_snapshot,
-    unpack_code,
 )
 from dstack.repo import git as repo_git
-from dstack.storage.local import LocalStorage
 from tests.conftest import git, make_repo
 
 RepoFactory = Callable[..., Path]
@@ -34,16 +31,16 @@ def snap(path: Path, max_size: int = BIG) -> CodeSnapshot:
 
 
 def contents(snapshot: CodeSnapshot) -> dict[str, bytes | str]:
-    """Archive members: file bytes, or ``-> target`` for symlinks."""
+    """The tree's files (bytes, checked against their digests) and symlinks (``-> target``)."""
     out: dict[str, bytes | str] = {}
-    with tarfile.open(snapshot.archive, "r:gz") as tar:
-        for member in tar:
-            if member.issym():
-                out[member.name] = f"-> {member.linkname}"
-            else:
-                f = tar.extractfile(member)
-                assert f is not None
-                out[member.name] = f.read()
+    for entry in snapshot.entries:
+        if entry.target is not None:
+            out[entry.path] = f"-> {entry.target}"
+            continue
+        data = (snapshot.root / entry.path).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry.digest
+        assert entry.size == len(data)
+        out[entry.path] = data
     return out
 
 
@@ -60,11 +57,8 @@ def test_clean_repo(repo_factory: RepoFactory) -> None:
             "",
         )
         assert contents(s) == {"src/model.py": b"W = 1\n", "train.py": b"print(1)\n"}
-        assert s.repo.code_key == f"codes/{s.digest}.tar.gz"
-        assert s.repo.code_size == s.archive.stat().st_size
-        archive = s.archive
-        assert archive.exists()
-    assert not archive.exists()
+        assert s.repo.code_key == f"code/trees/{s.digest}.json.gz"
+        assert s.repo.code_size == len(b"print(1)\nW = 1\n")
 
 
 def test_dirty_repo_ships_the_working_tree(repo_factory: RepoFactory) -> None:
@@ -96,61 +90,17 @@ def test_diff_is_capped(repo_factory: RepoFactory) -> None:
     assert len(diff.encode()) < 1200 and "diff truncated" in diff
 
 
-def test_binary_exec_and_symlinks_survive_store_and_unpack(
-    repo_factory: RepoFactory, tmp_path: Path
-) -> None:
-    root = repo_factory({"blob.bin": BINARY, "run.sh": "#!/bin/sh\necho hi\n", "lib/x.py": "x"})
-    os.chmod(root / "run.sh", 0o755)
-    os.symlink("lib/x.py", root / "link.py")
-    os.symlink("does/not/exist", root / "dangling")
-    os.symlink("lib", root / "libdir")
-    storage = LocalStorage(tmp_path / "store")
-    with snap(root) as s:
-        assert store_code(storage, s) is True
-        key = s.repo.code_key
-    archive = tmp_path / "fetched.tar.gz"
-    storage.download_file(key, archive)
-    dest = tmp_path / "unpacked"
-    unpack_code(archive, dest)
-    assert (dest / "blob.bin").read_bytes() == BINARY
-    assert os.access(dest / "run.sh", os.X_OK)
-    assert not os.access(dest / "lib" / "x.py", os.X_OK)
-    assert os.readlink(dest / "link.py") == "lib/x.py"
-    assert (dest / "link.py").read_text() == "x"
-    assert os.readlink(dest / "dangling") == "does/not/exist"
-    assert os.readlink(dest / "libdir") == "lib"
-
-
-def test_same_content_same_digest_and_stored_once(
-    repo_factory: RepoFactory, tmp_path: Path
-) -> None:
+def test_same_content_same_digest(repo_factory: RepoFactory, tmp_path: Path) -> None:
     files: dict[str, str | bytes] = {"a.py": "a", "b/c.py": "c", "bin": BINARY}
     first = repo_factory(files)
     second = repo_factory(files, remote="git@gitlab.com:other/repo.git")
     os.utime(second / "a.py", (1, 1))  # mtimes, owners and folders do not matter
-    storage = LocalStorage(tmp_path / "store")
     with snap(first) as s1, snap(first) as s2, snap(second) as s3:
         assert s1.digest == s2.digest == s3.digest
-        assert s1.archive.read_bytes() == s2.archive.read_bytes()
-        assert store_code(storage, s1) is True
-        assert store_code(storage, s2) is False
-        assert store_code(storage, s3) is False
-        assert [o.key for o in storage.list_objects("codes/")] == [s1.repo.code_key]
-        with tarfile.open(s1.archive, "r:gz") as tar:
-            for member in tar:
-                assert (member.mtime, member.uid, member.gid) == (0, 0, 0)
-                assert (member.uname, member.gname) == ("", "")
-    assert not s1.archive.exists()  # the context manager deleted it
-
-
-def test_digest_is_sha256_of_the_tar_stream(repo_factory: RepoFactory) -> None:
-    root = repo_factory({"a.py": "a"})
-    import gzip
-
-    with snap(root) as s:
-        raw = s.archive.read_bytes()
-        assert raw[4:8] == b"\0\0\0\0"  # gzip header mtime 0
-        assert hashlib.sha256(gzip.decompress(raw)).hexdigest() == s.digest
+        assert s1.tree_data == s2.tree_data
+        raw = gzip.decompress(s1.tree_data)
+        assert s1.tree_data[4:8] == b"\0\0\0\0"  # gzip header mtime 0
+        assert hashlib.sha256(raw).hexdigest() == s1.digest
 
 
 def test_different_content_different_digest(repo_factory: RepoFactory) -> None:
@@ -164,6 +114,11 @@ def test_different_content_different_digest(repo_factory: RepoFactory) -> None:
     os.chmod(root / "run.sh", 0o755)
     with snap(root) as chmodded:
         assert chmodded.digest not in (digest, edited.digest)
+    os.unlink(root / "run.sh")
+    os.symlink("a.py", root / "run.sh")
+    with snap(root) as linked:
+        assert linked.digest not in (digest, edited.digest, chmodded.digest)
+        assert contents(linked)["run.sh"] == "-> a.py"
 
 
 def test_size_limit_names_the_largest_files(repo_factory: RepoFactory) -> None:

@@ -7,8 +7,9 @@ the layout. A runner:
   requests, heartbeats, its boot log) and the run's entries of the repo's ``heads`` and
   ``active`` indexes, which it rewrites on every status change;
 - writes the tag it was asked to set on success (``dstack run -t``);
-- reads its code archive, the dstack wheel, the artifacts of its deps and of the runs it
-  watches (``tensorboard``), and the repo's secrets (which become the job's variables);
+- reads its code (its tree, and the file contents under ``code/blobs/``), the dstack wheel,
+  the artifacts of its deps and of the runs it watches (``tensorboard``), and the repo's
+  secrets (which become the job's variables);
 - lists only those prefixes.
 """
 
@@ -58,7 +59,7 @@ def scope_for(
     return StoreScope(
         prefix=store_prefix,
         read_write=_unique(read_write),
-        read_only=_unique([code_key, wheel_key, secrets, *dep_prefixes]),
+        read_only=_unique([code_key, state.CODE_BLOBS_PREFIX, wheel_key, secrets, *dep_prefixes]),
         listable=_unique([own, heads, active, secrets, *dep_prefixes]),
     )
 

@@ -1,0 +1,104 @@
+"""The code tree: what a snapshot holds, as one content-addressed record.
+
+A tree lists every shipped path with what it is: a regular file (its sha256, its size, whether
+it is executable) or a symlink (its target). Paths are sorted by their UTF-8 bytes; folders are
+not listed (git does not track empty ones). The file contents live apart, one object per
+distinct content (``code/blobs/<sha256>``), so a file that did not change between two runs is
+never stored twice.
+
+The record is canonical JSON (sorted, no spaces), gzip-compressed with mtime 0; its address is
+the sha256 of the *uncompressed* JSON, so the same files always give the same address whatever
+zlib compresses them to. :func:`decode_tree` checks that address before it returns anything: a
+record that does not hash to its key is refused with one :class:`CodeIntegrityError`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from dataclasses import dataclass
+
+from dstack.errors import RepoError
+
+FORMAT = 1
+
+
+class CodeIntegrityError(RepoError):
+    """A stored code object does not hash to its content address: it was changed after it was
+    stored (or damaged), and is never used. ``key`` names the object."""
+
+    def __init__(self, message: str, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    """One shipped path: a file (``digest``, ``size``, ``executable``) or a symlink
+    (``target``)."""
+
+    path: str
+    digest: str = ""
+    size: int = 0
+    executable: bool = False
+    target: str | None = None
+
+    @property
+    def is_link(self) -> bool:
+        return self.target is not None
+
+    def as_row(self) -> list[object]:
+        if self.target is not None:
+            return [self.path, "l", self.target]
+        return [self.path, "x" if self.executable else "f", self.digest, self.size]
+
+
+def encode_tree(entries: list[TreeEntry]) -> tuple[bytes, str]:
+    """The stored bytes of a tree (gzip) and its address (sha256 of the JSON inside)."""
+    ordered = sorted(entries, key=lambda entry: entry.path.encode("utf-8", "surrogateescape"))
+    raw = json.dumps(
+        {"format": FORMAT, "entries": [entry.as_row() for entry in ordered]},
+        separators=(",", ":"),
+        ensure_ascii=True,
+    ).encode()
+    # level 1: the sha256s that make most of a tree do not compress; speed matters more
+    return gzip.compress(raw, compresslevel=1, mtime=0), hashlib.sha256(raw).hexdigest()
+
+
+def decode_tree(data: bytes, digest: str, *, where: str) -> list[TreeEntry]:
+    """The entries of a stored tree, after checking that it hashes to ``digest``.
+
+    ``where`` names the object in messages. CodeIntegrityError on any mismatch or damage.
+    """
+    try:
+        raw = gzip.decompress(data)
+    except (OSError, EOFError) as exc:
+        raise CodeIntegrityError(f"the code tree {where} is damaged ({exc})", where) from None
+    if hashlib.sha256(raw).hexdigest() != digest:
+        raise CodeIntegrityError(
+            f"the code tree {where} does not match its content address: it was changed in the "
+            "store after it was stored; refusing to use it",
+            where,
+        )
+    record = json.loads(raw)
+    if record.get("format") != FORMAT:
+        raise RepoError(
+            f"the code tree {where} has format {record.get('format')!r}: upgrade dstack"
+        )
+    entries = []
+    for row in record["entries"]:
+        if row[1] == "l":
+            entries.append(TreeEntry(row[0], target=row[2]))
+        else:
+            entries.append(TreeEntry(row[0], row[2], int(row[3]), row[1] == "x"))
+    return entries
+
+
+def file_digest(path: str, chunk: int = 1 << 20) -> str:
+    """The sha256 of the file at ``path``, read in chunks."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            sha.update(block)
+    return sha.hexdigest()
