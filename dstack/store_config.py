@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from dstack.errors import ConfigError
 from stacks import defaults
@@ -123,6 +123,11 @@ class AwsComputeConfig(_Strict):
     subnet_id: str | None = None
     vpc_id: str | None = None
     volume_kms_key_id: str | None = None
+    #: IAM fences an administrator can require of the roles dstack creates (README: "Running
+    #: on AWS"): a path, a name prefix, a permissions boundary (a policy ARN)
+    role_path: str | None = None
+    role_name_prefix: str | None = None
+    permissions_boundary: str | None = None
     partition: str = "aws"
     default_cpu: int = Field(default=2, gt=0, strict=True)
     default_memory: str = "8GB"
@@ -130,6 +135,16 @@ class AwsComputeConfig(_Strict):
     secrets_provider: str = "passphrase"
     tags: dict[str, str] = Field(default_factory=dict)
     bootstrap: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _aws_would_accept(self) -> AwsComputeConfig:
+        """Tags and IAM fences AWS would refuse fail here, at the config, not at create."""
+        from stacks import policies
+        from stacks import tags as tagging
+
+        tagging.check_extra(self.tags)
+        policies.check_role_fences(self.role_path, self.role_name_prefix, self.permissions_boundary)
+        return self
 
     def resolved_region(self) -> str | None:
         return self.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")

@@ -64,6 +64,7 @@ class AwsCompute(Compute):
         local: Compute | None = None,
         wheel: Wheel | None = None,
         caller_ip: str | None = None,
+        iam: Any = None,
     ) -> None:
         self.config = config or AwsComputeConfig()
         self._driver_factory = driver_factory
@@ -72,6 +73,7 @@ class AwsCompute(Compute):
         self._local = local
         self._wheel = wheel
         self._caller_ip = caller_ip
+        self._iam: Any = iam
 
     # the Compute contract
 
@@ -287,11 +289,25 @@ class AwsCompute(Compute):
             self._ec2 = Ec2(self.config.require_region(), profile=self.config.profile)
         return self._ec2
 
+    def ec2_in(self, region: str) -> Ec2:
+        """EC2 in another region (``dstack prune`` looks wherever a stack was made)."""
+        return Ec2(region, profile=self.config.profile, endpoint_url=self.ec2().endpoint_url)
+
+    def iam(self) -> Any:
+        """An IAM client (``dstack prune`` deletes the roles runs left behind)."""
+        if self._iam is None:
+            import boto3
+
+            session = boto3.session.Session(profile_name=self.config.profile)
+            endpoint = self.ec2().endpoint_url
+            self._iam = session.client("iam", endpoint_url=endpoint)
+        return self._iam
+
     def sweep(self, store: S3StoreConfig, run_name: str) -> list[str]:
         """Terminate instances still tagged with the run (after a destroy that failed, or one
         that raced an instance being created). Best effort."""
         try:
-            live = self.ec2().tagged_instances(store.bucket, run_name)
+            live = self.ec2().tagged_instances(store.bucket, store.prefix, run_name)
             return self.ec2().terminate(i.instance_id for i in live)
         except ComputeError as exc:
             self._say(f"could not look for instances of run {run_name} left behind ({exc})")
