@@ -102,7 +102,7 @@ class AwsCompute(Compute):
         store = _s3_config(storage)
         try:
             wheel = ensure_wheel(storage, self._wheel)
-            args = self.stack_args(store, run, cloud, wheel.key)
+            args = self.stack_args(store, run, cloud, wheel.key, wheel_sha256=wheel.sha256)
             driver = self.driver(store)
             self._say(f"Provisioning run {run.run_name} on AWS (stack {run.run_name})")
             rendering = offline_plan.render(program_of(args), project=PROJECT, stack=run.run_name)
@@ -241,6 +241,7 @@ class AwsCompute(Compute):
         wheel_key: str,
         *,
         caller_cidr: str | None = None,
+        wheel_sha256: str | None = None,
     ) -> Any:
         """The run stack's arguments (``stacks.run.RunStackArgs``) for these jobs; the
         caller's address is looked up only if ports are asked for and none is given."""
@@ -250,6 +251,7 @@ class AwsCompute(Compute):
             self.config, store, run, jobs, wheel_key,
             instance_for=self.instance_for,
             caller_cidr=lambda: caller_cidr or self.caller_cidr(),
+            wheel_sha256=wheel_sha256,
         )  # fmt: skip
 
     def caller_cidr(self, *, lookup: bool = True) -> str | None:

@@ -41,6 +41,7 @@ def _pinned_boto3(monkeypatch: pytest.MonkeyPatch) -> None:
     import dstack.compute.aws.runargs as module
 
     monkeypatch.setattr(module, "boto3_requirement", lambda: "boto3>=1.35.16")
+    monkeypatch.setattr(module, "pinned_requirements", lambda: ["boto3==1.35.16", "pyyaml==6.0.2"])
 
 
 def planned(repo_factory: Any, **config: Any) -> Any:
