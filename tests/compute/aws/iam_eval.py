@@ -5,7 +5,7 @@ resource policy, no boundary): a request is allowed when some ``Allow`` statemen
 action, its resource and its conditions, and no ``Deny`` statement does; otherwise it is
 implicitly denied. Matching, as documented: actions case-insensitively with ``*``/``?``
 wildcards; resources case-sensitively with ``*`` (any run of characters, ``/`` included) and
-``?`` (one character); ``StringLike``/``StringEquals`` on a condition key the request lacks do not
+``?`` (one character); ``StringLike``/``StringEquals``/``ArnEquals`` (no wildcard) on a condition key the request lacks do not
 match (so a statement conditioned on ``s3:prefix`` never allows a listing without a prefix).
 Only what dstack's policies use is modelled; anything else raises, rather than guessing.
 """
@@ -50,7 +50,7 @@ def _matches(
                 return False
             if operator == "StringLike":
                 ok = any(_glob(v, context[key], case=True) for v in _list(values))
-            elif operator == "StringEquals":
+            elif operator in ("StringEquals", "ArnEquals"):
                 ok = context[key] in _list(values)
             else:
                 raise NotImplementedError(f"condition operator {operator}")
