@@ -35,6 +35,7 @@ from dstack.compute.aws.driver import (
     require_engine,
 )
 from dstack.compute.aws.ec2 import Ec2
+from dstack.compute.aws import preflight
 from dstack.compute.aws.wheel import Wheel, ensure_wheel
 from dstack.compute.base import Compute, RunPlan
 from dstack.errors import ComputeError, DstackError
@@ -103,6 +104,7 @@ class AwsCompute(Compute):
         try:
             wheel = ensure_wheel(storage, self._wheel)
             args = self.stack_args(store, run, cloud, wheel.key, wheel_sha256=wheel.sha256)
+            preflight.check_run(self, args)
             driver = self.driver(store)
             self._say(f"Provisioning run {run.run_name} on AWS (stack {run.run_name})")
             rendering = offline_plan.render(program_of(args), project=PROJECT, stack=run.run_name)

@@ -192,6 +192,11 @@ class Ec2:
             return False
         return True
 
+    def ask(self, operation: str, what: str, **kwargs: Any) -> dict[str, Any]:
+        """One EC2 call by its boto3 name (``dstack.compute.aws.preflight`` reads the network
+        with it); ``what`` says what for, in the error."""
+        return self._call(lambda: getattr(self._client(), operation)(**kwargs), what)
+
     # helpers
 
     def _client(self) -> Any:

@@ -42,8 +42,7 @@ def test_parliament_finds_nothing_but_the_split_launch(name: str) -> None:
         (f.issue, f.detail)
         for f in findings
         if not (
-            f.issue == "RESOURCE_MISMATCH"
-            and {d["action"] for d in f.detail} <= SPLIT_ON_PURPOSE
+            f.issue == "RESOURCE_MISMATCH" and {d["action"] for d in f.detail} <= SPLIT_ON_PURPOSE
         )
     ]
     assert unexpected == []
@@ -83,8 +82,12 @@ def test_a_user_creates_roles_only_under_the_path_and_the_boundary() -> None:
     assert not iam_eval.allowed(policy, "iam:DeleteRolePermissionsBoundary", role, fenced)
     to_ec2 = {"iam:PassedToService": "ec2.amazonaws.com"}
     assert iam_eval.allowed(policy, "iam:PassRole", role, to_ec2)
-    assert not iam_eval.allowed(policy, "iam:PassRole", role, {"iam:PassedToService": "lambda.amazonaws.com"})
-    assert not iam_eval.allowed(policy, "iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/admin", to_ec2)
+    assert not iam_eval.allowed(
+        policy, "iam:PassRole", role, {"iam:PassedToService": "lambda.amazonaws.com"}
+    )
+    assert not iam_eval.allowed(
+        policy, "iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/admin", to_ec2
+    )
 
 
 def test_the_boundary_caps_a_runner_role_at_the_bucket() -> None:
