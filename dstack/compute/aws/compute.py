@@ -203,7 +203,9 @@ class AwsCompute(Compute):
             region=self.config.require_region(),
             kms_key_id=kms_key_id,
             reporter=self.reporter,
-        )
+            fences={"role_path": self.config.role_path,
+                    "permissions_boundary": self.config.permissions_boundary},
+        )  # fmt: skip
 
     # building blocks, also used by `dstack run --plan` and `dstack prune`
 
@@ -293,18 +295,9 @@ class AwsCompute(Compute):
             self._ec2 = Ec2(self.config.require_region(), profile=self.config.profile)
         return self._ec2
 
-    def ec2_in(self, region: str) -> Ec2:
-        """EC2 in another region (``dstack prune`` looks wherever a stack was made)."""
-        return Ec2(region, profile=self.config.profile, endpoint_url=self.ec2().endpoint_url)
-
     def iam(self) -> Any:
-        """An IAM client (``dstack prune`` deletes the roles runs left behind)."""
-        if self._iam is None:
-            import boto3
-
-            session = boto3.session.Session(profile_name=self.config.profile)
-            endpoint = self.ec2().endpoint_url
-            self._iam = session.client("iam", endpoint_url=endpoint)
+        """An IAM client (preflight's spot role; the roles `dstack prune` deletes)."""
+        self._iam = self._iam or preflight.iam_client(self.config.profile, self.ec2().endpoint_url)
         return self._iam
 
     def sweep(self, store: S3StoreConfig, run_name: str) -> list[str]:

@@ -36,6 +36,13 @@ def check_run(compute: Any, args: Any) -> None:
         done.add("spot")
 
 
+def iam_client(profile: str | None, endpoint_url: str | None = None) -> Any:
+    import boto3
+
+    session = boto3.session.Session(profile_name=profile)
+    return session.client("iam", endpoint_url=endpoint_url)
+
+
 def check_network(ec2: Any, subnet_id: str | None, *, public_ip: bool) -> None:
     region = ec2.region
     if not subnet_id:

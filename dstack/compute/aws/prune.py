@@ -72,13 +72,19 @@ def prune(storage: Storage, compute: Any, *, dry_run: bool = False) -> PruneRepo
     regions = _regions(storage, compute)
     remaining = _prune_stacks(storage, compute, store, stacks, verdicts, report)
     for region in regions:
-        ec2 = compute.ec2() if region == regions[0] else compute.ec2_in(region)
+        ec2 = compute.ec2() if region == regions[0] else _ec2_in(compute, region)
         _prune_instances(ec2, store, verdicts, report)
         _prune_groups(ec2, store, verdicts, remaining, report)
     from dstack.compute.aws.prune_iam import prune_roles
 
     prune_roles(compute, store, verdicts, remaining, report)
     return report
+
+
+def _ec2_in(compute: Any, region: str) -> Any:
+    from dstack.compute.aws.ec2 import Ec2
+
+    return Ec2(region, profile=compute.config.profile, endpoint_url=compute.ec2().endpoint_url)
 
 
 def _regions(storage: Storage, compute: Any) -> list[str]:

@@ -168,3 +168,27 @@ def test_prune_deletes_the_roles_of_finished_runs_of_its_store_only(
     }
     assert f"{finished.run_name}-profile-a1b2c3d" not in profiles
     assert f"{busy.run_name}-profile-a1b2c3d" in profiles
+
+
+def test_prune_looks_in_every_region_a_stack_record_names(
+    stores: tuple[Store, Store], repo_factory: Any, moto_server: MotoServer
+) -> None:
+    import boto3
+
+    from dstack.models import StackRecord
+
+    a, _ = stores
+    repo = repo_factory({".dstack/workflows.yaml": WORKFLOWS})
+    run = a.submit(repo, JobStatus.DONE)
+    record = StackRecord(stack=run.run_name, repo_id=run.repo_id, run_name=run.run_name,
+                         created_at=1.0, backend_url="s3://x", region="eu-west-1")  # fmt: skip
+    state.write_stack_record(a.storage, record)
+    far = boto3.client("ec2", endpoint_url=moto_server.endpoint_url, region_name="eu-west-1")
+    instance = far.run_instances(
+        ImageId="ami-12345678", MinCount=1, MaxCount=1,
+        TagSpecifications=[{"ResourceType": "instance", "Tags": a.tags(run)}],
+    )["Instances"][0]["InstanceId"]  # fmt: skip
+    report = prune(a.storage, a.compute)
+    assert instance in {x.target for x in report.actions if x.kind == "instance"}
+    found = far.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]
+    assert found["State"]["Name"] in ("shutting-down", "terminated")
