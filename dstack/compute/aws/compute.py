@@ -25,6 +25,7 @@ from typing import Any
 
 from dstack import state
 from dstack.compute.aws import plan as offline_plan
+from dstack.compute.aws import preflight
 from dstack.compute.aws.catalog import Catalog, InstanceType, Request
 from dstack.compute.aws.config import PROJECT, AwsComputeConfig, state_backend_url
 from dstack.compute.aws.driver import (
@@ -35,7 +36,6 @@ from dstack.compute.aws.driver import (
     require_engine,
 )
 from dstack.compute.aws.ec2 import Ec2
-from dstack.compute.aws import preflight
 from dstack.compute.aws.wheel import Wheel, ensure_wheel
 from dstack.compute.base import Compute, RunPlan
 from dstack.errors import ComputeError, DstackError

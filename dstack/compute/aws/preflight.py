@@ -104,7 +104,9 @@ def ensure_spot_role(iam: Any) -> None:
         return
     except Exception as exc:
         if aws_errors.error_code(exc) not in ("NoSuchEntity", "AccessDenied"):
-            raise ComputeError(f"cannot check the spot role {SPOT_ROLE}: {aws_errors.brief(exc)}")
+            raise ComputeError(
+                f"cannot check the spot role {SPOT_ROLE}: {aws_errors.brief(exc)}"
+            ) from exc
     try:
         iam.create_service_linked_role(AWSServiceName=SPOT_SERVICE)
     except Exception as exc:

@@ -4,7 +4,7 @@ service-linked role created or explained."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -46,7 +46,7 @@ def test_a_subnet_without_a_route_out_is_refused(moto_server: MotoServer, ec2: E
 
 def test_an_internet_gateway_needs_a_public_address(moto_server: MotoServer, ec2: Ec2) -> None:
     private = _subnet(moto_server, route="igw")
-    with pytest.raises(ComputeError, match="no public address.*package index"):
+    with pytest.raises(ComputeError, match=r"no public address.*package index"):
         preflight.check_network(ec2, private, public_ip=False)
     preflight.check_network(ec2, private, public_ip=True)  # a run with ports gets one
     preflight.check_network(ec2, _subnet(moto_server, route="igw", public=True), public_ip=False)
@@ -99,7 +99,9 @@ class DeniedIam:
     """A test double for IAM as a user without IAM rights sees it: every call is denied."""
 
     class Denied(Exception):
-        response: dict[str, Any] = {"Error": {"Code": "AccessDenied", "Message": "denied"}}
+        response: ClassVar[dict[str, Any]] = {
+            "Error": {"Code": "AccessDenied", "Message": "denied"}
+        }
 
     def get_role(self, **_: Any) -> None:
         raise self.Denied("An error occurred (AccessDenied) when calling GetRole")
@@ -116,8 +118,8 @@ def test_without_rights_the_message_says_who_creates_the_spot_role() -> None:
 def test_a_run_is_checked_once_per_compute(moto_server: MotoServer) -> None:
     class Args:
         subnet_id = None
-        ports: list[int] = []
-        instances = [type("I", (), {"interruptible": True})()]
+        ports: ClassVar[list[int]] = []
+        instances: ClassVar[list[Any]] = [type("I", (), {"interruptible": True})()]
 
     calls: list[str] = []
 
