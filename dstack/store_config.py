@@ -20,7 +20,15 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from dstack.errors import ConfigError
 from stacks import defaults
@@ -136,15 +144,26 @@ class AwsComputeConfig(_Strict):
     tags: dict[str, str] = Field(default_factory=dict)
     bootstrap: dict[str, Any] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _aws_would_accept(self) -> AwsComputeConfig:
-        """Tags and IAM fences AWS would refuse fail here, at the config, not at create."""
-        from stacks import policies
+    @field_validator("tags")
+    @classmethod
+    def _tags_aws_takes(cls, tags: dict[str, str]) -> dict[str, str]:
+        """Tags AWS would refuse fail here, at the config, not at create."""
         from stacks import tags as tagging
 
-        tagging.check_extra(self.tags)
-        policies.check_role_fences(self.role_path, self.role_name_prefix, self.permissions_boundary)
-        return self
+        tagging.check_extra(tags)
+        return tags
+
+    @field_validator("role_path", "role_name_prefix", "permissions_boundary")
+    @classmethod
+    def _fence_iam_takes(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from stacks import policies
+
+        fences: dict[str, str | None] = {
+            "path": None, "name_prefix": None, "permissions_boundary": None
+        }  # fmt: skip
+        fences[str(info.field_name).removeprefix("role_")] = value
+        policies.check_role_fences(**fences)
+        return value
 
     def resolved_region(self) -> str | None:
         return self.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
