@@ -20,7 +20,15 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from dstack.errors import ConfigError
 from stacks import defaults
@@ -123,6 +131,11 @@ class AwsComputeConfig(_Strict):
     subnet_id: str | None = None
     vpc_id: str | None = None
     volume_kms_key_id: str | None = None
+    #: IAM fences an administrator can require of the roles dstack creates (README: "Running
+    #: on AWS"): a path, a name prefix, a permissions boundary (a policy ARN)
+    role_path: str | None = None
+    role_name_prefix: str | None = None
+    permissions_boundary: str | None = None
     partition: str = "aws"
     default_cpu: int = Field(default=2, gt=0, strict=True)
     default_memory: str = "8GB"
@@ -130,6 +143,27 @@ class AwsComputeConfig(_Strict):
     secrets_provider: str = "passphrase"
     tags: dict[str, str] = Field(default_factory=dict)
     bootstrap: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_aws_takes(cls, tags: dict[str, str]) -> dict[str, str]:
+        """Tags AWS would refuse fail here, at the config, not at create."""
+        from stacks import tags as tagging
+
+        tagging.check_extra(tags)
+        return tags
+
+    @field_validator("role_path", "role_name_prefix", "permissions_boundary")
+    @classmethod
+    def _fence_iam_takes(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from stacks import policies
+
+        fences: dict[str, str | None] = {
+            "path": None, "name_prefix": None, "permissions_boundary": None
+        }  # fmt: skip
+        fences[str(info.field_name).removeprefix("role_")] = value
+        policies.check_role_fences(**fences)
+        return value
 
     def resolved_region(self) -> str | None:
         return self.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")

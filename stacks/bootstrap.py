@@ -4,15 +4,23 @@
 
 - the state bucket — versioned, encrypted by default (SSE-S3, or SSE-KMS with a key you
   name), ACLs disabled, every public access blocked, and a policy refusing non-TLS requests.
-  The bucket is ``retain_on_delete``: destroying this stack never deletes the bucket, which
-  holds every run, artifact and the Pulumi state itself;
-- the shared runner role (trusted by EC2 only) whose policy reaches this store and nothing
-  else, and its instance profile. Runs use it when the run stack is told to
-  (``instance_profile_name``); by default each run declares its own, narrower role.
+  The bucket and every one of its settings are ``retain_on_delete``: destroying this stack
+  never deletes the bucket (which holds every run, artifact and the Pulumi state itself) nor
+  strips its protection;
+- lifecycle rules, so what versioning keeps is not billed forever (a runner's heartbeat adds a
+  noncurrent version every few seconds): noncurrent versions expire after
+  ``noncurrent_days``, expired delete markers are removed, and multipart uploads left
+  incomplete are aborted after ``multipart_days``. A bucket that already has lifecycle rules
+  keeps them (``lifecycle=False``: S3 replaces a bucket's whole lifecycle configuration);
+- the shared runner role (trusted by EC2 only) whose policy reaches this store's runs, code
+  archives and wheels and nothing else (``stacks.policies.store_wide_policy``), and its instance
+  profile. Runs use it when the run stack is told to (``instance_profile_name``); by default
+  each run declares its own, narrower role.
 
-Adopting an existing bucket imports it (``import_``): its tags are left as they are (S3 replaces
-a bucket's whole tag set, which would clobber the team's own tags), and the statements of its
-existing bucket policy are kept beside dstack's.
+The bucket is created outside Pulumi and imported (``import_``). When dstack created it, its
+tags are dstack's; an adopted bucket's tags are left as they are (S3 replaces a bucket's whole
+tag set, which would clobber the team's own tags), and the statements of its existing bucket
+policy are kept beside dstack's.
 """
 
 from __future__ import annotations
@@ -42,6 +50,15 @@ class BootstrapArgs:
     kept_policy_statements: Sequence[Mapping[str, Any]] = ()
     #: the store's key prefix in the bucket ("" for the whole bucket)
     store_prefix: str = ""
+    #: dstack created the bucket a moment ago (so its tags are dstack's to set)
+    created_bucket: bool = False
+    #: declare the lifecycle rules (False when an adopted bucket has its own)
+    lifecycle: bool = True
+    noncurrent_days: int = 30
+    multipart_days: int = 7
+    #: IAM fences for the shared runner role (see ``stacks.policies.check_role_fences``)
+    role_path: str | None = None
+    permissions_boundary: str | None = None
     partition: str = "aws"
     #: extra tags a platform team wants on every resource (dstack's own always win)
     extra_tags: Mapping[str, str] = field(default_factory=dict)
@@ -49,6 +66,9 @@ class BootstrapArgs:
     def __post_init__(self) -> None:
         if not self.bucket_name:
             raise ValueError("bootstrap: bucket_name is required")
+        if self.noncurrent_days < 1 or self.multipart_days < 1:
+            raise ValueError("bootstrap: lifecycle days must be at least 1")
+        policies.check_role_fences(self.role_path, None, self.permissions_boundary)
 
 
 class Bootstrap(pulumi.ComponentResource):
@@ -56,6 +76,7 @@ class Bootstrap(pulumi.ComponentResource):
 
     bucket_name: pulumi.Output[str]
     bucket_arn: pulumi.Output[str]
+    bucket_kms_key_arn: pulumi.Output[str] | None
     runner_role_arn: pulumi.Output[str]
     runner_role_name: pulumi.Output[str]
     instance_profile_name: pulumi.Output[str]
@@ -64,10 +85,15 @@ class Bootstrap(pulumi.ComponentResource):
         self, name: str, args: BootstrapArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("dstack:aws:Bootstrap", name, None, opts)
-        tags = tagging.merged(tagging.bootstrap_tags(args.bucket_name), args.extra_tags)
+        tags = tagging.merged(
+            tagging.bootstrap_tags(args.bucket_name, args.store_prefix), args.extra_tags
+        )
         child = pulumi.ResourceOptions(parent=self)
         bucket = self._bucket(name, args, tags)
-        bucket_child = pulumi.ResourceOptions(parent=self, depends_on=[bucket])
+        # destroying this stack by hand leaves the bucket, and leaves it protected
+        bucket_child = pulumi.ResourceOptions(
+            parent=self, depends_on=[bucket], retain_on_delete=True
+        )
         aws.s3.BucketOwnershipControls(
             f"{name}-ownership",
             bucket=bucket.id,
@@ -106,24 +132,38 @@ class Bootstrap(pulumi.ComponentResource):
                 )
             ),
             # S3 refuses a new policy while public access settings are being changed
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[access_block]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[access_block], retain_on_delete=True
+            ),
         )
+        if args.lifecycle:
+            _lifecycle(name, args, bucket, bucket_child)
+        self.bucket_kms_key_arn = None
+        if args.kms_key_id:
+            # an id, an alias or an ARN: IAM grants need the key's own ARN
+            self.bucket_kms_key_arn = aws.kms.get_key_output(key_id=args.kms_key_id).arn
         role = aws.iam.Role(
             f"{name}-runner",
             description=f"dstack runners of s3://{args.bucket_name}",
             assume_role_policy=json.dumps(policies.ec2_trust_policy()),
+            path=args.role_path,
+            permissions_boundary=args.permissions_boundary,
             tags=tags,
             opts=child,
         )
         aws.iam.RolePolicy(
             f"{name}-runner-store",
             role=role.id,
-            policy=bucket.arn.apply(
-                lambda arn: json.dumps(policies.store_wide_policy(arn, args.store_prefix))
+            policy=pulumi.Output.all(bucket.arn, self.bucket_kms_key_arn).apply(
+                lambda values: policies.compact_json(
+                    policies.store_wide_policy(values[0], args.store_prefix, kms_key_arn=values[1])
+                )
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[role]),
         )
-        profile = aws.iam.InstanceProfile(f"{name}-runner", role=role.name, tags=tags, opts=child)
+        profile = aws.iam.InstanceProfile(
+            f"{name}-runner", role=role.name, path=args.role_path, tags=tags, opts=child
+        )
         self.bucket_name = bucket.bucket
         self.bucket_arn = bucket.arn
         self.runner_role_arn = role.arn
@@ -133,6 +173,7 @@ class Bootstrap(pulumi.ComponentResource):
             {
                 "bucket_name": self.bucket_name,
                 "bucket_arn": self.bucket_arn,
+                "bucket_kms_key_arn": self.bucket_kms_key_arn,
                 "runner_role_arn": self.runner_role_arn,
                 "instance_profile_name": self.instance_profile_name,
             }
@@ -143,7 +184,7 @@ class Bootstrap(pulumi.ComponentResource):
             parent=self,
             retain_on_delete=True,
             # S3 replaces a bucket's whole tag set: never clobber an adopted bucket's tags
-            ignore_changes=["tags", "forceDestroy"],
+            ignore_changes=["forceDestroy"] if args.created_bucket else ["tags", "forceDestroy"],
             import_=args.bucket_name if args.adopt_bucket else None,
         )
         return aws.s3.Bucket(
@@ -153,6 +194,36 @@ class Bootstrap(pulumi.ComponentResource):
             tags=tags,
             opts=opts,
         )
+
+
+def _lifecycle(
+    name: str, args: BootstrapArgs, bucket: aws.s3.Bucket, opts: pulumi.ResourceOptions
+) -> aws.s3.BucketLifecycleConfiguration:
+    """Expire noncurrent versions, remove expired delete markers, abort stale multipart
+    uploads — under the store's prefix only, so other stores of the bucket keep their say."""
+    prefix = f"{args.store_prefix.strip('/')}/" if args.store_prefix.strip("/") else ""
+    lc = aws.s3
+    return lc.BucketLifecycleConfiguration(
+        f"{name}-lifecycle",
+        bucket=bucket.id,
+        rules=[
+            lc.BucketLifecycleConfigurationRuleArgs(
+                id="dstack-old-versions",
+                status="Enabled",
+                filter=lc.BucketLifecycleConfigurationRuleFilterArgs(prefix=prefix),
+                noncurrent_version_expiration=lc.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                    noncurrent_days=args.noncurrent_days
+                ),
+                expiration=lc.BucketLifecycleConfigurationRuleExpirationArgs(
+                    expired_object_delete_marker=True
+                ),
+                abort_incomplete_multipart_upload=lc.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                    days_after_initiation=args.multipart_days
+                ),
+            )
+        ],
+        opts=opts,
+    )
 
 
 def _encryption_rule(

@@ -5,6 +5,7 @@ Keys (see ``stacks/Pulumi.example.yaml`` for a run and ``Pulumi.bootstrap-exampl
     dstack:stack            run | bootstrap
     dstack:bucket           the state bucket
     dstack:storePrefix      the store's key prefix in the bucket ("" for all of it)
+    dstack:rolePath, dstack:permissionsBoundary   IAM fences of the roles (both stacks)
     # bootstrap only
     dstack:adoptBucket      import an existing bucket (default false)
     dstack:kmsKeyId         SSE-KMS key (default SSE-S3)
@@ -13,7 +14,8 @@ Keys (see ``stacks/Pulumi.example.yaml`` for a run and ``Pulumi.bootstrap-exampl
     dstack:instanceType, dstack:interruptible, dstack:gpu, dstack:rootVolumeGb
     dstack:ports, dstack:callerCidr, dstack:amiId, dstack:instanceProfileName
     dstack:subnetId, dstack:vpcId, dstack:python, dstack:codeKey, dstack:wheelKey
-    dstack:maxDurationHours, dstack:storeTimeoutMinutes
+    dstack:maxDurationHours, dstack:storeTimeoutMinutes, dstack:roleNamePrefix
+    dstack:bucketKmsKeyArn  the bucket's customer-managed key (runners get its data keys)
     dstack:tags             extra tags (a mapping)
 
 The region is Pulumi's own ``aws:region``.
@@ -43,6 +45,8 @@ def bootstrap_args(config: pulumi.Config) -> BootstrapArgs:
         adopt_bucket=config.get_bool("adoptBucket") or False,
         kms_key_id=config.get("kmsKeyId"),
         store_prefix=config.get("storePrefix") or "",
+        role_path=config.get("rolePath"),
+        permissions_boundary=config.get("permissionsBoundary"),
         extra_tags=config.get_object("tags") or {},
     )
 
@@ -90,6 +94,7 @@ def run_args(config: pulumi.Config) -> RunStackArgs:
         run_name=run,
         user=config.get("user") or "unknown",
         instances=[instance],
+        store_prefix=prefix,
         scope=scope_for(
             repo_id=repo,
             run_name=run,
@@ -104,6 +109,10 @@ def run_args(config: pulumi.Config) -> RunStackArgs:
         instance_profile_name=config.get("instanceProfileName"),
         subnet_id=config.get("subnetId"),
         vpc_id=config.get("vpcId"),
+        bucket_kms_key_arn=config.get("bucketKmsKeyArn"),
+        role_path=config.get("rolePath"),
+        role_name_prefix=config.get("roleNamePrefix"),
+        permissions_boundary=config.get("permissionsBoundary"),
         extra_tags=config.get_object("tags") or {},
     )
 

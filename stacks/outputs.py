@@ -6,6 +6,8 @@ from __future__ import annotations
 # bootstrap stack
 BUCKET_NAME = "bucket_name"
 BUCKET_ARN = "bucket_arn"
+#: the ARN of the bucket's customer-managed KMS key (absent with SSE-S3)
+BUCKET_KMS_KEY_ARN = "bucket_kms_key_arn"
 RUNNER_ROLE_ARN = "runner_role_arn"
 RUNNER_ROLE_NAME = "runner_role_name"
 INSTANCE_PROFILE_NAME = "instance_profile_name"

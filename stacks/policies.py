@@ -1,18 +1,30 @@
 """The IAM and bucket policy documents of dstack's stacks, as plain functions of their inputs.
 
 Kept apart from the components so a platform team can read every permission in one place, and
-so tests can check them without any runtime. Three documents:
+so tests can check them without any runtime. Four documents:
 
 - ``ec2_trust_policy``: who may assume the runner role — EC2, and nobody else;
 - ``tls_only_bucket_policy``: the state bucket refuses every request not made over TLS;
-- ``runner_access_policy``: what a runner instance may do in the state bucket. Never a ``*``
-  resource: either the whole store (the bootstrap's shared role), or, for a run's own role,
-  exactly the keys that run writes (its records, logs, artifacts, its index entries) and the
-  keys it reads (its code archive, the dstack wheel, the artifacts of its deps).
+- ``runner_access_policy``: what a run's own runner role may do in the state bucket: exactly
+  the keys that run writes (its records, logs, artifacts, its index entries) and the keys it
+  reads (its code archive, the dstack wheel, the artifacts of its deps). Never a ``*`` resource;
+- ``store_wide_policy``: the bootstrap's shared runner role (opt-in): the store's runs, read and
+  write, its code archives and wheels read-only, and nothing else — not the Pulumi state, not
+  the stack records. It still reaches every repo's runs and secrets: a shared profile cannot
+  tell runs apart, which is why each run gets its own role by default.
+
+Both grant ``kms:GenerateDataKey`` and ``kms:Decrypt`` on the bucket's customer-managed key when
+it has one (every PUT and GET of an SSE-KMS object needs them).
+
+IAM counts at most 10,240 characters (whitespace aside) for a role's inline policies together;
+``compact_json`` writes a document without whitespace and ``policy_size`` measures it.
+``check_role_fences`` refuses a role path, name prefix or permissions boundary IAM would.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +35,17 @@ EC2_SERVICE = "ec2.amazonaws.com"
 OBJECT_READ = ("s3:GetObject",)
 OBJECT_WRITE = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
 BUCKET_READ = ("s3:ListBucket",)
+KMS_DATA_KEYS = ("kms:GenerateDataKey", "kms:Decrypt")
+#: IAM's limit on a role's inline policies, together, whitespace not counted
+ROLE_POLICY_MAX = 10_240
+#: a role name is at most 64 characters and the provider appends 26 to a name prefix
+NAME_PREFIX_MAX = 38
+_IAM_NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]+$")
+_IAM_PATH = re.compile(r"^/([\x21-\x7e]+/)?$")
+_POLICY_ARN = re.compile(r"^arn:[a-z-]+:iam::(\d{12}|aws):policy/[\x21-\x7e]+$")
+#: the store's top-level folders the shared runner role reaches (see ``dstack.state``)
+RUNS_FOLDER = "repos/"
+READ_ONLY_FOLDERS = ("codes/", "dist/")
 
 
 @dataclass(frozen=True)
@@ -88,8 +111,52 @@ def tls_only_bucket_policy(
     return {"Version": VERSION, "Statement": [*kept, ours]}
 
 
-def runner_access_policy(arn: str, scope: StoreScope) -> dict[str, Any]:
-    """What a run's own runner role may do in the bucket ``arn``: only the keys of ``scope``."""
+def compact_json(document: Mapping[str, Any]) -> str:
+    """``document`` as JSON without whitespace (IAM's size limits count the rest)."""
+    return json.dumps(document, separators=(",", ":"))
+
+
+def policy_size(document: Mapping[str, Any] | str) -> int:
+    """A policy's size as IAM counts it: its characters, whitespace aside."""
+    text = document if isinstance(document, str) else compact_json(document)
+    return len(re.sub(r"\s", "", text))
+
+
+def check_role_fences(
+    path: str | None, name_prefix: str | None, permissions_boundary: str | None
+) -> None:
+    """Raise ``ValueError`` when IAM would refuse one of an administrator's fences."""
+    if path is not None and (len(path) > 512 or not _IAM_PATH.match(path)):
+        raise ValueError(f"role path {path!r}: IAM wants / or /a/path/ (printable, no spaces)")
+    if name_prefix is not None and (
+        len(name_prefix) > NAME_PREFIX_MAX - 4 or not _IAM_NAME.match(name_prefix)
+    ):
+        raise ValueError(
+            f"role name prefix {name_prefix!r}: at most {NAME_PREFIX_MAX - 4} characters of "
+            f"letters, digits and +=,.@_-"
+        )
+    if permissions_boundary is not None and not _POLICY_ARN.match(permissions_boundary):
+        raise ValueError(
+            f"permissions boundary {permissions_boundary!r}: give the ARN of an IAM policy "
+            f"(arn:aws:iam::123456789012:policy/NAME)"
+        )
+
+
+def kms_statement(kms_key_arn: str) -> dict[str, Any]:
+    """Data keys of the bucket's customer-managed key: SSE-KMS PUTs and GETs need them."""
+    return {
+        "Sid": "BucketKeyDataKeys",
+        "Effect": "Allow",
+        "Action": list(KMS_DATA_KEYS),
+        "Resource": kms_key_arn,
+    }
+
+
+def runner_access_policy(
+    arn: str, scope: StoreScope, *, kms_key_arn: str | None = None
+) -> dict[str, Any]:
+    """What a run's own runner role may do in the bucket ``arn``: only the keys of ``scope``
+    (and the data keys of ``kms_key_arn``, the bucket's own key, if given)."""
     statements: list[dict[str, Any]] = []
     if scope.read_write:
         statements.append(
@@ -98,33 +165,43 @@ def runner_access_policy(arn: str, scope: StoreScope) -> dict[str, Any]:
     if scope.read_only:
         statements.append(_objects("InputsReadOnly", OBJECT_READ, arn, scope, scope.read_only))
     statements.append(_listing(arn, scope))
+    if kms_key_arn:
+        statements.append(kms_statement(kms_key_arn))
     return {"Version": VERSION, "Statement": statements}
 
 
-def store_wide_policy(arn: str, prefix: str = "") -> dict[str, Any]:
-    """The bootstrap's shared runner role: read, write and list the store kept under ``prefix``
-    of the bucket (all of it when ``prefix`` is empty), and nothing outside it."""
+def store_wide_policy(
+    arn: str, prefix: str = "", *, kms_key_arn: str | None = None
+) -> dict[str, Any]:
+    """The bootstrap's shared runner role, for the store kept under ``prefix`` of the bucket:
+    read and write its runs (``repos/``), read its code archives and wheels, list those — and
+    nothing else (not the Pulumi state, not the stack records, not another store)."""
     prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
-    listing: dict[str, Any] = {
-        "Sid": "StoreList",
-        "Effect": "Allow",
-        "Action": list(BUCKET_READ),
-        "Resource": arn,
-    }
-    if prefix:
-        listing["Condition"] = {"StringLike": {"s3:prefix": [f"{prefix}*"]}}
-    return {
-        "Version": VERSION,
-        "Statement": [
-            {
-                "Sid": "StoreReadWrite",
-                "Effect": "Allow",
-                "Action": list(OBJECT_WRITE),
-                "Resource": f"{arn}/{prefix}*",
-            },
-            listing,
-        ],
-    }
+    folders = [RUNS_FOLDER, *READ_ONLY_FOLDERS]
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "RunsReadWrite",
+            "Effect": "Allow",
+            "Action": list(OBJECT_WRITE),
+            "Resource": f"{arn}/{prefix}{RUNS_FOLDER}*",
+        },
+        {
+            "Sid": "InputsReadOnly",
+            "Effect": "Allow",
+            "Action": list(OBJECT_READ),
+            "Resource": [f"{arn}/{prefix}{folder}*" for folder in READ_ONLY_FOLDERS],
+        },
+        {
+            "Sid": "StoreList",
+            "Effect": "Allow",
+            "Action": list(BUCKET_READ),
+            "Resource": arn,
+            "Condition": {"StringLike": {"s3:prefix": [f"{prefix}{f}*" for f in folders]}},
+        },
+    ]
+    if kms_key_arn:
+        statements.append(kms_statement(kms_key_arn))
+    return {"Version": VERSION, "Statement": statements}
 
 
 def _objects(

@@ -32,6 +32,8 @@ def bootstrap_program(args: BootstrapArgs) -> Bootstrap:
     bootstrap = Bootstrap(BOOTSTRAP_NAME, args)
     pulumi.export(outputs.BUCKET_NAME, bootstrap.bucket_name)
     pulumi.export(outputs.BUCKET_ARN, bootstrap.bucket_arn)
+    if bootstrap.bucket_kms_key_arn is not None:
+        pulumi.export(outputs.BUCKET_KMS_KEY_ARN, bootstrap.bucket_kms_key_arn)
     pulumi.export(outputs.RUNNER_ROLE_ARN, bootstrap.runner_role_arn)
     pulumi.export(outputs.RUNNER_ROLE_NAME, bootstrap.runner_role_name)
     pulumi.export(outputs.INSTANCE_PROFILE_NAME, bootstrap.instance_profile_name)

@@ -6,20 +6,29 @@ Per run:
   then exactly those TCP ports, and only from the caller's own address (a /32 or /128); the
   nodes of a multi-node run also reach each other (members of the group, nobody else);
 - the runner's IAM role (trusted by EC2 only) with a policy reaching only this run's keys of
-  the state bucket and the keys it reads (code archive, dstack wheel, deps), and its instance
-  profile — or, when ``instance_profile_name`` is given, the bootstrap's shared profile instead;
+  the state bucket and the keys it reads (code archive, dstack wheel, deps) — and, when the
+  bucket encrypts with a customer-managed KMS key, that key's data keys — and its instance
+  profile; or, when ``instance_profile_name`` is given, the bootstrap's shared profile instead.
+  An administrator fences what dstack users may create with a role path, a name prefix and a
+  permissions boundary (``role_path``, ``role_name_prefix``, ``permissions_boundary``);
 - one instance per job: spot when the job is interruptible, on-demand otherwise; IMDSv2
   required; an encrypted root volume; ``instance_initiated_shutdown_behavior=terminate`` so
   the instance's own ``shutdown`` (at job end, store lost, or the hard time limit — see the
   user data) ends its cost; the AMI from config or from an SSM public parameter.
 
-Every taggable resource carries the bucket, repo, run and user tags (``stacks.tags``).
+The security group lives in the VPC of the configured subnet (looked up from the subnet when no
+``vpc_id`` is given), or in the region's default VPC when no subnet is configured.
+
+Every taggable resource carries the bucket, store prefix, repo, run and user tags
+(``stacks.tags``); instances also carry ``dstack:lifetime`` (how many seconds after launch they
+must be gone) so `dstack prune` can terminate one that outlived it, whatever its run says.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -58,6 +67,8 @@ class RunStackArgs:
     instances: Sequence[InstanceArgs]
     #: the keys of the store this run's own role may touch
     scope: policies.StoreScope
+    #: the store's key prefix in the bucket ("" for the whole bucket)
+    store_prefix: str = ""
     #: TCP ports to open, only to ``caller_cidr``
     ports: Sequence[int] = ()
     #: the caller's public address as a /32 (or /128) network; required with ``ports``
@@ -71,6 +82,14 @@ class RunStackArgs:
     vpc_id: str | None = None
     #: KMS key for the root volumes; None means the account's default EBS key
     volume_kms_key_id: str | None = None
+    #: the bucket's customer-managed KMS key (ARN): runners need its data keys
+    bucket_kms_key_arn: str | None = None
+    #: IAM fences an administrator may require (see ``stacks.policies``)
+    role_path: str | None = None
+    role_name_prefix: str | None = None
+    permissions_boundary: str | None = None
+    #: how long an instance may live, in seconds from its launch (tagged ``dstack:lifetime``)
+    lifetime_seconds: int | None = None
     partition: str = "aws"
     extra_tags: Mapping[str, str] = field(default_factory=dict)
 
@@ -89,6 +108,7 @@ class RunStackArgs:
                     f"run stack: caller_cidr must be one address (/32 or /128), "
                     f"not {self.caller_cidr}"
                 )
+        policies.check_role_fences(self.role_path, self.role_name_prefix, self.permissions_boundary)
 
 
 class RunStack(pulumi.ComponentResource):
@@ -106,6 +126,7 @@ class RunStack(pulumi.ComponentResource):
         tags = tagging.merged(
             tagging.resource_tags(
                 bucket=args.bucket_name,
+                prefix=args.store_prefix,
                 repo=args.repo_id,
                 run=args.run_name,
                 user=args.user,
@@ -117,7 +138,7 @@ class RunStack(pulumi.ComponentResource):
         group = aws.ec2.SecurityGroup(
             f"{name}-sg",
             description=f"dstack run {tagging.clean(args.run_name)}: no inbound but its ports",
-            vpc_id=args.vpc_id,
+            vpc_id=_vpc(args),
             ingress=_ingress(args),
             egress=_all_egress(),
             revoke_rules_on_delete=True,
@@ -133,19 +154,27 @@ class RunStack(pulumi.ComponentResource):
                 f"{name}-runner",
                 description=f"dstack runner of run {tagging.clean(args.run_name)}",
                 assume_role_policy=json.dumps(policies.ec2_trust_policy()),
+                path=args.role_path,
+                name_prefix=_name_prefix(args.role_name_prefix, args.run_name),
+                permissions_boundary=args.permissions_boundary,
                 tags=tags,
                 opts=child,
             )
             arn = policies.bucket_arn(args.bucket_name, args.partition)
+            document = policies.runner_access_policy(
+                arn, args.scope, kms_key_arn=args.bucket_kms_key_arn
+            )
             policy = aws.iam.RolePolicy(
                 f"{name}-store",
                 role=role.id,
-                policy=json.dumps(policies.runner_access_policy(arn, args.scope)),
+                policy=policies.compact_json(document),
                 opts=child,
             )
             profile = aws.iam.InstanceProfile(
                 f"{name}-profile",
                 role=role.name,
+                path=args.role_path,
+                name_prefix=_name_prefix(args.role_name_prefix, args.run_name),
                 tags=tags,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
             )
@@ -209,7 +238,11 @@ def _instance(
             volume_type="gp3",
             delete_on_termination=True,
         ),
-        tags={**tags, "Name": f"dstack {tagging.clean(args.run_name)} job {spec.job_index}"},
+        tags={
+            **tags,
+            **({tagging.LIFETIME: str(args.lifetime_seconds)} if args.lifetime_seconds else {}),
+            "Name": f"dstack {tagging.clean(args.run_name)} job {spec.job_index}",
+        },
         volume_tags=tags,
         opts=pulumi.ResourceOptions(parent=parent),
     )
@@ -229,7 +262,8 @@ def _ingress(args: RunStackArgs) -> list[aws.ec2.SecurityGroupIngressArgs]:
     if len(args.instances) > 1:
         rules.append(
             aws.ec2.SecurityGroupIngressArgs(
-                description="the run's own nodes reach each other",
+                # EC2 refuses apostrophes (and most punctuation) in rule descriptions
+                description="nodes of this run reach each other",
                 protocol="-1",
                 from_port=0,
                 to_port=0,
@@ -241,7 +275,7 @@ def _ingress(args: RunStackArgs) -> list[aws.ec2.SecurityGroupIngressArgs]:
     v6 = ipaddress.ip_network(args.caller_cidr).version == 6
     return rules + [
         aws.ec2.SecurityGroupIngressArgs(
-            description=f"port {port} for the run's submitter only",
+            description=f"port {port} from the submitter of the run only",
             protocol="tcp",
             from_port=port,
             to_port=port,
@@ -250,6 +284,25 @@ def _ingress(args: RunStackArgs) -> list[aws.ec2.SecurityGroupIngressArgs]:
         )
         for port in args.ports
     ]
+
+
+def _vpc(args: RunStackArgs) -> pulumi.Input[str] | None:
+    """The configured VPC, else the subnet's own (a group in another VPC than its instance's
+    subnet fails at launch), else None: the region's default VPC."""
+    if args.vpc_id:
+        return args.vpc_id
+    if args.subnet_id:
+        return aws.ec2.get_subnet_output(id=args.subnet_id).vpc_id
+    return None
+
+
+def _name_prefix(prefix: str | None, run_name: str) -> str | None:
+    """An administrator's name prefix, followed by as much of the run name as IAM allows (the
+    provider appends 26 characters, and names are at most 64)."""
+    if not prefix:
+        return None
+    room = policies.NAME_PREFIX_MAX - len(prefix)
+    return prefix + re.sub(r"[^A-Za-z0-9+=,.@_-]", "-", run_name)[: max(room, 0)]
 
 
 def _all_egress() -> list[aws.ec2.SecurityGroupEgressArgs]:

@@ -140,7 +140,8 @@ def test_prune_dry_run_lists_stale_stacks_of_a_bucket(
         "aws": {"bucket": s3_bucket, "region": "us-east-1", "endpoint_url": moto_server.endpoint_url},
         "compute": {"type": "aws"},
     })  # fmt: skip
-    env = {**os.environ, "AWS_ENDPOINT_URL_EC2": moto_server.endpoint_url}
+    env = {**os.environ, "AWS_ENDPOINT_URL_EC2": moto_server.endpoint_url,
+           "AWS_ENDPOINT_URL_IAM": moto_server.endpoint_url}  # fmt: skip
     result = Dstack(dstack_home, env)("prune", "--dry-run", cwd=repo)
     assert result.code == 0, result.err
     assert "would destroy stack gone-gnu-3 (run is gone)" in result.out

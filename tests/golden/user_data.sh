@@ -11,6 +11,16 @@ export AWS_DEFAULT_REGION=eu-west-1
 export AWS_REGION=eu-west-1
 export DSTACK_RUNNER_PORTS=10000
 shutdown -h +4330 'dstack: the run reached its maximum duration'
+cat >/etc/systemd/system/dstack-reboot-guard.service <<'UNIT'
+[Unit]
+Description=dstack: a rebooted runner instance powers off (its runner is gone)
+[Service]
+Type=oneshot
+ExecStart=/sbin/shutdown -h now 'dstack: rebooted; the runner does not survive a reboot'
+[Install]
+WantedBy=multi-user.target
+UNIT
+systemctl enable dstack-reboot-guard.service || true
 finish() {
   if [ -x /opt/dstack/venv/bin/python ]; then /opt/dstack/venv/bin/python - <<"PY" || true
 import boto3
@@ -32,8 +42,23 @@ fi
 python3 -m venv /opt/dstack/venv
 /opt/dstack/venv/bin/pip install -q --disable-pip-version-check 'boto3>=1.35.16' uv
 /opt/dstack/venv/bin/python - <<"PY"
+import hashlib, sys, time
 import boto3
-boto3.client('s3').download_file("acme-dstack-state", "dist/0123456789abcdef0123/dstack-0.1.0-py3-none-any.whl", "/opt/dstack/dstack-0.1.0-py3-none-any.whl")
+bucket, key, path = "acme-dstack-state", "dist/0123456789abcdef0123/dstack-0.1.0-py3-none-any.whl", "/opt/dstack/dstack-0.1.0-py3-none-any.whl"
+expected = "0123456789abcdef0123"
+for attempt in range(8):
+    try:
+        boto3.client('s3').download_file(bucket, key, path)
+        break
+    except Exception as exc:
+        if attempt == 7:
+            raise
+        print(f'wheel download failed ({exc}); retrying', file=sys.stderr)
+        time.sleep(5 * (attempt + 1))
+with open(path, 'rb') as wheel:
+    digest = hashlib.sha256(wheel.read()).hexdigest()
+if not expected or not digest.startswith(expected):
+    sys.exit(f'dstack wheel {key}: sha256 {digest}, expected {expected}: not installed')
 PY
 /opt/dstack/venv/bin/pip install -q --disable-pip-version-check /opt/dstack/dstack-0.1.0-py3-none-any.whl
 /opt/dstack/venv/bin/uv python install 3.11

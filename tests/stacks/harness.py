@@ -40,6 +40,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.declared: list[Declared] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        #: each resource's options as the program gave them (the mocks never see them)
+        self.options: dict[str, pulumi.ResourceOptions] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         self.declared.append(
@@ -62,22 +64,46 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.calls.append((args.token, dict(args.args)))
         if args.token == "aws:ssm/getParameter:getParameter":
             return {"name": args.args["name"], "value": "ami-0123456789abcdef0", "type": "String"}
+        if args.token == "aws:kms/getKey:getKey":
+            # KMS describes a key given by id, alias or ARN with its own ARN
+            key = str(args.args["keyId"]).rsplit("/", 1)[-1]
+            return {"keyId": key, "arn": f"arn:aws:kms:us-east-1:123456789012:key/{key}"}
+        if args.token == "aws:ec2/getSubnet:getSubnet":
+            # the subnet's VPC, as EC2 would describe it
+            return {"id": args.args["id"], "vpcId": f"vpc-of-{args.args['id']}"}
         return {}
 
 
-def deploy(program: Callable[[], Any], *, stack: str = "test") -> RecordingMocks:
-    """Run ``program`` as a mock deployment (not a preview: outputs resolve)."""
+def deploy(
+    program: Callable[[], Any], *, stack: str = "test", provider_rules: bool = True
+) -> RecordingMocks:
+    """Run ``program`` as a mock deployment (not a preview: outputs resolve), then check what
+    it declared against the rules the AWS provider and AWS enforce (``provider_rules``): a
+    stack AWS would refuse raises ``ProviderRefused``."""
     mocks = RecordingMocks()
     settings.reset_options()
     settings.SETTINGS.rpc_manager.clear()
     settings.SETTINGS.outputs.clear()
     pulumi.runtime.set_mocks(mocks, project="dstack", stack=stack, preview=False)
+    original = pulumi.CustomResource.__init__
+
+    def recording_init(self: Any, t: str, name: str, *args: Any, **kwargs: Any) -> None:
+        opts = kwargs.get("opts") if "opts" in kwargs else (args[1] if len(args) > 1 else None)
+        mocks.options[name] = opts or pulumi.ResourceOptions()
+        original(self, t, name, *args, **kwargs)
+
+    pulumi.CustomResource.__init__ = recording_init  # type: ignore[method-assign]
     try:
         _sync_await(
             run_pulumi_func(lambda: _sync_await(pulumi.Output.from_input(program()).future()))
         )
     finally:
+        pulumi.CustomResource.__init__ = original  # type: ignore[method-assign]
         settings.reset_options()
+    if provider_rules:
+        from tests.stacks import provider_rules as rules
+
+        rules.check(mocks.declared)
     return mocks
 
 

@@ -17,7 +17,9 @@ from tests.stacks.harness import Declared, broken, deploy, of_type
 
 BUCKET = "acme-dstack-state"
 SHARED_TAGS = {
-    key: (BUCKET if key == tagging.BUCKET else tagging.SHARED) for key in tagging.REQUIRED
+    **{key: tagging.SHARED for key in tagging.REQUIRED},
+    tagging.BUCKET: BUCKET,
+    tagging.PREFIX: "/",
 }
 
 
@@ -122,5 +124,11 @@ def test_store_under_a_prefix_limits_the_shared_role_to_it() -> None:
     args = BootstrapArgs(bucket_name=BUCKET, store_prefix="teams/ml")
     declared = deploy(lambda: bootstrap_program(args)).declared
     statements = json.loads(of_type(declared, ":RolePolicy")[0].inputs["policy"])["Statement"]
-    assert statements[0]["Resource"] == f"arn:aws:s3:::{BUCKET}/teams/ml/*"
-    assert statements[1]["Condition"] == {"StringLike": {"s3:prefix": ["teams/ml/*"]}}
+    assert statements[0]["Resource"] == f"arn:aws:s3:::{BUCKET}/teams/ml/repos/*"
+    assert statements[1]["Resource"] == [
+        f"arn:aws:s3:::{BUCKET}/teams/ml/codes/*",
+        f"arn:aws:s3:::{BUCKET}/teams/ml/dist/*",
+    ]
+    assert statements[2]["Condition"] == {
+        "StringLike": {"s3:prefix": ["teams/ml/repos/*", "teams/ml/codes/*", "teams/ml/dist/*"]}
+    }

@@ -26,6 +26,7 @@ HEADS = "repos/github.com/acme/mnist/heads/8264000000000;wise-owl-1;"
 ACTIVE = "repos/github.com/acme/mnist/active/8264000000000;wise-owl-1;"
 EXPECTED_TAGS = {
     tagging.BUCKET: BUCKET,
+    tagging.PREFIX: "/",
     tagging.REPO: "github.com/acme/mnist",
     tagging.RUN: "wise-owl-1",
     tagging.USER: "Ada Lovelace",

@@ -5,9 +5,10 @@ before Pulumi can run: it is the one thing created outside Pulumi (a plain ``Cre
 From then on creating and adopting are one path — the bootstrap stack *imports* the bucket
 (``import_``), whether dstack created it a moment ago or a team has had it for years, and
 declares its security settings (versioning, default encryption, public access block, TLS-only
-policy) and the shared runner role. For an adopted bucket, an existing KMS default key and the
-statements of an existing bucket policy are kept; its tags are left alone. The bucket is
-``retain_on_delete``: destroying the bootstrap stack never deletes it.
+policy, lifecycle rules) and the shared runner role. For an adopted bucket, an existing KMS
+default key, the statements of an existing bucket policy and existing lifecycle rules are kept
+(then dstack declares none of its own, and says so); its tags are left alone. The bucket and its
+settings are ``retain_on_delete``: destroying the bootstrap stack never deletes or strips it.
 
 ``create_or_adopt_bootstrap`` returns what `dstack config` records: the stack's outputs and
 ``config_section()``, the ``compute`` section of the config file.
@@ -61,6 +62,7 @@ def create_or_adopt_bootstrap(
     driver: StackDriver | None = None,
     s3_client: Any = None,
     reporter: Callable[[str], None] | None = None,
+    fences: dict[str, str | None] | None = None,
 ) -> BootstrapResult:
     """Make sure the state bucket exists (creating it if needed), then create or update the
     bootstrap stack around it; return its outputs. Nothing is created unless the Pulumi
@@ -70,6 +72,7 @@ def create_or_adopt_bootstrap(
     from stacks.program import bootstrap_program
 
     say = reporter or (lambda line: None)
+    fences = fences or {}
     bucket = storage_config.bucket
     if not bucket:
         raise ComputeError("the bootstrap stack needs a bucket: `dstack config --bucket NAME`")
@@ -85,12 +88,22 @@ def create_or_adopt_bootstrap(
     say(f"{'Created' if created else 'Adopting'} bucket {bucket}")
     kept = [] if created else _policy_statements(client, bucket)
     kms = kms_key_id or (None if created else _kms_key(client, bucket))
+    own_lifecycle = not created and _has_lifecycle(client, bucket)
+    if own_lifecycle:
+        say(
+            f"Bucket {bucket} has lifecycle rules of its own: they stay, and dstack adds none "
+            "(make sure they expire noncurrent versions and abort incomplete multipart uploads)"
+        )
     args = BootstrapArgs(
         bucket_name=bucket,
         adopt_bucket=True,
         kms_key_id=kms,
         kept_policy_statements=kept,
         store_prefix=storage_config.prefix,
+        created_bucket=created,
+        lifecycle=not own_lifecycle,
+        role_path=fences.get("role_path"),
+        permissions_boundary=fences.get("permissions_boundary"),
     )
     storage = open_storage(storage_config)
     outputs = driver.provision(
@@ -142,6 +155,20 @@ def _policy_statements(client: Any, bucket: str) -> list[dict[str, Any]]:
         ) from exc
     statements = json.loads(policy).get("Statement") or []
     return [statements] if isinstance(statements, dict) else list(statements)
+
+
+def _has_lifecycle(client: Any, bucket: str) -> bool:
+    """Whether the bucket has lifecycle rules that are not dstack's own."""
+    try:
+        rules = client.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules") or []
+    except Exception as exc:
+        if aws_errors.error_code(exc) == "NoSuchLifecycleConfiguration":
+            return False
+        raise ComputeError(
+            f"cannot read the lifecycle rules of bucket {bucket} ({aws_errors.brief(exc)}): "
+            "adopting it would replace them"
+        ) from exc
+    return any(not str(rule.get("ID", "")).startswith("dstack-") for rule in rules)
 
 
 def _kms_key(client: Any, bucket: str) -> str | None:

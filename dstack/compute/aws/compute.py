@@ -25,6 +25,7 @@ from typing import Any
 
 from dstack import state
 from dstack.compute.aws import plan as offline_plan
+from dstack.compute.aws import preflight
 from dstack.compute.aws.catalog import Catalog, InstanceType, Request
 from dstack.compute.aws.config import PROJECT, AwsComputeConfig, state_backend_url
 from dstack.compute.aws.driver import (
@@ -65,6 +66,7 @@ class AwsCompute(Compute):
         local: Compute | None = None,
         wheel: Wheel | None = None,
         caller_ip: str | None = None,
+        iam: Any = None,
     ) -> None:
         self.config = config or AwsComputeConfig()
         self._driver_factory = driver_factory
@@ -73,6 +75,7 @@ class AwsCompute(Compute):
         self._local = local
         self._wheel = wheel
         self._caller_ip = caller_ip
+        self._iam: Any = iam
 
     # the Compute contract
 
@@ -101,7 +104,8 @@ class AwsCompute(Compute):
         store = _s3_config(storage)
         try:
             wheel = ensure_wheel(storage, self._wheel)
-            args = self.stack_args(store, run, cloud, wheel.key)
+            args = self.stack_args(store, run, cloud, wheel.key, wheel_sha256=wheel.sha256)
+            preflight.check_run(self, args)
             driver = self.driver(store)
             self._say(f"Provisioning run {run.run_name} on AWS (stack {run.run_name})")
             rendering = offline_plan.render(program_of(args), project=PROJECT, stack=run.run_name)
@@ -200,7 +204,9 @@ class AwsCompute(Compute):
             region=self.config.require_region(),
             kms_key_id=kms_key_id,
             reporter=self.reporter,
-        )
+            fences={"role_path": self.config.role_path,
+                    "permissions_boundary": self.config.permissions_boundary},
+        )  # fmt: skip
 
     # building blocks, also used by `dstack run --plan` and `dstack prune`
 
@@ -240,6 +246,7 @@ class AwsCompute(Compute):
         wheel_key: str,
         *,
         caller_cidr: str | None = None,
+        wheel_sha256: str | None = None,
     ) -> Any:
         """The run stack's arguments (``stacks.run.RunStackArgs``) for these jobs; the
         caller's address is looked up only if ports are asked for and none is given."""
@@ -249,6 +256,7 @@ class AwsCompute(Compute):
             self.config, store, run, jobs, wheel_key,
             instance_for=self.instance_for,
             caller_cidr=lambda: caller_cidr or self.caller_cidr(),
+            wheel_sha256=wheel_sha256,
         )  # fmt: skip
 
     def caller_cidr(self, *, lookup: bool = True) -> str | None:
@@ -288,11 +296,16 @@ class AwsCompute(Compute):
             self._ec2 = Ec2(self.config.require_region(), profile=self.config.profile)
         return self._ec2
 
+    def iam(self) -> Any:
+        """An IAM client (preflight's spot role; the roles `dstack prune` deletes)."""
+        self._iam = self._iam or preflight.iam_client(self.config.profile, self.ec2().endpoint_url)
+        return self._iam
+
     def sweep(self, store: S3StoreConfig, run_name: str) -> list[str]:
         """Terminate instances still tagged with the run (after a destroy that failed, or one
         that raced an instance being created). Best effort."""
         try:
-            live = self.ec2().tagged_instances(store.bucket, run_name)
+            live = self.ec2().tagged_instances(store.bucket, store.prefix, run_name)
             return self.ec2().terminate(i.instance_id for i in live)
         except ComputeError as exc:
             self._say(f"could not look for instances of run {run_name} left behind ({exc})")

@@ -18,7 +18,10 @@ comes from ``aws.region``, ``AWS_REGION`` or ``AWS_DEFAULT_REGION`` (never a bui
       vpc_id: null
       default_cpu: 2
       default_memory: 8GB
-      tags: {team: ml}
+      tags: {team: ml}                # at most 43, no aws: or dstack: keys
+      role_path: null                 # IAM fences of the roles dstack creates: a path,
+      role_name_prefix: null          # a name prefix,
+      permissions_boundary: null      # and a boundary policy ARN (README: "Running on AWS")
       bootstrap: {stack: bootstrap, bucket_name: ..., instance_profile_name: ..., ...}
 """
 

@@ -3,7 +3,9 @@
 - whether a runner's instance is alive (``dstack ps`` asks this, so the client is built with
   short timeouts and no retries, and answers are cached for a few seconds);
 - terminating instances (``dstack stop -x``; the last sweep after a failed clean-up);
-- finding the instances and security groups tagged with a state bucket, for `dstack prune`.
+- finding the instances and security groups tagged with a state store — its bucket *and* its
+  key prefix (several stores share a bucket, and run names are unique per store only) — for
+  `dstack prune` and the sweep after a run.
 
 boto3 is imported when the first call is made; every botocore error leaves as ``ComputeError``.
 """
@@ -32,6 +34,15 @@ class TaggedInstance:
     state: str
     repo_id: str | None
     run_name: str | None
+    #: when EC2 launched it (epoch seconds), and how long it may live (its lifetime tag)
+    launched_at: float | None = None
+    lifetime_seconds: int | None = None
+
+    def overdue(self, now: float) -> bool:
+        """Whether it outlived its lifetime (it should have powered itself off)."""
+        if self.launched_at is None or not self.lifetime_seconds:
+            return False
+        return now > self.launched_at + self.lifetime_seconds
 
 
 @dataclass(frozen=True)
@@ -115,10 +126,12 @@ class Ec2:
 
         return self._call(terminate, "terminate instances")
 
-    def tagged_instances(self, bucket: str, run_name: str | None = None) -> list[TaggedInstance]:
-        """Live instances tagged with ``bucket`` (and ``run_name``, if given)."""
+    def tagged_instances(
+        self, bucket: str, prefix: str, run_name: str | None = None
+    ) -> list[TaggedInstance]:
+        """Live instances of the store ``bucket``/``prefix`` (and of ``run_name``, if given)."""
         filters = [
-            {"Name": f"tag:{tagging.BUCKET}", "Values": [tagging.clean(bucket)]},
+            *_store_filters(bucket, prefix),
             {"Name": "instance-state-name", "Values": sorted(LIVE_STATES)},
         ]
         if run_name:
@@ -137,14 +150,17 @@ class Ec2:
                                 state=item["State"]["Name"],
                                 repo_id=item_tags.get(tagging.REPO),
                                 run_name=item_tags.get(tagging.RUN),
+                                launched_at=_epoch(item.get("LaunchTime")),
+                                lifetime_seconds=_int(item_tags.get(tagging.LIFETIME)),
                             )
                         )
             return found
 
         return self._call(search, "search instances by tag")
 
-    def tagged_groups(self, bucket: str) -> list[TaggedGroup]:
-        filters = [{"Name": f"tag:{tagging.BUCKET}", "Values": [tagging.clean(bucket)]}]
+    def tagged_groups(self, bucket: str, prefix: str) -> list[TaggedGroup]:
+        """Security groups of the store ``bucket``/``prefix``."""
+        filters = _store_filters(bucket, prefix)
 
         def search() -> list[TaggedGroup]:
             found = []
@@ -175,6 +191,11 @@ class Ec2:
         except ComputeError:
             return False
         return True
+
+    def ask(self, operation: str, what: str, **kwargs: Any) -> dict[str, Any]:
+        """One EC2 call by its boto3 name (``dstack.compute.aws.preflight`` reads the network
+        with it); ``what`` says what for, in the error."""
+        return self._call(lambda: getattr(self._client(), operation)(**kwargs), what)
 
     # helpers
 
@@ -208,6 +229,34 @@ class Ec2:
             raise ComputeError(
                 f"EC2 in {self.region} could not {what} ({aws_errors.brief(exc)})"
             ) from exc
+
+
+def _store_filters(bucket: str, prefix: str) -> list[dict[str, Any]]:
+    """EC2 filters matching what one store's stacks tagged: its bucket and its prefix."""
+    return [
+        {"Name": f"tag:{tagging.BUCKET}", "Values": [tagging.clean(bucket)]},
+        {"Name": f"tag:{tagging.PREFIX}", "Values": [tagging.store_label(prefix)]},
+    ]
+
+
+def _epoch(value: Any) -> float | None:
+    if value is None:
+        return None
+    if hasattr(value, "timestamp"):
+        return float(value.timestamp())
+    try:
+        from datetime import datetime
+
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
 
 
 def _tags(items: Iterable[dict[str, str]] | None) -> dict[str, str]:

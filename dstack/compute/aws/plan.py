@@ -127,6 +127,12 @@ def _recording_mocks() -> Any:
             self.rendering.lookups.append((args.token, arguments))
             if args.token == "aws:ssm/getParameter:getParameter":
                 return _ssm_parameter(arguments.get("name", ""))
+            if args.token == "aws:ec2/getSubnet:getSubnet":
+                subnet = arguments.get("id", "")
+                return {"id": subnet, "vpcId": f"<resolved at deploy: the VPC of {subnet}>"}
+            if args.token == "aws:kms/getKey:getKey":
+                key = arguments.get("keyId", "")
+                return {"keyId": key, "arn": f"<resolved at deploy: the ARN of key {key}>"}
             return {}
 
     return RecordingMocks()

@@ -7,16 +7,22 @@ Three sweeps, each saying what it did:
    that no run claims) is destroyed and removed, and its record deleted. The bootstrap
    stack is never touched. Destroying needs the Pulumi engine; without it, the stacks are
    listed as left, with what to install;
-2. instances — live instances tagged with this bucket whose run is finished or gone are
-   terminated through EC2 directly (no engine needed: this is what stops the cost);
-3. security groups tagged with this bucket, of finished or gone runs, that no stack manages
-   any more are deleted (one still in use by a terminating instance is left for next time).
+2. instances — live instances tagged with this store (its bucket *and* its key prefix: the
+   runs of another store of the same bucket are never this store's to judge) whose run is
+   finished or gone, or that outlived their ``dstack:lifetime`` tag whatever their run says
+   (a rebooted or wedged instance), are terminated through EC2 directly (no engine needed: this
+   is what stops the cost) — in the configured region and in every region a stack record names;
+3. security groups tagged with this store, of finished or gone runs, that no stack manages
+   any more are deleted (one still in use by a terminating instance is left for next time);
+4. IAM — runner roles tagged with this store, of finished or gone runs, that no stack manages
+   any more are deleted with their inline policies and instance profiles (``prune_iam``).
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +38,7 @@ from stacks import tags as tagging
 
 @dataclass
 class PruneAction:
-    kind: str  # stack, instance, security group
+    kind: str  # stack, instance, security group, role
     target: str
     run: str | None
     why: str
@@ -63,10 +69,32 @@ def prune(storage: Storage, compute: Any, *, dry_run: bool = False) -> PruneRepo
     report = PruneReport(dry_run=dry_run)
     verdicts = _Verdicts(storage)
     stacks = _stacks(storage)
+    regions = _regions(storage, compute)
     remaining = _prune_stacks(storage, compute, store, stacks, verdicts, report)
-    _prune_instances(compute, store, verdicts, report)
-    _prune_groups(compute, store, verdicts, remaining, report)
+    for region in regions:
+        ec2 = compute.ec2() if region == regions[0] else _ec2_in(compute, region)
+        _prune_instances(ec2, store, verdicts, report)
+        _prune_groups(ec2, store, verdicts, remaining, report)
+    from dstack.compute.aws.prune_iam import prune_roles
+
+    prune_roles(compute, store, verdicts, remaining, report)
     return report
+
+
+def _ec2_in(compute: Any, region: str) -> Any:
+    from dstack.compute.aws.ec2 import Ec2
+
+    return Ec2(region, profile=compute.config.profile, endpoint_url=compute.ec2().endpoint_url)
+
+
+def _regions(storage: Storage, compute: Any) -> list[str]:
+    """The configured region first, then every other region a stack record names."""
+    regions = [compute.config.require_region()]
+    for record in state.list_stack_records(storage):
+        region = getattr(record, "region", None)
+        if region and region not in regions:
+            regions.append(region)
+    return regions
 
 
 def _prune_stacks(
@@ -109,19 +137,22 @@ def _prune_stacks(
 
 
 def _prune_instances(
-    compute: Any, store: S3StoreConfig, verdicts: _Verdicts, report: PruneReport
+    ec2: Any, store: S3StoreConfig, verdicts: _Verdicts, report: PruneReport
 ) -> None:
     try:
-        instances = compute.ec2().tagged_instances(store.bucket)
+        instances = ec2.tagged_instances(store.bucket, store.prefix)
     except DstackError as exc:
         report.errors.append(f"instances not checked: {exc}")
         return
     stale = []
+    now = time.time()
     for instance in instances:
         if not instance.run_name or not instance.repo_id:
             report.kept.append((f"instance {instance.instance_id}", "it names no run"))
             continue
         why = verdicts.of(instance.repo_id, instance.run_name)
+        if why is None and instance.overdue(now):
+            why = "it outlived its lifetime (it should have powered itself off)"
         if why is None:
             report.kept.append(
                 (f"instance {instance.instance_id}", f"run {instance.run_name} is still going")
@@ -134,7 +165,7 @@ def _prune_instances(
     if report.dry_run or not stale:
         return
     try:
-        compute.ec2().terminate(a.target for a in stale)
+        ec2.terminate(a.target for a in stale)
         for action in stale:
             action.done = True
     except ComputeError as exc:
@@ -143,14 +174,14 @@ def _prune_instances(
 
 
 def _prune_groups(
-    compute: Any,
+    ec2: Any,
     store: S3StoreConfig,
     verdicts: _Verdicts,
     remaining: set[str],
     report: PruneReport,
 ) -> None:
     try:
-        groups = compute.ec2().tagged_groups(store.bucket)
+        groups = ec2.tagged_groups(store.bucket, store.prefix)
     except DstackError as exc:
         report.errors.append(f"security groups not checked: {exc}")
         return
@@ -164,7 +195,7 @@ def _prune_groups(
         report.actions.append(action)
         if report.dry_run:
             continue
-        action.done = compute.ec2().delete_group(group.group_id)
+        action.done = ec2.delete_group(group.group_id)
         if not action.done:
             action.error = "still in use (its instance is terminating); prune again later"
 

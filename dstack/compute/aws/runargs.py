@@ -16,9 +16,14 @@ from dstack.compute.aws import userdata
 from dstack.compute.aws.catalog import InstanceType
 from dstack.compute.aws.config import PORT_BASE, AwsComputeConfig
 from dstack.compute.aws.scope import run_scope
-from dstack.compute.aws.wheel import boto3_requirement
+from dstack.compute.aws.wheel import boto3_requirement, pinned_requirements
 from dstack.models import JobSpec, RunRecord
 from dstack.store_config import S3StoreConfig
+from stacks.outputs import BUCKET_KMS_KEY_ARN
+
+#: how long provisioning and boot may take before the instance's own clock starts: an instance
+#: older than its hard limit plus this is terminated by `dstack prune`, whatever its run says
+BOOT_ALLOWANCE_SECONDS = 30 * 60
 
 
 def run_stack_args(
@@ -30,14 +35,18 @@ def run_stack_args(
     *,
     instance_for: Callable[[JobSpec], InstanceType],
     caller_cidr: Callable[[], str | None],
+    wheel_sha256: str | None = None,
+    constraints: list[str] | None = None,
 ) -> Any:
-    """``caller_cidr`` is called only when the run asks for ports."""
+    """``caller_cidr`` is called only when the run asks for ports; ``constraints`` default to
+    the versions this CLI runs with (``pinned_requirements``)."""
     from stacks.run import InstanceArgs, RunStackArgs
 
     region = config.require_region()
     port_count = max((job.ports for job in jobs), default=0)
     ports = [PORT_BASE + i for i in range(port_count)]
     full = _full_key(store)
+    pins = pinned_requirements() if constraints is None else constraints
     instances = []
     for job in jobs:
         itype = instance_for(job)
@@ -56,6 +65,8 @@ def run_stack_args(
             docker=job.image is not None,
             ports=ports[: job.ports],
             boto3_requirement=boto3_requirement(),
+            wheel_sha256=wheel_sha256,
+            constraints=pins,
         )
         instances.append(
             InstanceArgs(
@@ -73,6 +84,7 @@ def run_stack_args(
         run_name=run.run_name,
         user=run.owner.display,
         instances=instances,
+        store_prefix=store.prefix,
         scope=run_scope(run, jobs, store_prefix=store.prefix, wheel_key=wheel_key),
         ports=ports,
         caller_cidr=caller_cidr() if ports else None,
@@ -83,6 +95,12 @@ def run_stack_args(
         subnet_id=config.subnet_id,
         vpc_id=config.vpc_id,
         volume_kms_key_id=config.volume_kms_key_id,
+        bucket_kms_key_arn=config.bootstrap.get(BUCKET_KMS_KEY_ARN) or None,
+        role_path=config.role_path,
+        role_name_prefix=config.role_name_prefix,
+        permissions_boundary=config.permissions_boundary,
+        lifetime_seconds=userdata.hard_limit_seconds(config.max_duration_seconds)
+        + BOOT_ALLOWANCE_SECONDS,
         partition=config.partition,
         extra_tags=dict(config.tags),
     )

@@ -6,7 +6,15 @@ Nothing secret is in it: the instance reads the store with its own role.
 
 No leaked cost, whatever happens: the script powers the machine off when it ends for any
 reason (``trap … EXIT``), and schedules a hard power-off at boot for the maximum duration plus
-a grace period; the instance's shutdown behaviour is ``terminate``, so power-off ends it. The
+a grace period; the instance's shutdown behaviour is ``terminate``, so power-off ends it. EC2
+runs user data on the first boot only, so the script also installs a boot unit: after a reboot
+(the runner does not survive one) the machine powers off at once. From outside, `dstack prune`
+terminates an instance older than its ``dstack:lifetime`` tag.
+
+The wheel is downloaded with retries (the instance's role may take a moment to reach it) and
+installed only if its SHA-256 is the one the CLI stored (``wheel_sha256``, or the digest its key
+is named by); its dependencies are installed under the constraints ``constraints`` (the exact
+versions the submitting CLI runs with), so every instance of a run installs the same packages. The
 runner itself stops the job gracefully at the maximum duration, exits when the store has been
 unreachable for ``store_timeout`` seconds, and turns a spot interruption notice into an
 ``interrupted`` job with its logs and artifacts saved. The boot log is uploaded to the run's
@@ -27,6 +35,9 @@ HARD_LIMIT_GRACE_MINUTES = 10
 VENV = "/opt/dstack/venv"
 HOME = "/opt/dstack/home"
 BOOT_LOG = "/var/log/dstack-boot.log"
+CONSTRAINTS = "/opt/dstack/constraints.txt"
+REBOOT_UNIT = "/etc/systemd/system/dstack-reboot-guard.service"
+DOWNLOAD_ATTEMPTS = 8
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,18 @@ class Boot:
     docker: bool = False
     ports: Sequence[int] = field(default_factory=tuple)
     boto3_requirement: str = "boto3"
+    #: the wheel's full SHA-256; None checks the digest its key is named by (``dist/<digest>/``)
+    wheel_sha256: str | None = None
+    #: ``name==version`` lines pip installs the wheel's dependencies under
+    constraints: Sequence[str] = field(default_factory=tuple)
+
+    @property
+    def expected_wheel_digest(self) -> str:
+        """What the downloaded wheel's SHA-256 must be (or start with)."""
+        if self.wheel_sha256:
+            return self.wheel_sha256
+        parts = self.wheel_key.split("/")
+        return parts[-2] if len(parts) >= 2 else ""
 
     @property
     def bucket(self) -> str:
@@ -63,7 +86,8 @@ def render_user_data(boot: Boot) -> str:
     """The boot script; deterministic (same ``Boot``, same bytes)."""
     q = shlex.quote
     wheel_file = f"/opt/dstack/{boot.wheel_key.rsplit('/', 1)[-1]}"
-    hard_minutes = -(-boot.max_duration_seconds // 60) + HARD_LIMIT_GRACE_MINUTES
+    constrained = f" -c {CONSTRAINTS}" if boot.constraints else ""
+    hard_minutes = hard_limit_seconds(boot.max_duration_seconds) // 60
     runner = [
         f"{VENV}/bin/python", "-m", "dstack.runner",
         "--storage", dump_store(boot.runner_storage()),
@@ -92,6 +116,7 @@ def render_user_data(boot: Boot) -> str:
         f"exec >>{BOOT_LOG} 2>&1",
         *(f"export {key}={q(value)}" for key, value in env.items()),
         f"shutdown -h +{hard_minutes} 'dstack: the run reached its maximum duration'",
+        *_reboot_guard_lines(),
         "finish() {",
         f'  if [ -x {VENV}/bin/python ]; then {VENV}/bin/python - <<"PY" || true',
         "import boto3",
@@ -113,19 +138,71 @@ def render_user_data(boot: Boot) -> str:
         "fi",
         *_docker_lines(boot),
         f"python3 -m venv {VENV}",
-        f"{VENV}/bin/pip install -q --disable-pip-version-check {q(boot.boto3_requirement)}"
-        + (" uv" if boot.python else ""),
+        *_constraints_lines(boot),
+        f"{VENV}/bin/pip install -q --disable-pip-version-check{constrained} "
+        f"{q(boot.boto3_requirement)}" + (" uv" if boot.python else ""),
         f'{VENV}/bin/python - <<"PY"',
-        "import boto3",
-        f"boto3.client('s3').download_file({_py(boot.bucket)}, {_py(boot.wheel_key)}, "
-        f"{_py(wheel_file)})",
+        *_download_lines(boot, wheel_file),
         "PY",
-        f"{VENV}/bin/pip install -q --disable-pip-version-check {q(wheel_file)}",
+        f"{VENV}/bin/pip install -q --disable-pip-version-check{constrained} {q(wheel_file)}",
         *([f"{VENV}/bin/uv python install {q(boot.python)}"] if boot.python else []),
         " ".join(q(part) for part in runner),
         "",
     ]
     return "\n".join(lines)
+
+
+def hard_limit_seconds(max_duration_seconds: int) -> int:
+    """When the instance powers itself off after boot: the maximum duration, in whole minutes,
+    plus the graceful stop's grace."""
+    return (-(-max_duration_seconds // 60) + HARD_LIMIT_GRACE_MINUTES) * 60
+
+
+def _reboot_guard_lines() -> list[str]:
+    """A boot unit powering the machine off on any later boot (user data runs once; a rebooted
+    instance has no runner, and no scheduled power-off)."""
+    return [
+        f"cat >{REBOOT_UNIT} <<'UNIT'",
+        "[Unit]",
+        "Description=dstack: a rebooted runner instance powers off (its runner is gone)",
+        "[Service]",
+        "Type=oneshot",
+        "ExecStart=/sbin/shutdown -h now 'dstack: rebooted; the runner does not survive a reboot'",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "UNIT",
+        f"systemctl enable {REBOOT_UNIT.rsplit('/', 1)[-1]} || true",
+    ]
+
+
+def _constraints_lines(boot: Boot) -> list[str]:
+    if not boot.constraints:
+        return []
+    return [f"cat >{CONSTRAINTS} <<'TXT'", *boot.constraints, "TXT"]
+
+
+def _download_lines(boot: Boot, wheel_file: str) -> list[str]:
+    """Python: download the wheel (retrying: the role's credentials may not be there yet),
+    and refuse it unless its SHA-256 is the expected one."""
+    return [
+        "import hashlib, sys, time",
+        "import boto3",
+        f"bucket, key, path = {_py(boot.bucket)}, {_py(boot.wheel_key)}, {_py(wheel_file)}",
+        f"expected = {_py(boot.expected_wheel_digest)}",
+        f"for attempt in range({DOWNLOAD_ATTEMPTS}):",
+        "    try:",
+        "        boto3.client('s3').download_file(bucket, key, path)",
+        "        break",
+        "    except Exception as exc:",
+        f"        if attempt == {DOWNLOAD_ATTEMPTS - 1}:",
+        "            raise",
+        "        print(f'wheel download failed ({exc}); retrying', file=sys.stderr)",
+        "        time.sleep(5 * (attempt + 1))",
+        "with open(path, 'rb') as wheel:",
+        "    digest = hashlib.sha256(wheel.read()).hexdigest()",
+        "if not expected or not digest.startswith(expected):",
+        "    sys.exit(f'dstack wheel {key}: sha256 {digest}, expected {expected}: not installed')",
+    ]
 
 
 def runner_command(user_data: str) -> list[str]:

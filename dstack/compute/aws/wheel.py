@@ -31,6 +31,11 @@ class Wheel:
     digest: str
 
     @property
+    def sha256(self) -> str:
+        """The full SHA-256 the instance checks before installing it."""
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
     def key(self) -> str:
         """Its key in the store (relative to the store's prefix)."""
         return state.wheel_key(self.digest, self.filename)
@@ -90,6 +95,33 @@ def boto3_requirement() -> str:
         if name.lower().startswith("boto3"):
             return name.replace(" ", "")
     return "boto3"
+
+
+def pinned_requirements() -> list[str]:
+    """``name==version`` of every package the runner installs (dstack's dependencies and boto3,
+    with theirs), at the versions this CLI runs with: the instance's pip constraints, so every
+    instance installs what the submitter tested. Packages not installed here (another
+    platform's, or another Python's) are left unconstrained."""
+    import re
+    from importlib import metadata
+
+    wanted = [r for r in _requirements() if "extra" not in r.split(";", 1)[-1]] + ["boto3"]
+    pins: dict[str, str] = {}
+    while wanted:
+        requirement = wanted.pop()
+        match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+        if not match:
+            continue
+        name = re.sub(r"[-_.]+", "-", match.group(1)).lower()
+        if name in pins:
+            continue
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        pins[name] = dist.version
+        wanted.extend(r for r in dist.requires or [] if "extra ==" not in r)
+    return [f"{name}=={version}" for name, version in sorted(pins.items())]
 
 
 def _skipped(relative: Path) -> bool:

@@ -199,6 +199,7 @@ def test_failed_destroy_keeps_the_record_and_sweeps_instances(
         ImageId="ami-12345678", MinCount=1, MaxCount=1,
         TagSpecifications=[{"ResourceType": "instance", "Tags": [
             {"Key": "dstack:bucket", "Value": storage.bucket},
+            {"Key": "dstack:prefix", "Value": "/"},
             {"Key": "dstack:run", "Value": run.run_name}]}],
     )["Instances"][0]["InstanceId"]  # fmt: skip
     spec = state.read_job_spec(storage, run.repo_id, run.run_name, 0)

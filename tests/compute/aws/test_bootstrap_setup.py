@@ -137,3 +137,36 @@ def _workspace(config: S3StoreConfig) -> Any:
     from dstack.compute.aws.driver import Workspace
 
     return Workspace("dstack", state_backend_url(config, "us-east-1"), "us-east-1")
+
+
+def test_a_created_bucket_gets_lifecycle_rules_and_its_tags(
+    moto_server: MotoServer, name: str, automation: FakeAutomation
+) -> None:
+    automation.outputs = dict(OUTPUTS)
+    config = store(moto_server, name)
+    create_or_adopt_bootstrap(
+        config, region="us-east-1", driver=automation.driver(_workspace(config)),
+        s3_client=moto_server.client(),
+    )  # fmt: skip
+    resources = declared(automation)
+    assert "BucketLifecycleConfiguration" in resources
+    assert resources["Bucket"].inputs["tags"]["dstack:bucket"] == name
+
+
+def test_an_adopted_bucket_keeps_its_own_lifecycle_rules(
+    moto_server: MotoServer, name: str, automation: FakeAutomation
+) -> None:
+    automation.outputs = dict(OUTPUTS)
+    client = moto_server.client()
+    client.create_bucket(Bucket=name)
+    rule = {"ID": "team-archive", "Status": "Enabled", "Filter": {"Prefix": "logs/"},
+            "Expiration": {"Days": 365}}  # fmt: skip
+    client.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": [rule]})
+    said: list[str] = []
+    config = store(moto_server, name)
+    create_or_adopt_bootstrap(
+        config, region="us-east-1", driver=automation.driver(_workspace(config)),
+        s3_client=client, reporter=said.append,
+    )  # fmt: skip
+    assert "BucketLifecycleConfiguration" not in declared(automation)
+    assert any("lifecycle rules of its own" in line for line in said)

@@ -41,6 +41,7 @@ def _pinned_boto3(monkeypatch: pytest.MonkeyPatch) -> None:
     import dstack.compute.aws.runargs as module
 
     monkeypatch.setattr(module, "boto3_requirement", lambda: "boto3>=1.35.16")
+    monkeypatch.setattr(module, "pinned_requirements", lambda: ["boto3==1.35.16", "pyyaml==6.0.2"])
 
 
 def planned(repo_factory: Any, **config: Any) -> Any:
@@ -105,3 +106,16 @@ def test_plan_needs_no_credentials(
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
     assert planned(repo_factory).resources
+
+
+def test_plan_puts_the_group_in_the_subnet_vpc_and_grants_the_bucket_key(
+    repo_factory: Any,
+) -> None:
+    key = "arn:aws:kms:eu-west-1:111122223333:key/abcd"
+    result = planned(repo_factory, subnet_id="subnet-0abc", bootstrap={"bucket_kms_key_arn": key})
+    by_type = {r.type: r for r in result.cloud_resources}
+    group = by_type["aws:ec2/securityGroup:SecurityGroup"]
+    assert group.inputs["vpcId"] == "<resolved at deploy: the VPC of subnet-0abc>"
+    policy = json.loads(by_type["aws:iam/rolePolicy:RolePolicy"].inputs["policy"])
+    assert {"Sid": "BucketKeyDataKeys", "Effect": "Allow", "Resource": key,
+            "Action": ["kms:GenerateDataKey", "kms:Decrypt"]} in policy["Statement"]  # fmt: skip

@@ -72,6 +72,7 @@ class Scene:
     def _tags(self, run_name: str) -> list[dict[str, str]]:
         return [
             {"Key": "dstack:bucket", "Value": self.storage.bucket},
+            {"Key": "dstack:prefix", "Value": "/"},
             {"Key": "dstack:repo", "Value": self.repo_id},
             {"Key": "dstack:run", "Value": run_name},
         ]
