@@ -23,39 +23,17 @@ from __future__ import annotations
 import gzip
 import json
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from dstack import state
 from dstack.compute.aws.bootstrap import BOOTSTRAP_STACK
 from dstack.compute.aws.config import PROJECT
+from dstack.compute.aws.prune_report import PruneAction, PruneReport
 from dstack.errors import ComputeError, DstackError, RunNotFoundError
 from dstack.models import InfraRecord
 from dstack.storage.base import Storage
 from dstack.store_config import S3StoreConfig
 from stacks import tags as tagging
-
-
-@dataclass
-class PruneAction:
-    kind: str  # stack, instance, security group, role
-    target: str
-    run: str | None
-    why: str
-    done: bool = False
-    error: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass
-class PruneReport:
-    dry_run: bool = False
-    actions: list[PruneAction] = field(default_factory=list)
-    #: (what, why) left alone because their run is still going
-    kept: list[tuple[str, str]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
 
 
 def prune(storage: Storage, compute: Any, *, dry_run: bool = False) -> PruneReport:

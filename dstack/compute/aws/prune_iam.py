@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from dstack.compute.aws.prune_report import PruneAction
 from dstack.errors import DstackError
 from dstack.storage.s3 import aws_errors
 from dstack.store_config import S3StoreConfig
@@ -26,8 +27,6 @@ _RUNNER_ROLE = re.compile(r"-runner-[0-9a-z]{7}$")
 def prune_roles(
     compute: Any, store: S3StoreConfig, verdicts: Any, remaining: set[str], report: Any
 ) -> None:
-    from dstack.compute.aws.prune import PruneAction
-
     try:
         iam = compute.iam()
         roles = _candidate_roles(iam, compute.config.role_path, compute.config.role_name_prefix)
