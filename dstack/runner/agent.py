@@ -58,6 +58,8 @@ class Agent:
         self.run_record = state.read_run(storage, spec.repo.repo_id, spec.run_name)
         self.owner = self.run_record.owner.display
         before = state.read_job_state(storage, spec.repo.repo_id, spec.run_name, spec.job_index)
+        #: the job's record before this runner: a finished job is never run again
+        self.before = before
         self.state = JobState(
             hostname=socket.gethostname(),
             runner_pid=os.getpid(),
@@ -74,6 +76,10 @@ class Agent:
         self.machine_request: str | None = None
 
     def run(self) -> JobState:
+        if self.before.status.is_finished:
+            # e.g. an instance left behind by an interrupted create boots after the job was
+            # recorded failed: it must not run the job again nor rewrite its record
+            return self.before
         job_dir, repo_dir = prepare.job_paths(self.spec, self.work_root)
         first_seq = state.next_log_seq(self.storage, self.spec) if self.state.attempt > 1 else 0
         sink = LogSink(self.storage, self.spec, first_seq=first_seq).start()

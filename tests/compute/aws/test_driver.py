@@ -85,10 +85,11 @@ def test_ctrl_c_during_up_destroys_then_reports_the_interruption(
     assert records.kinds() == [("plan", True), ("up", False), ("destroy", True)]
 
 
-def test_destroy_that_fails_clears_pending_creates_and_tries_again(
+def test_destroy_that_fails_refreshes_and_tries_again_keeping_pending_creates(
     automation: FakeAutomation,
 ) -> None:
-    """An interrupted up can leave pending operations that make the first destroy fail."""
+    """A first destroy that fails is retried after a refresh; pending creates are never
+    cleared (that would forget instances EC2 did launch: the sweep by tags finds them)."""
     records = Records()
     automation.fail("up", KeyboardInterrupt())
     automation.fail("destroy", EngineError("the stack has pending operations"))
@@ -100,7 +101,7 @@ def test_destroy_that_fails_clears_pending_creates_and_tries_again(
         "open", "preview", "up", "destroy", "refresh", "destroy", "remove",
     ]  # fmt: skip
     refresh_kwargs = automation.log[4][2]
-    assert refresh_kwargs["clear_pending_creates"] is True
+    assert "clear_pending_creates" not in refresh_kwargs
     assert records.kinds()[-1] == ("destroy", True)
 
 
@@ -109,14 +110,86 @@ def test_second_ctrl_c_abandons_the_clean_up_and_says_so(automation: FakeAutomat
     automation.fail("up", KeyboardInterrupt())
     automation.fail("destroy", KeyboardInterrupt())
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(ProvisioningInterrupted) as caught:
         automation.driver(WORKSPACE).provision("wise-owl-1", program, records)
+
+    assert "could not all be destroyed" in str(caught.value)
+    assert "dstack prune" in str(caught.value)
 
     assert automation.calls() == ["open", "preview", "up", "destroy"]
     assert records.items[-1] == (
         "destroy",
         {"ok": False, "error": "interrupted; run `dstack prune`"},
     )
+
+
+def test_failed_up_whose_destroy_fails_never_claims_it_destroyed(
+    automation: FakeAutomation,
+) -> None:
+    records = Records()
+    automation.fail("up", EngineError("creating ec2:Instance: InsufficientInstanceCapacity"))
+    automation.fail(
+        "destroy", EngineError("DependencyViolation"), EngineError("DependencyViolation")
+    )
+
+    with pytest.raises(ComputeError) as caught:
+        automation.driver(WORKSPACE).provision("wise-owl-1", program, records)
+
+    message = str(caught.value)
+    assert "InsufficientInstanceCapacity" in message
+    assert "was destroyed" not in message
+    assert "could not all be destroyed" in message and "dstack prune" in message
+    assert records.kinds() == [("plan", True), ("up", False), ("destroy", False)]
+
+
+@pytest.mark.parametrize("failure", [EngineError("AccessDenied"), KeyboardInterrupt()])
+def test_failed_update_of_a_lasting_stack_leaves_it_in_place(
+    automation: FakeAutomation, failure: BaseException
+) -> None:
+    """The bootstrap is shared and lasting: a failed or interrupted update never destroys
+    nor removes it."""
+    records = Records()
+    automation.fail("up", failure)
+
+    with pytest.raises(ComputeError) as caught:
+        automation.driver(WORKSPACE).provision("bootstrap", program, records, ephemeral=False)
+
+    assert automation.calls() == ["open", "preview", "up"]
+    assert "left in place" in str(caught.value) and "destroyed" not in str(caught.value)
+    assert records.kinds() == [("plan", True), ("up", False)]
+
+
+def test_failed_preview_of_a_lasting_stack_does_not_remove_it(
+    automation: FakeAutomation,
+) -> None:
+    automation.fail("preview", EngineError("AccessDenied"))
+    with pytest.raises(ComputeError):
+        automation.driver(WORKSPACE).provision("bootstrap", program, Records(), ephemeral=False)
+    assert automation.calls() == ["open", "preview"]
+
+
+def test_the_work_folder_of_each_sequence_is_removed(
+    automation: FakeAutomation, tmp_path: Any
+) -> None:
+    """The Automation API's work folder (one per opened stack) goes when the sequence ends."""
+    from types import SimpleNamespace
+
+    folders: list[Any] = []
+
+    def opener(name: str, program: Any) -> Any:
+        stack = automation.open(name, program)
+        folder = tmp_path / f"{driver_module.WORK_DIR_PREFIX}{len(folders)}"
+        folder.mkdir()
+        (folder / "Pulumi.yaml").write_text("name: dstack\n")
+        folders.append(folder)
+        stack.workspace = SimpleNamespace(work_dir=str(folder))  # type: ignore[attr-defined]
+        return stack
+
+    driver = StackDriver(WORKSPACE, factory=opener, remover=automation.remove)
+    driver.provision("wise-owl-1", program, Records())
+    automation.fail("destroy", EngineError("x"), EngineError("x"))
+    driver.destroy("wise-owl-1", Records())
+    assert len(folders) == 2 and not any(folder.exists() for folder in folders)
 
 
 def test_destroy_failing_twice_is_recorded_for_prune(automation: FakeAutomation) -> None:
@@ -191,24 +264,3 @@ def test_without_the_engine_the_real_driver_stops_with_what_to_install(
     assert "install the Pulumi CLI" in ENGINE_MISSING and "http" not in ENGINE_MISSING
     with pytest.raises(ComputeError, match="Pulumi engine is not installed"):
         StackDriver(WORKSPACE).provision("wise-owl-1", program, Records())
-
-
-def test_engine_found_in_pulumi_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    binary = tmp_path / "home" / "bin" / "pulumi"
-    binary.parent.mkdir(parents=True)
-    binary.write_text("#!/bin/sh\n")
-    binary.chmod(0o755)
-    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    monkeypatch.setenv("PULUMI_HOME", str(tmp_path / "home"))
-    assert driver_module.engine_path() == str(binary)
-
-
-def test_real_workspace_options_put_the_state_in_the_bucket() -> None:
-    """What the real factory hands the Automation API (built without running the engine)."""
-    workspace = Workspace(
-        project="dstack", backend_url="s3://b/pulumi?region=eu-west-1", region="eu-west-1",
-        profile="team",
-    )  # fmt: skip
-    env = workspace.engine_env()
-    assert env["AWS_REGION"] == "eu-west-1" and env["AWS_PROFILE"] == "team"
-    assert "PULUMI_CONFIG_PASSPHRASE" in env
