@@ -159,6 +159,8 @@ class StackDriver:
             preview = stack.preview(on_output=self._echo, diff=True, refresh=refresh or None)
         except BaseException as exc:
             record("plan", {"ok": False, "error": _brief(exc)})
+            if _locked(exc):
+                raise ComputeError(_lock_message(name)) from exc
             if ephemeral:
                 self._remove_quietly(stack)  # nothing was created
             if isinstance(exc, KeyboardInterrupt):
@@ -172,6 +174,8 @@ class StackDriver:
             result = stack.up(on_output=self._echo, refresh=refresh or None)
         except BaseException as exc:
             record("up", {"ok": False, "error": _brief(exc)})
+            if _locked(exc):  # another update holds the stack: this one changed nothing
+                raise ComputeError(_lock_message(name)) from exc
             interrupted = isinstance(exc, KeyboardInterrupt)
             what = "interrupted while updating" if interrupted else "updating"
             if not ephemeral:
@@ -333,6 +337,18 @@ def _summary(changes: Any) -> dict[str, int]:
     if not changes:
         return {}
     return {str(getattr(op, "value", op)): int(count) for op, count in dict(changes).items()}
+
+
+def _locked(exc: BaseException) -> bool:
+    """The engine refused because another update holds the stack's lock."""
+    return not isinstance(exc, KeyboardInterrupt) and "currently locked" in str(exc)
+
+
+def _lock_message(name: str) -> str:
+    return (
+        f"stack {name} is being updated by someone else (the engine holds its lock): wait "
+        "until that update ends, then retry"
+    )
 
 
 def _brief(exc: BaseException) -> str:

@@ -264,3 +264,15 @@ def test_without_the_engine_the_real_driver_stops_with_what_to_install(
     assert "install the Pulumi CLI" in ENGINE_MISSING and "http" not in ENGINE_MISSING
     with pytest.raises(ComputeError, match="Pulumi engine is not installed"):
         StackDriver(WORKSPACE).provision("wise-owl-1", program, Records())
+
+
+def test_an_up_refused_by_the_lock_destroys_nothing(automation: FakeAutomation) -> None:
+    """Another client's update holds the stack: this up changed nothing, so nothing of the
+    stack (the other client's) is destroyed, and the user gets one line saying why."""
+    records = Records()
+    automation.fail("up", EngineError("the stack is currently locked by 1 lock(s). Either wait"))
+    with pytest.raises(ComputeError) as caught:
+        automation.driver(WORKSPACE).provision("wise-owl-1", program, records)
+    assert automation.calls() == ["open", "preview", "up"]
+    assert "being updated by someone else" in str(caught.value)
+    assert "\n" not in str(caught.value)
