@@ -118,7 +118,7 @@ def _graceful_class() -> type:
     from pulumi.automation._cmd import CommandResult
     from pulumi.automation.errors import create_command_error
 
-    class GracefulCommand(PulumiCommand):  # type: ignore[misc]
+    class GracefulCommand(PulumiCommand):
         """``PulumiCommand`` whose engine gets Ctrl+C as a graceful cancel (module docstring)."""
 
         def run(
