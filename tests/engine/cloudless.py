@@ -58,16 +58,17 @@ def _setting(variable: str, kind: str) -> str | None:
 class StandinProvider(dynamic.ResourceProvider):
     """Creates, updates and deletes stand-in resources (files in ``$DSTACK_STANDIN_CLOUD``)."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, outputs: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.kind = kind
+        self.outputs = outputs
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
         self._maybe_slow_or_failing()
         rid = f"{self.kind.lower()}-{uuid.uuid4().hex[:10]}"
         outs = dict(props)
-        for key in ("arn", "name", "bucket", "public_ip", "private_ip"):
-            if key in outs and outs[key] is None:
+        for key in self.outputs:  # what the cloud computes (None inputs never reach here)
+            if outs.get(key) is None:
                 outs[key] = {
                     "arn": f"arn:aws:standin:::{self.kind}/{rid}",
                     "public_ip": "192.0.2.10",
@@ -132,7 +133,7 @@ def _standin_class(module: str, name: str, outputs: tuple[str, ...]) -> type:
             if opts is not None and opts.import_:
                 opts = copy.copy(opts)
                 opts.import_ = None
-            super().__init__(StandinProvider(name), resource_name, props, opts)
+            super().__init__(StandinProvider(name, outputs), resource_name, props, opts)
 
     Standin.__name__ = Standin.__qualname__ = name
     return Standin

@@ -276,3 +276,58 @@ def test_an_up_refused_by_the_lock_destroys_nothing(automation: FakeAutomation) 
     assert automation.calls() == ["open", "preview", "up"]
     assert "being updated by someone else" in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+#: what the engine (3.274) printed for a resource whose provider failed (paths shortened)
+ENGINE_FAILURE = """
+ code: 1
+ stdout: Updating (dbg-1):
+
+ +  pulumi:pulumi:Stack dstack-dbg-1 creating (0s)
+ +  dstack:aws:Bootstrap dstack creating (0s)
+ +  pulumi:pulumi:Stack dstack-dbg-1 creating (0s) warning: using pulumi-resource-pulumi-python from $PATH at /plugins/pulumi-resource-pulumi-python
+@ updating....
+ +  pulumi-python:dynamic/standin/s3:Bucket dstack-state creating (0s)
+ +  pulumi-python:dynamic/standin/iam:Role dstack-runner creating (0s)
+ +  pulumi-python:dynamic/standin/s3:Bucket dstack-state created (0.01s)
+ +  pulumi-python:dynamic/standin/iam:Role dstack-runner creating (0s) error: Traceback (most recent call last):
+ +  pulumi-python:dynamic/standin/iam:Role dstack-runner **creating failed** error: Traceback (most recent call last):
+ +  pulumi:pulumi:Stack dstack-dbg-1 creating (1s) error: update failed
+ +  pulumi:pulumi:Stack dstack-dbg-1 creating (1s) error: Resource monitor has terminated, shutting down
+ +  pulumi:pulumi:Stack dstack-dbg-1 **creating failed** 2 errors; 1 warning
+ +  dstack:aws:Bootstrap dstack created
+Diagnostics:
+  pulumi:pulumi:Stack (dstack-dbg-1):
+    warning: using pulumi-resource-pulumi-python from $PATH at /plugins/pulumi-resource-pulumi-python
+    error: update failed
+    error: Resource monitor has terminated, shutting down
+
+  pulumi-python:dynamic/standin/iam:Role (dstack-runner):
+    error: Traceback (most recent call last):
+      File "/venv/site-packages/pulumi/dynamic/__main__.py", line 84, in wrapper
+        return fn(self, request, context)
+               ^^^^^^^^^^^^^^^^^^^^^^^^^^
+      File "/venv/site-packages/pulumi/dynamic/__main__.py", line 170, in Create
+        result = provider.create(props)
+                 ^^^^^^^^^^^^^^^^^^^^^^
+      File "/src/tests/engine/cloudless.py", line 67, in create
+        self._maybe_slow_or_failing()
+      File "/src/tests/engine/cloudless.py", line 115, in _maybe_slow_or_failing
+        raise Exception(failure)
+    Exception: LimitExceeded: roles per account
+
+Resources:
+    + 3 created
+    2 errored
+
+Duration: 2s
+
+"""
+
+
+def test_the_engines_diagnostics_become_one_line() -> None:
+    """The failed resource and its provider's message, not the transcript nor the engine's
+    generic lines ("update failed", "Resource monitor has terminated")."""
+    assert driver_module._brief(Exception(ENGINE_FAILURE)) == (
+        "dstack-runner: Exception: LimitExceeded: roles per account"
+    )
