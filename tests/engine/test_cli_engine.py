@@ -93,7 +93,7 @@ def test_a_cloud_run_through_the_cli_then_prune(
     assert pruned.code == 0, pruned.err
     assert f"stack {run}" in pruned.out and "stack stale-emu-1" in pruned.out
     assert set(existing(cloud)) == {"Bucket"}  # the stale stack's bucket is retain_on_delete
-    assert [k for k in stack_keys(moto, bucket) if "/stacks/" in k] == []
+    assert [k for k in stack_keys(moto, bucket) if k.endswith(".json") and "/stacks/" in k] == []
     after = cli("infra", run, cwd=repo)
     assert "The stack is destroyed" in after.out
 
@@ -118,7 +118,7 @@ def test_ctrl_c_during_up_cancels_the_engine_gracefully(
     assert "cancelling gracefully" in text
     assert locks(moto, bucket) == []
     assert existing(cloud) == {}  # the instance the engine finished creating was destroyed
-    assert [k for k in stack_keys(moto, bucket) if "/stacks/" in k] == []
+    assert [k for k in stack_keys(moto, bucket) if k.endswith(".json") and "/stacks/" in k] == []
     pruned = cli("prune", "-y", cwd=repo, timeout=600)
     assert pruned.code == 0, pruned.err
 
