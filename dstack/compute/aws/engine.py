@@ -6,6 +6,7 @@
 - its environment, set explicitly (``engine_env``): the user's ``PULUMI_BACKEND_URL`` or
   ``PULUMI_ACCESS_TOKEN`` never move dstack's stacks elsewhere, and a passphrase the user
   chose (``PULUMI_CONFIG_PASSPHRASE`` or ``PULUMI_CONFIG_PASSPHRASE_FILE``) is kept;
+- what its errors say (``brief``: the failed resources and their messages, one line);
 - how it is run: in its own process group, so a Ctrl+C reaches it once, as a graceful cancel
   (the engine finishes the operations in flight, writes its state and releases its lock), and
   dstack waits for it to stop before the interrupt goes on. A second Ctrl+C stops it at once.
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -209,3 +211,87 @@ def aws_plugins() -> tuple[tuple[str, str], ...]:
         return (("aws", metadata.version("pulumi_aws")),)
     except metadata.PackageNotFoundError:
         raise ComputeError(SDK_MISSING) from None
+
+
+def is_locked(exc: BaseException) -> bool:
+    """The engine refused because another update holds the stack's lock."""
+    return not isinstance(exc, KeyboardInterrupt) and "currently locked" in str(exc)
+
+
+def lock_message(name: str) -> str:
+    return (
+        f"stack {name} is being updated by someone else (the engine holds its lock): wait "
+        "until that update ends, then retry"
+    )
+
+
+def brief(exc: BaseException) -> str:
+    """The engine's own error, not its whole transcript: each failed resource's error from the
+    engine's "Diagnostics:" section ("name: message"; a provider's traceback gives its last
+    line), else its ``error:`` lines; the engine's generic lines ("update failed") are left
+    out."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    text = str(exc)
+    lines = _diagnostics(text)
+    if not lines:
+        errors = [line.strip() for line in text.splitlines() if "error:" in line.lower()]
+        errors = [line for line in errors if not _generic(line)] or errors
+        lines = errors or [line.strip() for line in text.splitlines() if line.strip()]
+    brief = "; ".join(dict.fromkeys(lines[-3:])) if lines else type(exc).__name__
+    return brief[:500]
+
+
+#: what the engine adds to every failure, saying nothing of its cause
+_GENERIC = ("update failed", "preview failed", "destroy failed", "refresh failed",
+            "resource monitor has terminated")  # fmt: skip
+_RESOURCE = re.compile(r"^  (\S.*) \((.+)\):$")
+
+
+def _generic(line: str) -> bool:
+    message = line.strip().lower().removeprefix("error:").strip()
+    return message.startswith(_GENERIC)
+
+
+def _diagnostics(text: str) -> list[str]:
+    """``name: message`` for each error of a resource in the engine's Diagnostics section."""
+    lines = text.splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip() == "Diagnostics:")
+    except StopIteration:
+        return []
+    found: list[str] = []
+    name: str | None = None
+    block: list[str] = []
+    for line in [*lines[start + 1 :], "end"]:
+        heading = _RESOURCE.match(line)
+        if heading or (line and not line.startswith(" ")):
+            if name is not None:
+                found += [f"{name}: {message}" for message in _errors(block)]
+            if not heading:
+                break  # the next section (Resources:, Outputs:)
+            name, block = heading.group(2), []
+        elif name is not None:
+            block.append(line)
+    return found
+
+
+def _errors(block: list[str]) -> list[str]:
+    """The error messages of one resource's diagnostics (a traceback: its last line)."""
+    messages: list[str] = []
+    for i, line in enumerate(block):
+        stripped = line.strip()
+        if not stripped.startswith("error:"):
+            continue
+        message = stripped.removeprefix("error:").strip()
+        if message.startswith("Traceback"):
+            rest: list[str] = []
+            for following in block[i + 1 :]:
+                if following.strip().startswith("error:"):
+                    break
+                if following.strip():
+                    rest.append(following.strip())
+            message = rest[-1] if rest else message
+        if message and not _generic(message):
+            messages.append(message)
+    return messages
