@@ -57,6 +57,8 @@ class Agent:
         self.run_record = state.read_run(storage, spec.repo.repo_id, spec.run_name)
         self.owner = self.run_record.owner.display
         before = state.read_job_state(storage, spec.repo.repo_id, spec.run_name, spec.job_index)
+        #: the job's record before this runner: a finished job is never run again
+        self.before = before
         self.state = JobState(
             hostname=socket.gethostname(),
             runner_pid=os.getpid(),

@@ -24,6 +24,7 @@ from typing import Any
 
 from dstack.compute.aws.config import PROJECT, state_backend_url
 from dstack.compute.aws.driver import StackDriver, Workspace
+from dstack.compute.aws.engine import aws_plugins
 from dstack.errors import ComputeError
 from dstack.storage.s3 import aws_errors
 from dstack.store_config import S3StoreConfig
@@ -79,7 +80,7 @@ def create_or_adopt_bootstrap(
     backend_url = state_backend_url(storage_config, region)
     driver = driver or StackDriver(
         Workspace(project=PROJECT, backend_url=backend_url, region=region,
-                  profile=storage_config.profile),
+                  profile=storage_config.profile, plugins=aws_plugins()),
         on_output=reporter,
     )  # fmt: skip
     driver.check()
@@ -106,8 +107,12 @@ def create_or_adopt_bootstrap(
         permissions_boundary=fences.get("permissions_boundary"),
     )
     storage = open_storage(storage_config)
+    # the bootstrap is shared and lasting: a failed update leaves what exists in place
     outputs = driver.provision(
-        BOOTSTRAP_STACK, lambda: bootstrap_program(args), _recorder(storage, backend_url)
+        BOOTSTRAP_STACK,
+        lambda: bootstrap_program(args),
+        _recorder(storage, backend_url),
+        ephemeral=False,
     )
     return BootstrapResult(
         stack=BOOTSTRAP_STACK,

@@ -21,6 +21,7 @@ import os
 import re
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from dstack import state
@@ -129,6 +130,9 @@ class AwsCompute(Compute):
             # refresh notices the terminated instance, and up replaces it
             driver.provision(run.run_name, program_of(args), record, refresh=attempt > 1)
         except ComputeError:
+            # whatever the destroy did, instances the engine launched but lost track of (an
+            # interrupted create) are found by their tags
+            self.sweep(store, run.run_name)
             if outcome.get("destroy"):  # cleaned up: no stack is left for prune to find
                 state.delete_stack_record(storage, run.run_name)
             raise
@@ -286,7 +290,9 @@ class AwsCompute(Compute):
         if self._driver_factory is not None:
             driver = self._driver_factory(workspace)
         else:
-            driver = StackDriver(workspace)
+            from dstack.compute.aws.engine import aws_plugins
+
+            driver = StackDriver(replace(workspace, plugins=aws_plugins()))
         if driver.on_output is None and self.reporter is not None:
             driver.on_output = self.reporter
         return driver

@@ -1,47 +1,65 @@
 """Driving Pulumi stacks through the Automation API: preview → record → up, and destroy.
 
 One ``StackDriver`` per project workspace (the project's state lives in the state bucket, see
-``config.state_backend_url``). Its sequences are the heart of "no leaked cost":
+``config.state_backend_url``). Its sequences are the heart of "no leaked cost, nothing shared
+lost":
 
-- ``provision``: open (create or select) the stack → ``preview`` and hand the diff to the
-  recorder *before anything is created* → ``up`` and record the outputs. If ``up`` fails or
-  is interrupted (Ctrl+C), whatever it created is destroyed before the error leaves — always;
-- ``destroy``: ``destroy`` → remove the stack. If destroy fails (an interrupted update can
-  leave pending operations), ``refresh`` with pending creates cleared, then destroy again.
-  Whatever is left after that is reported, and the caller's ``sweep`` (terminate instances by
-  tag) runs last.
+- ``provision``: open (create or select) the stack, with the plugins its program needs
+  installed first → ``preview`` and hand the diff to the recorder *before anything is
+  created* → ``up`` and record the outputs. If ``up`` fails or is interrupted (Ctrl+C: the
+  engine cancels gracefully, see ``engine``), an *ephemeral* stack (a run's) is destroyed
+  before the error leaves, and the error says whether that destroy worked; a *lasting* stack
+  (the bootstrap) is left as the engine left it — what existed stays;
+- ``destroy``: ``destroy`` → remove the stack; if destroy fails, ``refresh`` then destroy
+  again. Pending creates are never cleared (that would forget instances EC2 did launch):
+  what is left is reported, and the caller sweeps instances by tag.
 
-The engine is the ``pulumi`` CLI: without it, nothing here can run, and ``require_engine``
-says what to install. Tests inject a ``StackFactory`` in place of the Automation API.
+The engine is the ``pulumi`` CLI (``engine``): without it, nothing here can run, and
+``require_engine`` says what to install. Tests inject a ``StackFactory`` in place of the
+Automation API.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-from collections.abc import Callable, Mapping
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from dstack.compute.aws.engine import (
+    ENGINE_MISSING,
+    SDK_MISSING,
+    engine_command,
+    engine_env,
+    engine_path,
+    require_engine,
+)
+from dstack.compute.aws.engine import brief as _brief
+from dstack.compute.aws.engine import is_locked as _locked
+from dstack.compute.aws.engine import lock_message as _lock_message
 from dstack.errors import ComputeError
 
-ENGINE_MISSING = (
-    "the Pulumi engine is not installed: install the Pulumi CLI so that `pulumi` is on PATH "
-    "(or in $PULUMI_HOME/bin), then retry; `dstack run --plan WORKFLOW` works without it"
-)
-SDK_MISSING = (
-    "the Pulumi SDK is not installed: install dstack with its AWS extra "
-    "(pip install 'dstack[aws]') to run on AWS; `dstack run --plan` needs it too"
-)
+__all__ = [
+    "ENGINE_MISSING",
+    "SDK_MISSING",
+    "ProvisioningInterrupted",
+    "StackDriver",
+    "Workspace",
+    "engine_path",
+    "require_engine",
+]
 
 Program = Callable[[], Any]
 #: called with a record kind (plan, up, destroy) and the record's fields
 Recorder = Callable[[str, dict[str, Any]], None]
+#: the prefix of the folders the Automation API works in (removed when a sequence ends)
+WORK_DIR_PREFIX = "dstack-pulumi-"
 
 
 class ProvisioningInterrupted(ComputeError):
-    """Ctrl+C while a stack was being created; what had been created was destroyed."""
+    """Ctrl+C while a stack was being created or updated (the message says what is left)."""
 
     exit_code = 130
 
@@ -73,34 +91,14 @@ class Workspace:
     secrets_provider: str = "passphrase"
     profile: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
+    #: resource plugins the programs need, as (name, version): installed before anything starts
+    plugins: Sequence[tuple[str, str]] = ()
 
     def engine_env(self) -> dict[str, str]:
-        env = {"AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region, **self.env}
+        base = {"AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region, **self.env}
         if self.profile:
-            env["AWS_PROFILE"] = self.profile
-        # dstack's stacks hold no secrets; the passphrase provider still wants a passphrase
-        env.setdefault("PULUMI_CONFIG_PASSPHRASE", os.environ.get("PULUMI_CONFIG_PASSPHRASE", ""))
-        return env
-
-
-def engine_path() -> str | None:
-    """The ``pulumi`` CLI, if it is installed where the Automation API looks for it."""
-    found = shutil.which("pulumi")
-    if found:
-        return found
-    home = Path(os.environ.get("PULUMI_HOME") or Path.home() / ".pulumi")
-    candidate = home / "bin" / "pulumi"
-    return str(candidate) if candidate.is_file() and os.access(candidate, os.X_OK) else None
-
-
-def require_engine() -> None:
-    """ComputeError saying what to install, unless the Pulumi SDK and engine are both here."""
-    try:
-        import pulumi.automation  # noqa: F401
-    except ImportError:
-        raise ComputeError(SDK_MISSING) from None
-    if engine_path() is None:
-        raise ComputeError(ENGINE_MISSING)
+            base["AWS_PROFILE"] = self.profile
+        return engine_env(self.backend_url, base)
 
 
 class StackDriver:
@@ -121,25 +119,56 @@ class StackDriver:
         self.on_output = on_output
 
     def check(self) -> None:
-        """ComputeError unless stacks can be driven here (the engine is installed)."""
+        """ComputeError unless stacks can be driven here (the engine is installed and recent
+        enough)."""
         if not self._injected:
-            require_engine()
+            engine_command()
 
     def provision(
-        self, stack_name: str, program: Program, record: Recorder, *, refresh: bool = False
+        self,
+        stack_name: str,
+        program: Program,
+        record: Recorder,
+        *,
+        refresh: bool = False,
+        ephemeral: bool = True,
     ) -> dict[str, Any]:
-        """Preview (recorded before anything is created), then create the stack; return its
-        outputs. On any failure or Ctrl+C during ``up``, destroy what was created first."""
+        """Preview (recorded before anything is created), then create or update the stack;
+        return its outputs. When ``up`` fails or is interrupted, an ephemeral stack is
+        destroyed first; a lasting one is left as it is."""
         self.check()
         stack = self._open(stack_name, program)
+        try:
+            return self._provision(stack, record, refresh=refresh, ephemeral=ephemeral)
+        finally:
+            _discard_work_dir(stack)
+
+    def destroy(self, stack_name: str, record: Recorder, program: Program | None = None) -> bool:
+        """Destroy the stack and remove it; True when nothing of it is left."""
+        self.check()
+        stack = self._open(stack_name, program or _no_program)
+        try:
+            return self._destroy(stack, record)
+        finally:
+            _discard_work_dir(stack)
+
+    # helpers
+
+    def _provision(
+        self, stack: StackLike, record: Recorder, *, refresh: bool, ephemeral: bool
+    ) -> dict[str, Any]:
+        name = stack.name
         try:
             preview = stack.preview(on_output=self._echo, diff=True, refresh=refresh or None)
         except BaseException as exc:
             record("plan", {"ok": False, "error": _brief(exc)})
-            self._remove_quietly(stack)  # nothing was created
+            if _locked(exc):
+                raise ComputeError(_lock_message(name)) from exc
+            if ephemeral:
+                self._remove_quietly(stack)  # nothing was created
             if isinstance(exc, KeyboardInterrupt):
                 raise ProvisioningInterrupted("interrupted before anything was created") from None
-            raise ComputeError(f"previewing stack {stack_name} failed: {_brief(exc)}") from exc
+            raise ComputeError(f"previewing stack {name} failed: {_brief(exc)}") from exc
         record(
             "plan",
             {"ok": True, "summary": _summary(preview.change_summary), "diff": preview.stdout},
@@ -148,16 +177,33 @@ class StackDriver:
             result = stack.up(on_output=self._echo, refresh=refresh or None)
         except BaseException as exc:
             record("up", {"ok": False, "error": _brief(exc)})
-            self._destroy(stack, record)
-            if isinstance(exc, KeyboardInterrupt):
+            if _locked(exc):  # another update holds the stack: this one changed nothing
+                raise ComputeError(_lock_message(name)) from exc
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            what = "interrupted while updating" if interrupted else "updating"
+            if not ephemeral:
+                left = (
+                    f"what stack {name} had is left in place (see `dstack infra`); fix the "
+                    "cause and run `dstack config` again"
+                )
+                if interrupted:
+                    raise ProvisioningInterrupted(f"{what} stack {name}; {left}") from None
+                raise ComputeError(f"{what} stack {name} failed: {_brief(exc)}; {left}") from exc
+            try:
+                destroyed = self._destroy(stack, record)
+            except KeyboardInterrupt:
+                destroyed = False
+            left = (
+                "what it had created was destroyed (see `dstack infra`)"
+                if destroyed
+                else "what it had created could not all be destroyed (see `dstack infra`); "
+                "`dstack prune` retries"
+            )
+            if interrupted:
                 raise ProvisioningInterrupted(
-                    f"interrupted while creating stack {stack_name}; what it had created was "
-                    "destroyed (see `dstack infra`)"
+                    f"interrupted while creating stack {name}; {left}"
                 ) from None
-            raise ComputeError(
-                f"creating stack {stack_name} failed: {_brief(exc)}; what it had created was "
-                "destroyed (see `dstack infra`)"
-            ) from exc
+            raise ComputeError(f"creating stack {name} failed: {_brief(exc)}; {left}") from exc
         outputs = {key: getattr(value, "value", value) for key, value in result.outputs.items()}
         record(
             "up",
@@ -170,14 +216,6 @@ class StackDriver:
         )
         return outputs
 
-    def destroy(self, stack_name: str, record: Recorder, program: Program | None = None) -> bool:
-        """Destroy the stack and remove it; True when nothing of it is left."""
-        self.check()
-        stack = self._open(stack_name, program or _no_program)
-        return self._destroy(stack, record)
-
-    # helpers
-
     def _open(self, stack_name: str, program: Program) -> StackLike:
         try:
             return self._factory(stack_name, program)
@@ -189,15 +227,16 @@ class StackDriver:
             ) from exc
 
     def _destroy(self, stack: StackLike, record: Recorder) -> bool:
-        """Destroy, retrying once after clearing pending creates; then remove the stack.
-        A second Ctrl+C abandons the clean-up (`dstack prune` finishes it)."""
+        """Destroy, retrying once after a refresh; then remove the stack. Pending creates are
+        kept (the caller's sweep by tags finds what they launched). A Ctrl+C is recorded and
+        goes on (`dstack prune` finishes the clean-up)."""
         try:
             try:
                 result = stack.destroy(on_output=self._echo)
             except KeyboardInterrupt:
                 raise
             except Exception:
-                stack.refresh(on_output=self._echo, clear_pending_creates=True)
+                stack.refresh(on_output=self._echo)
                 result = stack.destroy(on_output=self._echo)
             self._remover(stack)
         except KeyboardInterrupt:
@@ -228,13 +267,17 @@ class StackDriver:
 
 
 def automation_factory(workspace: Workspace) -> StackFactory:
-    """Opens stacks with the real Automation API (needs the engine)."""
+    """Opens stacks with the real Automation API (needs the engine), each in a work folder of
+    its own that the driver removes when its sequence ends."""
 
     def open_stack(stack_name: str, program: Program) -> StackLike:
-        require_engine()
+        command = engine_command()
         from pulumi import automation as auto
 
+        work_dir = tempfile.mkdtemp(prefix=WORK_DIR_PREFIX)
         options = auto.LocalWorkspaceOptions(
+            work_dir=work_dir,
+            pulumi_command=command,
             project_settings=auto.ProjectSettings(
                 name=workspace.project,
                 runtime="python",
@@ -243,14 +286,46 @@ def automation_factory(workspace: Workspace) -> StackFactory:
             secrets_provider=workspace.secrets_provider,
             env_vars=workspace.engine_env(),
         )
-        stack = auto.create_or_select_stack(
-            stack_name=stack_name, project_name=workspace.project, program=program, opts=options
-        )
-        stack.set_config("aws:region", auto.ConfigValue(value=workspace.region))
+        try:
+            stack = auto.create_or_select_stack(
+                stack_name=stack_name, project_name=workspace.project, program=program,
+                opts=options,
+            )  # fmt: skip
+            _install_plugins(stack.workspace, workspace.plugins)
+            stack.set_config("aws:region", auto.ConfigValue(value=workspace.region))
+        except BaseException:
+            shutil.rmtree(work_dir, ignore_errors=True)
+            raise
         result: StackLike = stack  # type: ignore[assignment]
         return result
 
     return open_stack
+
+
+def _install_plugins(workspace: Any, plugins: Sequence[tuple[str, str]]) -> None:
+    """Install the resource plugins the program needs now, not in the middle of a preview:
+    ComputeError (one line, what to run) when one cannot be installed."""
+    if not plugins:
+        return
+    installed = {(p.name, str(p.version or "").lstrip("v")) for p in workspace.list_plugins()}
+    for name, version in plugins:
+        if (name, version.lstrip("v")) in installed:
+            continue
+        try:
+            workspace.install_plugin(name, f"v{version.lstrip('v')}")
+        except Exception as exc:
+            raise ComputeError(
+                f"the Pulumi plugin {name} v{version} is not installed and could not be "
+                f"installed ({_brief(exc)}): run `pulumi plugin install resource {name} "
+                f"{version}` where the internet is reachable, then retry"
+            ) from None
+
+
+def _discard_work_dir(stack: Any) -> None:
+    """Remove the Automation API's work folder of this stack (only one dstack made)."""
+    work_dir = getattr(getattr(stack, "workspace", None), "work_dir", None)
+    if isinstance(work_dir, str) and Path(work_dir).name.startswith(WORK_DIR_PREFIX):
+        shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def _remove_with_workspace(stack: Any) -> None:
@@ -265,14 +340,3 @@ def _summary(changes: Any) -> dict[str, int]:
     if not changes:
         return {}
     return {str(getattr(op, "value", op)): int(count) for op, count in dict(changes).items()}
-
-
-def _brief(exc: BaseException) -> str:
-    """The engine's own error line(s), not its whole transcript."""
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted"
-    text = str(exc)
-    errors = [line.strip() for line in text.splitlines() if "error:" in line.lower()]
-    lines = errors or [line.strip() for line in text.splitlines() if line.strip()]
-    brief = "; ".join(dict.fromkeys(lines[-3:])) if lines else type(exc).__name__
-    return brief[:500]

@@ -120,10 +120,10 @@ def test_a_request_no_type_meets_fails_at_submit_and_writes_nothing(setup: Any) 
 def test_without_the_engine_submit_stops_with_one_line_and_writes_nothing(
     setup: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from dstack.compute.aws import driver
+    from dstack.compute.aws import engine as engine_module
 
     ctx, storage, _, _ = setup
-    monkeypatch.setattr(driver, "engine_path", lambda: None)  # this machine has none anyway
+    monkeypatch.setattr(engine_module, "engine_path", lambda: None)  # this machine has none anyway
     ctx.compute = AwsCompute(AwsComputeConfig(region="us-east-1"))  # the real driver
     with pytest.raises(ComputeError) as caught:
         api.submit(ctx, "train")
@@ -173,6 +173,31 @@ def test_ctrl_c_while_provisioning_destroys_and_fails_the_job(
     assert summary.status is JobStatus.FAILED
     records = state.read_infra_records(storage, ctx.repo_id, summary.run_name)
     assert [(r.kind, r.ok) for r in records] == [("plan", True), ("up", False), ("destroy", True)]
+
+
+def test_a_failed_provision_sweeps_instances_by_tag(
+    setup: Any, automation: FakeAutomation, moto_server: MotoServer
+) -> None:
+    """An interrupted create can launch an instance the engine never recorded: after any failed
+    provision, instances tagged with the run are terminated."""
+    ctx, storage, _, _ = setup
+    ec2 = moto_server.client("ec2")
+    launched: list[str] = []
+
+    def launch_then_fail(stack: str, program: Any) -> None:
+        launched.append(ec2.run_instances(
+            ImageId="ami-12345678", MinCount=1, MaxCount=1,
+            TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                {"Key": "dstack:bucket", "Value": storage.bucket},
+                {"Key": "dstack:run", "Value": stack}]}],
+        )["Instances"][0]["InstanceId"])  # fmt: skip
+        raise KeyboardInterrupt
+
+    automation.on_up = launch_then_fail
+    with pytest.raises(ComputeError):
+        api.submit(ctx, "train")
+    (instance,) = ec2.describe_instances(InstanceIds=launched)["Reservations"][0]["Instances"]
+    assert instance["State"]["Name"] in ("shutting-down", "terminated")
 
 
 def test_release_waits_for_the_run_to_finish(setup: Any, automation: FakeAutomation) -> None:

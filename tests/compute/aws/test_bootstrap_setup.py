@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from dstack import state
-from dstack.compute.aws import driver as driver_module
+from dstack.compute.aws import engine as engine_module
 from dstack.compute.aws import plan
 from dstack.compute.aws.bootstrap import BOOTSTRAP_STACK, create_or_adopt_bootstrap
 from dstack.errors import ComputeError
@@ -108,7 +108,7 @@ def test_adopting_keeps_the_existing_policy_and_kms_key(
 def test_without_the_engine_nothing_is_created(
     moto_server: MotoServer, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(driver_module, "engine_path", lambda: None)
+    monkeypatch.setattr(engine_module, "engine_path", lambda: None)
     with pytest.raises(ComputeError, match="Pulumi engine is not installed"):
         create_or_adopt_bootstrap(
             store(moto_server, name), region="us-east-1", s3_client=moto_server.client()
@@ -170,3 +170,31 @@ def test_an_adopted_bucket_keeps_its_own_lifecycle_rules(
     )  # fmt: skip
     assert "BucketLifecycleConfiguration" not in declared(automation)
     assert any("lifecycle rules of its own" in line for line in said)
+
+
+@pytest.mark.parametrize("failure", ["error", "ctrl-c"])
+def test_a_failed_update_leaves_the_existing_bootstrap(
+    moto_server: MotoServer, name: str, automation: FakeAutomation, failure: str
+) -> None:
+    """The bootstrap is shared (the bucket policy with a team's statements, the runner role):
+    a failed or interrupted update must never destroy it, and says so."""
+    from tests.compute.aws.doubles import EngineError
+
+    config = store(moto_server, name)
+    automation.outputs = dict(OUTPUTS)
+    create_or_adopt_bootstrap(
+        config, region="us-east-1", driver=automation.driver(_workspace(config)),
+        s3_client=moto_server.client(),
+    )  # fmt: skip
+    automation.fail("up", EngineError("AccessDenied: s3:PutBucketPolicy") if failure == "error"
+                    else KeyboardInterrupt())  # fmt: skip
+    with pytest.raises(ComputeError) as caught:
+        create_or_adopt_bootstrap(
+            config, region="us-east-1", driver=automation.driver(_workspace(config)),
+            s3_client=moto_server.client(),
+        )  # fmt: skip
+    message = str(caught.value)
+    assert "left in place" in message and "destroyed" not in message
+    assert "destroy" not in automation.calls() and "remove" not in automation.calls()
+    recorded = json.loads(open_storage(config).get(state.bootstrap_infra_key("up")))
+    assert recorded["ok"] is False

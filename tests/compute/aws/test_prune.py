@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from dstack import api, state
-from dstack.compute.aws import driver as driver_module
+from dstack.compute.aws import engine as engine_module
 from dstack.compute.aws.compute import AwsCompute
 from dstack.compute.aws.config import AwsComputeConfig
 from dstack.compute.aws.ec2 import Ec2
@@ -159,7 +159,7 @@ def test_prune_destroys_stale_stacks_and_resources_and_keeps_live_ones(scene: Sc
 def test_without_the_engine_instances_still_go_and_stacks_are_reported(
     scene: Scene, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(driver_module, "engine_path", lambda: None)
+    monkeypatch.setattr(engine_module, "engine_path", lambda: None)
     compute = AwsCompute(AwsComputeConfig(region="us-east-1"), ec2=scene.compute.ec2())
     report = prune(scene.storage, compute)
     stacks = [a for a in report.actions if a.kind == "stack"]

@@ -1,0 +1,35 @@
+"""A runner started for a job already finished refuses it (e.g. an instance an interrupted
+create launched boots after the job was recorded failed): no re-run, no rewritten record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dstack import state
+from dstack.models import JobSpec, JobState, JobStatus, Owner, RepoSnapshot, RunRecord
+from dstack.runner.agent import Agent
+from dstack.storage.local import LocalStorage
+
+REPO = RepoSnapshot(repo_id="github.com/acme/mnist", code_key="codes/x.tar.gz")
+
+
+def test_a_finished_job_is_refused(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "store")
+    run = RunRecord(
+        run_name="calm-cat-1", repo_id=REPO.repo_id, workflow="train", provider="bash",
+        submitted_at=1000.0, owner=Owner(user="ada"), job_count=1, repo=REPO,
+    )  # fmt: skip
+    spec = JobSpec(run_name="calm-cat-1", job_index=0, workflow="train", provider="bash",
+                   repo=REPO, submitted_at=1000.0)  # fmt: skip
+    state.create_run(storage, run, [spec])
+    failed = JobState(status=JobStatus.FAILED, reason="provisioning interrupted", updated_at=5.0)
+    state.write_job_state(storage, spec, "ada", failed)
+
+    agent = Agent(storage, spec, work_root=tmp_path / "work", cache_dir=tmp_path / "cache")
+    final = agent.run()
+
+    assert final.status is JobStatus.FAILED
+    after = state.read_job_state(storage, REPO.repo_id, "calm-cat-1", 0)
+    assert after.status is JobStatus.FAILED and after.reason == "provisioning interrupted"
+    assert after.updated_at == 5.0
+    assert not (tmp_path / "work").exists()
