@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
+from dstack.models import FROM_HOST
 from dstack.units import parse_size_mib
 
 EXPRESSIONS = ("run.args", "run.name")
@@ -92,7 +93,8 @@ def _args(value: Any) -> str | list[str]:
 
 
 def parse_env(value: Any) -> dict[str, str]:
-    """`env` as a list of ``K=V`` strings or a mapping → ``{K: V}``."""
+    """`env` as a list of ``K=V`` strings (or bare names: see :data:`FROM_HOST`) or a mapping
+    → ``{K: V}``."""
     if value is None:
         return {}
     if isinstance(value, dict):
@@ -100,6 +102,9 @@ def parse_env(value: Any) -> dict[str, str]:
     elif isinstance(value, list):
         pairs = []
         for entry in value:
+            if isinstance(entry, str) and "=" not in entry and _ENV_NAME.match(entry.strip()):
+                pairs.append((entry.strip(), FROM_HOST))  # a bare name: this machine's value
+                continue
             if not isinstance(entry, str) or "=" not in entry:
                 raise ValueError(f"{entry!r} is not K=V (for example PYTHONPATH=src)")
             key, _, val = entry.partition("=")
