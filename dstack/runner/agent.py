@@ -26,7 +26,7 @@ from typing import TypeVar
 from dstack import processes, state
 from dstack.errors import DstackError, StorageError
 from dstack.models import JobSpec, JobState, JobStatus
-from dstack.runner import deps, docker, prepare
+from dstack.runner import deps, docker, prepare, workdirs
 from dstack.runner.attempts import ABORT_REASON, conclude
 from dstack.runner.executor import JobProcess, exit_code_of
 from dstack.runner.extras import JobExtras
@@ -75,6 +75,10 @@ class Agent:
 
     def run(self) -> JobState:
         job_dir, repo_dir = prepare.job_paths(self.spec, self.work_root)
+        workdirs.sweep(self.work_root)  # the folders of runners killed with kill -9
+        held = workdirs.hold(job_dir)
+        if self.keep_workdir:
+            (job_dir / workdirs.KEEP).touch()
         first_seq = state.next_log_seq(self.storage, self.spec) if self.state.attempt > 1 else 0
         sink = LogSink(self.storage, self.spec, first_seq=first_seq).start()
         self.extras = JobExtras(
@@ -97,6 +101,7 @@ class Agent:
             self.extras.close()
             if not self.keep_workdir:
                 shutil.rmtree(job_dir, ignore_errors=True)
+            workdirs.release(held)
         return self.state
 
     def _run(self, job_dir: Path, repo_dir: Path, sink: LogSink) -> None:
