@@ -178,9 +178,14 @@ def _image(value: Any) -> str:
     return value.strip()
 
 
+MAX_NAME = 64  # a workflow name is part of store keys, whose parts must stay short
+
+
 def _name(value: Any) -> str:
     if not isinstance(value, str) or not NAME.match(value):
         raise ValueError(f"{value!r} is not a name (letters, digits, '.', '_', '-')")
+    if len(value) > MAX_NAME:
+        raise ValueError(f"{value[:20]!r}… is {len(value)} characters; at most {MAX_NAME}")
     return value
 
 

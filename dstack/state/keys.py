@@ -157,14 +157,29 @@ def _job_head_stem(spec: JobSpec) -> str:
 
 def _head_key(spec: JobSpec, owner: str, state: JobState) -> str:
     fields = [
-        state.status.value,
+        quote(state.status.value, safe=""),
         str(int(state.updated_at * 1000)),
-        spec.workflow,
-        owner[:64],
+        quote(spec.workflow, safe=""),
+        bounded_quote(owner, MAX_OWNER_BYTES),
         "" if state.exit_code is None else str(state.exit_code),
     ]
-    encoded = ";".join(quote(field, safe="") for field in fields)
+    encoded = ";".join(fields)
     return heads_prefix(spec.repo.repo_id) + _job_head_stem(spec) + encoded
+
+
+MAX_OWNER_BYTES = 64
+"""The longest owner in a head key, as quoted: ``user.name`` is cut at a character boundary
+to fit, so a name in any script keeps every head key far under 255 bytes (workflow names are
+at most 64 characters of ``[A-Za-z0-9._-]``)."""
+
+
+def bounded_quote(text: str, limit: int) -> str:
+    """``text`` URL-quoted, cut (by whole characters) so the quoted form is at most ``limit``."""
+    quoted = quote(text, safe="")
+    while len(quoted) > limit:
+        text = text[:-1]
+        quoted = quote(text, safe="")
+    return quoted
 
 
 def _parse_head(key: str) -> JobHead | None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from itertools import islice
@@ -43,11 +44,21 @@ def create_run(storage: Storage, run: RunRecord, jobs: list[JobSpec]) -> None:
     The run record is written only-if-absent, so nobody can overwrite another's run.
     """
     storage.put(run_key(run.repo_id, run.run_name), dump(run), if_absent=True)
-    for spec in jobs:
-        storage.put(spec_key(run.repo_id, run.run_name, spec.job_index), dump(spec), if_absent=True)
-        state = JobState(status=JobStatus.SUBMITTED, updated_at=run.submitted_at)
-        storage.put(active_prefix(run.repo_id) + _job_head_stem(spec).rstrip(";"), b"")
-        write_job_state(storage, spec, run.owner.display, state)
+    try:
+        for spec in jobs:
+            key = spec_key(run.repo_id, run.run_name, spec.job_index)
+            storage.put(key, dump(spec), if_absent=True)
+            state = JobState(status=JobStatus.SUBMITTED, updated_at=run.submitted_at)
+            storage.put(active_prefix(run.repo_id) + _job_head_stem(spec).rstrip(";"), b"")
+            write_job_state(storage, spec, run.owner.display, state)
+    except Exception:  # nothing half-written stays behind: no orphan run.json `ps` never shows
+        for spec in jobs:
+            for prefix in run_index_stems(run.repo_id, run.run_name, spec.submitted_at):
+                with contextlib.suppress(Exception):
+                    storage.delete_prefix(prefix)
+        with contextlib.suppress(Exception):
+            storage.delete_prefix(run_prefix(run.repo_id, run.run_name))
+        raise
 
 
 def write_job_state(storage: Storage, spec: JobSpec, owner: str, state: JobState) -> None:
