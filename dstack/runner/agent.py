@@ -146,8 +146,9 @@ class Agent:
             process = JobProcess(script, workdir, env, sink)
         self._set(JobStatus.RUNNING, process_group=process.pgid, ports=ports)
         artifacts = ArtifactSync(
-            self.storage, self.spec, repo_dir, self.artifact_interval, synced=restored
-        ).start()
+            self.storage, self.spec, repo_dir, self.artifact_interval, synced=restored,
+            notice=sink.line,
+        ).start()  # fmt: skip
         request = self._watch(process)
         if request == "abort":
             process.kill()
