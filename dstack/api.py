@@ -16,7 +16,7 @@ from dstack.services.artifacts import (
     list_tag_artifacts,
 )
 from dstack.services.context import Context
-from dstack.services.logs import Output, StatusChange, follow
+from dstack.services.logs import Missing, Output, StatusChange, follow
 from dstack.services.runs import (
     RunView,
     Submission,
@@ -42,6 +42,7 @@ from dstack.services.tags import (
 __all__ = [
     "ArtifactFile",
     "Context",
+    "Missing",
     "Output",
     "RunView",
     "StatusChange",

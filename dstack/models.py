@@ -242,6 +242,9 @@ class JobState(Model):
     supervisor_pid: int | None = Field(default=None, description="local: restarts attempts")
     supervisor_started: int | None = None
     instance_id: str | None = Field(default=None, description="cloud: the runner's instance")
+    log_chunks: int | None = Field(
+        default=None, description="how many log chunks the job wrote (set when it finishes)"
+    )
 
 
 class RunRecord(Model):

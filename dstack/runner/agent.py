@@ -250,6 +250,7 @@ class Agent:
                 "exit_code": exit_code,
                 "updated_at": time.time(),
                 "finished_at": time.time(),
+                "log_chunks": sink.seq,
             }
         )
         self.state = self._write_until_taken(

@@ -213,6 +213,14 @@ def run_index_stems(repo_id: str, run_name: str, submitted_at: float) -> tuple[s
 # ---- log chunks --------------------------------------------------------------------------
 
 
+def chunk_seq(key: str) -> int | None:
+    """The sequence number of a log chunk, from its key (None if not a chunk's)."""
+    try:
+        return int(key.rsplit("/", 1)[-1].split("-", 1)[0])
+    except ValueError:
+        return None
+
+
 def log_chunk_key(spec: JobSpec, seq: int, at: float) -> str:
     return f"{logs_prefix(spec.repo.repo_id, spec.run_name, spec.job_index)}{seq:010d}-{int(at * 1000)}"
 
