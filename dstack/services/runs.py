@@ -8,12 +8,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dstack import state
-from dstack.errors import ComputeError, InvalidStateError, TagExistsError
-from dstack.models import JobSpec, JobState, JobStatus, RunRecord, RunSummary
+from dstack.errors import (
+    ComputeError,
+    DstackError,
+    InvalidStateError,
+    RunNotFoundError,
+    TagExistsError,
+)
+from dstack.models import JobSpec, JobState, JobStatus, Owner, RunRecord, RunSummary
 from dstack.runner.attempts import ABORT_REASON
 from dstack.services import apps, monitor
 from dstack.services.context import Context
 from dstack.services.names import allocate_run_name
+from dstack.state import actions
 
 if TYPE_CHECKING:  # the workflow files' models are loaded by `submit` only
     from dstack.spec.overrides import RunOverrides
@@ -102,7 +109,14 @@ def submit(
 
 def get_run(ctx: Context, run_name: str, *, refresh: bool = True) -> RunView:
     """A run with its jobs, each state checked for a dead runner when ``refresh``."""
-    run = state.read_run(ctx.storage, ctx.repo_id, run_name)
+    try:
+        run = state.read_run(ctx.storage, ctx.repo_id, run_name)
+    except RunNotFoundError:
+        removal = actions.read_removal(ctx.storage, ctx.repo_id, run_name)
+        if removal is None:
+            raise
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(removal.at or 0))
+        raise RunNotFoundError(f"run {run_name} was removed by {removal.who} at {when}") from None
     jobs = [
         state.read_job_spec(ctx.storage, run.repo_id, run.run_name, i) for i in range(run.job_count)
     ]
@@ -158,7 +172,7 @@ def stop(ctx: Context, run_name: str, *, abort: bool = False, wait: float = 60.0
     for job, job_state in zip(view.jobs, view.states, strict=True):
         if job_state.status.is_finished:
             continue
-        state.request_stop(ctx.storage, job, abort=abort)
+        state.request_stop(ctx.storage, job, abort=abort, by=who(ctx))
         if abort:
             ctx.compute.kill(job_state)
             now = time.time()
@@ -191,6 +205,17 @@ def remove(ctx: Context, run_name: str, *, tagged: dict[str, list[str]] | None =
         run_name, tags_by_run(ctx.storage, view.run.repo_id) if tagged is None else tagged
     )
     state.delete_run(ctx.storage, view.run)
+    actions.record_removal(ctx.storage, view.run.repo_id, run_name, who(ctx))
+
+
+def who(ctx: Context) -> Owner:
+    """The user acting through ``ctx``: their git identity in the repo, and this machine's."""
+    from dstack.repo import read_owner
+
+    try:
+        return read_owner(repo_root_of(ctx.repo_path))
+    except DstackError:
+        return read_owner(ctx.repo_path)
 
 
 def refuse_if_tagged(run_name: str, tagged: dict[str, list[str]]) -> None:

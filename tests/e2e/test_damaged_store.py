@@ -70,3 +70,25 @@ def test_a_job_that_printed_nothing_is_not_reported_missing(dstack: Dstack, repo
     assert dstack("run", "quiet", cwd=repo).code == 0
     result = dstack("logs", latest_run(dstack, repo), cwd=repo)
     assert (result.code, result.out, result.err) == (0, "", "")
+
+
+def test_who_stopped_and_who_removed_a_run_is_shown(
+    tmp_path: Path,
+    store,
+    repo_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    from tests.e2e.test_shared_store import user
+
+    ada, ada_repo = user(tmp_path, store, "Ada", repo_factory)
+    bob, bob_repo = user(tmp_path, store, "Bob", repo_factory)
+    for repo in (ada_repo, bob_repo):
+        (repo / ".dstack/workflows.yaml").write_text(WORKFLOWS)
+    run = ada.run_detached("slow", cwd=ada_repo)
+    ada.wait_status(run, ada_repo, lambda s: s == "running")
+    assert bob("stop", run, "-y", cwd=bob_repo).code == 0
+    detail = ada.ps_json(run, ada_repo)
+    assert detail["stopped_by"].startswith("Bob (") and detail["stop_request"] == "stop"
+    assert "stopped by Bob (" in ada("ps", run, cwd=ada_repo).out
+    assert bob("rm", run, "-y", cwd=bob_repo).code == 0
+    gone = ada("ps", run, cwd=ada_repo)
+    assert gone.code != 0 and f"run {run} was removed by Bob (" in gone.err
