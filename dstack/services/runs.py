@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from dstack import state
 from dstack.errors import (
     ComputeError,
+    DamagedRecordError,
     DstackError,
     InvalidStateError,
     RunNotFoundError,
@@ -196,7 +197,15 @@ def remove(ctx: Context, run_name: str, *, tagged: dict[str, list[str]] | None =
     refused, naming the tags (``tagged``: ``tags.tags_by_run``, if the caller has it)."""
     from dstack.services.tags import tags_by_run
 
-    view = get_run(ctx, run_name)
+    try:
+        view = get_run(ctx, run_name)
+    except DamagedRecordError:
+        refuse_if_tagged(
+            run_name, tags_by_run(ctx.storage, ctx.repo_id) if tagged is None else tagged
+        )
+        state.delete_damaged_run(ctx.storage, ctx.repo_id, run_name)
+        actions.record_removal(ctx.storage, ctx.repo_id, run_name, who(ctx))
+        return
     if not view.status.is_finished:
         raise InvalidStateError(
             f"run {run_name} is {view.status.value}: stop it first (`dstack stop {run_name}`)"

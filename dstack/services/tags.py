@@ -19,6 +19,7 @@ from pathlib import Path
 from dstack import state
 from dstack.errors import (
     AlreadyExistsError,
+    DamagedRecordError,
     DstackError,
     InvalidStateError,
     TagExistsError,
@@ -54,7 +55,8 @@ def validate_name(name: str) -> str:
 
 
 def list_tags(ctx: Context) -> list[Tag]:
-    return state.list_tags(ctx.storage, ctx.repo_id)
+    """The repo's tags; a damaged tag record is left out with a line in ``ctx.warnings``."""
+    return state.list_tags(ctx.storage, ctx.repo_id, damaged=ctx.warnings)
 
 
 def find_tag(ctx: Context, name: str) -> Tag | None:
@@ -125,7 +127,7 @@ def add_upload_tag(
 
     validate_name(name)
     repo_id = ctx.repo_id
-    if not replace and state.read_tag(ctx.storage, repo_id, name) is not None:
+    if not replace and find_tag(ctx, name) is not None:
         raise _exists(name, repo_id)
     upload_id = f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}"
     prefix = state.tag_data_prefix(repo_id, name, upload_id)
@@ -153,17 +155,26 @@ def add_upload_tag(
     return tag
 
 
-def delete_tag(ctx: Context, name: str) -> Tag:
-    """Delete a tag (and an uploaded tag's files). The tagged run and its artifacts stay."""
-    tag = get_tag(ctx, name)
+def delete_tag(ctx: Context, name: str) -> Tag | None:
+    """Delete a tag (and an uploaded tag's files). The tagged run and its artifacts stay.
+    A tag whose record is damaged is removed too (with every file uploaded under its name);
+    then None is returned."""
+    try:
+        tag = get_tag(ctx, name)
+    except DamagedRecordError:
+        state.delete_damaged_tag(ctx.storage, ctx.repo_id, name)
+        return None
     state.delete_tag(ctx.storage, tag)
     return tag
 
 
-def tags_by_run(storage: Storage, repo_id: str) -> dict[str, list[str]]:
-    """``{run name: [tag names]}`` of the repo's run tags, for ``rm`` to refuse tagged runs."""
+def tags_by_run(
+    storage: Storage, repo_id: str, damaged: list[str] | None = None
+) -> dict[str, list[str]]:
+    """``{run name: [tag names]}`` of the repo's run tags, for ``rm`` to refuse tagged runs
+    (a damaged tag record is skipped, with a line in ``damaged``)."""
     held: dict[str, list[str]] = {}
-    for tag in state.list_tags(storage, repo_id):
+    for tag in state.list_tags(storage, repo_id, damaged=damaged):
         if tag.run_name:
             held.setdefault(tag.run_name, []).append(tag.name)
     return held
@@ -223,7 +234,10 @@ def _create(storage: Storage, tag: Tag, *, replace: bool) -> None:
         return
     except AlreadyExistsError:
         pass
-    existing = state.read_tag(storage, tag.repo_id, tag.name)
+    try:
+        existing = state.read_tag(storage, tag.repo_id, tag.name)
+    except DamagedRecordError:
+        existing = None  # a damaged record: replaced when asked, like any other
     if existing is not None and (existing.run_name, existing.upload_id) == (
         tag.run_name,
         tag.upload_id,

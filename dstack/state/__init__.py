@@ -88,6 +88,7 @@ from dstack.state.runs import _dedupe as _dedupe
 from dstack.state.runs import _summarize as _summarize
 from dstack.state.runs import (
     create_run,
+    delete_damaged_run,
     delete_run,
     iter_runs,
     latest_run,
@@ -109,6 +110,8 @@ from dstack.state.secrets import (
 )
 from dstack.state.tags import (
     ArtifactSource,
+    damaged_tag_line,
+    delete_damaged_tag,
     delete_tag,
     delete_tag_data,
     dependency_sources,
@@ -138,6 +141,9 @@ __all__ = [
     "chunk_time",
     "code_key",
     "create_run",
+    "damaged_tag_line",
+    "delete_damaged_run",
+    "delete_damaged_tag",
     "delete_run",
     "delete_secret",
     "delete_stack_record",

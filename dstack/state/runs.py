@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from itertools import islice
 
-from dstack.errors import NotFoundError, RunNotFoundError
+from dstack.errors import InvalidStateError, NotFoundError, RunNotFoundError, StorageError
 from dstack.models import (
     JobHead,
     JobSpec,
@@ -206,6 +206,27 @@ def delete_run(storage: Storage, run: RunRecord) -> None:
         storage.delete(active_prefix(run.repo_id) + stem.rstrip(";"))
     storage.delete_prefix(run_prefix(run.repo_id, run.run_name))
     storage.delete(name_key(run.run_name))
+
+
+def delete_damaged_run(storage: Storage, repo_id: str, run_name: str) -> None:
+    """Remove a run some record of which is unreadable. Refuses (InvalidStateError) while a
+    job state that can be read says the job is unfinished; otherwise deletes its index
+    entries (found by name in the repo's index), its records, logs and artifacts."""
+    for info in storage.list_objects(run_prefix(repo_id, run_name) + "jobs/"):
+        if info.key.endswith("/state.json"):
+            with contextlib.suppress(StorageError):
+                job_state = _load(JobState, storage.get(info.key), info.key)
+                if not job_state.status.is_finished:
+                    raise InvalidStateError(
+                        f"run {run_name} is {job_state.status.value}: stop it first "
+                        f"(`dstack stop {run_name}`)"
+                    )
+    for prefix in (heads_prefix(repo_id), active_prefix(repo_id)):
+        for info in storage.list_objects(prefix):
+            if info.key[len(prefix) :].split(";")[1:2] == [run_name]:
+                storage.delete(info.key)
+    storage.delete_prefix(run_prefix(repo_id, run_name))
+    storage.delete(name_key(run_name))
 
 
 def run_heads(storage: Storage, spec: JobSpec) -> list[JobHead]:

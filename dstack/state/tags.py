@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dstack.errors import DamagedRecordError
 from dstack.models import Dependency, Tag, dump
 from dstack.state.keys import (
     artifacts_prefix,
@@ -29,17 +30,33 @@ def write_tag(storage: Storage, tag: Tag, *, replace: bool = False) -> None:
     storage.put(tag_key(tag.repo_id, tag.name), dump(tag), if_absent=not replace)
 
 
-def list_tags(storage: Storage, repo_id: str) -> list[Tag]:
-    """Every tag of a repo, by name: one list request and one read per tag."""
+def list_tags(storage: Storage, repo_id: str, damaged: list[str] | None = None) -> list[Tag]:
+    """Every tag of a repo, by name: one list request and one read per tag. A damaged tag
+    record is left out, with a line for the user in ``damaged``."""
     prefix = tags_prefix(repo_id)
     tags = []
     for info in storage.list_objects(prefix):
         name = info.key[len(prefix) :]
         if name.endswith(".json") and "/" not in name:
-            tag = read_tag(storage, repo_id, name.removesuffix(".json"))
+            try:
+                tag = read_tag(storage, repo_id, name.removesuffix(".json"))
+            except DamagedRecordError:
+                if damaged is not None:
+                    damaged.append(damaged_tag_line(name.removesuffix(".json")))
+                continue
             if tag is not None:
                 tags.append(tag)
     return sorted(tags, key=lambda t: t.name)
+
+
+def damaged_tag_line(name: str) -> str:
+    return f"tag {name}: its record is unreadable (damaged); `dstack tags delete {name}` removes it"
+
+
+def delete_damaged_tag(storage: Storage, repo_id: str, name: str) -> None:
+    """Remove a tag whose record cannot be read, and every file uploaded under its name."""
+    storage.delete(tag_key(repo_id, name))
+    storage.delete_prefix(tag_data_prefix(repo_id, name, "").rstrip("/") + "/")
 
 
 def delete_tag(storage: Storage, tag: Tag) -> None:
