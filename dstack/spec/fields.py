@@ -210,6 +210,19 @@ _SIZE_SCHEMA = {"anyOf": [{"type": "string", "pattern": _SIZE}, {"type": "intege
 Size = Annotated[str, BeforeValidator(parse_size), WithJsonSchema(_SIZE_SCHEMA)]
 Count = Annotated[int, BeforeValidator(_whole_number(0)), Field(ge=0)]
 PositiveCount = Annotated[int, BeforeValidator(_whole_number(1)), Field(ge=1)]
+MAX_PORTS = 50
+"""The most ports one job may ask for: a cloud security group takes 60 rules by default, and
+every port is a socket held open while the job starts."""
+
+
+def _port_count(value: Any) -> Any:
+    value = _whole_number(1)(value)
+    if value > MAX_PORTS:
+        raise ValueError(f"{value} ports is more than a job may open (at most {MAX_PORTS})")
+    return value
+
+
+PortCount = Annotated[int, BeforeValidator(_port_count), Field(ge=1, le=MAX_PORTS)]
 PythonVersion = Annotated[
     str,
     BeforeValidator(_python_version),
