@@ -227,7 +227,13 @@ class Agent:
     def _final_sync(self, artifacts: ArtifactSync, sink: LogSink) -> None:
         deadline = time.monotonic() + FINAL_WRITE_DEADLINE
         delay = 0.5
-        while not artifacts.sync_once():
+        while True:
+            try:
+                if artifacts.sync_once():
+                    artifacts.write_manifest()  # checksums, for whoever downloads them
+                    return
+            except StorageError:
+                pass
             if time.monotonic() > deadline:
                 sink.line("[dstack] error: some artifacts could not be saved to the store")
                 return

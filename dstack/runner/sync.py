@@ -17,6 +17,7 @@ from pathlib import Path
 from dstack import state
 from dstack.errors import StorageError
 from dstack.models import JobSpec
+from dstack.state import manifest
 from dstack.storage.base import Storage
 
 #: files uploaded at once by a pass (each large one is also split in parts by the store)
@@ -110,6 +111,21 @@ class ArtifactSync:
             except (StorageError, OSError):
                 return False
             return True
+
+    def write_manifest(self) -> None:
+        """Record the size and SHA-256 of every artifact file saved (``state.manifest``), for
+        consumers to verify; called once the last pass has saved everything."""
+        workdir = self.job_dir / self.spec.working_dir
+        with self._lock:
+            saved = dict(self._synced)
+        entries = {}
+        for rel, (size, _) in saved.items():
+            path = workdir / rel
+            with contextlib.suppress(OSError):
+                entries[rel] = (size, manifest.file_sha256(path))
+        key = manifest.job_manifest_key(self.spec.repo.repo_id, self.spec.run_name,
+                                        self.spec.job_index)  # fmt: skip
+        manifest.write_manifest(self.storage, key, entries)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

@@ -27,6 +27,7 @@ from dstack.errors import (
 )
 from dstack.models import Dependency, JobStatus, Owner, RunRecord, Tag
 from dstack.services.context import Context
+from dstack.state import manifest
 from dstack.storage.base import ProgressCallback, Storage
 
 # The rule of workflow and dep names in .dstack/workflows.yaml, so every tag can be a dep.
@@ -132,10 +133,14 @@ def add_upload_tag(
     upload_id = f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}"
     prefix = state.tag_data_prefix(repo_id, name, upload_id)
     pairs = [(f.path, prefix + f.relative) for f in files]
+    manifest_key = manifest.upload_manifest_key(repo_id, name, upload_id)
     try:
+        checksums = manifest.entries_of({f.relative: f.path for f in files})
         ctx.storage.upload_tree(pairs, progress=progress)
+        manifest.write_manifest(ctx.storage, manifest_key, checksums)
     except BaseException:
         ctx.storage.delete_prefix(prefix)
+        ctx.storage.delete(manifest_key)
         raise
     tag = Tag(
         name=name,
@@ -151,6 +156,7 @@ def add_upload_tag(
         _create(ctx.storage, tag, replace=replace)
     except TagExistsError:
         ctx.storage.delete_prefix(prefix)
+        ctx.storage.delete(manifest_key)
         raise
     return tag
 

@@ -14,6 +14,7 @@ from dstack.state.keys import (
     tag_key,
     tags_prefix,
 )
+from dstack.state.manifest import job_manifest_key, upload_manifest_key
 from dstack.state.records import _load
 from dstack.state.runs import read_run
 from dstack.storage.base import Storage
@@ -68,6 +69,7 @@ def delete_tag(storage: Storage, tag: Tag) -> None:
 def delete_tag_data(storage: Storage, tag: Tag) -> None:
     if tag.upload_id:
         storage.delete_prefix(tag_data_prefix(tag.repo_id, tag.name, tag.upload_id))
+        storage.delete(upload_manifest_key(tag.repo_id, tag.name, tag.upload_id))
 
 
 def mark_job_succeeded(storage: Storage, repo_id: str, run_name: str, job_index: int) -> None:
@@ -88,6 +90,7 @@ class ArtifactSource:
     prefix: str
     identity: str
     job_index: int = 0
+    manifest_key: str | None = None  # the producer's checksums (``state.manifest``)
 
 
 def dependency_sources(storage: Storage, dep: Dependency) -> list[ArtifactSource]:
@@ -96,11 +99,18 @@ def dependency_sources(storage: Storage, dep: Dependency) -> list[ArtifactSource
         if dep.tag is None or dep.upload_id is None:
             raise ValueError(f"dependency {dep!r} names neither a run nor an upload")
         prefix = tag_data_prefix(dep.repo_id, dep.tag, dep.upload_id)
-        return [ArtifactSource(prefix, f"{dep.repo_id}/tagdata/{dep.tag}/{dep.upload_id}")]
+        manifest = upload_manifest_key(dep.repo_id, dep.tag, dep.upload_id)
+        identity = f"{dep.repo_id}/tagdata/{dep.tag}/{dep.upload_id}"
+        return [ArtifactSource(prefix, identity, 0, manifest)]
     run = read_run(storage, dep.repo_id, dep.run_name)
     # A run name may be reused after `rm`: its submit time makes the identity unique.
     identity = f"{dep.repo_id}/runs/{run.run_name}@{int(run.submitted_at * 1000)}"
     return [
-        ArtifactSource(artifacts_prefix(dep.repo_id, run.run_name, i), f"{identity}/{i}", i)
+        ArtifactSource(
+            artifacts_prefix(dep.repo_id, run.run_name, i),
+            f"{identity}/{i}",
+            i,
+            job_manifest_key(dep.repo_id, run.run_name, i),
+        )
         for i in range(run.job_count)
     ]
