@@ -33,7 +33,17 @@ class Missing:
     message: str
 
 
-Event = Output | StatusChange | Missing
+@dataclass
+class StoreProblem:
+    """The store cannot be written (a full disk): the run's output and status wait in its
+    runner until it can. ``message`` is None once it can be written again."""
+
+    message: str | None
+
+
+Event = Output | StatusChange | Missing | StoreProblem
+
+PROBE_INTERVAL = 2.0  # seconds between checks that the store can be written, while attached
 
 
 def _gap(job_id: str, first: int, last: int) -> str:
@@ -53,6 +63,8 @@ def follow(
     states = list(view.states)
     for i, st in enumerate(states):
         yield StatusChange(i, st)
+    problem: str | None = None
+    probe_at = time.monotonic() + PROBE_INTERVAL
     while True:
         finished_before = all(s.status.is_finished for s in states)
         for i, job in enumerate(view.jobs):
@@ -86,4 +98,10 @@ def follow(
                 yield StatusChange(i, fresh)
             states[i] = fresh
         if not all(s.status.is_finished for s in states):
+            if time.monotonic() >= probe_at:
+                probe_at = time.monotonic() + PROBE_INTERVAL
+                found = storage.write_problem()
+                if found != problem:
+                    problem = found
+                    yield StoreProblem(found)
             time.sleep(storage.poll_interval)

@@ -100,6 +100,25 @@ class LocalStorage(Storage):
             raise NotFoundError(key)
         self._copy(source, Path(path), progress)
 
+    def write_problem(self) -> str | None:
+        """Write (and remove) one byte in the store's folder: a full or read-only file system
+        says so at once."""
+        probe = self.root / f"{_TMP}probe-{uuid.uuid4().hex}"
+        try:
+            if not self.root.is_dir():
+                return None
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, b"x")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            return f"the store {self.root} cannot be written: {exc.strerror}"
+        finally:
+            _unlink_quietly(probe)
+        return None
+
     def config(self) -> LocalStoreConfig:
         return LocalStoreConfig(root=self.root)
 
