@@ -22,7 +22,8 @@ from dstack.storage.base import Storage
 
 #: Variables of this machine every job gets (when set here): what programs need to find
 #: their way (PATH, HOME, USER, locale, terminal, temp folder, time zone), the proxies that
-#: reach the network, and the GPU driver's. Nothing else of the host's environment (cloud
+#: reach the network, the GPU driver's, and the AWS region (not a credential; a cloud
+#: instance sets it for the SDKs a job uses). Nothing else of the host's environment (cloud
 #: credentials, tokens, the runner's own settings) reaches a job unless the workflow names it.
 HOST_VARIABLES = frozenset(
     {
@@ -30,6 +31,7 @@ HOST_VARIABLES = frozenset(
         "http_proxy", "https_proxy", "no_proxy", "all_proxy", "ftp_proxy",
         "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "FTP_PROXY",
         "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES",
+        "AWS_REGION", "AWS_DEFAULT_REGION",
     }
 )  # fmt: skip
 HOST_PREFIXES = ("LC_",)
