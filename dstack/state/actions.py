@@ -13,7 +13,7 @@ import json
 import time
 
 from dstack.models import Model, Owner
-from dstack.state.keys import repo_prefix, stop_key
+from dstack.state.keys import removed_key, stop_key
 from dstack.storage.base import Storage
 
 
@@ -29,10 +29,6 @@ class Action(Model):
         if self.by is None:
             return "someone (not recorded)"
         return f"{self.by.display} ({self.by.user}@{self.by.hostname})"
-
-
-def removed_key(repo_id: str, run_name: str) -> str:
-    return f"{repo_prefix(repo_id)}removed/{run_name}.json"
 
 
 def encode_stop(abort: bool, by: Owner | None) -> bytes:

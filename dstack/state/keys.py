@@ -13,6 +13,7 @@ in milliseconds, zero-padded to 13 digits, so that a plain ascending listing is 
     repos/<repo>/runs/<run>/jobs/<i>/stop       a stop request: b"stop" or b"abort"
     repos/<repo>/runs/<run>/jobs/<i>/logs/<seq>-<ms>   output chunks, raw bytes, in order
     repos/<repo>/runs/<run>/jobs/<i>/artifacts/<path>  artifact files at their job paths
+    repos/<repo>/runs/<run>/jobs/<i>/manifest.json  size and SHA-256 of each saved artifact
     repos/<repo>/runs/<run>/succeeded/<i>       a job of a run to be tagged (`run -t`) succeeded
     repos/<repo>/heads/<inv>;<run>;<i>;<status>;<updated ms>;<workflow>;<owner>;<exit>
                                                 one empty object per job: what `ps` shows
@@ -20,6 +21,8 @@ in milliseconds, zero-padded to 13 digits, so that a plain ascending listing is 
     repos/<repo>/tags/<tag>.json                Tag: created only-if-absent, replaced on request
     repos/<repo>/tagdata/<tag>/<upload>/<path>  files of a tag uploaded from local folders;
                                                 ``<upload>`` is new for every upload
+    repos/<repo>/tagdata/<tag>/<upload>.manifest.json  size and SHA-256 of each uploaded file
+    repos/<repo>/removed/<run>.json             who removed the run, and when
     repos/<repo>/runs/<run>/infra/<kind>.json   InfraRecord of a cloud run: plan, up, destroy
     repos/<repo>/runs/<run>/infra/boot-<i>.log  the instance's boot log, uploaded at shutdown
     infra/stacks/<stack>.json                   StackRecord: the run a live cloud stack serves
@@ -126,6 +129,18 @@ def tag_key(repo_id: str, tag: str) -> str:
 
 def tag_data_prefix(repo_id: str, tag: str, upload_id: str) -> str:
     return f"repos/{repo_id}/tagdata/{tag}/{upload_id}/"
+
+
+def upload_manifest_key(repo_id: str, tag: str, upload_id: str) -> str:
+    return f"repos/{repo_id}/tagdata/{tag}/{upload_id}.manifest.json"
+
+
+def job_manifest_key(repo_id: str, run_name: str, job_index: int) -> str:
+    return job_prefix(repo_id, run_name, job_index) + "manifest.json"
+
+
+def removed_key(repo_id: str, run_name: str) -> str:
+    return f"{repo_prefix(repo_id)}removed/{run_name}.json"
 
 
 def succeeded_prefix(repo_id: str, run_name: str) -> str:

@@ -20,18 +20,14 @@ import json
 from pathlib import Path
 
 from dstack.errors import StorageError
-from dstack.state.keys import job_prefix, tag_data_prefix
+from dstack.state.keys import job_manifest_key, upload_manifest_key
 from dstack.storage.base import Storage
 
 Entry = tuple[int, str]  # (size, sha256 hex)
-
-
-def job_manifest_key(repo_id: str, run_name: str, job_index: int) -> str:
-    return job_prefix(repo_id, run_name, job_index) + "manifest.json"
-
-
-def upload_manifest_key(repo_id: str, tag: str, upload_id: str) -> str:
-    return tag_data_prefix(repo_id, tag, upload_id).rstrip("/") + ".manifest.json"
+__all__ = [  # the keys live in state.keys, re-exported for the producers and consumers
+    "Entry", "entries_of", "file_sha256", "job_manifest_key", "read_manifest",
+    "upload_manifest_key", "verify_file", "write_manifest",
+]  # fmt: skip
 
 
 def file_sha256(path: Path) -> str:
