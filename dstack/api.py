@@ -16,7 +16,7 @@ from dstack.services.artifacts import (
     list_tag_artifacts,
 )
 from dstack.services.context import Context
-from dstack.services.logs import Output, StatusChange, follow
+from dstack.services.logs import Missing, Output, StatusChange, StoreProblem, follow
 from dstack.services.runs import (
     RunView,
     Submission,
@@ -42,9 +42,11 @@ from dstack.services.tags import (
 __all__ = [
     "ArtifactFile",
     "Context",
+    "Missing",
     "Output",
     "RunView",
     "StatusChange",
+    "StoreProblem",
     "Submission",
     "UploadFile",
     "add_run_tag",

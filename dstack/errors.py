@@ -10,6 +10,7 @@ botocore, yaml) are mapped to these once, where they happen, and chained with ``
     ├── RepoError                not a git repo, no commits, snapshot over its size limit
     ├── StorageError             the state store failed (I/O, permissions, network)
     │   ├── NotFoundError        a key that does not exist
+    │   ├── DamagedRecordError   a record that is not what it should be (truncated, not JSON)
     │   └── AlreadyExistsError   an only-if-absent write lost the race
     ├── ComputeError             compute cannot take the job (no GPU, no docker, no python X.Y)
     ├── RunNotFoundError         a run name that is not in the store
@@ -49,6 +50,15 @@ class NotFoundError(StorageError):
 
     def __init__(self, key: str) -> None:
         super().__init__(f"not found in the state store: {key}")
+        self.key = key
+
+
+class DamagedRecordError(StorageError):
+    """A record of the store is unreadable (truncated, replaced by something else): commands
+    report it in one line and go on; ``rm`` and ``tags delete`` can remove it."""
+
+    def __init__(self, message: str, key: str) -> None:
+        super().__init__(message)
         self.key = key
 
 

@@ -179,6 +179,11 @@ class AppSpec(Model):
     )
 
 
+#: The value a bare name in a workflow's `env` list (``- HF_HOME``) stands for: that variable
+#: of the machine the job runs on, if set there (the runner resolves it; no real value has NUL).
+FROM_HOST = "\x00host"
+
+
 class JobSpec(Model):
     """Everything the runner needs to run one job. Written once at submit, never changed."""
 
@@ -189,6 +194,10 @@ class JobSpec(Model):
     repo: RepoSnapshot
     commands: list[str] = Field(default_factory=list)
     setup: list[str] = Field(default_factory=list)
+    args: list[str] = Field(
+        default_factory=list,
+        description="the run's arguments, handed to the job's shell as data (DSTACK_RUN_ARGS)",
+    )
     env: dict[str, str] = Field(default_factory=dict)
     working_dir: str = "."
     python: str | None = None
@@ -238,6 +247,9 @@ class JobState(Model):
     instance_id: str | None = Field(default=None, description="cloud: the runner's instance")
     version: int = Field(
         default=0, description="how many states of the job were recorded, this one included"
+    )
+    log_chunks: int | None = Field(
+        default=None, description="how many log chunks the job wrote (set when it finishes)"
     )
 
 

@@ -69,6 +69,7 @@ def main() -> None:
         rows.extend(bench_ps(work, args.runs if not args.quick else 2000))
         rows.extend(bench_deps(work, reps=2 if args.quick else 3))
         rows.extend(recovery_rows(work))
+        rows.extend(bench_masking(work, reps=1 if args.quick else 3))
         rows.extend(s3_rows(work, args))
         rows.extend(bench_aws(env, repo, DSTACK, reps))
         rows.extend(code_rows(work, args, reps))
@@ -369,6 +370,63 @@ def bench_deps(work: Path, reps: int = 3, mib: int = 256) -> list[tuple[str, str
             f"first {mib << 20} B",
             f"{statistics.median(second_times):.2f}s",
             "0 B",
+        ),
+    ]
+
+
+def bench_masking(
+    work: Path, reps: int = 3, mib: int = 100
+) -> list[tuple[str, str, str, str, str]]:
+    """`dstack run` of a job printing ``mib`` MiB of log lines, attached, end to end (job →
+    runner → store → CLI): a repo with 10 secrets of up to 4 KB, and one with a 100 KB secret,
+    against a repo with none, runs interleaved."""
+    import random
+
+    rng = random.Random(7)
+    lines = b"".join(
+        f"epoch {rng.randint(0, 99)} step {rng.randint(0, 10**6)} loss {rng.random():.5f} "
+        f"acc {rng.random():.4f}\n".encode()
+        for _ in range(20_000)
+    )
+    output = work / "mask-output.log"
+    output.write_bytes((lines * (mib * 2**20 // len(lines) + 1))[: mib * 2**20])
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    sizes = (16, 32, 40, 64, 128, 256, 512, 1024, 2048, 4096)
+    cases = {
+        "none": [],
+        "ten": ["".join(rng.choice(alphabet) for _ in range(n)) for n in sizes],
+        "big": ["".join(rng.choice(alphabet) for _ in range(100_000))],
+    }
+    env = {**os.environ, "DSTACK_HOME": str(work / "mask-home"), "NO_COLOR": "1"}
+    workflows = f"workflows:\n  - name: big\n    commands:\n      - cat {output}\n"
+    repos = {label: make_repo(work / f"mask-{label}", workflows) for label in cases}
+    for label, values in cases.items():  # one repo each: secrets belong to a repo
+        url = f"https://github.com/acme/bench-mask-{label}.git"
+        subprocess.run(["git", "remote", "set-url", "origin", url], cwd=repos[label], check=True)
+        for i, value in enumerate(values):
+            subprocess.run([*DSTACK, "secrets", "add", f"S{i}", "-y"], input=value, text=True,
+                           env=env, cwd=repos[label], check=True, capture_output=True)  # fmt: skip
+        run([*DSTACK, "run", "big"], env, repos[label])  # the first run builds the Python env
+    times: dict[str, list[float]] = {label: [] for label in cases}
+    for _ in range(reps):  # interleaved, so load on the machine hits all alike
+        for label in cases:
+            times[label] += timed(lambda r=repos[label]: run([*DSTACK, "run", "big"], env, r), 1)  # type: ignore[misc]
+    result = {label: statistics.median(found) for label, found in times.items()}
+    base = result["none"]
+    return [
+        (
+            f"dstack run, {mib} MB output, 10 secrets <= 4 KB",
+            f"{result['ten']:.2f}s",
+            f"no secret {base:.2f}s",
+            f"{result['ten'] / base:.2f}x",
+            "<= 1.10x",
+        ),
+        (
+            f"dstack run, {mib} MB output, one 100 KB secret",
+            f"{result['big']:.2f}s",
+            f"no secret {base:.2f}s",
+            f"{result['big'] / base:.2f}x",
+            "near-linear (was 150s)",
         ),
     ]
 

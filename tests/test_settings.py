@@ -131,3 +131,14 @@ def test_reading_an_s3_config_imports_no_aws_sdk(dstack_home: Path) -> None:
     )
     env = {**os.environ, "DSTACK_HOME": str(dstack_home)}
     subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, check=True, timeout=60)
+
+
+def test_a_binary_config_file_is_one_line_through_the_cli(dstack_home: Path) -> None:
+    settings.config_path().write_bytes(b"\xff\xfe\x00binary\x80\x81")
+    env = {**os.environ, "DSTACK_HOME": str(dstack_home)}
+    out = subprocess.run(
+        [sys.executable, "-m", "dstack", "ps"], env=env, capture_output=True, text=True, cwd=REPO
+    )
+    assert out.returncode != 0
+    assert "Traceback" not in out.stderr
+    assert "cannot be read" in out.stderr and len(out.stderr.strip().splitlines()) == 1

@@ -22,7 +22,7 @@ def stream_run(
     """Print the run's output to stdout (status lines to stderr); return the exit code that
     `dstack run` should exit with: the job's own, 0 when done, 1 otherwise."""
     from dstack.cli.apps import AppAnnouncer
-    from dstack.services.logs import Output, StatusChange, follow
+    from dstack.services.logs import Missing, Output, StatusChange, StoreProblem, follow
 
     name = view.run.run_name
     statuses = [s.status for s in view.states]
@@ -38,6 +38,18 @@ def stream_run(
                 spinner.done()
                 out.write(event.data)
                 out.flush()
+            elif isinstance(event, StoreProblem):
+                spinner.done()
+                out.flush()
+                if event.message:
+                    print(f"[dstack] {event.message}; the run's output and status wait in its "
+                          "runner until space is freed", file=sys.stderr)  # fmt: skip
+                else:
+                    print("[dstack] the store can be written again", file=sys.stderr)
+            elif isinstance(event, Missing):
+                spinner.done()
+                out.flush()
+                print(f"[dstack] {event.message}", file=sys.stderr)
             elif isinstance(event, StatusChange):
                 statuses[event.job_index] = event.state.status
                 reasons[event.job_index] = event.state.reason

@@ -25,7 +25,7 @@ def ps(
     while True:
         if run_name:
             view = api.get_run(ctx, run_name)
-            rows = [{**_view_row(view), "attempts": _attempts(ctx, view)}]
+            rows = [{**_view_row(view), "attempts": _attempts(ctx, view), **_stopped_by(ctx, view)}]
         else:
             rows = [_summary_row(s) for s in api.list_runs(ctx, all_runs=all_runs, limit=last)]
         if watch and not as_json:
@@ -34,6 +34,17 @@ def ps(
         if not watch:
             return
         time.sleep(1.0)
+
+
+def _stopped_by(ctx, view) -> dict:  # type: ignore[no-untyped-def]
+    """Who asked the run to stop (or abort), if anyone did."""
+    from dstack.state.actions import read_stop
+
+    for job in view.jobs:
+        action = read_stop(ctx.storage, job.repo.repo_id, job.run_name, job.job_index)
+        if action is not None:
+            return {"stopped_by": action.who, "stop_request": action.request}
+    return {}
 
 
 def _summary_row(summary) -> dict:  # type: ignore[no-untyped-def]
@@ -101,6 +112,9 @@ def _show(rows: list[dict], as_json: bool) -> None:
     render.table(["RUN", "WORKFLOW", "SUBMITTED", "OWNER", "STATUS"], table_rows)
     if len(rows) == 1 and rows[0].get("reason"):
         print(f"\n{rows[0]['run']}: {rows[0]['reason']}")
+    if len(rows) == 1 and rows[0].get("stopped_by"):
+        verb = "aborted" if rows[0]["stop_request"] == "abort" else "stopped"
+        print(f"{verb} by {rows[0]['stopped_by']}")
     if len(rows) == 1 and rows[0].get("deps"):
         print(f"\ndeps: {', '.join(_dep_text(d) for d in rows[0]['deps'])}")
     if len(rows) == 1 and len(rows[0].get("attempts", [])) > 1:

@@ -19,10 +19,14 @@ def rm(
 ) -> None:
     from dstack import api
     from dstack.cli.confirm import confirm_or_exit, require_one
+    from dstack.errors import DstackError
 
     require_one(run_name, all_runs)
     ctx = api.Context()
-    tagged = api.tags_by_run(ctx.storage, ctx.repo_id)
+    damaged: list[str] = []
+    tagged = api.tags_by_run(ctx.storage, ctx.repo_id, damaged=damaged)
+    for line in damaged:
+        print(f"Warning: {line}", file=sys.stderr)
     if all_runs:
         finished = [r.run_name for r in api.list_runs(ctx, all_runs=True) if r.status.is_finished]
         for name in (n for n in finished if n in tagged):
@@ -36,6 +40,18 @@ def rm(
         api.refuse_if_tagged(run_name, tagged)
         confirm_or_exit(f"Delete run {run_name} with its logs and artifacts?", yes)
         names = [run_name]
-    for name in names:
-        api.remove(ctx, name, tagged=tagged)
+    if not all_runs:
+        api.remove(ctx, run_name, tagged=tagged)
+        print(f"{run_name}: deleted")
+        return
+    failed = 0
+    for name in names:  # one run that cannot go does not stop the others
+        try:
+            api.remove(ctx, name, tagged=tagged)
+        except DstackError as exc:
+            failed += 1
+            print(f"{name}: not deleted: {exc}", file=sys.stderr)
+            continue
         print(f"{name}: deleted")
+    if failed:
+        raise typer.Exit(1)

@@ -31,7 +31,10 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.
     from dstack.cli import render
     from dstack.units import format_size
 
-    tags = api.list_tags(api.Context())
+    ctx = api.Context()
+    tags = api.list_tags(ctx)
+    for line in ctx.warnings:
+        print(f"Warning: {line}", file=sys.stderr)
     if as_json:
         render.print_json(
             [
@@ -84,19 +87,26 @@ def add_command(
 
     if bool(run_name) == bool(paths):
         raise DstackError("tags add: give either a run (`TAG RUN`) or folders (`TAG -a DIR`)")
+    from dstack.errors import DamagedRecordError
+
     ctx = api.Context()
-    existing = api.find_tag(ctx, name)
+    try:
+        existing = api.find_tag(ctx, name)
+        what = describe(existing) if existing is not None else ""
+    except DamagedRecordError:
+        existing, what = None, "its record is damaged"
     files = api.collect_upload(paths, Path.cwd()) if paths else []
-    if existing is not None:
-        confirm_or_exit(f"Tag {name} exists ({describe(existing)}). Replace it?", yes)
+    if what:
+        confirm_or_exit(f"Tag {name} exists ({what}). Replace it?", yes)
+    # -y replaces whatever holds the name when the tag is written, even a tag that another
+    # user created between the check above and now
+    replace = bool(what) or yes
     if run_name:
-        tag = api.add_run_tag(ctx, name, run_name, replace=existing is not None)
+        tag = api.add_run_tag(ctx, name, run_name, replace=replace)
     else:
         total = sum(f.size for f in files)
         with transfer_bar(total, "Uploading") as advance:
-            tag = api.add_upload_tag(
-                ctx, name, files, replace=existing is not None, progress=advance
-            )
+            tag = api.add_upload_tag(ctx, name, files, replace=replace, progress=advance)
     print(f"Tag {name}: {describe(tag)}, {tag.files} file(s), {format_size(tag.size)}")
     if tag.files == 0:
         print(f"Warning: run {run_name} saved no artifacts", file=sys.stderr)
@@ -109,11 +119,15 @@ def delete_command(
 ) -> None:
     from dstack import api
     from dstack.cli.confirm import confirm_or_exit
+    from dstack.errors import DamagedRecordError
     from dstack.services.tags import describe
 
     ctx = api.Context()
-    tag = api.get_tag(ctx, name)
-    what = "and its uploaded files" if tag.upload_id else f"({describe(tag)}; the run stays)"
+    try:
+        tag = api.get_tag(ctx, name)
+        what = "and its uploaded files" if tag.upload_id else f"({describe(tag)}; the run stays)"
+    except DamagedRecordError:
+        what = "(its record is damaged: it goes with any files uploaded under its name)"
     confirm_or_exit(f"Delete tag {name} {what}?", yes)
     api.delete_tag(ctx, name)
     print(f"Tag {name}: deleted")

@@ -5,10 +5,12 @@ Docker engine, a Python version); the compute and the runner do that. Given the 
 return equal job specs, so the CLI may build a run twice (once with a placeholder name to
 validate, then with the real one).
 
-Substitutions: ``${{ run.args }}`` becomes the run's arguments joined with shell quoting, and
-``${{ run.name }}`` the run name, in commands, setup, env values and python args (not in
-working_dir). In shell text the quoting fits the spot: unquoted, each argument is one shell
-word; inside "…" or '…' the arguments are escaped for that quote (see ``substitute_shell``).
+Substitutions: ``${{ run.name }}`` becomes the run name, and ``${{ run.args }}`` the run's
+arguments, in commands, setup, env values and python args (not in working_dir). In shell text
+the arguments are never pasted in: the job script hands them to its shell as data and the
+expression becomes a reference the shell expands (see :mod:`dstack.providers.shellargs`);
+unquoted, each argument is one shell word, inside quotes they are joined by spaces. In env
+values (not shell text) they are joined with shell quoting.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, ClassVar, TypeVar
 
 from dstack.errors import SpecError
 from dstack.models import Artifact, JobSpec, RepoSnapshot
+from dstack.providers.shellargs import substitute_script
 from dstack.spec.models import EXPRESSION, WorkflowBase
 from dstack.spec.workflows import Workflow
 
@@ -60,44 +63,10 @@ def substitute(text: str, *, run_name: str, args: list[str]) -> str:
     return EXPRESSION.sub(lambda match: values.get(match.group(1), match.group(0)), text)
 
 
-def substitute_shell(text: str, *, run_name: str, args: list[str]) -> str:
-    """:func:`substitute` for shell text: each word is quoted for where the expression sits.
-
-    Unquoted, ``${{ run.args }}`` becomes ``a 'b c'`` (one shell word per argument); inside
-    double quotes it becomes ``a b c`` with ``"$`\\`` escaped; inside single quotes, ``'``
-    is escaped. So ``echo "${{ run.args }}"`` prints the arguments as given, never runs them.
-    """
-    words = {"run.args": args, "run.name": [run_name]}
-    pieces: list[str] = []
-    end = 0
-    for match in EXPRESSION.finditer(text):
-        pieces.append(text[end : match.start()])
-        value = words.get(match.group(1))
-        quote = _quote_at(text, match.start())
-        pieces.append(match.group(0) if value is None else _quoted(value, quote))
-        end = match.end()
-    return "".join(pieces) + text[end:]
-
-
-def _quote_at(text: str, position: int) -> str:
-    """The shell quote open at ``position`` in ``text``: ``'``, ``"`` or ``""`` for none."""
-    quote, escaped = "", False
-    for char in text[:position]:
-        if escaped:
-            escaped = False
-        elif char == "\\" and quote != "'":
-            escaped = True
-        elif char in "'\"" and quote in ("", char):
-            quote = "" if quote else char
-    return quote
-
-
-def _quoted(words: list[str], quote: str) -> str:
-    if quote == '"':
-        return " ".join(re.sub(r'(["$`\\])', r"\\\1", word) for word in words)
-    if quote == "'":
-        return " ".join(word.replace("'", "'\\''") for word in words)
-    return shlex.join(words)
+def substitute_shell(text: str, *, run_name: str, args: list[str], shell: str = "bash") -> str:
+    """:func:`substitute` for one piece of shell text: ``${{ run.args }}`` becomes a reference
+    to the arguments the job script hands its shell as data (see :mod:`.shellargs`)."""
+    return substitute_script([text], run_name=run_name, args=args, shell=shell)[0]
 
 
 def expect(workflow: Workflow, model: type[W], provider: str) -> W:
@@ -119,18 +88,23 @@ def job_spec(
     """Job 0 of a run: the fields every provider fills the same way, plus ``fields``."""
 
     run_name, args = run.run_name, run.args
-
-    def shell(text: str) -> str:
-        return substitute_shell(text, run_name=run_name, args=args)
-
+    shell = "sh" if workflow.provider == "docker" else "bash"
+    script = substitute_script(
+        [*workflow.setup, *commands],
+        run_name=run_name,
+        args=args,
+        shell=shell,
+        where=f"workflow {workflow.name!r}: ",
+    )
     return JobSpec(
         run_name=run_name,
         job_index=0,
         workflow=workflow.name,
         provider=workflow.provider,
         repo=run.repo,
-        commands=[shell(command) for command in commands],
-        setup=[shell(command) for command in workflow.setup],
+        commands=script[len(workflow.setup) :],
+        setup=script[: len(workflow.setup)],
+        args=list(args),
         env={
             key: substitute(value, run_name=run_name, args=args)
             for key, value in workflow.env.items()

@@ -19,10 +19,11 @@ from dstack.providers.base import (
     expect,
     job_spec,
     substitute,
-    substitute_shell,
 )
 from dstack.spec.app_models import TorchrunWorkflow
 from dstack.spec.models import PythonWorkflow
+
+RUN_ARGS_REFERENCE = "${{ run.args }}"  # substituted, as data, with the rest of the script
 
 
 class PythonProvider(Provider):
@@ -52,16 +53,16 @@ def command_line(
     words = [launcher, shlex.quote(workflow.file)]
     if isinstance(workflow.args, str):
         placed = bool(RUN_ARGS.search(workflow.args))
-        words.append(substitute_shell(workflow.args, run_name=run_name, args=args).strip())
+        words.append(workflow.args.strip())  # shell text: substituted with the whole script
     else:
         placed = any(RUN_ARGS.search(item) for item in workflow.args)
         parts: list[str] = []
         for item in workflow.args:
             if RUN_ARGS.fullmatch(item.strip()):
-                parts.extend(args)
+                parts.append(RUN_ARGS_REFERENCE)
             else:
-                parts.append(substitute(item, run_name=run_name, args=args))
-        words.append(shlex.join(parts))
-    if not placed:
-        words.append(shlex.join(args))
+                parts.append(shlex.quote(substitute(item, run_name=run_name, args=args)))
+        words.append(" ".join(parts))
+    if not placed and args:
+        words.append(RUN_ARGS_REFERENCE)
     return " ".join(word for word in words if word)

@@ -27,7 +27,7 @@ from dstack import processes, state
 from dstack.errors import DstackError, StorageError
 from dstack.lifecycle import ABORT_REASON, Writer, conclude, move, tag_on_success
 from dstack.models import JobSpec, JobState, JobStatus
-from dstack.runner import deps, docker, prepare
+from dstack.runner import deps, docker, prepare, workdirs
 from dstack.runner.executor import JobProcess, exit_code_of
 from dstack.runner.extras import JobExtras
 from dstack.runner.logs import LogSink
@@ -83,6 +83,10 @@ class Agent:
         if not self._set(JobStatus.PROVISIONING, started_at=time.time()):
             return self.state
         job_dir, repo_dir = prepare.job_paths(self.spec, self.work_root)
+        workdirs.sweep(self.work_root)  # the folders of runners killed with kill -9
+        held = workdirs.hold(job_dir)
+        if self.keep_workdir:
+            (job_dir / workdirs.KEEP).touch()
         first_seq = state.next_log_seq(self.storage, self.spec) if self.state.attempt > 1 else 0
         sink = LogSink(self.storage, self.spec, first_seq=first_seq).start()
         self.extras = JobExtras(
@@ -106,6 +110,7 @@ class Agent:
                 self._refill.join(timeout=FINAL_WRITE_DEADLINE)
             if not self.keep_workdir:
                 shutil.rmtree(job_dir, ignore_errors=True)
+            workdirs.release(held)
         return self.state
 
     def _run(self, job_dir: Path, repo_dir: Path, sink: LogSink) -> None:
@@ -155,8 +160,9 @@ class Agent:
         self._set(JobStatus.RUNNING, process_group=process.pgid, ports=ports)
         self._refill_spare()
         artifacts = ArtifactSync(
-            self.storage, self.spec, repo_dir, self.artifact_interval, synced=restored
-        ).start()
+            self.storage, self.spec, repo_dir, self.artifact_interval, synced=restored,
+            notice=sink.line,
+        ).start()  # fmt: skip
         request = self._watch(process)
         if request == "abort":
             process.kill()
@@ -246,7 +252,13 @@ class Agent:
     def _final_sync(self, artifacts: ArtifactSync, sink: LogSink) -> None:
         deadline = time.monotonic() + FINAL_WRITE_DEADLINE
         delay = 0.5
-        while not artifacts.sync_once():
+        while True:
+            try:
+                if artifacts.sync_once():
+                    artifacts.write_manifest()  # checksums, for whoever downloads them
+                    return
+            except StorageError:
+                pass
             if time.monotonic() > deadline:
                 sink.line("[dstack] error: some artifacts could not be saved to the store")
                 return
@@ -269,6 +281,7 @@ class Agent:
                 "exit_code": exit_code,
                 "updated_at": time.time(),
                 "finished_at": time.time(),
+                "log_chunks": sink.seq,
             }
         )
         self.state = self._write_until_taken(

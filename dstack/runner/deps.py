@@ -28,9 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dstack import state
-from dstack.errors import ConfigError, RunnerError, RunNotFoundError
+from dstack.errors import ConfigError, RunnerError, RunNotFoundError, StorageError
 from dstack.models import Dependency, JobSpec
 from dstack.runner import depcache
+from dstack.state import manifest
 from dstack.storage.base import Storage
 
 _FICLONE = 0x40049409  # linux/fs.h: share the source's blocks (btrfs, xfs, …)
@@ -55,6 +56,7 @@ def fetch_deps(storage: Storage, spec: JobSpec, workdir: Path, cache_dir: Path) 
     placed: dict[str, Path] = {}  # path in the job's folder -> cached file; the later wins
     sizes: dict[Path, tuple[str, int]] = {}  # cached file -> (key, size)
     roots: dict[Path, int] = {}  # cache entry -> its size in bytes
+    checks: dict[Path, tuple[str, state.ArtifactSource, str]] = {}  # cached file -> its check
     for dep in spec.deps:
         found = 0
         for source in _sources(storage, dep):
@@ -65,6 +67,7 @@ def fetch_deps(storage: Storage, spec: JobSpec, workdir: Path, cache_dir: Path) 
                 if root / relative not in sizes:
                     roots[root] = roots.get(root, 0) + info.size
                 sizes[root / relative] = (info.key, info.size)
+                checks[root / relative] = (relative, source, f"dependency {dep.describe()}")
                 found += 1
         if not found and dep.run_name is None:
             raise RunnerError(f"dependency {dep.describe()}: its files are gone from the store")
@@ -77,6 +80,7 @@ def fetch_deps(storage: Storage, spec: JobSpec, workdir: Path, cache_dir: Path) 
         missing = [(key, path) for path, (key, size) in sizes.items() if not _cached(path, size)]
         listed = {key: size for key, size in sizes.values()}
         storage.download_tree(missing, progress=counter, sizes=listed)
+        _verify(storage, [(path, checks[path]) for _, path in missing])
         for root, size in roots.items():
             depcache.mark_used(cache_dir / "artifacts", root, size)
     with contextlib.ExitStack() as locks:
@@ -88,6 +92,27 @@ def fetch_deps(storage: Storage, spec: JobSpec, workdir: Path, cache_dir: Path) 
     report.downloaded_bytes = counter.total
     _prune(cache_dir / "artifacts", set(roots), report)
     return report
+
+
+def _verify(
+    storage: Storage, downloaded: list[tuple[Path, tuple[str, state.ArtifactSource, str]]]
+) -> None:
+    """Check each downloaded file against its producer's checksums (``state.manifest``); a
+    file that does not match is removed from the cache and the job stops with one line."""
+    manifests: dict[str, dict[str, manifest.Entry] | None] = {}
+    for path, (relative, source, what) in downloaded:
+        if source.manifest_key is None:
+            continue
+        if source.manifest_key not in manifests:
+            manifests[source.manifest_key] = manifest.read_manifest(storage, source.manifest_key)
+        recorded = manifests[source.manifest_key]
+        if recorded is None:
+            continue  # saved before checksums were recorded, or still running
+        try:
+            manifest.verify_file(path, relative, recorded, what)
+        except StorageError:
+            path.unlink(missing_ok=True)
+            raise
 
 
 def _prune(root: Path, keep: set[Path], report: FetchReport) -> None:

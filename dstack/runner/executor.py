@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,8 +40,11 @@ class JobProcess:
     ) -> None:
         self.sink = sink
         self.on_kill = on_kill
+        argv = list(argv or ["bash", "--noprofile", "--norc", str(script)])
+        # the program is found on the runner's PATH, not the job's (``-e PATH=…`` is the job's)
+        argv[0] = shutil.which(argv[0]) or argv[0]
         self.proc = subprocess.Popen(
-            argv or ["bash", "--noprofile", "--norc", str(script)],
+            argv,
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -18,7 +18,13 @@ MASK = b"***"
 
 
 class Masker:
-    """A streaming replacer of ``values`` (non-empty strings) by :data:`MASK`."""
+    """A streaming replacer of ``values`` (non-empty strings) by :data:`MASK`.
+
+    Cost is near-linear in the output, whatever the values' sizes: matches are found by one
+    forward ``bytes.find`` per value (:class:`_Matches`), and the check for a held-back tail looks only at the last
+    ``longest - 1`` bytes, at the few places where a value's first bytes occur, each confirmed
+    by one comparison.
+    """
 
     def __init__(self, values: Iterable[str] = ()) -> None:
         self._values: list[bytes] = []
@@ -47,14 +53,17 @@ class Masker:
         if self._pattern is None:
             return data
         buffer = self._held + data
+        window = max(0, len(buffer) - len(self._values[0]) + 1)
+        tail = self._partial_start(buffer, window)  # the same for every start <= window
+        matches = _Matches(self._values, buffer)
         out = bytearray()
         start = 0
         while start < len(buffer):
-            match = self._pattern.search(buffer, start)
-            partial = self._partial_start(buffer, start)
-            if match is not None and (partial is None or match.start() < partial):
-                out += buffer[start : match.start()] + MASK
-                start = match.end()
+            match = matches.next(start)
+            partial = tail if start <= window else self._partial_start(buffer, start)
+            if match is not None and (partial is None or match[0] < partial):
+                out += buffer[start : match[0]] + MASK
+                start = match[1]
                 continue
             end = len(buffer) if partial is None else partial
             out += buffer[start:end]
@@ -72,10 +81,49 @@ class Masker:
 
     def _partial_start(self, buffer: bytes, start: int) -> int | None:
         """The first position from ``start`` whose rest of ``buffer`` is a proper prefix of a
-        value (it could become one with more data), or None."""
-        longest = len(self._values[0])
-        for position in range(max(start, len(buffer) - longest + 1), len(buffer)):
-            rest = buffer[position:]
-            if any(len(v) > len(rest) and v.startswith(rest) for v in self._values):
-                return position
-        return None
+        value (it could become one with more data), or None.
+
+        Candidates are where a value's first bytes occur (``bytes.find``), or the last few
+        bytes of ``buffer``; each is confirmed by one comparison."""
+        size = len(buffer)
+        begin = max(start, size - len(self._values[0]) + 1)
+        best: int | None = None
+        for value in self._values:
+            head = value[:_HEAD]
+            at = buffer.find(head, max(begin, size - len(value) + 1))
+            while at >= 0 and (best is None or at < best):
+                if size - at < len(value) and value.startswith(buffer[at:]):
+                    best = at
+                    break
+                at = buffer.find(head, at + 1)
+            for k in range(min(_HEAD, len(value)) - 1, 0, -1):  # a tail shorter than the head
+                at = size - k
+                if at >= begin and (best is None or at < best) and buffer.endswith(value[:k]):
+                    best = at
+                    break
+        return best
+
+
+class _Matches:
+    """The leftmost-longest occurrence of any value from a position on, found by one
+    ``bytes.find`` per value (C speed); a value's next occurrence is looked up again only once
+    the search has passed it, so each value scans the buffer forward once."""
+
+    def __init__(self, values: list[bytes], buffer: bytes) -> None:
+        self.values = values  # longest first
+        self.buffer = buffer
+        self.next_at = [-2] * len(values)  # -2: not looked up yet; -1: no more
+
+    def next(self, start: int) -> tuple[int, int] | None:
+        best: tuple[int, int] | None = None
+        for i, value in enumerate(self.values):
+            at = self.next_at[i]
+            if at == -2 or 0 <= at < start:
+                at = self.buffer.find(value, start)
+                self.next_at[i] = at
+            if at >= 0 and (best is None or at < best[0]):
+                best = (at, at + len(value))  # longer values come first: ties keep them
+        return best
+
+
+_HEAD = 4  # bytes of a value that locate a candidate tail before it is compared whole

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -15,13 +16,26 @@ from pathlib import Path
 
 from dstack import pythons
 from dstack.errors import RunnerError
-from dstack.models import JobSpec
+from dstack.models import FROM_HOST, JobSpec
 from dstack.runner.code import CodeReport
 from dstack.runner.logs import LogSink
 from dstack.storage.base import Storage
 
-# Variables of the runner's own environment that must not leak into a job's.
-_SCRUBBED = ("VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH", "CONDA_PREFIX", "__PYVENV_LAUNCHER__")
+#: Variables of this machine every job gets (when set here): what programs need to find
+#: their way (PATH, HOME, USER, locale, terminal, temp folder, time zone), the proxies that
+#: reach the network, the GPU driver's, and the AWS region (not a credential; a cloud
+#: instance sets it for the SDKs a job uses). Nothing else of the host's environment (cloud
+#: credentials, tokens, the runner's own settings) reaches a job unless the workflow names it.
+HOST_VARIABLES = frozenset(
+    {
+        "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TERM", "TZ", "TMPDIR",
+        "http_proxy", "https_proxy", "no_proxy", "all_proxy", "ftp_proxy",
+        "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "FTP_PROXY",
+        "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES",
+        "AWS_REGION", "AWS_DEFAULT_REGION",
+    }
+)  # fmt: skip
+HOST_PREFIXES = ("LC_",)
 
 
 def fetch_code(storage: Storage, spec: JobSpec, repo_dir: Path, cache_dir: Path) -> CodeReport:
@@ -64,12 +78,19 @@ def prepare_python(
 
 
 def job_environment(
-    spec: JobSpec, python_env: dict[str, str], ports: list[int], attempt: int = 1
+    spec: JobSpec,
+    python_env: dict[str, str],
+    ports: list[int],
+    attempt: int = 1,
+    host: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """The job's variables: this machine's, minus the runner's own Python, plus dstack's."""
-    env = {
-        k: v for k, v in os.environ.items() if k not in _SCRUBBED and not k.startswith("DSTACK_")
-    }
+    """The job's variables: a clean base from this machine (:data:`HOST_VARIABLES`, ``LC_*``),
+    the Python environment first on PATH, dstack's own, the ports, then the workflow's ``env``
+    (a bare name there takes this machine's value). The runner's own Python and settings, and
+    every other variable of ``host`` (default: this process's environment), stay out."""
+    host = dict(os.environ) if host is None else host
+    env = {k: v for k, v in host.items() if k in HOST_VARIABLES or k.startswith(HOST_PREFIXES)}
+    env.setdefault("HOME", str(Path.home()))
     path = env.get("PATH", os.defpath).split(os.pathsep)
     own_bin = str(Path(sys.executable).parent)
     path = [p for p in path if p and p != own_bin]
@@ -96,7 +117,11 @@ def job_environment(
     for i, port in enumerate(ports):
         env[f"PORT_{i}"] = str(port)
         env[f"JOB_PORT_{i}"] = str(port)
-    env.update(spec.env)
+    for key, value in spec.env.items():
+        if value != FROM_HOST:
+            env[key] = value
+        elif key in host:
+            env[key] = host[key]
     return env
 
 
@@ -128,11 +153,22 @@ def free_ports(count: int) -> list[int]:
 
 
 def write_script(spec: JobSpec, job_dir: Path) -> Path:
-    """The job's shell script: setup, then commands, stopping at the first failure."""
-    lines = ["set -e", *spec.setup, *spec.commands]
+    """The job's shell script: the run's arguments as data, then setup, then commands,
+    stopping at the first failure (a docker job's script runs in the image's ``sh``)."""
+    shell = "sh" if spec.image else "bash"
+    lines = ["set -e", script_header(spec.args, shell), *spec.setup, *spec.commands]
     script = job_dir / "job.sh"
     script.write_text("\n".join(lines) + "\n")
     return script
+
+
+def script_header(args: list[str], shell: str = "bash") -> str:
+    """The script line that hands the run's arguments to the shell as data: the array
+    ``DSTACK_RUN_ARGS`` for bash, the positional parameters for ``sh``. The references
+    ``${{ run.args }}`` became (``dstack.providers.shellargs``) expand them without re-parsing."""
+    if shell == "sh":
+        return "set -- " + shlex.join(args) if args else "set --"
+    return f"DSTACK_RUN_ARGS=({shlex.join(args)})"
 
 
 def _build_base_env(

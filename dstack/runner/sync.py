@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from dstack import state
 from dstack.errors import StorageError
 from dstack.models import JobSpec
+from dstack.state import manifest
 from dstack.storage.base import Storage
 
 #: files uploaded at once by a pass (each large one is also split in parts by the store)
@@ -35,6 +37,7 @@ class ArtifactSync:
         job_dir: Path,
         interval: float,
         synced: dict[str, Stamp] | None = None,
+        notice: Callable[[str], None] | None = None,
     ) -> None:
         self.storage = storage
         self.spec = spec
@@ -42,6 +45,8 @@ class ArtifactSync:
         self.interval = interval
         self.prefix = state.artifacts_prefix(spec.repo.repo_id, spec.run_name, spec.job_index)
         self._synced: dict[str, Stamp] = dict(synced or {})
+        self.notice = notice  # a line for the job's log
+        self._reported: set[Path] = set()
         self._stop = threading.Event()
         self._lock = threading.Lock()  # one pass at a time
         self._counters = threading.Lock()
@@ -64,7 +69,8 @@ class ArtifactSync:
         workdir = self.job_dir / self.spec.working_dir
         for artifact in self.spec.artifacts:
             root = workdir / artifact.path
-            for path in _walk(root):
+            skipped: list[Path] = []
+            for path in _walk(root, inside=self.job_dir, skipped=skipped):
                 try:
                     st = path.stat()
                 except OSError:
@@ -73,6 +79,15 @@ class ArtifactSync:
                 stamp = (st.st_size, st.st_mtime_ns)
                 if self._synced.get(rel) != stamp:
                     result.append((path, self.prefix + rel, stamp))
+            for path in skipped:
+                if path not in self._reported and self.notice is not None:
+                    self._reported.add(path)
+                    where = path.relative_to(workdir).as_posix()
+                    target = os.readlink(path) if path.is_symlink() else path.resolve()
+                    self.notice(
+                        f"[dstack] artifact {where} links to {target}, outside the job's "
+                        "folder: not saved"
+                    )
         return result
 
     def sync_once(self) -> bool:
@@ -94,6 +109,21 @@ class ArtifactSync:
             except (StorageError, OSError):
                 return False
             return True
+
+    def write_manifest(self) -> None:
+        """Record the size and SHA-256 of every artifact file saved (``state.manifest``), for
+        consumers to verify; called once the last pass has saved everything."""
+        workdir = self.job_dir / self.spec.working_dir
+        with self._lock:
+            saved = dict(self._synced)
+        entries = {}
+        for rel, (size, _) in saved.items():
+            path = workdir / rel
+            with contextlib.suppress(OSError):
+                entries[rel] = (size, manifest.file_sha256(path))
+        key = manifest.job_manifest_key(self.spec.repo.repo_id, self.spec.run_name,
+                                        self.spec.job_index)  # fmt: skip
+        manifest.write_manifest(self.storage, key, entries)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -117,16 +147,38 @@ def restore_artifacts(storage: Storage, spec: JobSpec, repo_dir: Path) -> dict[s
     return restored
 
 
-def _walk(root: Path) -> list[Path]:
+def _walk(root: Path, inside: Path | None = None, skipped: list[Path] | None = None) -> list[Path]:
+    """The files under ``root`` (or ``root`` itself). With ``inside``, a symbolic link (the
+    root, a folder on the way, or a file) whose target is not under ``inside`` is left out
+    and added to ``skipped``: a job cannot make the runner upload /etc/passwd or ~/.aws."""
+    if inside is not None and not _within(root, inside):
+        if root.is_file() or root.is_dir():
+            (skipped if skipped is not None else []).append(root)
+        return []
     if root.is_file():
         return [root]
     if not root.is_dir():
         return []
     files = []
-    for folder, _dirs, names in os.walk(root, followlinks=False):
+    for folder, dirs, names in os.walk(root, followlinks=False):
+        for name in dirs:  # links to folders are not walked into; outside ones are reported
+            path = Path(folder) / name
+            if inside is not None and path.is_symlink() and not _within(path, inside):
+                (skipped if skipped is not None else []).append(path)
         for name in names:
             path = Path(folder) / name
+            if inside is not None and path.is_symlink() and not _within(path, inside):
+                (skipped if skipped is not None else []).append(path)
+                continue
             if path.is_file():
                 files.append(path)
     files.sort()
     return files
+
+
+def _within(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except (ValueError, OSError, RuntimeError):
+        return False
+    return True

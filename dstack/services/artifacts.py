@@ -10,6 +10,7 @@ from dstack.errors import DstackError
 from dstack.models import Tag
 from dstack.services.context import Context
 from dstack.services.runs import RunView
+from dstack.state import manifest
 from dstack.storage.base import ProgressCallback
 
 
@@ -19,14 +20,17 @@ class ArtifactFile:
     path: str  # relative to the job's working directory, as the job wrote it
     size: int
     key: str
+    manifest_key: str | None = None  # the producer's checksums (``state.manifest``)
 
 
 def list_artifacts(ctx: Context, view: RunView) -> list[ArtifactFile]:
     files = []
     for job in view.jobs:
         prefix = state.artifacts_prefix(job.repo.repo_id, job.run_name, job.job_index)
+        checks = manifest.job_manifest_key(job.repo.repo_id, job.run_name, job.job_index)
         for info in ctx.storage.list_objects(prefix):
-            files.append(ArtifactFile(job.job_index, info.key[len(prefix) :], info.size, info.key))
+            relative = info.key[len(prefix) :]
+            files.append(ArtifactFile(job.job_index, relative, info.size, info.key, checks))
     return files
 
 
@@ -36,7 +40,9 @@ def list_tag_artifacts(ctx: Context, tag: Tag) -> list[ArtifactFile]:
     for source in state.dependency_sources(ctx.storage, tag.as_dependency()):
         for info in ctx.storage.list_objects(source.prefix):
             relative = info.key[len(source.prefix) :]
-            files.append(ArtifactFile(source.job_index, relative, info.size, info.key))
+            files.append(
+                ArtifactFile(source.job_index, relative, info.size, info.key, source.manifest_key)
+            )
     return files
 
 
@@ -60,4 +66,13 @@ def download_artifacts(
         items.append((file.key, target))
     sizes = {file.key: file.size for file in files}
     ctx.storage.download_tree(items, progress=progress, sizes=sizes)
+    manifests: dict[str, dict[str, manifest.Entry] | None] = {}
+    for file, (_, target) in zip(files, items, strict=True):  # against the producer's checksums
+        if file.manifest_key is None:
+            continue
+        if file.manifest_key not in manifests:
+            manifests[file.manifest_key] = manifest.read_manifest(ctx.storage, file.manifest_key)
+        recorded = manifests[file.manifest_key]
+        if recorded is not None:
+            manifest.verify_file(target, file.path, recorded, f"artifact of job {file.job_index}")
     return [target for _, target in items]

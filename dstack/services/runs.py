@@ -8,12 +8,20 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dstack import settings, state
-from dstack.errors import ComputeError, InvalidStateError, TagExistsError
+from dstack.errors import (
+    ComputeError,
+    DamagedRecordError,
+    DstackError,
+    InvalidStateError,
+    RunNotFoundError,
+    TagExistsError,
+)
 from dstack.lifecycle import ABORT_REASON, Writer, move, set_state
-from dstack.models import JobSpec, JobState, JobStatus, RunRecord, RunSummary
+from dstack.models import JobSpec, JobState, JobStatus, Owner, RunRecord, RunSummary
 from dstack.services import apps, monitor
 from dstack.services.context import Context
 from dstack.services.names import allocate_run_name
+from dstack.state import actions
 
 if TYPE_CHECKING:  # the workflow files' models are loaded by `submit` only
     from dstack.spec.overrides import RunOverrides
@@ -108,7 +116,14 @@ def submit(
 
 def get_run(ctx: Context, run_name: str, *, refresh: bool = True) -> RunView:
     """A run with its jobs, each state checked for a dead runner when ``refresh``."""
-    run = state.read_run(ctx.storage, ctx.repo_id, run_name)
+    try:
+        run = state.read_run(ctx.storage, ctx.repo_id, run_name)
+    except RunNotFoundError:
+        removal = actions.read_removal(ctx.storage, ctx.repo_id, run_name)
+        if removal is None:
+            raise
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(removal.at or 0))
+        raise RunNotFoundError(f"run {run_name} was removed by {removal.who} at {when}") from None
     jobs = [
         state.read_job_spec(ctx.storage, run.repo_id, run.run_name, i) for i in range(run.job_count)
     ]
@@ -164,7 +179,7 @@ def stop(ctx: Context, run_name: str, *, abort: bool = False, wait: float = 60.0
     for job, job_state in zip(view.jobs, view.states, strict=True):
         if job_state.status.is_finished:
             continue
-        state.request_stop(ctx.storage, job, abort=abort)
+        state.request_stop(ctx.storage, job, abort=abort, by=who(ctx))
         if abort:
             ctx.compute.kill(job_state)
             now = time.time()
@@ -188,8 +203,15 @@ def _updated(fields: dict[str, object]) -> Callable[[JobState], JobState]:
 def remove(ctx: Context, run_name: str, *, tagged: dict[str, list[str]] | None = None) -> None:
     """Delete a finished run with its logs and artifacts. A run that a tag points at is
     refused, naming the tags (``tagged``: ``state.tags_by_run``, if the caller has it)."""
-
-    view = get_run(ctx, run_name)
+    try:
+        view = get_run(ctx, run_name)
+    except DamagedRecordError:
+        refuse_if_tagged(
+            run_name, state.tags_by_run(ctx.storage, ctx.repo_id) if tagged is None else tagged
+        )
+        state.delete_damaged_run(ctx.storage, ctx.repo_id, run_name)
+        actions.record_removal(ctx.storage, ctx.repo_id, run_name, who(ctx))
+        return
     if not view.status.is_finished:
         raise InvalidStateError(
             f"run {run_name} is {view.status.value}: stop it first (`dstack stop {run_name}`)"
@@ -198,6 +220,17 @@ def remove(ctx: Context, run_name: str, *, tagged: dict[str, list[str]] | None =
         run_name, state.tags_by_run(ctx.storage, view.run.repo_id) if tagged is None else tagged
     )
     state.delete_run(ctx.storage, view.run)
+    actions.record_removal(ctx.storage, view.run.repo_id, run_name, who(ctx))
+
+
+def who(ctx: Context) -> Owner:
+    """The user acting through ``ctx``: their git identity in the repo, and this machine's."""
+    from dstack.repo import find_repo_root, read_owner
+
+    try:
+        return read_owner(find_repo_root(ctx.repo_path))
+    except DstackError:
+        return read_owner(ctx.repo_path)
 
 
 def refuse_if_tagged(run_name: str, tagged: dict[str, list[str]]) -> None:

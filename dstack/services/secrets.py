@@ -31,8 +31,27 @@ RESERVED = frozenset(
 _RESERVED_PREFIXES = ("DSTACK_", "PORT_", "JOB_PORT_", "MASTER_")
 
 
+MAX_NAME = 128
+#: The OS limit for one variable (``NAME=value``, MAX_ARG_STRLEN on Linux) is 128 KiB.
+MAX_VARIABLE_BYTES = 128 * 1024
+
+
+def validate_value(name: str, value: str) -> None:
+    size = len(name) + 2 + len(value.encode())
+    if size > MAX_VARIABLE_BYTES:
+        raise DstackError(
+            f"secret {name}: the value is {len(value.encode()):,} bytes; one environment "
+            f"variable holds at most {MAX_VARIABLE_BYTES - len(name) - 2:,}: store a path or a "
+            "file instead"
+        )
+
+
 def validate_name(name: str) -> str:
     """``name`` if it can be a secret's name: a variable name dstack does not set itself."""
+    if len(name or "") > MAX_NAME:
+        raise DstackError(
+            f"the secret name {name[:20]!r}… is {len(name)} characters: at most {MAX_NAME}"
+        )
     if not _NAME.match(name or ""):
         raise DstackError(
             f"{name!r} is not a valid secret name: it becomes an environment variable, so use "
@@ -58,6 +77,7 @@ def add(ctx: Context, name: str, value: str, *, replace: bool = False) -> bool:
     validate_name(name)
     if not value:
         raise DstackError(f"secret {name}: the value is empty")
+    validate_value(name, value)
     existed = exists(ctx, name)
     if existed and not replace:
         raise DstackError(

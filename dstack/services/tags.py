@@ -17,6 +17,7 @@ from pathlib import Path
 
 from dstack import state
 from dstack.errors import (
+    DamagedRecordError,
     DstackError,
     InvalidStateError,
     TagExistsError,
@@ -24,6 +25,7 @@ from dstack.errors import (
 )
 from dstack.models import JobStatus, Tag
 from dstack.services.context import Context
+from dstack.state import manifest
 from dstack.storage.base import ProgressCallback
 
 # The rule of workflow and dep names in .dstack/workflows.yaml, so every tag can be a dep.
@@ -46,7 +48,8 @@ MAX_NAME = state.MAX_TAG_NAME
 
 
 def list_tags(ctx: Context) -> list[Tag]:
-    return state.list_tags(ctx.storage, ctx.repo_id)
+    """The repo's tags; a damaged tag record is left out with a line in ``ctx.warnings``."""
+    return state.list_tags(ctx.storage, ctx.repo_id, damaged=ctx.warnings)
 
 
 def find_tag(ctx: Context, name: str) -> Tag | None:
@@ -117,15 +120,19 @@ def add_upload_tag(
 
     validate_name(name)
     repo_id = ctx.repo_id
-    if not replace and state.read_tag(ctx.storage, repo_id, name) is not None:
+    if not replace and find_tag(ctx, name) is not None:
         raise state.tag_exists_error(name, repo_id)
     upload_id = f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}"
     prefix = state.tag_data_prefix(repo_id, name, upload_id)
     pairs = [(f.path, prefix + f.relative) for f in files]
+    manifest_key = manifest.upload_manifest_key(repo_id, name, upload_id)
     try:
+        checksums = manifest.entries_of({f.relative: f.path for f in files})
         ctx.storage.upload_tree(pairs, progress=progress)
+        manifest.write_manifest(ctx.storage, manifest_key, checksums)
     except BaseException:
         ctx.storage.delete_prefix(prefix)
+        ctx.storage.delete(manifest_key)
         raise
     tag = Tag(
         name=name,
@@ -141,13 +148,20 @@ def add_upload_tag(
         state.create_tag(ctx.storage, tag, replace=replace)
     except TagExistsError:
         ctx.storage.delete_prefix(prefix)
+        ctx.storage.delete(manifest_key)
         raise
     return tag
 
 
-def delete_tag(ctx: Context, name: str) -> Tag:
-    """Delete a tag (and an uploaded tag's files). The tagged run and its artifacts stay."""
-    tag = get_tag(ctx, name)
+def delete_tag(ctx: Context, name: str) -> Tag | None:
+    """Delete a tag (and an uploaded tag's files). The tagged run and its artifacts stay.
+    A tag whose record is damaged is removed too (with every file uploaded under its name);
+    then None is returned."""
+    try:
+        tag = get_tag(ctx, name)
+    except DamagedRecordError:
+        state.delete_damaged_tag(ctx.storage, ctx.repo_id, name)
+        return None
     state.delete_tag(ctx.storage, tag)
     return tag
 

@@ -22,6 +22,7 @@ from dstack.spec.fields import (
     Args,
     FilePath,
     Name,
+    PortCount,
     PositiveCount,
     PythonVersion,
     RelativePath,
@@ -52,7 +53,7 @@ class DevEnvironmentBase(WorkflowBase):
 
     python: PythonVersion | None = Field(default=None, description="Python version, e.g. 3.10")
     requirements: FilePath | None = Field(default=None, description=REQUIREMENTS_HELP)
-    ports: PositiveCount | None = Field(default=None, description=_MORE_PORTS)
+    ports: PortCount | None = Field(default=None, description=_MORE_PORTS)
 
     @model_validator(mode="after")
     def _inside_repo(self) -> DevEnvironmentBase:
@@ -101,7 +102,7 @@ class TensorboardWorkflow(WorkflowBase):
         default=None, description="TensorBoard version, e.g. 2.17.0 (default: the newest)"
     )
     python: PythonVersion | None = Field(default=None, description="Python version, e.g. 3.10")
-    ports: PositiveCount | None = Field(default=None, description=_MORE_PORTS)
+    ports: PortCount | None = Field(default=None, description=_MORE_PORTS)
 
 
 class TorchrunWorkflow(WorkflowBase):

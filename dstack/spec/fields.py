@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
+from dstack.models import FROM_HOST
 from dstack.units import parse_size_mib
 
 EXPRESSIONS = ("run.args", "run.name")
@@ -92,7 +93,8 @@ def _args(value: Any) -> str | list[str]:
 
 
 def parse_env(value: Any) -> dict[str, str]:
-    """`env` as a list of ``K=V`` strings or a mapping → ``{K: V}``."""
+    """`env` as a list of ``K=V`` strings (or bare names: see :data:`FROM_HOST`) or a mapping
+    → ``{K: V}``."""
     if value is None:
         return {}
     if isinstance(value, dict):
@@ -100,6 +102,9 @@ def parse_env(value: Any) -> dict[str, str]:
     elif isinstance(value, list):
         pairs = []
         for entry in value:
+            if isinstance(entry, str) and "=" not in entry and _ENV_NAME.match(entry.strip()):
+                pairs.append((entry.strip(), FROM_HOST))  # a bare name: this machine's value
+                continue
             if not isinstance(entry, str) or "=" not in entry:
                 raise ValueError(f"{entry!r} is not K=V (for example PYTHONPATH=src)")
             key, _, val = entry.partition("=")
@@ -173,9 +178,14 @@ def _image(value: Any) -> str:
     return value.strip()
 
 
+MAX_NAME = 64  # a workflow name is part of store keys, whose parts must stay short
+
+
 def _name(value: Any) -> str:
     if not isinstance(value, str) or not NAME.match(value):
         raise ValueError(f"{value!r} is not a name (letters, digits, '.', '_', '-')")
+    if len(value) > MAX_NAME:
+        raise ValueError(f"{value[:20]!r}… is {len(value)} characters; at most {MAX_NAME}")
     return value
 
 
@@ -200,6 +210,19 @@ _SIZE_SCHEMA = {"anyOf": [{"type": "string", "pattern": _SIZE}, {"type": "intege
 Size = Annotated[str, BeforeValidator(parse_size), WithJsonSchema(_SIZE_SCHEMA)]
 Count = Annotated[int, BeforeValidator(_whole_number(0)), Field(ge=0)]
 PositiveCount = Annotated[int, BeforeValidator(_whole_number(1)), Field(ge=1)]
+MAX_PORTS = 50
+"""The most ports one job may ask for: a cloud security group takes 60 rules by default, and
+every port is a socket held open while the job starts."""
+
+
+def _port_count(value: Any) -> Any:
+    value = _whole_number(1)(value)
+    if value > MAX_PORTS:
+        raise ValueError(f"{value} ports is more than a job may open (at most {MAX_PORTS})")
+    return value
+
+
+PortCount = Annotated[int, BeforeValidator(_port_count), Field(ge=1, le=MAX_PORTS)]
 PythonVersion = Annotated[
     str,
     BeforeValidator(_python_version),

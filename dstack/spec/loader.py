@@ -59,8 +59,7 @@ def get_workflow(repo_root: Path, name: str) -> Workflow:
         return cast(Workflow, builtin)
     names = sorted(workflows)
     raise SpecError(
-        f"no workflow {name!r} in {MAIN_FILE}{suggest(name, names)} "
-        f"(available: {', '.join(names) or 'none'})"
+        f"no workflow {name!r} in {MAIN_FILE}{suggest(name, names)} (available: {listed(names)})"
     )
 
 
@@ -231,9 +230,26 @@ def _construct_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> YamlFloa
 _Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 
 
+MAX_FILE_BYTES = 1 << 20  # one workflow file; thousands of workflows fit in far less
+MAX_LISTED = 20  # names listed in a message ("available: …")
+
+
+def listed(names: list[str]) -> str:
+    """``names`` for a message: at most :data:`MAX_LISTED`, then how many more."""
+    if len(names) <= MAX_LISTED:
+        return ", ".join(names) or "none"
+    return ", ".join(names[:MAX_LISTED]) + f", … ({len(names) - MAX_LISTED} more)"
+
+
 def read_yaml(path: Path, source: str) -> Any:
     """The document in ``path``; SpecError with the line for broken YAML."""
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise SpecError(
+                f"{source}: {size / 2**20:.1f} MB is too large for a workflow file "
+                f"(at most {MAX_FILE_BYTES // 2**20} MB): split it under .dstack/workflows/"
+            )
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{source}: cannot read: {exc}") from exc

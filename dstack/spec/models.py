@@ -41,6 +41,7 @@ from dstack.spec.fields import (
     FilePath,
     Image,
     Name,
+    PortCount,
     PositiveCount,
     PythonVersion,
     RelativePath,
@@ -293,7 +294,7 @@ class WorkflowBase(Strict):
     )
     artifacts: list[ArtifactSpec] = Field(default_factory=list, description="Paths to save")
     working_dir: WorkingDir = Field(default=".", description="Folder to run in, in the repo")
-    ports: PositiveCount | None = Field(default=None, description="Ports to open: PORT_0, …")
+    ports: PortCount | None = Field(default=None, description="Ports to open: PORT_0, …")
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="What it needs")
     retry: Annotated[RetrySpec | None, BeforeValidator(_retry)] = Field(
         default=None, description="Restart the job after interruptions or errors (default: never)"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 
-from dstack.models import JobSpec, JobState, Rendezvous, dump
+from dstack.models import JobSpec, JobState, Owner, Rendezvous, dump
 from dstack.state.keys import (
     app_token_key,
     attempts_prefix,
@@ -42,17 +42,20 @@ def last_heartbeat(storage: Storage, spec: JobSpec) -> float | None:
         return None
 
 
-def request_stop(storage: Storage, spec: JobSpec, *, abort: bool) -> None:
-    storage.put(
-        stop_key(spec.repo.repo_id, spec.run_name, spec.job_index),
-        b"abort" if abort else b"stop",
-    )
+def request_stop(storage: Storage, spec: JobSpec, *, abort: bool, by: Owner | None = None) -> None:
+    """Ask the job's runner to stop (or abort), recording who asked (``state.actions``)."""
+    from dstack.state.actions import encode_stop
+
+    storage.put(stop_key(spec.repo.repo_id, spec.run_name, spec.job_index), encode_stop(abort, by))
 
 
 def stop_requested(storage: Storage, spec: JobSpec) -> str | None:
     """``"stop"``, ``"abort"``, or None."""
+    from dstack.state.actions import decode_stop
+
     data = storage.get_or_none(stop_key(spec.repo.repo_id, spec.run_name, spec.job_index))
-    return data.decode() if data is not None else None
+    action = decode_stop(data) if data is not None else None
+    return action.request if action is not None else None
 
 
 # ---- logs and attempts ---------------------------------------------------------------------

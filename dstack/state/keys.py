@@ -20,6 +20,7 @@ in milliseconds, zero-padded to 13 digits, so that a plain ascending listing is 
     repos/<repo>/runs/<run>/jobs/<i>/stop       a stop request: b"stop" or b"abort"
     repos/<repo>/runs/<run>/jobs/<i>/logs/<seq>-<ms>   output chunks, raw bytes, in order
     repos/<repo>/runs/<run>/jobs/<i>/artifacts/<path>  artifact files at their job paths
+    repos/<repo>/runs/<run>/jobs/<i>/manifest.json  size and SHA-256 of each saved artifact
     repos/<repo>/runs/<run>/succeeded/<i>       a job of a run to be tagged (`run -t`) succeeded
     repos/<repo>/heads/<inv>;<run>;<i>;<status>;<updated ms>;<workflow>;<owner>;<exit>
                                                 one empty object per job: what `ps` shows
@@ -27,6 +28,8 @@ in milliseconds, zero-padded to 13 digits, so that a plain ascending listing is 
     repos/<repo>/tags/<tag>.json                Tag: created only-if-absent, replaced on request
     repos/<repo>/tagdata/<tag>/<upload>/<path>  files of a tag uploaded from local folders;
                                                 ``<upload>`` is new for every upload
+    repos/<repo>/tagdata/<tag>/<upload>.manifest.json  size and SHA-256 of each uploaded file
+    repos/<repo>/removed/<run>.json             who removed the run, and when
     repos/<repo>/runs/<run>/infra/<kind>.json   InfraRecord of a cloud run: plan, up, destroy
     repos/<repo>/runs/<run>/infra/boot-<i>.log  the instance's boot log, uploaded at shutdown
     infra/stacks/<stack>.json                   StackRecord: the run a live cloud stack serves
@@ -167,6 +170,18 @@ def tag_data_prefix(repo_id: str, tag: str, upload_id: str) -> str:
     return f"repos/{repo_id}/tagdata/{tag}/{upload_id}/"
 
 
+def upload_manifest_key(repo_id: str, tag: str, upload_id: str) -> str:
+    return f"repos/{repo_id}/tagdata/{tag}/{upload_id}.manifest.json"
+
+
+def job_manifest_key(repo_id: str, run_name: str, job_index: int) -> str:
+    return job_prefix(repo_id, run_name, job_index) + "manifest.json"
+
+
+def removed_key(repo_id: str, run_name: str) -> str:
+    return f"{repo_prefix(repo_id)}removed/{run_name}.json"
+
+
 def succeeded_prefix(repo_id: str, run_name: str) -> str:
     return run_prefix(repo_id, run_name) + "succeeded/"
 
@@ -196,14 +211,29 @@ def job_head_stem(spec: JobSpec) -> str:
 
 def head_key(spec: JobSpec, owner: str, state: JobState) -> str:
     fields = [
-        state.status.value,
+        quote(state.status.value, safe=""),
         str(int(state.updated_at * 1000)),
-        spec.workflow,
-        owner[:64],
+        quote(spec.workflow, safe=""),
+        bounded_quote(owner, MAX_OWNER_BYTES),
         "" if state.exit_code is None else str(state.exit_code),
     ]
-    encoded = ";".join(quote(field, safe="") for field in fields)
+    encoded = ";".join(fields)
     return heads_prefix(spec.repo.repo_id) + job_head_stem(spec) + encoded
+
+
+MAX_OWNER_BYTES = 64
+"""The longest owner in a head key, as quoted: ``user.name`` is cut at a character boundary
+to fit, so a name in any script keeps every head key far under 255 bytes (workflow names are
+at most 64 characters of ``[A-Za-z0-9._-]``)."""
+
+
+def bounded_quote(text: str, limit: int) -> str:
+    """``text`` URL-quoted, cut (by whole characters) so the quoted form is at most ``limit``."""
+    quoted = quote(text, safe="")
+    while len(quoted) > limit:
+        text = text[:-1]
+        quoted = quote(text, safe="")
+    return quoted
 
 
 def parse_head(key: str) -> JobHead | None:
@@ -235,6 +265,14 @@ def run_index_stems(repo_id: str, run_name: str, submitted_at: float) -> tuple[s
 
 
 # ---- log chunks --------------------------------------------------------------------------
+
+
+def chunk_seq(key: str) -> int | None:
+    """The sequence number of a log chunk, from its key (None if not a chunk's)."""
+    try:
+        return int(key.rsplit("/", 1)[-1].split("-", 1)[0])
+    except ValueError:
+        return None
 
 
 def log_chunk_key(spec: JobSpec, seq: int, at: float) -> str:

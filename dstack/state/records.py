@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
-from dstack.errors import StorageError
+from dstack.errors import DamagedRecordError
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -24,7 +24,8 @@ def load_record(model: type[M], data: bytes, key: str) -> M:
     except ValueError as exc:  # pydantic's ValidationError, for bad JSON and bad shapes alike
         name = model.__name__
         article = "an" if name[:1] in "AEIOU" else "a"
-        raise StorageError(
+        raise DamagedRecordError(
             f"the record {key} in the state store is unreadable "
-            f"(not valid JSON for {article} {name}); remove it or re-run"
+            f"(not valid JSON for {article} {name}); remove it or re-run",
+            key,
         ) from exc

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from itertools import islice
 
-from dstack.errors import NotFoundError, RunNotFoundError
+from dstack.errors import InvalidStateError, NotFoundError, RunNotFoundError, StorageError
 from dstack.models import (
     JobHead,
     JobSpec,
@@ -43,11 +44,21 @@ def create_run(storage: Storage, run: RunRecord, jobs: list[JobSpec]) -> None:
     The run record is written only-if-absent, so nobody can overwrite another's run.
     """
     storage.put(run_key(run.repo_id, run.run_name), dump(run), if_absent=True)
-    for spec in jobs:
-        storage.put(spec_key(run.repo_id, run.run_name, spec.job_index), dump(spec), if_absent=True)
-        state = JobState(status=JobStatus.SUBMITTED, updated_at=run.submitted_at, version=1)
-        storage.put(active_prefix(run.repo_id) + job_head_stem(spec).rstrip(";"), b"")
-        record_job_state(storage, spec, run.owner.display, state)
+    try:
+        for spec in jobs:
+            key = spec_key(run.repo_id, run.run_name, spec.job_index)
+            storage.put(key, dump(spec), if_absent=True)
+            state = JobState(status=JobStatus.SUBMITTED, updated_at=run.submitted_at, version=1)
+            storage.put(active_prefix(run.repo_id) + job_head_stem(spec).rstrip(";"), b"")
+            record_job_state(storage, spec, run.owner.display, state)
+    except Exception:  # nothing half-written stays behind: no orphan run.json `ps` never shows
+        for spec in jobs:
+            for prefix in run_index_stems(run.repo_id, run.run_name, spec.submitted_at):
+                with contextlib.suppress(Exception):
+                    storage.delete_prefix(prefix)
+        with contextlib.suppress(Exception):
+            storage.delete_prefix(run_prefix(run.repo_id, run.run_name))
+        raise
 
 
 def record_job_state(storage: Storage, spec: JobSpec, owner: str, state: JobState) -> None:
@@ -224,6 +235,27 @@ def delete_run(storage: Storage, run: RunRecord) -> None:
         storage.delete(active_prefix(run.repo_id) + stem.rstrip(";"))
     storage.delete_prefix(run_prefix(run.repo_id, run.run_name))
     storage.delete(name_key(run.run_name))
+
+
+def delete_damaged_run(storage: Storage, repo_id: str, run_name: str) -> None:
+    """Remove a run some record of which is unreadable. Refuses (InvalidStateError) while a
+    job state that can be read says the job is unfinished; otherwise deletes its index
+    entries (found by name in the repo's index), its records, logs and artifacts."""
+    for info in storage.list_objects(run_prefix(repo_id, run_name) + "jobs/"):
+        if info.key.endswith("/state.json"):
+            with contextlib.suppress(StorageError):
+                job_state = load_record(JobState, storage.get(info.key), info.key)
+                if not job_state.status.is_finished:
+                    raise InvalidStateError(
+                        f"run {run_name} is {job_state.status.value}: stop it first "
+                        f"(`dstack stop {run_name}`)"
+                    )
+    for prefix in (heads_prefix(repo_id), active_prefix(repo_id)):
+        for info in storage.list_objects(prefix):
+            if info.key[len(prefix) :].split(";")[1:2] == [run_name]:
+                storage.delete(info.key)
+    storage.delete_prefix(run_prefix(repo_id, run_name))
+    storage.delete(name_key(run_name))
 
 
 def run_heads(storage: Storage, spec: JobSpec) -> list[JobHead]:

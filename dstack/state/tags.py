@@ -8,7 +8,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from dstack.errors import AlreadyExistsError, DstackError, TagExistsError
+from dstack.errors import AlreadyExistsError, DamagedRecordError, DstackError, TagExistsError
 from dstack.models import Dependency, Owner, RunRecord, Tag, dump
 from dstack.state.keys import (
     artifacts_prefix,
@@ -17,6 +17,7 @@ from dstack.state.keys import (
     tag_key,
     tags_prefix,
 )
+from dstack.state.manifest import job_manifest_key, upload_manifest_key
 from dstack.state.records import load_record
 from dstack.state.runs import read_run
 from dstack.storage.base import Storage
@@ -36,17 +37,33 @@ def write_tag(storage: Storage, tag: Tag, *, replace: bool = False) -> None:
     storage.put(tag_key(tag.repo_id, tag.name), dump(tag), if_absent=not replace)
 
 
-def list_tags(storage: Storage, repo_id: str) -> list[Tag]:
-    """Every tag of a repo, by name: one list request and one read per tag."""
+def list_tags(storage: Storage, repo_id: str, damaged: list[str] | None = None) -> list[Tag]:
+    """Every tag of a repo, by name: one list request and one read per tag. A damaged tag
+    record is left out, with a line for the user in ``damaged``."""
     prefix = tags_prefix(repo_id)
     tags = []
     for info in storage.list_objects(prefix):
         name = info.key[len(prefix) :]
         if name.endswith(".json") and "/" not in name:
-            tag = read_tag(storage, repo_id, name.removesuffix(".json"))
+            try:
+                tag = read_tag(storage, repo_id, name.removesuffix(".json"))
+            except DamagedRecordError:
+                if damaged is not None:
+                    damaged.append(damaged_tag_line(name.removesuffix(".json")))
+                continue
             if tag is not None:
                 tags.append(tag)
     return sorted(tags, key=lambda t: t.name)
+
+
+def damaged_tag_line(name: str) -> str:
+    return f"tag {name}: its record is unreadable (damaged); `dstack tags delete {name}` removes it"
+
+
+def delete_damaged_tag(storage: Storage, repo_id: str, name: str) -> None:
+    """Remove a tag whose record cannot be read, and every file uploaded under its name."""
+    storage.delete(tag_key(repo_id, name))
+    storage.delete_prefix(tag_data_prefix(repo_id, name, "").rstrip("/") + "/")
 
 
 def delete_tag(storage: Storage, tag: Tag) -> None:
@@ -58,6 +75,7 @@ def delete_tag(storage: Storage, tag: Tag) -> None:
 def delete_tag_data(storage: Storage, tag: Tag) -> None:
     if tag.upload_id:
         storage.delete_prefix(tag_data_prefix(tag.repo_id, tag.name, tag.upload_id))
+        storage.delete(upload_manifest_key(tag.repo_id, tag.name, tag.upload_id))
 
 
 def mark_job_succeeded(storage: Storage, repo_id: str, run_name: str, job_index: int) -> None:
@@ -78,6 +96,7 @@ class ArtifactSource:
     prefix: str
     identity: str
     job_index: int = 0
+    manifest_key: str | None = None  # the producer's checksums (``state.manifest``)
 
 
 def dependency_sources(storage: Storage, dep: Dependency) -> list[ArtifactSource]:
@@ -86,12 +105,19 @@ def dependency_sources(storage: Storage, dep: Dependency) -> list[ArtifactSource
         if dep.tag is None or dep.upload_id is None:
             raise ValueError(f"dependency {dep!r} names neither a run nor an upload")
         prefix = tag_data_prefix(dep.repo_id, dep.tag, dep.upload_id)
-        return [ArtifactSource(prefix, f"{dep.repo_id}/tagdata/{dep.tag}/{dep.upload_id}")]
+        manifest = upload_manifest_key(dep.repo_id, dep.tag, dep.upload_id)
+        identity = f"{dep.repo_id}/tagdata/{dep.tag}/{dep.upload_id}"
+        return [ArtifactSource(prefix, identity, 0, manifest)]
     run = read_run(storage, dep.repo_id, dep.run_name)
     # A run name may be reused after `rm`: its submit time makes the identity unique.
     identity = f"{dep.repo_id}/runs/{run.run_name}@{int(run.submitted_at * 1000)}"
     return [
-        ArtifactSource(artifacts_prefix(dep.repo_id, run.run_name, i), f"{identity}/{i}", i)
+        ArtifactSource(
+            artifacts_prefix(dep.repo_id, run.run_name, i),
+            f"{identity}/{i}",
+            i,
+            job_manifest_key(dep.repo_id, run.run_name, i),
+        )
         for i in range(run.job_count)
     ]
 
@@ -130,7 +156,10 @@ def create_tag(storage: Storage, tag: Tag, *, replace: bool) -> None:
         return
     except AlreadyExistsError:
         pass
-    existing = read_tag(storage, tag.repo_id, tag.name)
+    try:
+        existing = read_tag(storage, tag.repo_id, tag.name)
+    except DamagedRecordError:
+        existing = None  # a damaged record: replaced when asked, like any other
     if existing is not None and (existing.run_name, existing.upload_id) == (
         tag.run_name,
         tag.upload_id,
@@ -164,10 +193,13 @@ def validate_tag_name(name: str) -> str:
     return name
 
 
-def tags_by_run(storage: Storage, repo_id: str) -> dict[str, list[str]]:
-    """``{run name: [tag names]}`` of the repo's run tags, for ``rm`` to refuse tagged runs."""
+def tags_by_run(
+    storage: Storage, repo_id: str, damaged: list[str] | None = None
+) -> dict[str, list[str]]:
+    """``{run name: [tag names]}`` of the repo's run tags, for ``rm`` to refuse tagged runs
+    (a damaged tag record is skipped, with a line in ``damaged``)."""
     held: dict[str, list[str]] = {}
-    for tag in list_tags(storage, repo_id):
+    for tag in list_tags(storage, repo_id, damaged=damaged):
         if tag.run_name:
             held.setdefault(tag.run_name, []).append(tag.name)
     return held

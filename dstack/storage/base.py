@@ -109,6 +109,11 @@ class Storage(ABC):
     def exists(self, key: str) -> bool:
         return self.get_or_none(key) is not None
 
+    def write_problem(self) -> str | None:
+        """Why nothing can be written to the store right now (a full disk), or None. Cheap
+        enough to ask every few seconds; backends that cannot tell return None."""
+        return None
+
     def get_or_none(self, key: str) -> bytes | None:
         from dstack.errors import NotFoundError
 

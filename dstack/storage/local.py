@@ -3,8 +3,9 @@
 A key maps to the file at the same relative path under the root. Writes go to a temporary file
 in the same folder and are renamed into place, so readers never see a partial object; an
 only-if-absent write links the temporary file to its final name, which fails atomically if the
-name exists. Temporary files start with ``.tmp-`` and are never listed. A private object
-(a secret) is a file of mode 0600 from the moment it is created.
+name exists. Temporary files start with ``.tmp-`` and are never listed. The store is
+owner-only: every file is born mode 0600 (0700 when it is executable), every folder 0700, so
+other users of the machine read nothing of it — records, logs, code, artifacts or secrets.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class LocalStorage(Storage):
         path = self._path(key)
         tmp = self._tmp_for(path)
         try:
-            mode = 0o600 if private else 0o666  # private: born owner-only, never readable
+            mode = 0o600  # born owner-only (a secret, as every record), never readable
             with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb") as f:
                 f.write(data)
             self._commit(tmp, path, key, if_absent)
@@ -88,7 +89,7 @@ class LocalStorage(Storage):
         self, path: Path, key: str, *, progress: ProgressCallback | None = None
     ) -> None:
         target = self._path(key)
-        self._copy(Path(path), target, progress)
+        self._copy(Path(path), target, progress, private=True)
 
     def download_file(
         self, key: str, path: Path, *, progress: ProgressCallback | None = None
@@ -97,6 +98,25 @@ class LocalStorage(Storage):
         if not source.is_file():
             raise NotFoundError(key)
         self._copy(source, Path(path), progress)
+
+    def write_problem(self) -> str | None:
+        """Write (and remove) one byte in the store's folder: a full or read-only file system
+        says so at once."""
+        probe = self.root / f"{_TMP}probe-{uuid.uuid4().hex}"
+        try:
+            if not self.root.is_dir():
+                return None
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, b"x")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            return f"the store {self.root} cannot be written: {exc.strerror}"
+        finally:
+            _unlink_quietly(probe)
+        return None
 
     def config(self) -> LocalStoreConfig:
         return LocalStoreConfig(root=self.root)
@@ -112,7 +132,7 @@ class LocalStorage(Storage):
 
     def _tmp_for(self, path: Path) -> Path:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _make_private_dirs(path.parent)
         except OSError as exc:
             raise StorageError(f"cannot create {path.parent}: {exc.strerror}") from exc
         return path.parent / f"{_TMP}{uuid.uuid4().hex}"
@@ -126,15 +146,29 @@ class LocalStorage(Storage):
         except FileExistsError:
             raise AlreadyExistsError(key) from None
 
-    def _copy(self, source: Path, target: Path, progress: ProgressCallback | None) -> None:
-        tmp = self._tmp_for(target)
+    def _copy(
+        self,
+        source: Path,
+        target: Path,
+        progress: ProgressCallback | None,
+        *,
+        private: bool = False,
+    ) -> None:
+        """Copy ``source`` to ``target`` keeping its executable bit: owner-only into the store
+        (``private``), readable as usual out of it (a download)."""
+        if private:
+            tmp = self._tmp_for(target)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.parent / f"{_TMP}{uuid.uuid4().hex}"
         try:
             with open(source, "rb") as src, open(tmp, "wb") as dst:
                 while chunk := src.read(_CHUNK):
                     dst.write(chunk)
                     if progress:
                         progress(len(chunk))
-            mode = 0o755 if os.stat(source).st_mode & stat.S_IXUSR else 0o644
+            executable = os.stat(source).st_mode & stat.S_IXUSR
+            mode = (0o700 if executable else 0o600) if private else (0o755 if executable else 0o644)
             os.chmod(tmp, mode)
             os.replace(tmp, target)
         except FileNotFoundError as exc:
@@ -174,6 +208,21 @@ class LocalStorage(Storage):
                     return
                 return
             folder = folder.parent
+
+
+def _make_private_dirs(folder: Path) -> None:
+    """``folder`` and its missing parents, each created mode 0700."""
+    missing = []
+    while not folder.is_dir():
+        missing.append(folder)
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
 
 
 def validate_key(key: str) -> None:

@@ -28,6 +28,7 @@ from tests.e2e.cli import Dstack
 from tests.engine.cloudless import existing
 from tests.engine.conftest import ENGINE, REGION, ROOT, driver, stack_keys
 from tests.moto_server import MotoServer
+from tests.records import put_job_state
 
 WORKFLOWS = """\
 workflows:
@@ -87,7 +88,7 @@ def test_a_cloud_run_through_the_cli_then_prune(
     # the instance reports the job finished, as its runner would
     storage = S3Storage(bucket, endpoint_url=moto.endpoint_url)
     spec = state.read_job_spec(storage, REPO_ID, run, 0)
-    state.write_job_state(storage, spec, "ada", JobState(status=JobStatus.DONE, updated_at=1.0))
+    put_job_state(storage, spec, "ada", JobState(status=JobStatus.DONE, updated_at=1.0))
 
     pruned = cli("prune", "-y", cwd=repo, timeout=600)
     assert pruned.code == 0, pruned.err

@@ -105,7 +105,8 @@ def test_torchrun_makes_one_job_per_node_with_artifacts_on_the_master() -> None:
     assert specs[1].artifacts == specs[2].artifacts == []
     launch = specs[0].commands[-1]
     assert launch.startswith('torchrun --nnodes "$NNODES" --node_rank "$NODE_RANK"')
-    assert launch.endswith("train.py --epochs 2 --lr 0.1")
+    assert launch.endswith('train.py --epochs 2 "${DSTACK_RUN_ARGS[@]}"')
+    assert specs[0].args == ["--lr", "0.1"]
     assert "command -v torchrun" in specs[0].commands[0]
     assert specs[0].env == {"NPROC_PER_NODE": "1"}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from dstack.errors import SpecError
 from dstack.models import Artifact, JobSpec, RepoSnapshot, Resources
 from dstack.providers import PROVIDERS, RunInput, build_jobs
 from dstack.providers.base import Provider
+from dstack.runner.prepare import write_script
 from dstack.spec.overrides import RunOverrides, apply_overrides
 from dstack.spec.workflows import Workflow
 
@@ -56,8 +58,9 @@ def test_bash_job_spec() -> None:
         workflow="train",
         provider="bash",
         repo=REPO,
-        commands=["pip list", "python src/train.py --lr 0.1"],
+        commands=["pip list", 'python src/train.py "${DSTACK_RUN_ARGS[@]}"'],
         setup=["echo setup wise-owl-1"],
+        args=["--lr", "0.1"],
         env={"PYTHONPATH": "mnist", "RUN": "wise-owl-1"},
         working_dir="src",
         python="3.9",
@@ -84,22 +87,15 @@ def test_bash_ignores_args_without_the_placeholder() -> None:
     assert job(workflow(commands=["python train.py"]), "--x", "1").commands == ["python train.py"]
 
 
-@pytest.mark.parametrize(
-    ("args", "expected"),
-    [
-        ([], "run "),
-        (["a b"], "run 'a b'"),
-        (["it's", "$HOME", "x;y"], "run 'it'\"'\"'s' '$HOME' 'x;y'"),
-        (["--flag=1", "plain"], "run --flag=1 plain"),
-    ],
-)
-def test_run_args_are_shell_quoted(args: list[str], expected: str) -> None:
-    assert job(workflow(commands=["run ${{ run.args }}"]), *args).commands == [expected]
+@pytest.mark.parametrize("args", [[], ["a b"], ["it's", "$HOME", "x;y"], ["--flag=1", "plain"]])
+def test_run_args_are_data_not_text(args: list[str]) -> None:
+    spec = job(workflow(commands=["run ${{ run.args }}"]), *args)
+    assert spec.commands == ['run "${DSTACK_RUN_ARGS[@]}"'] and spec.args == args
 
 
 def test_placeholder_spacing_variants() -> None:
     wf = workflow(commands=["echo ${{run.name}} ${{  run.args  }}"])
-    assert job(wf, "x").commands == ["echo wise-owl-1 x"]
+    assert job(wf, "x").commands == ['echo wise-owl-1 "${DSTACK_RUN_ARGS[@]}"']
 
 
 def test_working_dir_is_not_substituted() -> None:
@@ -114,9 +110,10 @@ def test_build_is_pure_and_repeatable() -> None:
     draft = job(wf, "a", run_name="validating-run-0")
     first, second = job(wf, "a"), job(wf, "a")
     assert first == second
-    assert draft.commands == ["echo validating-run-0 a"]
+    assert draft.commands == ['echo validating-run-0 "${DSTACK_RUN_ARGS[@]}"']
     assert draft.model_copy(update={"run_name": first.run_name}) != first  # substituted by name
-    assert first.commands == ["echo wise-owl-1 a"] and first.env == {"N": "wise-owl-1"}
+    assert first.commands == ['echo wise-owl-1 "${DSTACK_RUN_ARGS[@]}"']
+    assert first.env == {"N": "wise-owl-1"}
 
 
 # ------------------------------------------------------------------------------------ python
@@ -129,7 +126,7 @@ def python_job(*args: str, **fields: Any) -> JobSpec:
 def test_python_job_spec() -> None:
     spec = python_job("--lr", "0.1", file="train.py", args=["--epochs", "3"], version="3.10",
                       requirements="req.txt", setup=["nvidia-smi"])  # fmt: skip
-    assert spec.commands == ["python train.py --epochs 3 --lr 0.1"]
+    assert spec.commands == ['python train.py --epochs 3 "${DSTACK_RUN_ARGS[@]}"']
     assert (spec.provider, spec.python, spec.requirements) == ("python", "3.10", "req.txt")
     assert spec.setup == ["nvidia-smi"]
     assert spec.image is None
@@ -137,17 +134,19 @@ def test_python_job_spec() -> None:
 
 def test_python_list_args_are_quoted_one_by_one() -> None:
     spec = python_job("two words", file="my script.py", args=["--name", "a b", "${{ run.name }}"])
-    assert spec.commands == ["python 'my script.py' --name 'a b' wise-owl-1 'two words'"]
+    assert spec.commands == [
+        "python 'my script.py' --name 'a b' wise-owl-1 \"${DSTACK_RUN_ARGS[@]}\""
+    ]
 
 
 def test_python_string_args_are_shell_text() -> None:
     spec = python_job("x y", file="t.py", args='--msg "hello world" ${{ run.args }} --end')
-    assert spec.commands == ["python t.py --msg \"hello world\" 'x y' --end"]
+    assert spec.commands == ['python t.py --msg "hello world" "${DSTACK_RUN_ARGS[@]}" --end']
 
 
 def test_python_run_args_item_expands_in_place() -> None:
     spec = python_job("a", "b c", script="t.py", args=["--first", "${{ run.args }}", "--last"])
-    assert spec.commands == ["python t.py --first a 'b c' --last"]
+    assert spec.commands == ['python t.py --first "${DSTACK_RUN_ARGS[@]}" --last']
 
 
 def test_python_without_args() -> None:
@@ -164,7 +163,7 @@ def test_docker_job_spec() -> None:
         "hi there",
     )  # fmt: skip
     assert (spec.provider, spec.image) == ("docker", "ubuntu:22.04")
-    assert spec.commands == ["echo 'hi there'"]
+    assert spec.commands == ['echo "$@"'] and spec.args == ["hi there"]
     assert (spec.setup, spec.env, spec.ports) == (["apt-get update"], {"A": "1"}, 1)
     assert spec.artifacts == [Artifact(path="out")]
     assert (spec.python, spec.requirements) == (None, None)
@@ -208,9 +207,10 @@ TRICKY = ["plain", "two words", "it's", 'say "hi"', "$HOME", "`id`", "back\\slas
     ],
     ids=["unquoted", "double-quoted", "single-quoted", "escaped-quote"],
 )
-def test_run_args_survive_the_shell_as_given(command: str, expected: str) -> None:
+def test_run_args_survive_the_shell_as_given(command: str, expected: str, tmp_path: Path) -> None:
     spec = job(workflow(commands=[command]), *TRICKY)
-    out = subprocess.run(["sh", "-c", spec.commands[0]], capture_output=True, text=True, check=True)
+    script = write_script(spec, tmp_path)
+    out = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=True)
     assert out.stdout == expected
 
 

@@ -9,6 +9,7 @@ from dstack import state
 from dstack.models import JobSpec, JobState, JobStatus, Owner, RepoSnapshot, RunRecord
 from dstack.runner.agent import Agent
 from dstack.storage.local import LocalStorage
+from tests.records import put_job_state
 
 REPO = RepoSnapshot(repo_id="github.com/acme/mnist", code_key="codes/x.tar.gz")
 
@@ -23,7 +24,7 @@ def test_a_finished_job_is_refused(tmp_path: Path) -> None:
                    repo=REPO, submitted_at=1000.0)  # fmt: skip
     state.create_run(storage, run, [spec])
     failed = JobState(status=JobStatus.FAILED, reason="provisioning interrupted", updated_at=5.0)
-    state.write_job_state(storage, spec, "ada", failed)
+    put_job_state(storage, spec, "ada", failed)
 
     agent = Agent(storage, spec, work_root=tmp_path / "work", cache_dir=tmp_path / "cache")
     final = agent.run()

@@ -97,3 +97,17 @@ def test_the_log_sink_stores_no_byte_of_a_secret_split_across_writes(tmp_path: P
     chunks = [storage.get(info.key) for info in storage.list_objects(prefix)]
     assert b"".join(chunks) == b"password: ***\nbye hunter"
     assert all(b"hunter2" not in chunk for chunk in chunks)
+
+
+def test_large_values_split_anywhere_are_masked() -> None:
+    rng = random.Random(3)
+    values = ["".join(rng.choice("abcdef") for _ in range(n)) for n in (5, 300, 4096, 100_000)]
+    text = b"".join(b"x" * rng.randint(0, 50) + v.encode() for v in values * 3) + b"end"
+    pieces, at = [], 0
+    while at < len(text):
+        step = rng.randint(1, 70_000)
+        pieces.append(text[at : at + step])
+        at += step
+    out = stream(Masker(values), pieces)
+    assert not any(v.encode() in out for v in values) and out.count(MASK) == 12
+    assert out.endswith(b"end")

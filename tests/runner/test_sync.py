@@ -107,3 +107,28 @@ def test_restored_artifacts_are_not_sent_back(storage: RecordingStorage, tmp_pat
     (second / "ckpt/epoch3.pt").write_bytes(b"3" * 1000)
     assert sync.sync_once()
     assert names(storage) == ["ckpt/epoch3.pt"]
+
+
+def test_links_leading_out_of_the_job_folder_are_not_saved(
+    storage: RecordingStorage, tmp_path: Path
+) -> None:
+    secret = tmp_path / "outside" / "passwd"
+    secret.parent.mkdir()
+    secret.write_text("root:x:0:0")
+    (tmp_path / "outside" / "more").write_text("more")
+    out = tmp_path / "job/out"
+    out.mkdir(parents=True)
+    (out / "model.bin").write_text("weights")
+    (out / "pw").symlink_to(secret)  # a file link out of the job
+    (out / "etc").symlink_to(secret.parent)  # a folder link out of the job
+    (out / "alias").symlink_to(out / "model.bin")  # a link inside the job: fine
+    (tmp_path / "job/whole").symlink_to(secret.parent)  # the artifact itself is a link
+    lines: list[str] = []
+    sync = ArtifactSync(storage, job("out", "whole"), tmp_path / "job", interval=60,
+                        notice=lines.append)  # fmt: skip
+    assert sync.sync_once()
+    assert names(storage) == ["out/alias", "out/model.bin"]
+    assert sorted(line.split()[2] for line in lines) == ["out/etc", "out/pw", "whole"]
+    assert all("outside the job's folder: not saved" in line for line in lines)
+    sync.sync_once()
+    assert len(lines) == 3  # said once

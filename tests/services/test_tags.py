@@ -132,3 +132,36 @@ def test_rm_refuses_a_tagged_run_until_the_tag_is_gone(ctx: Context, storage: Lo
     tags.delete_tag(ctx, "moons")
     remove(ctx, "bold-owl-1")
     assert state.list_runs(storage, REPO) == []
+
+
+def test_tags_add_y_wins_over_a_tag_created_after_its_check(
+    ctx: Context, storage: LocalStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two `tags add T -a D -y` racing on a new tag: the other user creates the tag between
+    this command's check and its write; with -y this one replaces it instead of failing."""
+    from dstack import api
+    from dstack.cli import tags as cli_tags
+
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "f").write_text("mine")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "f").write_text("theirs")
+    real_find = api.find_tag
+
+    def find_then_lose_the_race(context: Context, name: str) -> object:
+        found = real_find(context, name)  # nothing yet...
+        tags.add_upload_tag(context, name, tags.collect_upload([other], tmp_path))  # ...then
+        return found
+
+    monkeypatch.setattr(api, "find_tag", find_then_lose_the_race)
+    monkeypatch.setattr(api, "Context", lambda: ctx)
+    monkeypatch.chdir(tmp_path)
+    cli_tags.add_command("T", None, [data], yes=True)
+    tag = real_find(ctx, "T")
+    assert tag is not None and tag.files == 1
+    (key,) = [
+        i.key for i in storage.list_objects(f"repos/{REPO}/tagdata/T/") if i.key.endswith("/f")
+    ]
+    assert storage.get(key) == b"mine"

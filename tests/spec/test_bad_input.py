@@ -193,7 +193,7 @@ FILE_CASES = [
         one("commands: [a]\nworking_dir: src\nrequirements: ../../r.txt"),
         [at("requirements: '../../r.txt'"), "escapes the repository"],
     ),
-    ("env-not-kv", one("commands: [a]\nenv: [PYTHONPATH]"), [at("env: 'PYTHONPATH' is not K=V")]),
+    ("env-not-kv", one("commands: [a]\nenv: [PYTHON PATH]"), [at("env: 'PYTHON PATH' is not K=V")]),
     (
         "env-bad-name",
         one("commands: [a]\nenv: [1X=2]"),
@@ -359,7 +359,7 @@ FLAG_CASES = [
     ("gpu-negative", RunOverrides(gpu=-1), "--gpu: -1 is not a whole number"),
     ("cpu-zero", RunOverrides(cpu=0), "--cpu: 0 is not a positive whole number"),
     ("ports-zero", RunOverrides(ports=0), "-p/--ports: 0 is not a positive whole number"),
-    ("env-not-kv", RunOverrides(env=["FOO"]), "-e/--env: 'FOO' is not K=V"),
+    ("env-not-kv", RunOverrides(env=["F OO"]), "-e/--env: 'F OO' is not K=V"),
     ("env-bad-name", RunOverrides(env=["A-B=1"]), "-e/--env: 'A-B' is not a valid variable name"),
     ("env-expression", RunOverrides(env=["A=${{ run.nam }}"]), "-e/--env: unknown expression"),
     (

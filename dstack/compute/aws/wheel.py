@@ -3,7 +3,8 @@
 The wheel is built from the files of the imported ``dstack`` package (so an editable checkout
 ships its working tree, and an installed dstack ships itself), with the installed
 distribution's requirements. It is deterministic — sorted entries, fixed timestamps — so its
-digest names it: ``dist/<digest>/dstack-<version>-py3-none-any.whl``, uploaded once.
+digest names it: ``dist/<digest>/dstack-<version>-py3-none-any.whl``, uploaded once; an
+object found at that key is verified against the wheel, never trusted by its name.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class Wheel:
 
     @property
     def sha256(self) -> str:
-        """The full SHA-256 the instance checks before installing it."""
+        """The full SHA-256 of the wheel, hex: what an instance checks the download against."""
         return hashlib.sha256(self.data).hexdigest()
 
     @property
@@ -77,14 +78,20 @@ def build_wheel(package_dir: Path | None = None, version: str = __version__) -> 
 
 
 def ensure_wheel(storage: Storage, wheel: Wheel | None = None) -> Wheel:
-    """Store the wheel under its digest unless it is there already (one HEAD when it is)."""
+    """Store the wheel under its digest; an object already at that key is read and compared
+    byte for byte, never trusted by its name: another bucket user may have put anything there.
+    A different object is replaced by the real wheel (the key names its content, so there is
+    only one right content)."""
     wheel = wheel or build_wheel()
-    if storage.exists(wheel.key):
-        return wheel
-    try:
-        storage.put(wheel.key, wheel.data, if_absent=True)
-    except AlreadyExistsError:
-        pass
+    stored = storage.get_or_none(wheel.key)
+    if stored is None:
+        try:
+            storage.put(wheel.key, wheel.data, if_absent=True)
+            return wheel
+        except AlreadyExistsError:  # someone put one meanwhile: verified below
+            stored = storage.get_or_none(wheel.key) or b""
+    if hashlib.sha256(stored).hexdigest() != wheel.sha256:
+        storage.put(wheel.key, wheel.data)
     return wheel
 
 

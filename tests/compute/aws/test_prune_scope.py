@@ -21,6 +21,7 @@ from dstack.storage.s3.storage import S3Storage
 from stacks import tags as tagging
 from tests.compute.aws.doubles import FakeAutomation
 from tests.moto_server import MotoServer
+from tests.records import put_job_state
 
 WORKFLOWS = "workflows:\n  - name: train\n    commands: [echo hi]\n"
 
@@ -51,7 +52,7 @@ class Store:
         ctx = api.Context(storage=self.storage, compute=self.compute, repo_path=repo)
         run = api.submit(ctx, "train").run
         spec = state.read_job_spec(self.storage, run.repo_id, run.run_name, 0)
-        state.write_job_state(self.storage, spec, "ada", JobState(status=status, updated_at=1.0))
+        put_job_state(self.storage, spec, "ada", JobState(status=status, updated_at=1.0))
         state.delete_stack_record(self.storage, run.run_name)  # its stack is gone already
         return run
 
