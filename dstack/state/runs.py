@@ -84,8 +84,14 @@ def record_job_state(storage: Storage, spec: JobSpec, owner: str, state: JobStat
         newest = following
     new_head = head_key(spec, owner, newest)
     storage.put(new_head, b"")
+    # Older heads go; a newer one (a writer that recorded after this one and already published)
+    # stays, and so may this one if it lands late: readers keep the newest head of a job.
+    mine = parse_head(new_head)
     for info in list(storage.list_objects(heads_prefix(repo_id) + job_head_stem(spec))):
-        if info.key != new_head:
+        other = parse_head(info.key)
+        if info.key != new_head and (
+            other is None or mine is None or other.updated_at < mine.updated_at
+        ):
             storage.delete(info.key)
     if newest.status.is_finished:
         storage.delete(active_prefix(repo_id) + job_head_stem(spec).rstrip(";"))
