@@ -11,6 +11,7 @@ What each module owns:
 * :mod:`.tags`     tags, uploaded tag data, succeeded markers, dependency sources
 * :mod:`.infra`    cloud infrastructure records and stack records
 * :mod:`.secrets`  a repo's secrets
+* :mod:`.repos`    the repos a store holds
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ from dstack.state.keys import _head_key as _head_key
 from dstack.state.keys import _inv as _inv
 from dstack.state.keys import _job_head_stem as _job_head_stem
 from dstack.state.keys import _parse_head as _parse_head
+from dstack.state.repos import list_repos
 from dstack.state.runs import _dedupe as _dedupe
 from dstack.state.runs import _summarize as _summarize
 from dstack.state.runs import (
@@ -153,6 +155,7 @@ __all__ = [
     "list_active_runs",
     "list_attempts",
     "list_heads",
+    "list_repos",
     "list_runs",
     "list_secret_names",
     "list_stack_records",

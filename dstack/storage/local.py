@@ -99,6 +99,18 @@ class LocalStorage(Storage):
             raise NotFoundError(key)
         self._copy(source, Path(path), progress)
 
+    def read_chunks(self, key: str, *, chunk_size: int = _CHUNK) -> Iterator[bytes]:
+        path = self._path(key)
+        try:
+            file = open(path, "rb")  # noqa: SIM115 (closed by the with below)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise NotFoundError(key) from None
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror}") from exc
+        with file:
+            while chunk := file.read(chunk_size):
+                yield chunk
+
     def config(self) -> LocalStoreConfig:
         return LocalStoreConfig(root=self.root)
 

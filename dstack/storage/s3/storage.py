@@ -127,6 +127,27 @@ class S3Storage(Storage):
 
         return self._call(fetch, key=key)
 
+    def read_chunks(self, key: str, *, chunk_size: int = 8 << 20) -> Iterator[bytes]:
+        """A HEAD for the size, then one ranged GET per chunk, each retried on its own: a
+        dropped connection costs one chunk, and memory holds one chunk at a time."""
+        full = self._key(key)
+        head = self._call(lambda: self._client().head_object(Bucket=self.bucket, Key=full), key=key)
+        size = int(head.get("ContentLength", 0))
+        start = 0
+        while start < size:
+            byte_range = f"bytes={start}-{min(start + chunk_size, size) - 1}"
+
+            def fetch(byte_range: str = byte_range) -> bytes:
+                response = self._client().get_object(Bucket=self.bucket, Key=full, Range=byte_range)
+                with closing(response["Body"]) as body:
+                    return bytes(body.read())
+
+            data = self._call(fetch, key=key)
+            if not data:  # replaced by a shorter object meanwhile
+                return
+            yield data
+            start += len(data)
+
     def exists(self, key: str) -> bool:
         full = self._key(key)
         try:
