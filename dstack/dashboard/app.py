@@ -10,9 +10,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
@@ -106,7 +107,8 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
         )  # fmt: skip
 
     async def stop(request: Request) -> Response:
-        form = await request.form()
+        # a urlencoded form, read here: one small body needs no multipart parser
+        form = dict(parse_qsl((await request.body())[:65536].decode(errors="replace")))
         repo_id, run_name = str(form.get("repo", "")), str(form.get("run", ""))
         given = str(form.get("form_token", ""))
         if not auth.same(given, auth.form_token(token)) or not auth.same_origin(
@@ -118,7 +120,8 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
             return page(request, "error.html", status_code=400, message="Stop was not confirmed")
         abort = form.get("abort") == "yes"
         repo_ctx = pages.repo_context(ctx, repo_id)
-        run_service.get_run(repo_ctx, run_name, refresh=False)  # 404 before anything is written
+        # a 404 before anything is written
+        await run_in_threadpool(run_service.get_run, repo_ctx, run_name, refresh=False)
         if run_name not in stops or not stops[run_name].is_alive():
             stops[run_name] = threading.Thread(
                 target=_stop_run, args=(repo_ctx, run_name, abort), daemon=True
