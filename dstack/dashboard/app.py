@@ -36,7 +36,7 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals.update(render.GLOBALS)
     templates.env.globals["form_token"] = auth.form_token(token)
-    templates.env.globals["store"] = ctx.storage.describe()
+    templates.env.globals["store"] = _home_relative(ctx.storage.describe())
     stops: dict[str, threading.Thread] = {}
 
     def page(request: Request, name: str, status_code: int = 200, **values: Any) -> Response:
@@ -184,6 +184,11 @@ def _stop_run(ctx: Context, run_name: str, abort: bool) -> None:
         infra_service.release(ctx, run_name)
     except DstackError:
         pass  # the run page shows the run's state; the store holds the rest
+
+
+def _home_relative(where: str) -> str:
+    home = str(Path.home())
+    return "~" + where[len(home) :] if where.startswith(home + "/") else where
 
 
 def _run_params(request: Request) -> tuple[str, str]:

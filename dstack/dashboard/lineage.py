@@ -18,6 +18,7 @@ from dstack.storage.base import Storage
 
 RECENT_RUNS = 200  # runs per repo whose deps are read (one record each)
 NODE_WIDTH, NODE_HEIGHT, GAP_X, GAP_Y, MARGIN = 220, 52, 90, 22, 16
+TOP = 40  # room above the first row for arcs that skip a column
 
 
 @dataclass
@@ -144,13 +145,17 @@ def layout(graph: Graph) -> None:
         for row, node in enumerate(column):
             rows[node.id] = row
             node.x = MARGIN + layer * (NODE_WIDTH + GAP_X)
-            node.y = MARGIN + row * (NODE_HEIGHT + GAP_Y)
+            node.y = MARGIN + TOP + row * (NODE_HEIGHT + GAP_Y)
     for edge in graph.edges:
         a, b = graph.nodes[edge.source], graph.nodes[edge.target]
         x1, y1 = a.x + NODE_WIDTH, a.y + NODE_HEIGHT // 2
         x2, y2 = b.x, b.y + NODE_HEIGHT // 2
         bend = max((x2 - x1) // 2, 30)
-        edge.path = f"M{x1},{y1} C{x1 + bend},{y1} {x2 - bend},{y2} {x2},{y2}"
+        if b.layer - a.layer > 1:  # over the columns between: arc above the nodes in its way
+            lift = NODE_HEIGHT + GAP_Y // 2
+            edge.path = f"M{x1},{y1} C{x1 + 60},{y1 - lift} {x2 - 60},{y2 - lift} {x2},{y2}"
+        else:
+            edge.path = f"M{x1},{y1} C{x1 + bend},{y1} {x2 - bend},{y2} {x2},{y2}"
     graph.width = max((n.x + NODE_WIDTH for n in graph.nodes.values()), default=0) + MARGIN
     graph.height = max((n.y + NODE_HEIGHT for n in graph.nodes.values()), default=0) + MARGIN
 

@@ -80,7 +80,9 @@ class Served:
     def get(self, route: str, /, **params: str) -> Response:
         return self.request("GET", route, params=params)
 
-    def events(self, route: str, /, *, timeout: float = 60, **params: str) -> list[tuple[str, dict]]:
+    def events(
+        self, route: str, /, *, timeout: float = 60, **params: str
+    ) -> list[tuple[str, dict]]:
         """Every server-sent event of a stream, until the server ends it."""
         body = self.request("GET", route, params=params, timeout=timeout).text
         found = []

@@ -37,7 +37,9 @@ def test_every_request_needs_the_token(served: Served) -> None:
     assert served.request("GET", "/static/dashboard.js", cookie=False).status == 401
     wrong = served.request("GET", "/", params={"token": "x" * 32}, cookie=False)
     assert wrong.status == 401
-    given = served.request("GET", "/runs", params={"token": served.token, "repo": "a/b"}, cookie=False)
+    given = served.request(
+        "GET", "/runs", params={"token": served.token, "repo": "a/b"}, cookie=False
+    )
     assert given.status == 303
     assert given.headers["location"] == "/runs?repo=a%2Fb"  # the token leaves the address bar
     cookie = given.headers["set-cookie"]
@@ -46,7 +48,9 @@ def test_every_request_needs_the_token(served: Served) -> None:
     assert served.get("/").status == 200
 
 
-def test_the_pipeline_in_pages(served: Served, dstack: Dstack, store: Store, tmp_path: Path) -> None:
+def test_the_pipeline_in_pages(
+    served: Served, dstack: Dstack, store: Store, tmp_path: Path
+) -> None:
     repo = pipeline_repo(tmp_path / "moons")
     names = run_pipeline(dstack, repo)
     repo_id = "github.com/acme/moons"
@@ -88,13 +92,17 @@ def test_the_pipeline_in_pages(served: Served, dstack: Dstack, store: Store, tmp
 
     lineage = served.get("/lineage").text
     nodes = set(re.findall(r'data-node="([^"]+)"', lineage))
-    assert {f"run:{repo_id}:{name}" for name in names.values()} | {f"tag:{repo_id}:moons-data"} <= nodes
+    assert {f"run:{repo_id}:{name}" for name in names.values()} | {
+        f"tag:{repo_id}:moons-data"
+    } <= nodes
     assert lineage.count('class="edge') >= 4  # prepare→tag, tag→train, tag→evaluate, train→evaluate
 
     assert _keys(store) == before, "looking at pages wrote to the store"
 
 
-def test_artifact_paths_cannot_leave_the_run(served: Served, dstack: Dstack, tmp_path: Path) -> None:
+def test_artifact_paths_cannot_leave_the_run(
+    served: Served, dstack: Dstack, tmp_path: Path
+) -> None:
     repo = pipeline_repo(tmp_path / "moons")
     prepare = dstack.run_detached("prepare", cwd=repo)
     dstack.wait_status(prepare, repo, lambda s: s in FINISHED, timeout=300)
@@ -105,7 +113,9 @@ def test_artifact_paths_cannot_leave_the_run(served: Served, dstack: Dstack, tmp
     assert served.get("/run", repo="github.com/acme/other", run=prepare).status == 404
 
 
-def test_live_log_colored_and_masked(served: Served, dstack: Dstack, repo_factory, store: Store) -> None:  # type: ignore[no-untyped-def]
+def test_live_log_colored_and_masked(
+    served: Served, dstack: Dstack, repo_factory, store: Store
+) -> None:  # type: ignore[no-untyped-def]
     repo = repo_factory({".dstack/workflows.yaml": SLOW})
     assert dstack("secrets", "add", "API_KEY", "sk-very-secret-value", cwd=repo).code == 0
     run = dstack.run_detached("talk", cwd=repo)
@@ -121,7 +131,10 @@ def test_live_log_colored_and_masked(served: Served, dstack: Dstack, repo_factor
 
 
 def test_stop_needs_the_form_token_the_origin_and_a_confirmation(
-    served: Served, dstack: Dstack, repo_factory, store: Store  # type: ignore[no-untyped-def]
+    served: Served,
+    dstack: Dstack,
+    repo_factory,
+    store: Store,  # type: ignore[no-untyped-def]
 ) -> None:
     repo = repo_factory({".dstack/workflows.yaml": SLOW})
     run = dstack.run_detached("slow", cwd=repo)
@@ -164,5 +177,3 @@ def dstack_storage():  # type: ignore[no-untyped-def]
     from dstack.storage import default_storage
 
     return default_storage()
-
-
