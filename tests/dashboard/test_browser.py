@@ -75,10 +75,12 @@ def browser(tmp_path: Path) -> Iterator[object]:
 
 def shot(driver, name: str) -> None:  # type: ignore[no-untyped-def]
     SHOTS.mkdir(parents=True, exist_ok=True)
-    height = driver.execute_script("return document.body.scrollHeight")
-    driver.set_window_size(1400, min(max(height + 40, 700), 2400))
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    metrics = {"width": 1400, "height": min(max(height, 600), 3000), "deviceScaleFactor": 1,
+               "mobile": False}  # fmt: skip
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)  # the whole page
     driver.save_screenshot(str(SHOTS / f"{name}.png"))
-    driver.set_window_size(1400, 1000)
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
 def wait_for(predicate, timeout: float = 30, what: str = "") -> None:  # type: ignore[no-untyped-def]
