@@ -166,6 +166,17 @@ def test_the_pipeline_in_the_browser(
     ).click()
     wait_for(lambda: names["train"] in driver.find_element(By.TAG_NAME, "h1").text, 10, "the run")
 
+    # the runs table follows a run that changes while it is open (no reload of the page)
+    watched = dstack.run_detached("forever", cwd=repo)
+    dstack.wait_status(watched, repo, lambda s: s == "running")
+    driver.get(f"{served.url}/runs?repo={REPO_ID}")
+    row = f'#runs-table tr[data-run="{watched}"]'
+    assert "running" in driver.find_element(By.CSS_SELECTOR, row).text
+    driver.execute_script("window.stillTheSamePage = true")
+    assert dstack("stop", watched, "-y", cwd=repo).code == 0  # from a terminal elsewhere
+    wait_for(lambda: "stopped" in driver.find_element(By.CSS_SELECTOR, row).text, 30, "stopped")
+    assert driver.execute_script("return window.stillTheSamePage") is True
+
     # stop a run: the confirmation is asked, and the run ends stopped
     forever = dstack.run_detached("forever", cwd=repo)
     dstack.wait_status(forever, repo, lambda s: s == "running")
