@@ -1,5 +1,5 @@
 """The dashboard's pieces without a server: colors, repo ids from keys, the zip stream, the
-lineage graph, the plan table, and streamed reads on both stores."""
+lineage graph and the plan table. (``Storage.read_chunks`` is in the storage conformance suite.)"""
 
 from __future__ import annotations
 
@@ -161,30 +161,3 @@ def test_plan_key_inputs() -> None:
         "policy": '{"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:x/*"}]}'
     })  # fmt: skip
     assert policy == [("IAM scope", "Allow s3:GetObject on arn:x/*")]
-
-
-@pytest.mark.parametrize("size", [0, 5, (1 << 20) + 3])
-def test_read_chunks_local(tmp_path: Path, size: int) -> None:
-    storage = LocalStorage(tmp_path)
-    data = os.urandom(size)
-    storage.put("a/b", data)
-    chunks = list(storage.read_chunks("a/b", chunk_size=1 << 19))
-    assert b"".join(chunks) == data and all(len(c) <= 1 << 19 for c in chunks)
-    from dstack.errors import NotFoundError
-
-    with pytest.raises(NotFoundError):
-        next(storage.read_chunks("a/missing"))
-
-
-@pytest.mark.parametrize("size", [0, 5, (1 << 20) + 3])
-def test_read_chunks_s3(s3_bucket: str, moto_server, size: int) -> None:  # type: ignore[no-untyped-def]
-    from dstack.errors import NotFoundError
-    from dstack.storage.s3.storage import S3Storage
-
-    storage = S3Storage(s3_bucket, region="us-east-1", endpoint_url=moto_server.endpoint_url)
-    data = os.urandom(size)
-    storage.put("a/b", data)
-    chunks = list(storage.read_chunks("a/b", chunk_size=1 << 19))
-    assert b"".join(chunks) == data and all(len(c) <= 1 << 19 for c in chunks)
-    with pytest.raises(NotFoundError):
-        next(storage.read_chunks("a/missing"))
