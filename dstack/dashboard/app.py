@@ -50,7 +50,7 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
         return page(request, "repos.html", repos=pages.repos(ctx))
 
     def runs(request: Request) -> Response:
-        repo_id = request.query_params.get("repo", "")
+        repo_id = _checked_repo(request.query_params.get("repo", ""))
         filters = pages.Filters(
             status=request.query_params.get("status", ""),
             workflow=request.query_params.get("workflow", "").strip(),
@@ -109,7 +109,8 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
     async def stop(request: Request) -> Response:
         # a urlencoded form, read here: one small body needs no multipart parser
         form = dict(parse_qsl((await request.body())[:65536].decode(errors="replace")))
-        repo_id, run_name = str(form.get("repo", "")), str(form.get("run", ""))
+        repo_id = _checked_repo(str(form.get("repo", "")))
+        run_name = str(form.get("run", ""))
         given = str(form.get("form_token", ""))
         if not auth.same(given, auth.form_token(token)) or not auth.same_origin(
             request.headers, request.scope
@@ -192,7 +193,19 @@ def _home_relative(where: str) -> str:
 
 
 def _run_params(request: Request) -> tuple[str, str]:
-    return request.query_params.get("repo", ""), request.query_params.get("run", "")
+    repo_id = _checked_repo(request.query_params.get("repo", ""))
+    run_name = request.query_params.get("run", "")
+    if not run_name or "/" in run_name or run_name in (".", "..") or "\0" in run_name:
+        raise NotFoundError(f"no run named {run_name!r}")
+    return repo_id, run_name
+
+
+def _checked_repo(repo_id: str) -> str:
+    """A repo id from a request, refused unless it is one (it becomes part of store keys)."""
+    segments = repo_id.split("/")
+    if len(segments) < 2 or any(s in ("", ".", "..") or "\0" in s for s in segments):
+        raise NotFoundError(f"no repo {repo_id!r} in this store")
+    return repo_id
 
 
 def _run_url(repo_id: str, run_name: str) -> str:

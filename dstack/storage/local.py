@@ -60,6 +60,7 @@ class LocalStorage(Storage):
         return self._path(key).is_file()
 
     def list_objects(self, prefix: str, *, after: str | None = None) -> Iterator[ObjectInfo]:
+        validate_prefix(prefix)
         folder, _, start = prefix.rpartition("/")
         base = self.root / folder if folder else self.root
         found: list[ObjectInfo] = []
@@ -196,6 +197,15 @@ def validate_key(key: str) -> None:
     for part in key.split("/"):
         if part in ("", ".", "..") or part.startswith(_TMP) or "\0" in part:
             raise StorageError(f"invalid storage key: {key!r}")
+
+
+def validate_prefix(prefix: str) -> None:
+    """Refuse listing prefixes whose folders could escape the store (``..``, ``.``, ``//``)."""
+    if prefix.startswith("/"):
+        raise StorageError(f"invalid storage prefix: {prefix!r}")
+    for part in prefix.rpartition("/")[0].split("/") if "/" in prefix else []:
+        if part in ("", ".", "..") or "\0" in part:
+            raise StorageError(f"invalid storage prefix: {prefix!r}")
 
 
 def _unlink_quietly(path: Path) -> None:

@@ -177,3 +177,15 @@ def dstack_storage():  # type: ignore[no-untyped-def]
     from dstack.storage import default_storage
 
     return default_storage()
+
+
+def test_names_that_are_not_repos_or_runs_are_404(served: Served) -> None:
+    for route, params in (
+        ("/runs", {"repo": "../../x"}),
+        ("/runs", {"repo": "a//b"}),
+        ("/run", {"repo": "github.com/acme/x", "run": "../x"}),
+        ("/run", {"repo": "..", "run": "x"}),
+        ("/run/logs", {"repo": "a/../../b", "run": "x"}),
+        ("/infra", {"repo": "github.com/acme/x", "run": "nope"}),
+    ):
+        assert served.get(route, **params).status == 404, (route, params)

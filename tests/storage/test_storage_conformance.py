@@ -438,3 +438,9 @@ def test_read_chunks_streams_the_object(storage: Storage, size: int) -> None:
 def test_read_chunks_of_a_missing_key_raises_not_found(storage: Storage) -> None:
     with pytest.raises(NotFoundError):
         next(storage.read_chunks("a/missing"))
+
+
+@pytest.mark.parametrize("prefix", ["../", "a/../../", "a//b", "/etc/", "./a"])
+def test_listing_prefixes_that_could_escape_are_refused(storage: Storage, prefix: str) -> None:
+    with pytest.raises(StorageError):
+        list(storage.list_objects(prefix))

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 from dstack.errors import ConfigError, DstackError, NotFoundError, StorageError
 from dstack.settings import RETRY_DEADLINE_ENV
 from dstack.storage.base import ObjectInfo, ProgressCallback, Storage
-from dstack.storage.local import validate_key
+from dstack.storage.local import validate_key, validate_prefix
 from dstack.storage.s3 import aws_errors
 from dstack.storage.s3 import client as s3_client
 from dstack.storage.s3 import errors as s3_errors
@@ -157,6 +157,7 @@ class S3Storage(Storage):
         return True
 
     def list_objects(self, prefix: str, *, after: str | None = None) -> Iterator[ObjectInfo]:
+        validate_prefix(prefix)
         start = None if after is None else self._prefix + after
         for item in self._list_raw(self._prefix + prefix, start):
             key = item["Key"][len(self._prefix) :]
