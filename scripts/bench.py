@@ -66,7 +66,9 @@ def main() -> None:
         rows.append(bench_help(env, reps))
         rows.append(bench_run(env, repo, reps))
         rows.append(bench_log_delay(env, repo))
+        rows.append(bench_dashboard_log_delay(env, repo))
         rows.extend(bench_ps(work, args.runs if not args.quick else 2000))
+        rows.append(bench_dashboard(work, args.runs if not args.quick else 2000))
         rows.extend(bench_deps(work, reps=2 if args.quick else 3))
         rows.extend(recovery_rows(work))
         rows.extend(bench_masking(work, reps=1 if args.quick else 3))
@@ -189,6 +191,52 @@ def bench_log_delay(
     return (label, f"p95 {p95:.3f}s", f"p50 {p50:.3f}s", f"n={len(delays)}", target)
 
 
+def bench_dashboard_log_delay(env: dict[str, str], repo: Path) -> tuple[str, str, str, str, str]:
+    """From a job's print to the dashboard's log stream (what the page appends), side by side
+    with the attached CLI's delay on the same machine."""
+    import http.client
+    import json
+    import re
+
+    server = subprocess.Popen(
+        [*DSTACK, "dashboard", "--port", "0", "--no-browser"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        url = server.stdout.readline().strip()  # type: ignore[union-attr]
+        host_port, token = url.split("//", 1)[1].split("/?token=")
+        host, port = host_port.rsplit(":", 1)
+        submitted = subprocess.run(
+            [*DSTACK, "run", "-d", "ticks"], env=env, cwd=repo, capture_output=True, text=True
+        )
+        run_name = submitted.stderr.split("Run ", 1)[1].split()[0]
+        repo_id = "github.com/acme/bench"  # make_repo's remote
+        conn = http.client.HTTPConnection(host, int(port), timeout=120)
+        conn.request("GET", f"/run/logs?repo={repo_id}&run={run_name}",
+                     headers={"Cookie": f"dstack_dashboard_{port}={token}"})  # fmt: skip
+        reply = conn.getresponse()
+        delays = []
+        opened = None
+        for raw in reply.fp:
+            if raw.startswith(b"event: end"):
+                break
+            opened = opened or time.time()  # the first event: the stream is open
+            if raw.startswith(b"data: "):
+                seen = time.time()
+                text = json.loads(raw[6:]).get("html", "")
+                printed = [float(t) for t in re.findall(r"tick (\d+\.\d+)", text)]
+                # only lines printed once the stream was open are live
+                delays.extend(seen - at for at in printed if at > opened)
+        conn.close()
+    finally:
+        server.terminate()
+        server.wait(10)
+    live = sorted(delays)
+    p50, p95 = live[len(live) // 2], live[int(len(live) * 0.95) - 1]
+    return ("log delay job→dashboard stream", f"p95 {p95:.3f}s", f"p50 {p50:.3f}s",
+            f"n={len(live)}", "<= 1s")  # fmt: skip
+
+
 def bench_ps(work: Path, count: int) -> list[tuple[str, str, str, str, str]]:
     """`dstack ps -a` on stores seeded with ``count`` and 100 finished runs."""
     results = []
@@ -228,6 +276,49 @@ def bench_ps(work: Path, count: int) -> list[tuple[str, str, str, str, str]]:
     )
     shutil.rmtree(work / f"ps-{count}", ignore_errors=True)
     return results
+
+
+def bench_dashboard(work: Path, count: int) -> tuple[str, str, str, str, str]:
+    """`dstack dashboard`: the first page of a repo's runs, on stores of ``count`` and 100 runs
+    (the first request after start-up, and the median of 5 more)."""
+    import http.client
+
+    timings = {}
+    for runs in (100, count):
+        home = work / f"dash-{runs}"
+        seed_store(home / "store", runs)
+        env = {**os.environ, "DSTACK_HOME": str(home), "NO_COLOR": "1"}
+        proc = subprocess.Popen(
+            [*DSTACK, "dashboard", "--port", "0", "--no-browser"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        try:
+            url = proc.stdout.readline().strip()  # type: ignore[union-attr]
+            host_port, token = url.split("//", 1)[1].split("/?token=")
+            host, port = host_port.rsplit(":", 1)
+
+            def first_page(h: str = host, p: str = port, t: str = token) -> None:
+                conn = http.client.HTTPConnection(h, int(p), timeout=60)
+                conn.request("GET", "/runs?repo=github.com/acme/bench",
+                             headers={"Cookie": f"dstack_dashboard_{p}={t}"})  # fmt: skip
+                reply = conn.getresponse()
+                assert reply.status == 200 and b"seeded-run-" in reply.read()
+                conn.close()
+
+            cold = timed(first_page, 1)[0]
+            timings[runs] = (cold, statistics.median(timed(first_page, 5)))
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        shutil.rmtree(home, ignore_errors=True)
+    cold_big, warm_big = timings[count]
+    return (
+        f"dashboard runs page 1 ({count} runs)",
+        f"{warm_big:.3f}s (first {cold_big:.3f}s)",
+        f"100 runs {timings[100][1]:.3f}s",
+        f"{warm_big / timings[100][1]:.1f}x",
+        "<= 1s",
+    )
 
 
 def seed_store(root: Path, runs: int) -> None:

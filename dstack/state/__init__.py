@@ -11,6 +11,7 @@ What each module owns:
 * :mod:`.tags`     tags, uploaded tag data, succeeded markers, dependency sources
 * :mod:`.infra`    cloud infrastructure records and stack records
 * :mod:`.secrets`  a repo's secrets
+* :mod:`.repos`    the repos a store holds
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ from dstack.state.keys import (
 from dstack.state.keys import head_key as head_key
 from dstack.state.keys import inverted_time as inverted_time
 from dstack.state.keys import job_head_stem as job_head_stem
+from dstack.state.repos import list_repos
 from dstack.state.runs import (
     create_run,
     delete_damaged_run,
@@ -178,6 +180,7 @@ __all__ = [
     "list_active_runs",
     "list_attempts",
     "list_heads",
+    "list_repos",
     "list_runs",
     "list_secret_names",
     "list_stack_records",

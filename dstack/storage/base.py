@@ -122,6 +122,19 @@ class Storage(ABC):
         except NotFoundError:
             return None
 
+    def read_chunks(self, key: str, *, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """The object at ``key`` as a stream of chunks of at most ``chunk_size`` bytes, never
+        held in memory whole (for serving large files). ``NotFoundError`` from the first
+        ``next()`` if there is no such object. This default goes through a temporary file."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="dstack-read-") as folder:
+            path = Path(folder) / "object"
+            self.download_file(key, path)
+            with open(path, "rb") as file:
+                while chunk := file.read(chunk_size):
+                    yield chunk
+
     def upload_tree(
         self,
         files: list[tuple[Path, str]],

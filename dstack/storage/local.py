@@ -60,6 +60,7 @@ class LocalStorage(Storage):
         return self._path(key).is_file()
 
     def list_objects(self, prefix: str, *, after: str | None = None) -> Iterator[ObjectInfo]:
+        validate_prefix(prefix)
         folder, _, start = prefix.rpartition("/")
         base = self.root / folder if folder else self.root
         found: list[ObjectInfo] = []
@@ -117,6 +118,18 @@ class LocalStorage(Storage):
         finally:
             _unlink_quietly(probe)
         return None
+
+    def read_chunks(self, key: str, *, chunk_size: int = _CHUNK) -> Iterator[bytes]:
+        path = self._path(key)
+        try:
+            file = open(path, "rb")  # noqa: SIM115 (closed by the with below)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise NotFoundError(key) from None
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror}") from exc
+        with file:
+            while chunk := file.read(chunk_size):
+                yield chunk
 
     def config(self) -> LocalStoreConfig:
         return LocalStoreConfig(root=self.root)
@@ -232,6 +245,15 @@ def validate_key(key: str) -> None:
     for part in key.split("/"):
         if part in ("", ".", "..") or part.startswith(_TMP) or "\0" in part:
             raise StorageError(f"invalid storage key: {key!r}")
+
+
+def validate_prefix(prefix: str) -> None:
+    """Refuse listing prefixes whose folders could escape the store (``..``, ``.``, ``//``)."""
+    if prefix.startswith("/"):
+        raise StorageError(f"invalid storage prefix: {prefix!r}")
+    for part in prefix.rpartition("/")[0].split("/") if "/" in prefix else []:
+        if part in ("", ".", "..") or "\0" in part:
+            raise StorageError(f"invalid storage prefix: {prefix!r}")
 
 
 def _unlink_quietly(path: Path) -> None:

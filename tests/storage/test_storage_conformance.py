@@ -425,3 +425,23 @@ def test_config_rebuilds_the_same_store(storage: Storage) -> None:
     assert other.get("shared/key") == b"seen by the runner"
     assert other.describe() == storage.describe()
     assert storage.describe()
+
+
+@pytest.mark.parametrize("size", [0, 5, (1 << 20) + 3])
+def test_read_chunks_streams_the_object(storage: Storage, size: int) -> None:
+    data = os.urandom(size)
+    storage.put("a/b", data)
+    chunks = list(storage.read_chunks("a/b", chunk_size=1 << 19))
+    assert b"".join(chunks) == data
+    assert all(0 < len(chunk) <= 1 << 19 for chunk in chunks)
+
+
+def test_read_chunks_of_a_missing_key_raises_not_found(storage: Storage) -> None:
+    with pytest.raises(NotFoundError):
+        next(storage.read_chunks("a/missing"))
+
+
+@pytest.mark.parametrize("prefix", ["../", "a/../../", "a//b", "/etc/", "./a"])
+def test_listing_prefixes_that_could_escape_are_refused(storage: Storage, prefix: str) -> None:
+    with pytest.raises(StorageError):
+        list(storage.list_objects(prefix))

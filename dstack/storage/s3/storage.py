@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 from dstack.errors import ConfigError, DstackError, NotFoundError, StorageError
 from dstack.settings import RETRY_DEADLINE_ENV
 from dstack.storage.base import ObjectInfo, ProgressCallback, Storage
-from dstack.storage.local import validate_key
+from dstack.storage.local import validate_key, validate_prefix
 from dstack.storage.s3 import aws_errors
 from dstack.storage.s3 import client as s3_client
 from dstack.storage.s3 import errors as s3_errors
@@ -127,6 +127,27 @@ class S3Storage(Storage):
 
         return self._call(fetch, key=key)
 
+    def read_chunks(self, key: str, *, chunk_size: int = 8 << 20) -> Iterator[bytes]:
+        """A HEAD for the size, then one ranged GET per chunk, each retried on its own: a
+        dropped connection costs one chunk, and memory holds one chunk at a time."""
+        full = self._key(key)
+        head = self._call(lambda: self._client().head_object(Bucket=self.bucket, Key=full), key=key)
+        size = int(head.get("ContentLength", 0))
+        start = 0
+        while start < size:
+            byte_range = f"bytes={start}-{min(start + chunk_size, size) - 1}"
+
+            def fetch(byte_range: str = byte_range) -> bytes:
+                response = self._client().get_object(Bucket=self.bucket, Key=full, Range=byte_range)
+                with closing(response["Body"]) as body:
+                    return bytes(body.read())
+
+            data = self._call(fetch, key=key)
+            if not data:  # replaced by a shorter object meanwhile
+                return
+            yield data
+            start += len(data)
+
     def exists(self, key: str) -> bool:
         full = self._key(key)
         try:
@@ -136,6 +157,7 @@ class S3Storage(Storage):
         return True
 
     def list_objects(self, prefix: str, *, after: str | None = None) -> Iterator[ObjectInfo]:
+        validate_prefix(prefix)
         start = None if after is None else self._prefix + after
         for item in self._list_raw(self._prefix + prefix, start):
             key = item["Key"][len(self._prefix) :]

@@ -1,0 +1,229 @@
+"""The Starlette application: pages, the live log stream, downloads, and Stop.
+
+Endpoints are plain functions (Starlette runs them in its thread pool, since the store is read
+with blocking calls). Repos and runs are named in query parameters, because repo ids hold
+slashes. Every request has passed :class:`.auth.TokenGuard` before it gets here.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from dstack.dashboard import auth, files, infra, lineage, logstream, pages, render
+from dstack.errors import DstackError, NotFoundError, RunNotFoundError
+from dstack.services import artifacts as artifact_service
+from dstack.services import infra as infra_service
+from dstack.services import runs as run_service
+from dstack.services.context import Context
+
+HERE = Path(__file__).parent
+
+
+def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") -> Starlette:
+    """The dashboard over ``ctx``'s store; every request must hold ``token``."""
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.globals.update(render.GLOBALS)
+    templates.env.globals["form_token"] = auth.form_token(token)
+    templates.env.globals["store"] = _home_relative(ctx.storage.describe())
+    stops: dict[str, threading.Thread] = {}
+
+    def page(request: Request, name: str, status_code: int = 200, **values: Any) -> Response:
+        return templates.TemplateResponse(request, name, values, status_code=status_code)
+
+    def failure(request: Request, exc: Exception) -> Response:
+        code = 404 if isinstance(exc, (RunNotFoundError, NotFoundError)) else 502
+        return page(request, "error.html", status_code=code, message=str(exc))
+
+    def repos(request: Request) -> Response:
+        return page(request, "repos.html", repos=pages.repos(ctx))
+
+    def runs(request: Request) -> Response:
+        repo_id = _checked_repo(request.query_params.get("repo", ""))
+        filters = pages.Filters(
+            status=request.query_params.get("status", ""),
+            workflow=request.query_params.get("workflow", "").strip(),
+            owner=request.query_params.get("owner", "").strip(),
+        )
+        number = _int(request.query_params.get("page"), 1)
+        found = pages.runs_page(ctx, repo_id, filters, number)
+        query = {"repo": repo_id, "status": filters.status, "workflow": filters.workflow,
+                 "owner": filters.owner}  # fmt: skip
+        template = "runs_table.html" if request.query_params.get("fragment") else "runs.html"
+        return page(request, template, runs=found, filters=filters, query=query,
+                    statuses=render.STATUS_CHOICES)  # fmt: skip
+
+    def run(request: Request) -> Response:
+        repo_id, run_name = _run_params(request)
+        detail = pages.run_detail(ctx, repo_id, run_name)
+        multi = len(detail.jobs) > 1
+        return page(request, "run.html", run=detail, repo_id=repo_id,
+                    tree=files.tree(detail.artifacts, multi), stopping=run_name in stops)  # fmt: skip
+
+    def logs(request: Request) -> Response:
+        repo_id, run_name = _run_params(request)
+        view = run_service.get_run(pages.repo_context(ctx, repo_id), run_name, refresh=False)
+        return StreamingResponse(
+            logstream.log_events(ctx.storage, view),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    def artifact(request: Request) -> Response:
+        repo_id, run_name = _run_params(request)
+        view = run_service.get_run(pages.repo_context(ctx, repo_id), run_name, refresh=False)
+        listing = artifact_service.list_artifacts(pages.repo_context(ctx, repo_id), view)
+        multi = len(view.jobs) > 1
+        if "folder" in request.query_params:
+            folder = request.query_params["folder"].strip("/")
+            chosen = files.in_folder(listing, folder, multi)
+            if not chosen:
+                raise NotFoundError(f"no artifacts under {folder or '/'} in run {run_name}")
+            name = (folder.rsplit("/", 1)[-1] or run_name) if folder else run_name
+            return StreamingResponse(
+                files.zip_stream(ctx.storage, chosen, folder, multi),
+                media_type="application/zip",
+                headers=_attachment(f"{name}.zip"),
+            )
+        path = request.query_params.get("path", "")
+        found = files.find_file(listing, path, multi)
+        if found is None:
+            raise NotFoundError(f"no artifact {path!r} in run {run_name}")
+        headers = {**_attachment(path.rsplit("/", 1)[-1]), "Content-Length": str(found.size)}
+        return StreamingResponse(
+            ctx.storage.read_chunks(found.key), media_type="application/octet-stream",
+            headers=headers,
+        )  # fmt: skip
+
+    async def stop(request: Request) -> Response:
+        # a urlencoded form, read here: one small body needs no multipart parser
+        form = dict(parse_qsl((await request.body())[:65536].decode(errors="replace")))
+        repo_id = _checked_repo(str(form.get("repo", "")))
+        run_name = str(form.get("run", ""))
+        given = str(form.get("form_token", ""))
+        if not auth.same(given, auth.form_token(token)) or not auth.same_origin(
+            request.headers, request.scope
+        ):
+            return page(request, "error.html", status_code=403,
+                        message="refused: Stop must be confirmed from this dashboard's own page")  # fmt: skip
+        if form.get("confirm") != "yes":
+            return page(request, "error.html", status_code=400, message="Stop was not confirmed")
+        abort = form.get("abort") == "yes"
+        repo_ctx = pages.repo_context(ctx, repo_id)
+        # a 404 before anything is written
+        await run_in_threadpool(run_service.get_run, repo_ctx, run_name, refresh=False)
+        if run_name not in stops or not stops[run_name].is_alive():
+            stops[run_name] = threading.Thread(
+                target=_stop_run, args=(repo_ctx, run_name, abort), daemon=True
+            )
+            stops[run_name].start()
+        return RedirectResponse(_run_url(repo_id, run_name), status_code=303)
+
+    def lineage_page(request: Request) -> Response:
+        graph = lineage.build(ctx.storage)
+        focus = request.query_params.get("node")
+        if focus and focus in graph.nodes:
+            graph = lineage.focus(graph, focus)
+        return page(request, "lineage.html", graph=graph, focus=focus, size=lineage)
+
+    def infra_page(request: Request) -> Response:
+        repo_id, run_name = _run_params(request)
+        view = infra_service.show(pages.repo_context(ctx, repo_id), run_name)
+        plan = view.record("plan")
+        return page(request, "infra.html", view=view, repo_id=repo_id,
+                    rows=infra.resource_rows(plan) if plan else [])  # fmt: skip
+
+    def guarded(endpoint: Any) -> Any:
+        if _is_async(endpoint):
+
+            async def wrapper_async(request: Request) -> Response:
+                try:
+                    return await endpoint(request)
+                except DstackError as exc:
+                    return failure(request, exc)
+
+            return wrapper_async
+
+        def wrapper(request: Request) -> Response:
+            try:
+                return endpoint(request)
+            except DstackError as exc:
+                return failure(request, exc)
+
+        return wrapper
+
+    routes = [
+        Route("/", guarded(repos)),
+        Route("/runs", guarded(runs)),
+        Route("/run", guarded(run)),
+        Route("/run/logs", guarded(logs)),
+        Route("/run/artifact", guarded(artifact)),
+        Route("/run/stop", guarded(stop), methods=["POST"]),
+        Route("/infra", guarded(infra_page)),
+        Route("/lineage", guarded(lineage_page)),
+        Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
+    middleware = [Middleware(auth.TokenGuard, token=token, cookie=cookie)]
+    return Starlette(routes=routes, middleware=middleware)
+
+
+def _stop_run(ctx: Context, run_name: str, abort: bool) -> None:
+    """What `dstack stop` does: stop (or abort) the run, then release a cloud run's stack."""
+    try:
+        run_service.stop(ctx, run_name, abort=abort)
+        infra_service.release(ctx, run_name)
+    except DstackError:
+        pass  # the run page shows the run's state; the store holds the rest
+
+
+def _home_relative(where: str) -> str:
+    home = str(Path.home())
+    return "~" + where[len(home) :] if where.startswith(home + "/") else where
+
+
+def _run_params(request: Request) -> tuple[str, str]:
+    repo_id = _checked_repo(request.query_params.get("repo", ""))
+    run_name = request.query_params.get("run", "")
+    if not run_name or "/" in run_name or run_name in (".", "..") or "\0" in run_name:
+        raise NotFoundError(f"no run named {run_name!r}")
+    return repo_id, run_name
+
+
+def _checked_repo(repo_id: str) -> str:
+    """A repo id from a request, refused unless it is one (it becomes part of store keys)."""
+    segments = repo_id.split("/")
+    if len(segments) < 2 or any(s in ("", ".", "..") or "\0" in s for s in segments):
+        raise NotFoundError(f"no repo {repo_id!r} in this store")
+    return repo_id
+
+
+def _run_url(repo_id: str, run_name: str) -> str:
+    return "/run?" + urlencode({"repo": repo_id, "run": run_name})
+
+
+def _attachment(name: str) -> dict[str, str]:
+    return {"Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}"}
+
+
+def _int(value: str | None, default: int) -> int:
+    try:
+        return int(value) if value else default
+    except ValueError:
+        return default
+
+
+def _is_async(fn: Any) -> bool:
+    import inspect
+
+    return inspect.iscoroutinefunction(fn)

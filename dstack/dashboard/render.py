@@ -1,0 +1,84 @@
+"""Small formatting helpers the templates call: times, durations, sizes, status colors, links."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+from dstack.models import JobStatus
+
+STATUS_CHOICES = ["", "active", *[s.value for s in JobStatus]]
+
+_STATUS_CLASS = {
+    "submitted": "pending",
+    "provisioning": "pending",
+    "downloading": "active",
+    "running": "active",
+    "uploading": "active",
+    "stopping": "warn",
+    "done": "ok",
+    "failed": "bad",
+    "stopped": "warn",
+    "aborted": "bad",
+    "interrupted": "bad",
+}
+
+
+def status_class(status: Any) -> str:
+    value = getattr(status, "value", status)
+    return f"status status-{_STATUS_CLASS.get(str(value), 'pending')}"
+
+
+def when(at: float | None) -> str:
+    if not at:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+
+def ago(at: float | None) -> str:
+    if not at:
+        return ""
+    return duration(time.time() - at) + " ago"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(max(seconds, 0))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
+
+
+def size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def url(route: str, /, **params: Any) -> str:
+    kept = {k: v for k, v in params.items() if v not in (None, "")}
+    return route + ("?" + urlencode(kept) if kept else "")
+
+
+def run_url(repo_id: str, run_name: str) -> str:
+    return url("/run", repo=repo_id, run=run_name)
+
+
+GLOBALS = {
+    "status_class": status_class,
+    "when": when,
+    "ago": ago,
+    "duration": duration,
+    "size": size,
+    "url": url,
+    "run_url": run_url,
+}
