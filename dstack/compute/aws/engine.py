@@ -238,8 +238,8 @@ def brief(exc: BaseException) -> str:
         errors = [line.strip() for line in text.splitlines() if "error:" in line.lower()]
         errors = [line for line in errors if not _generic(line)] or errors
         lines = errors or [line.strip() for line in text.splitlines() if line.strip()]
-    brief = "; ".join(dict.fromkeys(lines[-3:])) if lines else type(exc).__name__
-    return brief[:500]
+    joined = "; ".join(dict.fromkeys(lines[-3:])) if lines else type(exc).__name__
+    return joined[:500]
 
 
 #: what the engine adds to every failure, saying nothing of its cause
