@@ -18,9 +18,40 @@ def stream_run(
     attach: bool,
     since: float | None = None,
     interactive: bool = False,
+    stop_on_signal: bool = False,
 ) -> int:
     """Print the run's output to stdout (status lines to stderr); return the exit code that
-    `dstack run` should exit with: the job's own, 0 when done, 1 otherwise."""
+    `dstack run` should exit with: the job's own, 0 when done, 1 otherwise.
+
+    Ctrl+C in a terminal asks whether to stop the run. Without a terminal (CI, ``timeout -s
+    INT``) SIGINT and SIGTERM stop the run when ``stop_on_signal`` (the attached `dstack run`),
+    and only detach otherwise (`dstack logs -a`)."""
+    import signal
+
+    previous = signal.getsignal(signal.SIGTERM)
+    if stop_on_signal:
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return _stream(ctx, view, attach=attach, since=since, interactive=interactive,
+                       stop_on_signal=stop_on_signal)  # fmt: skip
+    finally:
+        if stop_on_signal:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _stream(
+    ctx: Context,
+    view: RunView,
+    *,
+    attach: bool,
+    since: float | None,
+    interactive: bool,
+    stop_on_signal: bool,
+) -> int:
     from dstack.cli.apps import AppAnnouncer
     from dstack.services.logs import Output, StatusChange, follow
 
@@ -52,7 +83,7 @@ def stream_run(
                         hinted = True
     except KeyboardInterrupt:
         spinner.done()
-        return _on_interrupt(ctx, name, interactive)
+        return _on_interrupt(ctx, name, interactive, stop_on_signal)
     except StorageError as exc:  # the store is gone for longer than its retries: not the run
         spinner.done()
         if not attach:
@@ -89,9 +120,13 @@ def _report(
     return code if status is JobStatus.FAILED and code else 1
 
 
-def _on_interrupt(ctx: Context, name: str, interactive: bool) -> int:
+def _on_interrupt(ctx: Context, name: str, interactive: bool, stop_on_signal: bool) -> int:
     from dstack.services.runs import stop
 
+    if stop_on_signal and not sys.stdin.isatty():  # nobody to ask: the run ends with us
+        view = stop(ctx, name)
+        print(f"\nRun {name} {view.status.value} (interrupted without a terminal)", file=sys.stderr)
+        return 130
     if interactive and sys.stdin.isatty():
         try:
             answer = input(f"\nStop the run {name}? [y/N] ").strip().lower()

@@ -49,6 +49,11 @@ class CodeSnapshot:
     archive: Path
     digest: str
     warnings: list[str] = field(default_factory=list)
+    #: the files shipped, by path relative to the root
+    paths: frozenset[str] = frozenset()
+    #: why the repo's runs cannot be shared (no remote, or a local path), if so: the caller
+    #: decides when it is worth saying
+    unshared: str | None = None
 
     def cleanup(self) -> None:
         self.archive.unlink(missing_ok=True)
@@ -88,8 +93,9 @@ def take_snapshot(path: Path, *, max_size: int) -> CodeSnapshot:
     """
     root = find_repo_root(path)
     facts = git.read_facts(root)
+    identity: list[str] = []
+    repo_id, remote_url = _identify(root, facts.config, facts.status.branch, identity)
     warnings: list[str] = []
-    repo_id, remote_url = _identify(root, facts.config, facts.status.branch, warnings)
 
     entries, skipped = collect(root, facts.files.tracked | facts.files.untracked)
     warnings.extend(skipped)
@@ -115,7 +121,10 @@ def take_snapshot(path: Path, *, max_size: int) -> CodeSnapshot:
     except BaseException:
         archive.unlink(missing_ok=True)
         raise
-    return CodeSnapshot(root=root, repo=repo, archive=archive, digest=digest, warnings=warnings)
+    return CodeSnapshot(
+        root=root, repo=repo, archive=archive, digest=digest, warnings=warnings,
+        paths=frozenset(entry.path for entry in entries), unshared=next(iter(identity), None),
+    )  # fmt: skip
 
 
 def _identify(

@@ -26,7 +26,7 @@ from typing import TypeVar
 from dstack import processes, state
 from dstack.errors import DstackError, StorageError
 from dstack.models import JobSpec, JobState, JobStatus
-from dstack.runner import deps, docker, prepare
+from dstack.runner import artifact_paths, deps, docker, prepare
 from dstack.runner.attempts import ABORT_REASON, conclude
 from dstack.runner.executor import JobProcess, exit_code_of
 from dstack.runner.extras import JobExtras
@@ -49,8 +49,12 @@ class Agent:
         work_root: Path,
         cache_dir: Path,
         keep_workdir: bool = False,
+        own_machine: bool = False,
     ) -> None:
         self.storage = storage
+        #: the machine is the job's alone (a cloud instance): absolute artifact paths of deps
+        #: are placed at their own paths (``runner.artifact_paths``)
+        self.own_machine = own_machine
         self.spec = spec
         self.work_root = work_root
         self.cache_dir = cache_dir
@@ -116,6 +120,10 @@ class Agent:
             sink.line(
                 f"[dstack] attempt {self.state.attempt}: restored {len(restored)} artifact file(s)"
             )
+        placed = artifact_paths.place_absolute(workdir, own_machine=self.own_machine)
+        if placed:
+            sink.line(f"[dstack] {placed}")
+        artifact_paths.make_folders(self.spec, workdir, own_machine=self.own_machine)
         is_docker = self.spec.image is not None
         python_env = (
             {}
@@ -154,6 +162,8 @@ class Agent:
             process.terminate()
         code = exit_code_of(process.wait())
         artifacts.stop()
+        for path in artifact_paths.missing(self.spec, workdir):
+            sink.line(f"[dstack] warning: artifact {path}: the job wrote nothing there")
         if self.spec.artifacts:
             self._set(JobStatus.UPLOADING)
             self._final_sync(artifacts, sink)

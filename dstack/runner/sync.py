@@ -16,6 +16,7 @@ from pathlib import Path
 from dstack import state
 from dstack.errors import StorageError
 from dstack.models import JobSpec
+from dstack.runner import artifact_paths
 from dstack.storage.base import Storage
 
 #: files uploaded at once by a pass (each large one is also split in parts by the store)
@@ -64,13 +65,15 @@ class ArtifactSync:
         result = []
         workdir = self.job_dir / self.spec.working_dir
         for artifact in self.spec.artifacts:
-            root = workdir / artifact.path
+            root = artifact_paths.on_disk(workdir, artifact.path)
+            saved_as = artifact_paths.stored_as(artifact.path)
             for path in _walk(root):
                 try:
                     st = path.stat()
                 except OSError:
                     continue
-                rel = path.relative_to(workdir).as_posix()
+                inside = path.relative_to(root).as_posix()
+                rel = saved_as if inside == "." else f"{saved_as}/{inside}"
                 stamp = (st.st_size, st.st_mtime_ns)
                 if self._synced.get(rel) != stamp:
                     result.append((path, self.prefix + rel, stamp))

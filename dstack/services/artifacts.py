@@ -61,3 +61,17 @@ def download_artifacts(
     sizes = {file.key: file.size for file in files}
     ctx.storage.download_tree(items, progress=progress, sizes=sizes)
     return [target for _, target in items]
+
+
+def missing_artifacts(ctx: Context, view: RunView) -> list[str]:
+    """The artifact paths the run declared and saved nothing under (the master job's: only it
+    saves artifacts in a multi-node run)."""
+    from dstack.spec.fields import ABSOLUTE_FOLDER
+
+    saved = [file.path for file in list_artifacts(ctx, view) if file.job_index == 0]
+    missing = []
+    for artifact in view.jobs[0].artifacts if view.jobs else []:
+        stored = ABSOLUTE_FOLDER + artifact.path if artifact.path.startswith("/") else artifact.path
+        if not any(path == stored or path.startswith(stored + "/") for path in saved):
+            missing.append(artifact.path)
+    return missing

@@ -5,11 +5,12 @@ JSON Schema shows for them. ``dstack.spec.models`` builds the workflow models fr
 from __future__ import annotations
 
 import difflib
+import os
 import posixpath
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, WithJsonSchema
+from pydantic import BeforeValidator, WithJsonSchema
 
 from dstack.units import parse_size_mib
 
@@ -92,7 +93,10 @@ def _args(value: Any) -> str | list[str]:
 
 
 def parse_env(value: Any) -> dict[str, str]:
-    """`env` as a list of ``K=V`` strings or a mapping → ``{K: V}``."""
+    """`env` as a list of ``K=V`` strings or a mapping → ``{K: V}``.
+
+    A list item ``NAME`` without ``=`` takes the value ``NAME`` has where the workflow is
+    submitted (as ``docker run -e NAME`` does), or the empty string (the 2022 meaning)."""
     if value is None:
         return {}
     if isinstance(value, dict):
@@ -100,10 +104,10 @@ def parse_env(value: Any) -> dict[str, str]:
     elif isinstance(value, list):
         pairs = []
         for entry in value:
-            if not isinstance(entry, str) or "=" not in entry:
+            if not isinstance(entry, str) or not entry.strip():
                 raise ValueError(f"{entry!r} is not K=V (for example PYTHONPATH=src)")
-            key, _, val = entry.partition("=")
-            pairs.append((key, val))
+            key, equals, val = entry.partition("=")
+            pairs.append((key, val if equals else os.environ.get(key.strip(), "")))
     else:
         raise ValueError(f"expected a list of K=V strings or a mapping, got {_kind(value)}")
     for key, val in pairs:
@@ -159,6 +163,17 @@ def relative_path(value: Any, *, within: str | None = "the working directory") -
     return normal
 
 
+def artifact_path(value: Any) -> str:
+    """An artifact: relative to the working directory, or absolute (``/root/.cache/x``: the
+    2022 runner saved such folders too; see ``ABSOLUTE_FOLDER``)."""
+    if isinstance(value, str) and value.strip().startswith("/"):
+        normal = posixpath.normpath(value.strip())
+        if normal in ("/", "//"):
+            raise ValueError(f"{value!r} is the whole filesystem; name a folder")
+        return normal
+    return relative_path(value)
+
+
 def _file_path(value: Any) -> str:
     return relative_path(value, within=None)  # may climb out of working_dir; see _check_inside_repo
 
@@ -173,6 +188,12 @@ def _image(value: Any) -> str:
     return value.strip()
 
 
+#: where absolute artifact paths live among a job's artifacts: ``/root/.cache/x`` is saved as
+#: ``_absolute/root/.cache/x`` and placed back there, unless the machine lets it be written at
+#: its own path (a fresh cloud instance)
+ABSOLUTE_FOLDER = "_absolute"
+
+
 def _name(value: Any) -> str:
     if not isinstance(value, str) or not NAME.match(value):
         raise ValueError(f"{value!r} is not a name (letters, digits, '.', '_', '-')")
@@ -185,11 +206,27 @@ def _name(value: Any) -> str:
 _STR: dict[str, Any] = {"type": "string"}
 _LIST_OR_STRING = {"anyOf": [_STR, {"type": "array", "items": _STR}]}
 _SIZE = r"^\s*\d+(\.\d+)?\s*([kKmMgGtTpP]i?[bB]?)?\s*$"
-_ENV_ITEM = {"type": "string", "pattern": r"^[A-Za-z_]\w*="}
+_ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_ENV_ITEM = {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*(=[\s\S]*)?$"}
 _ENV_VALUE = {"type": ["string", "number", "boolean", "null"]}
-_ENV = {"anyOf": [{"type": "array", "items": _ENV_ITEM}, {"additionalProperties": _ENV_VALUE}]}
+_ENV = {
+    "anyOf": [
+        {"type": "null"},
+        {"type": "array", "items": _ENV_ITEM},
+        {
+            "type": "object",
+            "propertyNames": {"pattern": _ENV_NAME_PATTERN},
+            "additionalProperties": _ENV_VALUE,
+        },
+    ]
+}
 _DEP_MAPPINGS = [
-    {"properties": {k: _STR}, "required": [k], "additionalProperties": False}
+    {
+        "type": "object",
+        "properties": {k: _STR, "mount": {"type": "boolean"}},
+        "required": [k],
+        "additionalProperties": False,
+    }
     for k in ("tag", "workflow")
 ]
 
@@ -198,8 +235,24 @@ Args = Annotated[str | list[str], BeforeValidator(_args), WithJsonSchema(_LIST_O
 Env = Annotated[dict[str, str], BeforeValidator(parse_env), WithJsonSchema(_ENV)]
 _SIZE_SCHEMA = {"anyOf": [{"type": "string", "pattern": _SIZE}, {"type": "integer", "minimum": 1}]}
 Size = Annotated[str, BeforeValidator(parse_size), WithJsonSchema(_SIZE_SCHEMA)]
-Count = Annotated[int, BeforeValidator(_whole_number(0)), Field(ge=0)]
-PositiveCount = Annotated[int, BeforeValidator(_whole_number(1)), Field(ge=1)]
+_COUNT_TEXT = {"type": "string", "pattern": r"^\s*\d+\s*$"}
+Count = Annotated[
+    int,
+    BeforeValidator(_whole_number(0)),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0}, _COUNT_TEXT]}),
+]
+PositiveCount = Annotated[
+    int,
+    BeforeValidator(_whole_number(1)),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 1},
+                {**_COUNT_TEXT, "pattern": r"^\s*0*[1-9]\d*\s*$"},
+            ]
+        }
+    ),
+]
 PythonVersion = Annotated[
     str,
     BeforeValidator(_python_version),
@@ -208,5 +261,8 @@ PythonVersion = Annotated[
 RelativePath = Annotated[str, BeforeValidator(relative_path)]
 FilePath = Annotated[str, BeforeValidator(_file_path)]
 WorkingDir = Annotated[str, BeforeValidator(_working_dir)]
-Name = Annotated[str, BeforeValidator(_name)]
+Name = Annotated[
+    str, BeforeValidator(_name), WithJsonSchema({"type": "string", "pattern": NAME.pattern})
+]
+ArtifactPath = Annotated[str, BeforeValidator(artifact_path)]
 Image = Annotated[str, BeforeValidator(_image)]

@@ -14,6 +14,7 @@ validation errors into one line is the loader's job, not this module's.
 from __future__ import annotations
 
 import posixpath
+import re
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -38,6 +39,7 @@ from dstack.spec.fields import (
     _STR,
     EXPRESSION,
     Args,
+    ArtifactPath,
     Count,
     Env,
     FilePath,
@@ -45,7 +47,6 @@ from dstack.spec.fields import (
     Name,
     PositiveCount,
     PythonVersion,
-    RelativePath,
     Size,
     StringList,
     WorkingDir,
@@ -103,6 +104,9 @@ def parse_dep(value: Any) -> Any:
     if isinstance(value, DepRef) or (isinstance(value, dict) and "kind" in value):
         return value
     if isinstance(value, dict):
+        # `mount: true` (0.0.14) asked to mount the dep instead of copying it: the files are
+        # placed either way, so it changes nothing here
+        value = {k: v for k, v in value.items() if not (k == "mount" and isinstance(v, bool))}
         if len(value) != 1:
             raise ValueError(f"{value!r} is not a dep: write `tag: NAME` or `workflow: NAME`")
         ((kind, target),) = value.items()
@@ -177,7 +181,10 @@ class ArtifactSpec(_AlsoScalar):
 
     scalar_schema: ClassVar[dict[str, Any]] = {"type": "string"}
 
-    path: RelativePath = Field(description="Path relative to the working directory")
+    path: ArtifactPath = Field(
+        description="Path relative to the working directory, or absolute (saved as "
+        "_absolute/PATH; placed back at PATH only on a fresh cloud instance)"
+    )
     mount: bool = Field(default=False, description="Sync it continuously while the job runs")
 
     @model_validator(mode="before")
@@ -186,8 +193,43 @@ class ArtifactSpec(_AlsoScalar):
         return {"path": value} if isinstance(value, str) else value
 
 
+GPU_BY_NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]*)/gpu$")
+
+
 class ResourcesSpec(Strict):
-    """What the job needs. Sizes like `512MB`, `16GB`, `1TB` (binary); a bare number is MiB."""
+    """What the job needs. Sizes like `512MB`, `16GB`, `1TB` are binary (GB = GiB, as instance
+    types are sized); a bare number is MiB. `NAME/gpu: N` (0.0.14) is `gpu: {name: NAME,
+    count: N}`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "patternProperties": {
+                GPU_BY_NAME.pattern: {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "N GPUs of that model",
+                }
+            }
+        }
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gpu_by_name(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        named = [key for key in value if isinstance(key, str) and GPU_BY_NAME.match(key)]
+        if not named:
+            return value
+        if len(named) > 1 or "gpu" in value:
+            keys = ", ".join(named + (["gpu"] if "gpu" in value else []))
+            raise ValueError(f"{keys}: give the GPUs once (`gpu: {{name: V100, count: 1}}`)")
+        result = dict(value)
+        count = result.pop(named[0])
+        match = GPU_BY_NAME.match(named[0])
+        assert match is not None
+        result["gpu"] = {"name": match.group(1), "count": count}
+        return result
 
     cpu: PositiveCount | None = Field(default=None, description="Number of CPUs")
     memory: Size | None = Field(default=None, description="Memory, e.g. 16GB")
@@ -302,6 +344,13 @@ class WorkflowBase(Strict):
     )
 
     _source: str = PrivateAttr(default="")
+    _notes: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def notes(self) -> list[str]:
+        """Warnings about this workflow's file: 2022 keys it ignores, other workflows that
+        do not validate."""
+        return self._notes
 
     @property
     def source(self) -> str:
