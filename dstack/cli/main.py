@@ -12,7 +12,20 @@ import sys
 import typer
 
 from dstack import __version__
-from dstack.cli import artifacts, config, infra, logs, prune, ps, rm, run, schema, stop, tags
+from dstack.cli import (
+    artifacts,
+    config,
+    infra,
+    logs,
+    prune,
+    ps,
+    rm,
+    run,
+    schema,
+    stop,
+    tags,
+    workflows,
+)  # fmt: skip
 from dstack.cli import secrets as secrets_cli
 
 app = typer.Typer(
@@ -41,7 +54,9 @@ def _root(
     """dstack runs the workflows of your git repository and keeps their output and artifacts."""
 
 
-for module in (run, ps, logs, stop, rm, artifacts, tags, secrets_cli, infra, prune, config, schema):
+for module in (
+    run, ps, logs, stop, rm, artifacts, tags, secrets_cli, infra, prune, config, schema, workflows,
+):  # fmt: skip
     module.register(app)
 
 

@@ -56,6 +56,10 @@ def run(
         interruptible=interruptible, local=local, cpu=cpu, memory=memory, gpu=gpu,
         gpu_name=gpu_name, gpu_memory=gpu_memory, shm_size=shm_size, ports=ports, retry=retry,
     )  # fmt: skip
+    if as_json and not plan:
+        raise typer.BadParameter(
+            "--json applies to --plan only; `dstack ps RUN --json` shows a run"
+        )
     context = api.Context()
     if plan:
         _print_plan(context, workflow, list(ctx.args), overrides, tag, as_json)

@@ -17,10 +17,15 @@ def register(app: typer.Typer) -> None:
 
 
 @secrets_app.callback()
-def _default(ctx: typer.Context) -> None:
+def _default(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="With no command: print the list as JSON."),
+) -> None:
     """With no command: list the secrets."""
     if ctx.invoked_subcommand is None:
-        list_command(as_json=False)
+        list_command(as_json=as_json)
+    elif as_json:
+        raise typer.BadParameter("--json goes after the command: `dstack secrets list --json`")
 
 
 @secrets_app.command("list", help="List the names of this repository's secrets (not values).")

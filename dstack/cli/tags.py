@@ -19,16 +19,22 @@ def register(app: typer.Typer) -> None:
 
 
 @tags_app.callback()
-def _default(ctx: typer.Context) -> None:
+def _default(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="With no command: print the list as JSON."),
+) -> None:
     """With no command: list the tags."""
     if ctx.invoked_subcommand is None:
-        list_command(as_json=False)
+        list_command(as_json=as_json)
+    elif as_json:
+        raise typer.BadParameter("--json goes after the command: `dstack tags list --json`")
 
 
 @tags_app.command("list", help="List the tags of this repository.")
 def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     from dstack import api
     from dstack.cli import render
+    from dstack.cli.render import files_text
     from dstack.units import format_size
 
     tags = api.list_tags(api.Context())
@@ -56,10 +62,16 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.
             t.workflow or "(uploaded)",
             t.owner.display,
             render.ago(t.created_at),
-            f"{', '.join(t.artifacts) or '-'} ({t.files} files, {format_size(t.size)})",
+            f"{', '.join(t.artifacts) or '-'} ({files_text(t.files)}, {format_size(t.size)})",
         ]
         for t in tags
     ]
+    if not rows:
+        print(
+            "No tags yet: tag a run with `dstack tags add TAG RUN` or `dstack run WORKFLOW -t TAG`",
+            file=sys.stderr,
+        )
+        return
     render.table(["TAG", "RUN", "WORKFLOW", "OWNER", "CREATED", "ARTIFACTS"], rows)
 
 

@@ -206,3 +206,15 @@ def repo_root_of(path: Path) -> Path:
     from dstack.repo import find_repo_root
 
     return find_repo_root(path)
+
+
+def runs_left_under_local_id(ctx: Context) -> str | None:
+    """When this repo now has a remote but runs were made before it had one, under
+    ``local/<folder>``: that id (they do not show under the new one), else None."""
+    from dstack.repo import find_repo_root
+    from dstack.repo.remote import local_repo_id
+
+    old = local_repo_id(find_repo_root(ctx.repo_path))
+    if ctx.repo_id == old:
+        return None
+    return old if state.list_runs(ctx.storage, old, limit=1) else None
