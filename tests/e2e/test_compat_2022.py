@@ -1,0 +1,210 @@
+"""2022 workflow files run unchanged, and a newcomer's first commands do not stumble: through
+the real `dstack` command, against the local store.
+
+``corpus_2022/`` is a workflow file in the 2022 format written for this suite (every property
+and provider of 0.0.12-0.0.14); it validates whole, and the workflows this machine can run
+(bash, python) run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_repo
+from tests.e2e.cli import Dstack
+
+CORPUS = Path(__file__).parent / "corpus_2022"
+
+
+@pytest.fixture
+def cli(dstack_home: Path) -> Dstack:
+    return Dstack(dstack_home, env={"DSTACK_HOME": str(dstack_home), "FROM_SHELL": "shell-value"})
+
+
+def corpus_repo(tmp_path: Path) -> Path:
+    files = {f".dstack/{p.name}" if p.suffix == ".yaml" else p.name: p.read_text()
+             for p in CORPUS.iterdir() if p.is_file()}  # fmt: skip
+    return make_repo(tmp_path / "corpus", files)
+
+
+def test_the_corpus_validates_with_warnings_for_keys_2022_ignored(
+    cli: Dstack, tmp_path: Path
+) -> None:
+    repo = corpus_repo(tmp_path)
+    result = cli("workflows", "--json", cwd=repo)
+    assert result.code == 0, result.err
+    rows = {row["name"]: row for row in json.loads(result.out)}
+    assert {"hello", "prepare", "train", "image", "ide", "lab", "notebook", "ddp", "board"} <= set(
+        rows
+    )
+    assert all(row["error"] is None for row in rows.values())
+    assert any("environment: ignored" in w for w in rows["image"]["warnings"])
+    assert any("python: ignored" in w for w in rows["image"]["warnings"])
+    assert any("commands: ignored" in w for w in rows["lab"]["warnings"])
+    assert rows["hello"]["help"].startswith("Prints a greeting")
+
+
+def test_the_corpus_runs_where_this_machine_allows(cli: Dstack, tmp_path: Path) -> None:
+    repo = corpus_repo(tmp_path)
+    hello = cli("run", "hello", cwd=repo, timeout=300)
+    assert hello.code == 0, hello.err
+    # the artifact folder was made before the job; NAME without '=' took the shell's value
+    assert "hello [shell-value] []" in hello.out
+    assert hello.err.startswith("Run ")  # the run's name comes first
+    prepare = cli("run", "prepare", cwd=repo, timeout=300)
+    assert prepare.code == 0, prepare.err
+    train = cli("run", "train", cwd=repo, timeout=300)
+    assert train.code == 0, train.err
+    assert "train ['--epochs', '1'] 1,2" in train.out
+
+
+def test_one_bad_workflow_does_not_block_the_others(cli: Dstack, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {
+        ".dstack/workflows/a.yaml": "workflows:\n  - name: hello\n    commands: [echo hi]\n",
+        ".dstack/workflows/b.yaml": "workflows:\n  - name: bad\n    commands: [echo]\n"
+                                    "    artifacts: [../out]\n",
+    })  # fmt: skip
+    result = cli("run", "hello", cwd=repo)
+    assert result.code == 0, result.err
+    assert "hi" in result.out
+    assert "workflow 'bad'" in result.err and "dstack workflows" in result.err
+    bad = cli("run", "bad", cwd=repo)
+    assert bad.code != 0 and "escapes" in bad.err
+    listed = cli("workflows", cwd=repo)
+    assert listed.code == 1 and "hello" in listed.out and "'bad'" in listed.err
+    missing = cli("run", "b", cwd=repo)
+    assert "no workflow 'b' in .dstack/workflows/a.yaml, .dstack/workflows/b.yaml" in missing.err
+    assert ".dstack/workflows.yaml" not in missing.err
+
+
+def test_a_workflow_depending_on_a_bad_one_is_refused(cli: Dstack, tmp_path: Path) -> None:
+    text = ("workflows:\n  - name: a\n    commands: [echo]\n    deps: [b]\n"
+            "  - name: b\n    commands: 5\n")  # fmt: skip
+    repo = make_repo(tmp_path / "r", {".dstack/workflows.yaml": text})
+    result = cli("run", "a", cwd=repo)
+    assert result.code != 0 and "workflow 'b'" in result.err
+
+
+def test_provider_names_on_the_command_line(cli: Dstack, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {"t.py": "import sys; print('args', sys.argv[1:])\n"})
+    bash = cli("run", "bash", "-c", "echo from-bash $((1+2))", cwd=repo)
+    assert bash.code == 0, bash.err
+    assert "from-bash 3" in bash.out
+    python = cli("run", "python", "t.py", "--lr", "0.1", cwd=repo, timeout=300)
+    assert python.code == 0, python.err
+    assert "args ['--lr', '0.1']" in python.out
+    no_file = cli("run", "python", cwd=repo)
+    assert no_file.code != 0 and "FILE" in no_file.err
+    docker = cli("run", "docker", cwd=repo)
+    assert docker.code != 0 and "image" in docker.err
+
+
+def test_absolute_artifacts_are_saved_and_a_missing_one_warned(cli: Dstack, tmp_path: Path) -> None:
+    outside = tmp_path / "cache-outside" / "hub"
+    text = (f"workflows:\n  - name: cache\n    commands:\n      - mkdir -p {outside}\n"
+            f"      - echo model > {outside}/m.bin\n"
+            f"    artifacts: [{outside}, never-made]\n")  # fmt: skip
+    repo = make_repo(tmp_path / "r", {".dstack/workflows.yaml": text})
+    run = cli("run", "cache", cwd=repo)
+    assert run.code == 0, run.err
+    assert "Warning: artifact never-made: the job wrote nothing there" in run.err
+    name = run.err.split("Run ", 1)[1].split()[0]
+    listed = cli("artifacts", "list", name, "--json", cwd=repo)
+    paths = [row["path"] for row in json.loads(listed.out)]
+    assert f"_absolute{outside}/m.bin" in paths
+
+
+def test_detached_run_prints_its_name_alone_on_stdout(cli: Dstack, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {".dstack/workflows.yaml":
+                     "workflows:\n  - name: w\n    commands: [echo]\n"})  # fmt: skip
+    result = cli("run", "w", "-d", cwd=repo)
+    assert result.code == 0, result.err
+    name = result.out.strip()
+    assert name and "\n" not in name and f"Run {name} submitted" in result.err
+
+
+def test_missing_requirements_is_caught_at_submit(cli: Dstack, tmp_path: Path) -> None:
+    text = "workflows:\n  - name: w\n    commands: [echo]\n    requirements: reqs.txt\n"
+    repo = make_repo(tmp_path / "r", {".dstack/workflows.yaml": text})
+    result = cli("run", "w", cwd=repo)
+    assert result.code != 0 and "reqs.txt is not in the snapshot" in result.err
+    assert "No runs yet" in cli("ps", "-a", cwd=repo).err  # nothing was written
+
+
+def test_no_remote_warning_once_per_repo(cli: Dstack, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {".dstack/workflows.yaml":
+                     "workflows:\n  - name: w\n    commands: [echo]\n"}, remote=None)  # fmt: skip
+    first = cli("run", "w", cwd=repo)
+    second = cli("run", "w", cwd=repo)
+    assert "no git remote" in first.err
+    assert "no git remote" not in second.err
+
+
+def test_json_everywhere_a_list_is_shown(cli: Dstack, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {".dstack/workflows.yaml":
+                     "workflows:\n  - name: w\n    commands: [echo]\n"})  # fmt: skip
+    for args in (["tags", "--json"], ["secrets", "--json"], ["tags", "list", "--json"],
+                 ["ps", "--json"], ["workflows", "--json"]):  # fmt: skip
+        result = cli(*args, cwd=repo)
+        assert result.code == 0, (args, result.err)
+        assert isinstance(json.loads(result.out), list)
+    refused = cli("run", "w", "--json", cwd=repo)
+    assert refused.code == 2 and "--plan" in refused.err
+
+
+def test_artifacts_download_keeps_edited_files_without_force(cli: Dstack, tmp_path: Path) -> None:
+    text = "workflows:\n  - name: w\n    commands: [echo v1 > out/a.txt]\n    artifacts: [out]\n"
+    repo = make_repo(tmp_path / "r", {".dstack/workflows.yaml": text})
+    run = cli("run", "w", cwd=repo)
+    name = run.err.split("Run ", 1)[1].split()[0]
+    target = tmp_path / "dl"
+    assert cli("artifacts", "download", name, "-o", str(target), cwd=repo).code == 0
+    (target / "out/a.txt").write_text("my edit\n")
+    again = cli("artifacts", "download", name, "-o", str(target), cwd=repo)
+    assert again.code != 0 and "--force" in again.err
+    assert (target / "out/a.txt").read_text() == "my edit\n"
+    outside = cli("artifacts", "download", name, "-o", str(target), "--force", "--repo",
+                  "github.com/acme/mnist", cwd=tmp_path)  # fmt: skip
+    assert outside.code == 0, outside.err
+    assert (target / "out/a.txt").read_text() == "v1\n"
+    assert "Downloaded 1 file to" in outside.err
+
+
+def test_submitted_at_reads_the_same_in_both_ps_forms(cli: Dstack, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {".dstack/workflows.yaml":
+                     "workflows:\n  - name: w\n    commands: [echo]\n"})  # fmt: skip
+    name = cli.run_detached("w", cwd=repo)
+    listed = json.loads(cli("ps", "-a", "--json", cwd=repo).out)[0]
+    single = json.loads(cli("ps", name, "--json", cwd=repo).out)[0]
+    assert listed["submitted_at"] == single["submitted_at"]
+
+
+def test_runs_left_under_the_local_id_are_hinted(cli: Dstack, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {".dstack/workflows.yaml":
+                     "workflows:\n  - name: w\n    commands: [echo]\n"}, remote=None)  # fmt: skip
+    assert cli("run", "w", cwd=repo).code == 0
+    os.system(f"git -C {repo} remote add origin https://github.com/acme/r.git")
+    result = cli("ps", "-a", cwd=repo)
+    assert "local/r" in result.err and "--repo local/r" in result.err
+    old = cli("ps", "-a", "--repo", "local/r", "--json", cwd=repo)
+    assert len(json.loads(old.out)) == 1
+
+
+def test_sigterm_without_a_terminal_stops_the_run(cli: Dstack, tmp_path: Path) -> None:
+    import signal
+
+    from tests.e2e.cli import wait_for
+
+    text = "workflows:\n  - name: w\n    commands: [echo started, sleep 60]\n"
+    repo = make_repo(tmp_path / "r", {".dstack/workflows.yaml": text})
+    proc = cli.popen("run", "w", cwd=repo)
+    assert proc.stdout is not None
+    wait_for(lambda: b"started" in proc.stdout.readline(), timeout=120, what="the job to start")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert b"stopped" in err or b"stopping" in err
