@@ -220,10 +220,13 @@ _ENV = {
         },
     ]
 }
+_DEP_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+#: `:TAG`, `WORKFLOW`, `OWNER/REPO/TAG` (another repo's)
+DEP_TEXT = {"type": "string", "pattern": rf"^\s*(:?{_DEP_NAME}|[^/\s]+/[^/\s]+/:?{_DEP_NAME})\s*$"}
 _DEP_MAPPINGS = [
     {
         "type": "object",
-        "properties": {k: _STR, "mount": {"type": "boolean"}},
+        "properties": {k: DEP_TEXT, "mount": {"type": "boolean"}},
         "required": [k],
         "additionalProperties": False,
     }
@@ -264,5 +267,7 @@ WorkingDir = Annotated[str, BeforeValidator(_working_dir)]
 Name = Annotated[
     str, BeforeValidator(_name), WithJsonSchema({"type": "string", "pattern": NAME.pattern})
 ]
-ArtifactPath = Annotated[str, BeforeValidator(artifact_path)]
+#: relative paths may not start by climbing out (`../x`); the validator also normalises
+ARTIFACT_PATH_SCHEMA = {"type": "string", "pattern": r"^\s*(?!\.\.(/|\s*$))\S"}
+ArtifactPath = Annotated[str, BeforeValidator(artifact_path), WithJsonSchema(ARTIFACT_PATH_SCHEMA)]
 Image = Annotated[str, BeforeValidator(_image)]

@@ -36,7 +36,8 @@ from pydantic_core import CoreSchema
 from dstack.models import Resources, RetryPolicy
 from dstack.spec.fields import (
     _DEP_MAPPINGS,
-    _STR,
+    ARTIFACT_PATH_SCHEMA,
+    DEP_TEXT,
     EXPRESSION,
     Args,
     ArtifactPath,
@@ -70,10 +71,19 @@ class Strict(BaseModel):
         cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         schema = handler.resolve_ref_schema(handler(core_schema))
+        rules: list[dict[str, Any]] = []
         for name, info in cls.model_fields.items():
-            for alias in field_aliases(info)[1:]:
+            aliases = field_aliases(info)
+            for alias in aliases[1:]:
                 original = schema["properties"].get(name, {})
                 schema["properties"][alias] = {**original, "description": f"Alias of `{name}`."}
+            if len(aliases) > 1:  # one of the names, never two
+                rules += [{"not": {"required": [a, b]}} for a in aliases for b in aliases if a < b]
+                if name in schema.get("required", []):
+                    schema["required"].remove(name)
+                    rules.append({"anyOf": [{"required": [a]} for a in aliases]})
+        if rules:
+            schema["allOf"] = rules
         return schema
 
 
@@ -140,7 +150,7 @@ def _dep_from_text(text: str, kind: str | None) -> dict[str, Any]:
 
 
 DepItem = Annotated[
-    DepRef, BeforeValidator(parse_dep), WithJsonSchema({"anyOf": [_STR, *_DEP_MAPPINGS]})
+    DepRef, BeforeValidator(parse_dep), WithJsonSchema({"anyOf": [DEP_TEXT, *_DEP_MAPPINGS]})
 ]
 
 
@@ -179,7 +189,7 @@ class GpuSpec(_AlsoScalar):
 class ArtifactSpec(_AlsoScalar):
     """A folder or file, relative to the working directory, saved to the state store."""
 
-    scalar_schema: ClassVar[dict[str, Any]] = {"type": "string"}
+    scalar_schema: ClassVar[dict[str, Any]] = ARTIFACT_PATH_SCHEMA
 
     path: ArtifactPath = Field(
         description="Path relative to the working directory, or absolute (saved as "
@@ -226,6 +236,8 @@ class ResourcesSpec(Strict):
             raise ValueError(f"{keys}: give the GPUs once (`gpu: {{name: V100, count: 1}}`)")
         result = dict(value)
         count = result.pop(named[0])
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"{named[0]}: {count!r} is not a positive whole number of GPUs")
         match = GPU_BY_NAME.match(named[0])
         assert match is not None
         result["gpu"] = {"name": match.group(1), "count": count}
