@@ -4,6 +4,7 @@ and editors); exits non-zero when any does not validate."""
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
 
@@ -24,7 +25,7 @@ def workflows(as_json: bool = typer.Option(False, "--json", help="Print JSON."))
     from dstack.spec.loader import read_catalog
 
     catalog = read_catalog(find_repo_root(Path.cwd()))
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"name": w.name, "provider": w.provider, "file": w.source, "help": w.help,
          "warnings": list(w.notes), "error": None}
         for w in catalog.workflows.values()
