@@ -63,9 +63,13 @@ for module in (
 def main() -> None:
     from dstack.errors import DstackError
 
+    from dstack.cli import conventions
+
     debug = "--debug" in sys.argv
+    command = typer.main.get_command(app)
+    conventions.apply(command)
     try:
-        code = app(standalone_mode=False)
+        code = command(standalone_mode=False, prog_name="dstack")
     except DstackError as exc:
         if debug:
             raise

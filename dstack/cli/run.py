@@ -23,7 +23,11 @@ def register(app: typer.Typer) -> None:
 
 def run(
     ctx: typer.Context,
-    workflow: str = typer.Argument(..., help="Name of the workflow."),
+    workflow: str = typer.Argument(
+        ...,
+        metavar="WORKFLOW [ARGS]...",
+        help="The workflow, then its arguments (${{ run.args }}).",
+    ),
     detach: bool = typer.Option(False, "-d", "--detach", help="Do not follow the output."),
     tag: str = typer.Option(None, "-t", "--tag", help="Tag the run when it succeeds."),
     env: list[str] = typer.Option([], "-e", "--env", help="Set a variable: -e KEY=VALUE."),

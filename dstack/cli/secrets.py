@@ -50,8 +50,8 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.
     "your shell's history.",
 )
 def add_command(
-    name: str = typer.Argument(..., help="A variable name, e.g. WANDB_API_KEY."),
-    value: str = typer.Argument(None, help="The value (asked for when omitted)."),
+    name: str = typer.Argument(..., metavar="NAME", help="A variable name, e.g. WANDB_API_KEY."),
+    value: str = typer.Argument(None, metavar="VALUE", help="The value (asked for when omitted)."),
     yes: bool = typer.Option(False, "-y", "--yes", help="Replace an existing secret."),
 ) -> None:
     from dstack import api
@@ -71,7 +71,7 @@ def add_command(
 
 @secrets_app.command("delete", help="Delete a secret.")
 def delete_command(
-    name: str = typer.Argument(...),
+    name: str = typer.Argument(..., metavar="NAME", help="The secret's name."),
     yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask for confirmation."),
 ) -> None:
     from dstack import api

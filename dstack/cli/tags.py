@@ -80,7 +80,7 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.
     help="Tag a finished run (TAG RUN), or upload local folders or files as a tag (TAG -a DIR).",
 )
 def add_command(
-    name: str = typer.Argument(..., metavar="TAG"),
+    name: str = typer.Argument(..., metavar="TAG", help="The tag's name."),
     run_name: str = typer.Argument(None, metavar="RUN", help="A finished run to tag."),
     paths: list[Path] = typer.Option(
         None, "-a", "--artifact", help="Upload this folder or file (repeatable)."
@@ -116,7 +116,7 @@ def add_command(
 
 @tags_app.command("delete", help="Delete a tag. A tagged run and its artifacts stay.")
 def delete_command(
-    name: str = typer.Argument(..., metavar="TAG"),
+    name: str = typer.Argument(..., metavar="TAG", help="The tag's name."),
     yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask for confirmation."),
 ) -> None:
     from dstack import api

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -208,3 +209,33 @@ def test_sigterm_without_a_terminal_stops_the_run(cli: Dstack, tmp_path: Path) -
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert b"stopped" in err or b"stopping" in err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run"],
+        ["ps"],
+        ["logs"],
+        ["stop"],
+        ["rm"],
+        ["artifacts", "download"],
+        ["tags", "add"],
+        ["secrets", "add"],
+        ["config"],
+        ["workflows"],
+        ["infra"],
+        ["prune"],
+    ],  # fmt: skip
+)
+def test_help_follows_click_conventions(cli: Dstack, tmp_path: Path, command: list[str]) -> None:
+    result = cli(*command, "--help", cwd=tmp_path)
+    assert result.code == 0, result.err
+    for python_type in ("<bool>", "<str>", "<int>", "<list", "<Path>"):
+        assert python_type not in result.out, (command, python_type)
+    assert not re.search(r"\{[A-Z]", result.out)  # usage: RUN or [RUN], not {RUN}
+    if command == ["run"]:
+        assert "Usage: dstack run [OPTIONS] WORKFLOW [ARGS]..." in result.out
+        assert "INTEGER" in result.out and "TEXT" in result.out
+    if command[0] in ("logs", "stop", "rm"):
+        assert "The run's name" in result.out
