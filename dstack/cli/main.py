@@ -61,9 +61,8 @@ for module in (
 
 
 def main() -> None:
-    from dstack.errors import DstackError
-
     from dstack.cli import conventions
+    from dstack.errors import DstackError
 
     debug = "--debug" in sys.argv
     command = typer.main.get_command(app)

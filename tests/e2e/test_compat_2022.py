@@ -226,7 +226,7 @@ def test_sigterm_without_a_terminal_stops_the_run(cli: Dstack, tmp_path: Path) -
         ["workflows"],
         ["infra"],
         ["prune"],
-    ],  # fmt: skip
+    ],
 )
 def test_help_follows_click_conventions(cli: Dstack, tmp_path: Path, command: list[str]) -> None:
     result = cli(*command, "--help", cwd=tmp_path)
