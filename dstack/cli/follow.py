@@ -76,6 +76,8 @@ def _stream(
                 announcer.on_state(event.job_index, event.state)
                 if event.state.status in (JobStatus.SUBMITTED, JobStatus.PROVISIONING):
                     spinner.start("Provisioning...")
+                elif event.state.status is JobStatus.DOWNLOADING:
+                    spinner.start("Downloading deps...")
                 elif event.state.status is JobStatus.RUNNING:
                     spinner.done()
                     if attach and interactive and not hinted:  # once, however many jobs
@@ -151,6 +153,7 @@ class _Spinner:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self._status: Any = None
+        self._text = ""
 
     def start(self, text: str) -> None:
         if not self.enabled or self._status is not None:
@@ -158,10 +161,11 @@ class _Spinner:
         from rich.console import Console
 
         self._status = Console(stderr=True).status(text)
+        self._text = text
         self._status.start()
 
     def done(self) -> None:
         if self._status is not None:
             self._status.stop()
             self._status = None
-            print("Provisioning... done", file=sys.stderr)
+            print(f"{self._text} done", file=sys.stderr)

@@ -184,8 +184,9 @@ class Agent:
             self._finish(sink, JobStatus.FAILED, reason=f"exit code {code}", exit_code=code)
 
     def _fetch_deps(self, workdir: Path, sink: LogSink) -> None:
-        report = deps.fetch_deps(self.storage, self.spec, workdir, self.cache_dir)
         what = ", ".join(dep.describe() for dep in self.spec.deps)
+        sink.line(f"[dstack] deps: fetching {what}")
+        report = deps.fetch_deps(self.storage, self.spec, workdir, self.cache_dir)
         sink.line(
             f"[dstack] deps: {what}: {report.files} file(s), {format_size(report.size)}; "
             f"downloaded {format_size(report.downloaded_bytes)}"

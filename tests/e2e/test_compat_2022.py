@@ -239,3 +239,19 @@ def test_help_follows_click_conventions(cli: Dstack, tmp_path: Path, command: li
         assert "INTEGER" in result.out and "TEXT" in result.out
     if command[0] in ("logs", "stop", "rm"):
         assert "The run's name" in result.out
+
+
+def test_the_first_runs_environment_phase_is_shown(cli: Dstack, tmp_path: Path) -> None:
+    token = os.urandom(6).hex()  # requirements no environment was built for yet
+    repo = make_repo(tmp_path / "r", {
+        ".dstack/workflows.yaml": "workflows:\n  - name: w\n    commands: [echo ran]\n"
+                                  "    requirements: requirements.txt\n",
+        "requirements.txt": f"# {token}\n",
+    })  # fmt: skip
+    first = cli("run", "w", cwd=repo, timeout=300)
+    assert first.code == 0, first.err
+    assert "[dstack] building the Python" in first.out
+    assert "[dstack] installing requirements" in first.out
+    assert first.out.index("building the Python") < first.out.index("ran")
+    second = cli("run", "w", cwd=repo, timeout=300)
+    assert "building the Python" not in second.out  # reused
