@@ -148,3 +148,9 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30, what: str = "co
 
 
 FINISHED = {"done", "failed", "stopped", "aborted", "interrupted"}
+
+
+def job_lines(out: str) -> list[str]:
+    """The job's own output lines: without dstack's (``[dstack] building the Python …``,
+    which the first run on a machine shows)."""
+    return [line for line in out.splitlines() if not line.startswith("[dstack] ")]

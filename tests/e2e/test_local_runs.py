@@ -16,7 +16,7 @@ import pytest
 
 from dstack import state
 from tests.conftest import git
-from tests.e2e.cli import DSTACK, FINISHED, Dstack, wait_for
+from tests.e2e.cli import DSTACK, FINISHED, Dstack, job_lines, wait_for
 from tests.e2e.conftest import Store
 
 LOCAL_ONLY = pytest.mark.parametrize("store", ["local"], indirect=True)
@@ -109,7 +109,7 @@ def test_job_sees_working_tree_not_ignored_files(dstack: Dstack, repo: Path) -> 
     (repo / "ignored.txt").write_text("secret\n")
     result = dstack("run", "files", cwd=repo)
     assert result.code == 0, result.err
-    assert result.out.splitlines() == ["edited, not committed", "untracked", "no ignored file"]
+    assert job_lines(result.out) == ["edited, not committed", "untracked", "no ignored file"]
     # the user's checkout is untouched and was never the job's working directory
     assert (repo / "ignored.txt").read_text() == "secret\n"
 
@@ -146,7 +146,7 @@ def test_python_provider_runs_script_with_args(dstack: Dstack, repo: Path) -> No
 def test_failing_command_sets_exit_code_and_stops(dstack: Dstack, repo: Path) -> None:
     result = dstack("run", "fail", cwd=repo)
     assert result.code == 3
-    assert result.out.splitlines() == ["before"]
+    assert job_lines(result.out) == ["before"]
     assert "failed" in result.err
     first = dstack("run", "firstfail", cwd=repo)
     assert first.code == 1
@@ -219,7 +219,7 @@ def test_killing_the_attached_cli_leaves_the_job_running(dstack: Dstack, repo: P
     assert rows[0]["status"] in ("running", "uploading", "done")
     result = dstack("logs", "-a", run, cwd=repo)
     assert result.code == 0, result.err
-    assert result.out.splitlines() == [f"line {i}" for i in range(1, 41)]
+    assert job_lines(result.out) == [f"line {i}" for i in range(1, 41)]
 
 
 def test_unchanged_rerun_stores_no_new_code(dstack: Dstack, repo: Path, store: Store) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from dstack import state
 from tests.conftest import make_repo
-from tests.e2e.cli import Dstack
+from tests.e2e.cli import Dstack, job_lines
 from tests.e2e.conftest import Store
 
 LOCAL_ONLY = pytest.mark.parametrize("store", ["local"], indirect=True)
@@ -97,7 +97,7 @@ def test_a_secret_is_masked_in_logs_and_only_in_its_own_record(
     assert dstack("secrets", "add", "API_KEY", value, cwd=repo).code == 0
     run = dstack("run", "show", cwd=repo)
     assert run.code == 0, run.err
-    assert run.out.splitlines() == ["value=***", "split=***", f"length {len(value)}"]
+    assert job_lines(run.out) == ["value=***", "split=***", f"length {len(value)}"]
     name = json.loads(dstack("ps", "-a", "--json", cwd=repo).out)[0]["run"]
     logs = dstack("logs", name, cwd=repo)
     assert logs.out == run.out
