@@ -12,6 +12,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -255,3 +256,31 @@ def test_the_first_runs_environment_phase_is_shown(cli: Dstack, tmp_path: Path) 
     assert first.out.index("building the Python") < first.out.index("ran")
     second = cli("run", "w", cwd=repo, timeout=300)
     assert "building the Python" not in second.out  # reused
+
+
+def test_memory_units_are_shown_in_the_plan_and_when_nothing_fits(
+    cli: Dstack, tmp_path: Path
+) -> None:
+    text = ("workflows:\n  - name: big\n    commands: [echo]\n    resources: {memory: 64GB}\n"
+            "  - name: huge\n    commands: [echo]\n    resources: {memory: 64TB}\n")  # fmt: skip
+    repo = make_repo(tmp_path / "r", {".dstack/workflows.yaml": text})
+    plan = cli("run", "big", "--plan", cwd=repo, timeout=300)
+    assert plan.code == 0, plan.err
+    assert "64GB+ memory (65,536 MiB)" in plan.out  # binary: 64 GiB, not 2022's 61,035 MiB
+    counted = re.search(r"(\d+) AWS resources to create, in (\d+) component", plan.out)
+    assert counted is not None
+    listed = [line for line in plan.out.splitlines() if line[:2] in ("+ ", "= ")]
+    assert int(counted.group(1)) + int(counted.group(2)) == len(listed)
+    huge = cli("run", "huge", "--plan", cwd=repo, timeout=300)
+    assert huge.code != 0 and "(67,108,864 MiB)" in huge.err
+
+
+def test_a_missing_bucket_says_how_to_create_it(
+    cli: Dstack, tmp_path: Path, moto_server: Any
+) -> None:
+    result = cli("config", "--backend", "aws", "--bucket", "not-created-yet",
+                 "--region", "us-east-1", "--endpoint-url", moto_server.endpoint_url, "-y",
+                 cwd=tmp_path, timeout=300)  # fmt: skip
+    assert result.code != 0 and "does not exist" in result.err, result.err
+    assert "once available" not in result.err
+    assert "dstack config --backend aws --bucket not-created-yet --create" in result.err
