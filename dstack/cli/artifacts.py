@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,10 @@ def list_command(
     if as_json:
         render.print_json([{"job": f.job_index, "path": f.path, "size": f.size} for f in files])
         return
+    if not files:
+        print(f"{_name(source)} has no artifacts (a workflow saves the paths in its "
+              "`artifacts`)", file=sys.stderr)  # fmt: skip
+        return
     render.table(["PATH", "SIZE"], [[f.path, format_size(f.size)] for f in files])
 
 
@@ -55,8 +60,6 @@ def download_command(
         help=_REPO_HELP,
     ),
 ) -> None:
-    import sys
-
     from dstack import api
     from dstack.cli.progress import transfer_bar
 

@@ -284,3 +284,21 @@ def test_a_missing_bucket_says_how_to_create_it(
     assert result.code != 0 and "does not exist" in result.err, result.err
     assert "once available" not in result.err
     assert "dstack config --backend aws --bucket not-created-yet --create" in result.err
+
+
+def test_an_absolute_artifact_as_a_dep_lands_in_the_job_folder_here(
+    cli: Dstack, tmp_path: Path
+) -> None:
+    outside = tmp_path / "env-cache"
+    text = (f"workflows:\n  - name: make\n    commands:\n      - mkdir -p {outside}\n"
+            f"      - echo cached > {outside}/pkg.txt\n    artifacts: [{outside}]\n"
+            f"  - name: use\n    deps: [make]\n    commands:\n"
+            f"      - cat _absolute{outside}/pkg.txt\n")  # fmt: skip
+    repo = make_repo(tmp_path / "r", {".dstack/workflows.yaml": text})
+    assert cli("run", "make", cwd=repo).code == 0
+    (outside / "pkg.txt").unlink()
+    use = cli("run", "use", cwd=repo)
+    assert use.code == 0, use.err + use.out
+    assert "cached" in use.out
+    assert "placed under" in use.out and "instead" in use.out  # the log says where
+    assert not (outside / "pkg.txt").exists()  # nothing written outside the job's folder
