@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from dstack.errors import SpecError
+from dstack.spec.base import field_aliases
 from dstack.spec.legacy import strip_legacy_keys
 from dstack.spec.models import (
     DEFAULT_PROVIDER,
@@ -22,7 +23,6 @@ from dstack.spec.models import (
     Workflow,
     WorkflowsFile,
     YamlFloat,
-    field_aliases,
     suggest,
 )
 

@@ -19,7 +19,6 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AliasChoices,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Discriminator,
@@ -30,10 +29,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.json_schema import GetJsonSchemaHandler, JsonSchemaValue
-from pydantic_core import CoreSchema
 
-from dstack.models import Resources, RetryPolicy
+from dstack.models import Resources
+from dstack.spec.base import Strict, _AlsoScalar
 from dstack.spec.fields import (
     _DEP_MAPPINGS,
     ARTIFACT_PATH_SCHEMA,
@@ -55,43 +53,11 @@ from dstack.spec.fields import (
     parse_env,
     suggest,
 )
-from dstack.units import parse_duration, parse_size_mib
+from dstack.spec.retry_spec import RetrySpec, _retry
+from dstack.units import parse_size_mib
 
 DEFAULT_PROVIDER = "bash"  # a workflow without `provider:` is a bash workflow
 __all__ = ["DEFAULT_PROVIDER", "EXPRESSION", "YamlFloat", "parse_env", "suggest"]
-
-
-class Strict(BaseModel):
-    """Unknown keys are errors; a field's other accepted names show in the schema too."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    @classmethod
-    def __get_pydantic_json_schema__(
-        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        schema = handler.resolve_ref_schema(handler(core_schema))
-        rules: list[dict[str, Any]] = []
-        for name, info in cls.model_fields.items():
-            aliases = field_aliases(info)
-            for alias in aliases[1:]:
-                original = schema["properties"].get(name, {})
-                schema["properties"][alias] = {**original, "description": f"Alias of `{name}`."}
-            if len(aliases) > 1:  # one of the names, never two
-                rules += [{"not": {"required": [a, b]}} for a in aliases for b in aliases if a < b]
-                if name in schema.get("required", []):
-                    schema["required"].remove(name)
-                    rules.append({"anyOf": [{"required": [a]} for a in aliases]})
-        if rules:
-            schema["allOf"] = rules
-        return schema
-
-
-def field_aliases(info: Any) -> list[str]:
-    """The keys a field accepts, its own name first."""
-    if isinstance(info.validation_alias, AliasChoices):
-        return [str(choice) for choice in info.validation_alias.choices]
-    return []
 
 
 # ------------------------------------------------------------------------------- models
@@ -152,19 +118,6 @@ def _dep_from_text(text: str, kind: str | None) -> dict[str, Any]:
 DepItem = Annotated[
     DepRef, BeforeValidator(parse_dep), WithJsonSchema({"anyOf": [DEP_TEXT, *_DEP_MAPPINGS]})
 ]
-
-
-class _AlsoScalar(Strict):
-    """A model that may also be written as one scalar (``gpu: 1``, ``- checkpoint``)."""
-
-    scalar_schema: ClassVar[dict[str, Any]] = {}
-
-    @classmethod
-    def __get_pydantic_json_schema__(
-        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        schema = super().__get_pydantic_json_schema__(core_schema, handler)
-        return {"anyOf": [cls.scalar_schema, schema]}
 
 
 class GpuSpec(_AlsoScalar):
@@ -267,62 +220,6 @@ class ResourcesSpec(Strict):
 
 def _mib(size: str | None) -> int | None:
     return None if size is None else parse_size_mib(size)
-
-
-RETRY_EVENTS = ("interruption", "error", "no-capacity")
-
-
-def _retry_events(value: Any) -> list[str]:
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not items:
-        raise ValueError(f"expected a list of events ({', '.join(RETRY_EVENTS)})")
-    for item in items:
-        if item not in RETRY_EVENTS:
-            hint = suggest(str(item), RETRY_EVENTS)
-            raise ValueError(f"{item!r} is not an event{hint} (events: {', '.join(RETRY_EVENTS)})")
-    return list(dict.fromkeys(items))
-
-
-def _duration(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError(f"{value!r} is not a duration like 30m, 2h or 1d")
-    seconds = float(value) if not isinstance(value, str) else parse_duration(value)
-    if seconds <= 0:
-        raise ValueError(f"{value!r} is not a positive duration")
-    return seconds
-
-
-class RetrySpec(Strict):
-    """`retry`: start the job again, as a new attempt of the same run, after these events.
-    `retry: true` retries every event up to 3 times."""
-
-    on: Annotated[list[str], BeforeValidator(_retry_events)] = Field(
-        default_factory=lambda: list(RETRY_EVENTS),
-        description="Events: interruption, error, no-capacity (default: all)",
-    )
-    exit_codes: list[int] | None = Field(
-        default=None, description="With `error`: only these exit codes are retried"
-    )
-    limit: PositiveCount = Field(default=3, description="Attempts after the first, at most")
-    duration: Annotated[float, BeforeValidator(_duration)] | None = Field(
-        default=None, description="No new attempt after this long since submit, e.g. 2h"
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, value: Any) -> Any:
-        if value is True:
-            return {}
-        return value
-
-    def to_policy(self) -> RetryPolicy:
-        return RetryPolicy(
-            on=self.on, exit_codes=self.exit_codes, limit=self.limit, duration=self.duration
-        )
-
-
-def _retry(value: Any) -> Any:
-    return None if value is False else ({} if value is True else value)
 
 
 # ----------------------------------------------------------------------------- workflows
