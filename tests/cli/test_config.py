@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from dstack.cli.main import main
-from tests.e2e.cli import DSTACK, Dstack, Result
+from tests.e2e.cli import DSTACK, Dstack, Result, job_lines
 from tests.moto_server import MotoServer
 
 
@@ -264,7 +264,7 @@ def test_runs_use_the_configured_bucket(
     assert cli("config", "--bucket", s3_bucket, "--endpoint-url", url, cwd=repo).code == 0
     result = Dstack(cli.home)("run", "hi", cwd=repo)  # the real command: it forks a runner
     assert result.code == 0, result.err
-    assert result.out == "hi\n"
+    assert job_lines(result.out) == ["hi"]
     keys = [o["Key"] for o in moto_server.client().list_objects_v2(Bucket=s3_bucket)["Contents"]]
     assert any(k.startswith("repos/github.com/acme/mnist/runs/") for k in keys)
     assert not (cli.home / "store").exists()
