@@ -272,7 +272,7 @@ def test_detached_head_and_unpushed_commits(dstack: Dstack, repo: Path) -> None:
     (repo / "new.txt").write_text("n\n")
     result = dstack("run", "files", cwd=repo)
     assert result.code == 0, result.err
-    assert result.out.splitlines()[0] == "second commit"
+    assert job_lines(result.out)[0] == "second commit"
 
 
 def test_help_lists_commands() -> None:
