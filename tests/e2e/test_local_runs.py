@@ -118,17 +118,19 @@ def test_job_sees_working_tree_not_ignored_files(dstack: Dstack, repo: Path) -> 
 def test_python_version_is_honoured(dstack: Dstack, repo: Path) -> None:
     wanted = dstack("run", "py310", cwd=repo)
     assert wanted.code == 0, wanted.err
-    assert wanted.out.strip().startswith("Python 3.10")
+    assert job_lines(wanted.out)[0].startswith("Python 3.10")
     default = dstack("run", "pydefault", cwd=repo)
     assert default.code == 0, default.err
-    assert default.out.strip().startswith("Python 3.")
-    assert not default.out.strip().startswith("Python 3.10")
+    assert job_lines(default.out)[0].startswith("Python 3.")
+    assert not job_lines(default.out)[0].startswith("Python 3.10")
 
 
 def test_env_and_args_reach_the_commands(dstack: Dstack, repo: Path) -> None:
     result = dstack("run", "envargs", "-e", "EXTRA=x=1", "alpha", "beta gamma", cwd=repo)
     assert result.code == 0, result.err
-    greeting, args, extra, name, run_name, repo_id, unbuffered = result.out.strip().split("|")
+    greeting, args, extra, name, run_name, repo_id, unbuffered = (
+        "\n".join(job_lines(result.out)).strip().split("|")
+    )
     assert greeting == "hi there"
     assert args == "alpha beta gamma"
     assert extra == "x=1"
