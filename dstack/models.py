@@ -216,6 +216,11 @@ class JobSpec(Model):
     nodes: int | None = Field(
         default=None, description="torchrun: jobs forming one distributed group (index = rank)"
     )
+    master_listens: bool = Field(
+        default=False,
+        description="torchrun: the master's command listens on MASTER_PORT (torchrun's TCP "
+        "store), so the other nodes start once it does",
+    )
     apps: list[AppSpec] = Field(default_factory=list)
     watch_runs: list[str] = Field(
         default_factory=list,

@@ -83,7 +83,10 @@ def config(
             aws = _ask_profile(aws)
         if region is None and not new_bucket:
             aws = _ask_region(aws, keep_bucket=bucket is not None)
-        aws = _checked_interactively(aws, subnet_given=subnet is not None)
+        # the subnet matters for cloud runs only: asked when the config already sends runs
+        # to AWS, not of someone who only wants a shared state store
+        wants_cloud = service.compute_configured()
+        aws = _checked_interactively(aws, subnet_given=subnet is not None or not wants_cloud)
     else:
         if not aws.bucket:
             aws = aws.merged(bucket=service.default_bucket(aws) or "")

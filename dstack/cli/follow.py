@@ -18,9 +18,40 @@ def stream_run(
     attach: bool,
     since: float | None = None,
     interactive: bool = False,
+    stop_on_signal: bool = False,
 ) -> int:
     """Print the run's output to stdout (status lines to stderr); return the exit code that
-    `dstack run` should exit with: the job's own, 0 when done, 1 otherwise."""
+    `dstack run` should exit with: the job's own, 0 when done, 1 otherwise.
+
+    Ctrl+C in a terminal asks whether to stop the run. Without a terminal (CI, ``timeout -s
+    INT``) SIGINT and SIGTERM stop the run when ``stop_on_signal`` (the attached `dstack run`),
+    and only detach otherwise (`dstack logs -a`)."""
+    import signal
+
+    previous = signal.getsignal(signal.SIGTERM)
+    if stop_on_signal:
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return _stream(ctx, view, attach=attach, since=since, interactive=interactive,
+                       stop_on_signal=stop_on_signal)  # fmt: skip
+    finally:
+        if stop_on_signal:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _stream(
+    ctx: Context,
+    view: RunView,
+    *,
+    attach: bool,
+    since: float | None,
+    interactive: bool,
+    stop_on_signal: bool,
+) -> int:
     from dstack.cli.apps import AppAnnouncer
     from dstack.services.logs import Missing, Output, StatusChange, StoreProblem, follow
 
@@ -57,6 +88,8 @@ def stream_run(
                 announcer.on_state(event.job_index, event.state)
                 if event.state.status in (JobStatus.SUBMITTED, JobStatus.PROVISIONING):
                     spinner.start("Provisioning...")
+                elif event.state.status is JobStatus.DOWNLOADING:
+                    spinner.start("Downloading deps...")
                 elif event.state.status is JobStatus.RUNNING:
                     spinner.done()
                     if attach and interactive and not hinted:  # once, however many jobs
@@ -64,7 +97,7 @@ def stream_run(
                         hinted = True
     except KeyboardInterrupt:
         spinner.done()
-        return _on_interrupt(ctx, name, interactive)
+        return _on_interrupt(ctx, name, interactive, stop_on_signal)
     except StorageError as exc:  # the store is gone for longer than its retries: not the run
         spinner.done()
         if not attach:
@@ -101,9 +134,13 @@ def _report(
     return code if status is JobStatus.FAILED and code else 1
 
 
-def _on_interrupt(ctx: Context, name: str, interactive: bool) -> int:
+def _on_interrupt(ctx: Context, name: str, interactive: bool, stop_on_signal: bool) -> int:
     from dstack.services.runs import stop
 
+    if stop_on_signal and not sys.stdin.isatty():  # nobody to ask: the run ends with us
+        view = stop(ctx, name)
+        print(f"\nRun {name} {view.status.value} (interrupted without a terminal)", file=sys.stderr)
+        return 130
     if interactive and sys.stdin.isatty():
         try:
             answer = input(f"\nStop the run {name}? [y/N] ").strip().lower()
@@ -128,6 +165,7 @@ class _Spinner:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self._status: Any = None
+        self._text = ""
 
     def start(self, text: str) -> None:
         if not self.enabled or self._status is not None:
@@ -135,10 +173,11 @@ class _Spinner:
         from rich.console import Console
 
         self._status = Console(stderr=True).status(text)
+        self._text = text
         self._status.start()
 
     def done(self) -> None:
         if self._status is not None:
             self._status.stop()
             self._status = None
-            print("Provisioning... done", file=sys.stderr)
+            print(f"{self._text} done", file=sys.stderr)

@@ -14,7 +14,9 @@ def register(app: typer.Typer) -> None:
 
 
 def infra(
-    run_name: str = typer.Argument(..., metavar="RUN"),
+    run_name: str = typer.Argument(
+        ..., metavar="RUN", help="The run's name, as `dstack ps` shows it."
+    ),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Inputs and engine output."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:

@@ -12,7 +12,9 @@ def register(app: typer.Typer) -> None:
 
 
 def logs(
-    run_name: str = typer.Argument(..., metavar="RUN"),
+    run_name: str = typer.Argument(
+        ..., metavar="RUN", help="The run's name, as `dstack ps` shows it."
+    ),
     attach: bool = typer.Option(False, "-a", "--attach", help="Follow until the run ends."),
     since: str = typer.Option(
         None, "-s", "--since", help="Only output after this: a duration (15m, 2h) or ISO time."

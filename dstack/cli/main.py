@@ -25,7 +25,8 @@ from dstack.cli import (
     schema,
     stop,
     tags,
-)
+    workflows,
+)  # fmt: skip
 from dstack.cli import secrets as secrets_cli
 
 app = typer.Typer(
@@ -55,17 +56,21 @@ def _root(
 
 
 for module in (
-    run, ps, logs, stop, rm, artifacts, tags, secrets_cli, infra, prune, config, schema, dashboard
+    run, ps, logs, stop, rm, artifacts, tags, secrets_cli, infra, prune, config, schema, workflows,
+    dashboard,
 ):  # fmt: skip
     module.register(app)
 
 
 def main() -> None:
+    from dstack.cli import conventions
     from dstack.errors import DstackError
 
     debug = "--debug" in sys.argv
+    command = typer.main.get_command(app)
+    conventions.apply(command)
     try:
-        code = app(standalone_mode=False)
+        code = command(standalone_mode=False, prog_name="dstack")
     except DstackError as exc:
         if debug:
             raise

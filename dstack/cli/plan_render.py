@@ -38,10 +38,14 @@ def plan_text(plan: Any) -> str:
     for job in plan.jobs:
         market = "spot" if job.spot else "on-demand"
         lines.append(f"  job {job.job_index}: {job.instance}, {market}")
+        if job.request:
+            lines.append(f"    for a request of {job.request}")
     lines.append("")
     lines.extend(resources_text(plan.resources))
     lines.append("")
-    lines.append(f"{len(cloud)} resources to create")
+    groups = len(list(plan.resources)) - len(cloud)
+    grouped = f", in {groups} component(s) that group them" if groups else ""
+    lines.append(f"{len(cloud)} AWS resources to create{grouped}")
     if plan.notes:
         lines.append("Notes:")
         lines.extend(f"  - {note}" for note in plan.notes)

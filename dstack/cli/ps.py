@@ -3,6 +3,7 @@ deps and its attempts)."""
 
 from __future__ import annotations
 
+import sys
 import time
 
 import typer
@@ -18,10 +19,15 @@ def ps(
     watch: bool = typer.Option(False, "-w", "--watch", help="Refresh every second."),
     last: int = typer.Option(None, "-n", "--last", help="Show at most this many runs."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    repo: str = typer.Option(
+        None, "--repo", metavar="REPO", help="Another repo's runs: HOST/OWNER/NAME or local/NAME."
+    ),
 ) -> None:
     from dstack import api
 
     ctx = api.Context()
+    if repo is not None:
+        ctx.use_repo(repo)
     while True:
         if run_name:
             view = api.get_run(ctx, run_name)
@@ -32,6 +38,8 @@ def ps(
             print("\x1b[2J\x1b[H", end="")
         _show(rows, as_json)
         if not watch:
+            if not as_json and not run_name and repo is None:
+                _hint_local_runs(ctx)
             return
         time.sleep(1.0)
 
@@ -45,6 +53,18 @@ def _stopped_by(ctx, view) -> dict:  # type: ignore[no-untyped-def]
         if action is not None:
             return {"stopped_by": action.who, "stop_request": action.request}
     return {}
+
+
+def _hint_local_runs(ctx) -> None:  # type: ignore[no-untyped-def]
+    from dstack.services.runs import runs_left_under_local_id
+
+    old = runs_left_under_local_id(ctx)
+    if old:
+        print(
+            f"Runs made before this repo had a git remote are under {old}; see them with "
+            f"`dstack ps -a --repo {old}`",
+            file=sys.stderr,
+        )
 
 
 def _summary_row(summary) -> dict:  # type: ignore[no-untyped-def]
@@ -94,6 +114,12 @@ def _show(rows: list[dict], as_json: bool) -> None:
                 {**r, "status": r["status"].value, "submitted_at": render.iso(r["submitted_at"])}
                 for r in rows
             ]
+        )
+        return
+    if not rows:
+        print(
+            "No runs yet: try `dstack run WORKFLOW` (`dstack workflows` lists them)",
+            file=sys.stderr,
         )
         return
     now = time.time()

@@ -8,7 +8,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, TextIO
 
 from dstack.models import JobStatus
@@ -49,9 +49,14 @@ def ago(timestamp: float, now: float | None = None) -> str:
 
 
 def iso(timestamp: float | None) -> str | None:
+    """UTC, to the millisecond, truncated as the store's run index keeps times: a run's
+    ``submitted_at`` reads the same from `ps --json` (the index) and `ps RUN --json` (its
+    record)."""
     if timestamp is None:
         return None
-    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat()
+    millis = int(timestamp * 1000)
+    moment = datetime.fromtimestamp(millis // 1000, tz=timezone.utc)
+    return (moment + timedelta(milliseconds=millis % 1000)).isoformat(timespec="milliseconds")
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO = sys.stdout) -> None:
@@ -83,3 +88,8 @@ def _visible_len(text: str) -> int:
 
 def print_json(data: Any, out: TextIO = sys.stdout) -> None:
     out.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def files_text(count: int) -> str:
+    """``1 file``, ``3 files``."""
+    return f"{count} file" if count == 1 else f"{count} files"

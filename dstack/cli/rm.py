@@ -13,7 +13,7 @@ def register(app: typer.Typer) -> None:
 
 
 def rm(
-    run_name: str = typer.Argument(None, metavar="RUN"),
+    run_name: str = typer.Argument(None, metavar="RUN", help="The run's name (or -a for all)."),
     all_runs: bool = typer.Option(False, "-a", "--all", help="Delete every finished run."),
     yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask for confirmation."),
 ) -> None:

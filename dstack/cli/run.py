@@ -23,7 +23,11 @@ def register(app: typer.Typer) -> None:
 
 def run(
     ctx: typer.Context,
-    workflow: str = typer.Argument(..., help="Name of the workflow."),
+    workflow: str = typer.Argument(
+        ...,
+        metavar="WORKFLOW [ARGS]...",
+        help="The workflow, then its arguments (${{ run.args }}).",
+    ),
     detach: bool = typer.Option(False, "-d", "--detach", help="Do not follow the output."),
     tag: str = typer.Option(None, "-t", "--tag", help="Tag the run when it succeeds."),
     env: list[str] = typer.Option([], "-e", "--env", help="Set a variable: -e KEY=VALUE."),
@@ -56,6 +60,10 @@ def run(
         interruptible=interruptible, local=local, cpu=cpu, memory=memory, gpu=gpu,
         gpu_name=gpu_name, gpu_memory=gpu_memory, shm_size=shm_size, ports=ports, retry=retry,
     )  # fmt: skip
+    if as_json and not plan:
+        raise typer.BadParameter(
+            "--json applies to --plan only; `dstack ps RUN --json` shows a run"
+        )
     context = api.Context()
     if plan:
         _print_plan(context, workflow, list(ctx.args), overrides, tag, as_json)
@@ -69,15 +77,34 @@ def run(
         context, workflow, args=list(ctx.args), overrides=overrides, tag=tag,
         replace_tag=replace_tag,
     )  # fmt: skip
-    print_warnings(submission.warnings)
     name = submission.run.run_name
-    if detach:
+    if detach:  # the name alone on stdout: RUN=$(dstack run train -d)
         print(f"Run {name} submitted; follow it with `dstack logs -a {name}`", file=sys.stderr)
+        print_warnings(submission.warnings)
+        print(name, flush=True)
         return
+    print(f"Run {name} (workflow {submission.run.workflow})", file=sys.stderr, flush=True)
+    print_warnings(submission.warnings)
     view = api.get_run(context, name, refresh=False)
-    code = stream_run(context, view, attach=True, interactive=True)
+    code = stream_run(context, view, attach=True, interactive=True, stop_on_signal=True)
+    _warn_missing_artifacts(context, name)
     _release_if_finished(context, name)
     raise typer.Exit(code)
+
+
+def _warn_missing_artifacts(context: Context, name: str) -> None:
+    from dstack import api
+    from dstack.errors import DstackError
+    from dstack.services.artifacts import missing_artifacts
+
+    try:
+        view = api.get_run(context, name, refresh=False)
+        if not view.status.is_finished:
+            return
+        for path in missing_artifacts(context, view):
+            print(f"Warning: artifact {path}: the job wrote nothing there", file=sys.stderr)
+    except DstackError:
+        return
 
 
 def _print_plan(

@@ -17,10 +17,15 @@ def register(app: typer.Typer) -> None:
 
 
 @secrets_app.callback()
-def _default(ctx: typer.Context) -> None:
+def _default(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="With no command: print the list as JSON."),
+) -> None:
     """With no command: list the secrets."""
     if ctx.invoked_subcommand is None:
-        list_command(as_json=False)
+        list_command(as_json=as_json)
+    elif as_json:
+        raise typer.BadParameter("--json goes after the command: `dstack secrets list --json`")
 
 
 @secrets_app.command("list", help="List the names of this repository's secrets (not values).")
@@ -45,8 +50,8 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.
     "your shell's history.",
 )
 def add_command(
-    name: str = typer.Argument(..., help="A variable name, e.g. WANDB_API_KEY."),
-    value: str = typer.Argument(None, help="The value (asked for when omitted)."),
+    name: str = typer.Argument(..., metavar="NAME", help="A variable name, e.g. WANDB_API_KEY."),
+    value: str = typer.Argument(None, metavar="VALUE", help="The value (asked for when omitted)."),
     yes: bool = typer.Option(False, "-y", "--yes", help="Replace an existing secret."),
 ) -> None:
     from dstack import api
@@ -66,7 +71,7 @@ def add_command(
 
 @secrets_app.command("delete", help="Delete a secret.")
 def delete_command(
-    name: str = typer.Argument(...),
+    name: str = typer.Argument(..., metavar="NAME", help="The secret's name."),
     yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask for confirmation."),
 ) -> None:
     from dstack import api

@@ -12,7 +12,7 @@ def register(app: typer.Typer) -> None:
 
 
 def stop(
-    run_name: str = typer.Argument(None, metavar="RUN"),
+    run_name: str = typer.Argument(None, metavar="RUN", help="The run's name (or -a for all)."),
     all_runs: bool = typer.Option(False, "-a", "--all", help="Stop every unfinished run."),
     abort: bool = typer.Option(False, "-x", "--abort", help="Kill at once; save nothing."),
     yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask for confirmation."),

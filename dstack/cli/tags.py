@@ -19,16 +19,22 @@ def register(app: typer.Typer) -> None:
 
 
 @tags_app.callback()
-def _default(ctx: typer.Context) -> None:
+def _default(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="With no command: print the list as JSON."),
+) -> None:
     """With no command: list the tags."""
     if ctx.invoked_subcommand is None:
-        list_command(as_json=False)
+        list_command(as_json=as_json)
+    elif as_json:
+        raise typer.BadParameter("--json goes after the command: `dstack tags list --json`")
 
 
 @tags_app.command("list", help="List the tags of this repository.")
 def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     from dstack import api
     from dstack.cli import render
+    from dstack.cli.render import files_text
     from dstack.units import format_size
 
     ctx = api.Context()
@@ -59,10 +65,16 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.
             t.workflow or "(uploaded)",
             t.owner.display,
             render.ago(t.created_at),
-            f"{', '.join(t.artifacts) or '-'} ({t.files} files, {format_size(t.size)})",
+            f"{', '.join(t.artifacts) or '-'} ({files_text(t.files)}, {format_size(t.size)})",
         ]
         for t in tags
     ]
+    if not rows:
+        print(
+            "No tags yet: tag a run with `dstack tags add TAG RUN` or `dstack run WORKFLOW -t TAG`",
+            file=sys.stderr,
+        )
+        return
     render.table(["TAG", "RUN", "WORKFLOW", "OWNER", "CREATED", "ARTIFACTS"], rows)
 
 
@@ -71,7 +83,7 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.
     help="Tag a finished run (TAG RUN), or upload local folders or files as a tag (TAG -a DIR).",
 )
 def add_command(
-    name: str = typer.Argument(..., metavar="TAG"),
+    name: str = typer.Argument(..., metavar="TAG", help="The tag's name."),
     run_name: str = typer.Argument(None, metavar="RUN", help="A finished run to tag."),
     paths: list[Path] = typer.Option(
         None, "-a", "--artifact", help="Upload this folder or file (repeatable)."
@@ -114,7 +126,7 @@ def add_command(
 
 @tags_app.command("delete", help="Delete a tag. A tagged run and its artifacts stay.")
 def delete_command(
-    name: str = typer.Argument(..., metavar="TAG"),
+    name: str = typer.Argument(..., metavar="TAG", help="The tag's name."),
     yes: bool = typer.Option(False, "-y", "--yes", help="Do not ask for confirmation."),
 ) -> None:
     from dstack import api

@@ -24,6 +24,8 @@ class PlannedJob:
     instance: str
     spot: bool
     price_per_hour: float
+    #: what the job asked for, sizes shown in MiB too (binary units: 64GB is 65,536 MiB)
+    request: str = ""
 
 
 @dataclass

@@ -52,6 +52,7 @@ class TorchrunProvider(Provider):
             commands=commands, python=torchrun.python, requirements=torchrun.requirements,
             nodes=torchrun.nodes,
         )  # fmt: skip
+        master.master_listens = torchrun.launcher == "torchrun"
         gpus = master.resources.gpu_count
         master.env = {"NPROC_PER_NODE": str(gpus or 1), **master.env}
         workers = [

@@ -52,6 +52,11 @@ class CodeSnapshot:
     digest: str
     warnings: list[str] = field(default_factory=list)
     hashed_files: int = 0
+    #: the files shipped, by path relative to the root
+    paths: frozenset[str] = frozenset()
+    #: why the repo's runs cannot be shared (no remote, or a local path), if so: the caller
+    #: decides when it is worth saying
+    unshared: str | None = None
 
     def cleanup(self) -> None:
         return None
@@ -98,8 +103,9 @@ def take_snapshot(
     """
     root = find_repo_root(path)
     facts = git.read_facts(root)
+    identity: list[str] = []
+    repo_id, remote_url = _identify(root, facts.config, facts.status.branch, identity)
     warnings: list[str] = []
-    repo_id, remote_url = _identify(root, facts.config, facts.status.branch, warnings)
 
     entries, skipped, stats = collect(root, facts.files.tracked | facts.files.untracked)
     warnings.extend(skipped)
@@ -139,6 +145,7 @@ def take_snapshot(
     return CodeSnapshot(
         root=root, repo=repo, entries=tree, tree_data=tree_data, digest=digest,
         warnings=warnings, hashed_files=cache.hashed_files,
+        paths=frozenset(entry.path for entry in entries), unshared=next(iter(identity), None),
     )  # fmt: skip
 
 

@@ -79,6 +79,7 @@ def run_job(
             work_root=work_root or settings.work_dir(),
             cache_dir=cache_dir or settings.cache_dir(),
             keep_workdir=keep_workdir,
+            own_machine=cloud is not None,
         )
         watch = _watch_machine(agent, max_duration, store_timeout) if cloud else None
         final = agent.run()

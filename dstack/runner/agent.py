@@ -27,7 +27,7 @@ from dstack import processes, state
 from dstack.errors import DstackError, StorageError
 from dstack.lifecycle import ABORT_REASON, Writer, conclude, move, tag_on_success
 from dstack.models import JobSpec, JobState, JobStatus
-from dstack.runner import deps, docker, prepare, workdirs
+from dstack.runner import artifact_paths, deps, docker, prepare, workdirs
 from dstack.runner.executor import JobProcess, exit_code_of
 from dstack.runner.extras import JobExtras
 from dstack.runner.logs import LogSink
@@ -48,8 +48,12 @@ class Agent:
         work_root: Path,
         cache_dir: Path,
         keep_workdir: bool = False,
+        own_machine: bool = False,
     ) -> None:
         self.storage = storage
+        #: the machine is the job's alone (a cloud instance): absolute artifact paths of deps
+        #: are placed at their own paths (``runner.artifact_paths``)
+        self.own_machine = own_machine
         self.spec = spec
         self.work_root = work_root
         self.cache_dir = cache_dir
@@ -134,6 +138,10 @@ class Agent:
             sink.line(
                 f"[dstack] attempt {self.state.attempt}: restored {len(restored)} artifact file(s)"
             )
+        absolute = artifact_paths.place_absolute(workdir, own_machine=self.own_machine)
+        if absolute:
+            sink.line(f"[dstack] {absolute}")
+        artifact_paths.make_folders(self.spec, workdir, own_machine=self.own_machine)
         is_docker = self.spec.image is not None
         python_env: dict[str, str] = {}
         if not is_docker:
@@ -174,6 +182,8 @@ class Agent:
             process.terminate()
         code = exit_code_of(process.wait())
         artifacts.stop()
+        for path in artifact_paths.missing(self.spec, workdir):
+            sink.line(f"[dstack] warning: artifact {path}: the job wrote nothing there")
         if self.spec.artifacts:
             self._set(JobStatus.UPLOADING)
             self._final_sync(artifacts, sink)
@@ -205,8 +215,9 @@ class Agent:
         self._refill.start()
 
     def _fetch_deps(self, workdir: Path, sink: LogSink) -> None:
-        report = deps.fetch_deps(self.storage, self.spec, workdir, self.cache_dir)
         what = ", ".join(dep.describe() for dep in self.spec.deps)
+        sink.line(f"[dstack] deps: fetching {what}")
+        report = deps.fetch_deps(self.storage, self.spec, workdir, self.cache_dir)
         sink.line(
             f"[dstack] deps: {what}: {report.files} file(s), {format_size(report.size)}; "
             f"downloaded {format_size(report.downloaded_bytes)}"

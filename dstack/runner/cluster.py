@@ -8,6 +8,14 @@ each runner looks at its siblings' heads now and then (one list request) and sto
 when a sibling failed: a run whose node fails is failed, and its other nodes do not wait for a
 collective that will never complete.
 
+Two races make a rendezvous on one machine flaky, and both are closed here. The master's port
+is chosen below the kernel's ephemeral range (``ip_local_port_range``), so no other process's
+``bind(0)`` or outgoing connection can take it between its choice and the master's bind (the
+EADDRINUSE of a 4-node run). And under torchrun (``master_listens``) a worker starts its commands only once something
+listens on the master's port — a master slow to start (importing torch on a loaded machine, a late
+instance) no longer runs the workers' own connect timeouts out; a master that ends without
+ever listening lets the workers go on as before.
+
 Variables (besides ``PORT_i``): ``MASTER_ADDR``, ``MASTER_PORT``, ``NODE_RANK``, ``NNODES``,
 and the 2022 names ``MASTER_ID``/``MASTER_JOB_ID`` (the master's job id),
 ``MASTER_HOSTNAME``/``MASTER_JOB_HOSTNAME`` (its address) and ``MASTER_PORT_0``/
@@ -17,8 +25,10 @@ and the 2022 names ``MASTER_ID``/``MASTER_JOB_ID`` (the master's job id),
 from __future__ import annotations
 
 import os
+import random
 import socket
 import time
+from pathlib import Path
 
 from dstack import state
 from dstack.errors import RunnerError, StorageError
@@ -72,6 +82,8 @@ def rendezvous(
         waited = _await_master(storage, spec)
         if waited is None:
             return None
+        if spec.master_listens and not _await_listening(storage, spec, waited):
+            return None
         found = waited
     master_id = f"{spec.run_name}-0"
     return {
@@ -89,11 +101,72 @@ def rendezvous(
 
 
 def _master_port(ports: list[int]) -> int:
-    """A free port other than the job's own (on a cloud instance: the next fixed port)."""
-    candidate = prepare.free_ports(len(ports) + 1)[-1]
-    while candidate in ports:
-        candidate = prepare.free_ports(1)[0]
-    return candidate
+    """A port other than the job's own: on a cloud instance the next fixed port; on this
+    machine a free one below the ephemeral range, which ``bind(0)`` never hands out."""
+    if os.environ.get("DSTACK_RUNNER_PORTS"):
+        candidate = prepare.free_ports(len(ports) + 1)[-1]
+        while candidate in ports:
+            candidate = prepare.free_ports(1)[0]
+        return candidate
+    low, _ = ephemeral_range()
+    first = min(MASTER_PORTS[0], max(1024, low - 1))
+    choices = list(range(first, min(MASTER_PORTS[1], low)))
+    random.shuffle(choices)
+    for candidate in choices[:200]:
+        if candidate not in ports and _is_free(candidate):
+            return candidate
+    return prepare.free_ports(len(ports) + 1)[-1]  # a crowded range: as before
+
+
+#: where a master's port is looked for on this machine, if below the ephemeral range
+MASTER_PORTS = (20000, 32768)
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel hands out for ``bind(0)`` and outgoing connections."""
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(text[0]), int(text[1])
+    except (OSError, ValueError, IndexError):
+        return 32768, 60999
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("", port))
+        except OSError:
+            return False
+    return True
+
+
+def _await_listening(storage: Storage, spec: JobSpec, master: Rendezvous) -> bool:
+    """Wait until the master's port accepts a connection; False when a stop was requested.
+    Bounded like the wait for its address; a master that ends first lets this node go on."""
+    timeout = float(os.environ.get("DSTACK_RENDEZVOUS_TIMEOUT") or RENDEZVOUS_TIMEOUT)
+    deadline = time.monotonic() + timeout
+    next_look = 0.0
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((master.master_addr, master.master_port), timeout=1):
+                return True
+        except OSError:
+            pass
+        if time.monotonic() >= next_look:  # the store, once a second: not at every probe
+            next_look = time.monotonic() + 1.0
+            try:
+                if state.stop_requested(storage, spec):
+                    return False
+                head = state.read_job_state(storage, spec.repo.repo_id, spec.run_name, 0)
+                if head.status.is_finished:
+                    return True
+            except StorageError:
+                pass
+        time.sleep(0.2)
+    raise RunnerError(
+        f"the master node (job 0) published {master.master_addr}:{master.master_port} but "
+        f"nothing listened there within {timeout:.0f}s"
+    )
 
 
 def _await_master(storage: Storage, spec: JobSpec) -> Rendezvous | None:
@@ -106,14 +179,14 @@ def _await_master(storage: Storage, spec: JobSpec) -> Rendezvous | None:
             if state.stop_requested(storage, spec):
                 return None
             master = state.read_job_state(storage, repo_id, run_name, 0)
+            found = state.read_rendezvous(storage, spec)
+            if found is not None and found.attempt == master.attempt:
+                return found
             if master.status.is_finished:
                 raise RunnerError(
                     f"the master node (job 0) is {master.status.value} and never published "
                     "its address; this node cannot join it"
                 )
-            found = state.read_rendezvous(storage, spec)
-            if found is not None and found.attempt == master.attempt:
-                return found
         except StorageError:
             pass  # the store is unreachable for a moment: keep waiting until the deadline
         if time.monotonic() > deadline:

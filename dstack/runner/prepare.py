@@ -185,6 +185,10 @@ def _build_base_env(
     if base.exists():
         shutil.rmtree(base)
     print(f"preparing a Python {interpreter.version} environment in {base}", file=sys.stderr)
+    sink.line(  # the first run's slow phase, shown by the attached CLI
+        f"[dstack] building the Python {interpreter.version} environment (once per machine "
+        "for this Python and requirements; later runs reuse it)"
+    )
     _run_logged(
         [interpreter.path, "-m", "venv", str(base)], sink, "cannot create a virtualenv", workdir
     )
@@ -192,6 +196,7 @@ def _build_base_env(
         files = ["-r", requirements] if requirements else []
         pip = [str(base / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check"]
         what = ", ".join([*(packages or []), *(["requirements"] if requirements else [])])
+        sink.line(f"[dstack] installing {what}")
         _run_logged([*pip, *files, *(packages or [])], sink, f"installing {what} failed", workdir)
     pythons.mark_base_env_ready(base)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from dstack import state
 from dstack.errors import StorageError
 from dstack.models import JobSpec
+from dstack.runner import artifact_paths
 from dstack.state import manifest
 from dstack.storage.base import Storage
 
@@ -68,14 +69,19 @@ class ArtifactSync:
         result = []
         workdir = self.job_dir / self.spec.working_dir
         for artifact in self.spec.artifacts:
-            root = workdir / artifact.path
+            root = artifact_paths.on_disk(workdir, artifact.path)
+            saved_as = artifact_paths.stored_as(artifact.path)
+            # links may lead anywhere inside the job's folder (or inside an artifact folder
+            # that lives elsewhere, an absolute path), never out of it
+            fence = self.job_dir if root.is_relative_to(self.job_dir) else root
             skipped: list[Path] = []
-            for path in _walk(root, inside=self.job_dir, skipped=skipped):
+            for path in _walk(root, inside=fence, skipped=skipped):
                 try:
                     st = path.stat()
                 except OSError:
                     continue
-                rel = path.relative_to(workdir).as_posix()
+                inside = path.relative_to(root).as_posix()
+                rel = saved_as if inside == "." else f"{saved_as}/{inside}"
                 stamp = (st.st_size, st.st_mtime_ns)
                 if self._synced.get(rel) != stamp:
                     result.append((path, self.prefix + rel, stamp))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import filecmp
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,9 +56,14 @@ def download_artifacts(
     *,
     multi_job: bool,
     progress: ProgressCallback | None = None,
+    force: bool = False,
 ) -> list[Path]:
     """Download ``files`` under ``output`` at their job paths (``job-<i>/`` first when the run
-    has several jobs). Refuses paths that would land outside ``output``."""
+    has several jobs). Refuses paths that would land outside ``output``.
+
+    The files go to a staging folder in ``output`` first; an existing file whose content
+    differs (one the user edited) is replaced only with ``force``, otherwise DstackError names
+    it and nothing is written."""
     root = output.resolve()
     items: list[tuple[str, Path]] = []
     for file in files:
@@ -65,14 +73,45 @@ def download_artifacts(
             raise DstackError(f"artifact {file.path!r} would be written outside {output}")
         items.append((file.key, target))
     sizes = {file.key: file.size for file in files}
-    ctx.storage.download_tree(items, progress=progress, sizes=sizes)
-    manifests: dict[str, dict[str, manifest.Entry] | None] = {}
-    for file, (_, target) in zip(files, items, strict=True):  # against the producer's checksums
-        if file.manifest_key is None:
-            continue
-        if file.manifest_key not in manifests:
-            manifests[file.manifest_key] = manifest.read_manifest(ctx.storage, file.manifest_key)
-        recorded = manifests[file.manifest_key]
-        if recorded is not None:
-            manifest.verify_file(target, file.path, recorded, f"artifact of job {file.job_index}")
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".dstack-download-", dir=root) as staging:
+        staged = [(key, Path(staging) / f"{i}") for i, (key, _) in enumerate(items)]
+        ctx.storage.download_tree(staged, progress=progress, sizes=sizes)
+        manifests: dict[str, dict[str, manifest.Entry] | None] = {}
+        for file, (_, new) in zip(files, staged, strict=True):  # against the producer's sums
+            if file.manifest_key is None:
+                continue
+            if file.manifest_key not in manifests:
+                manifests[file.manifest_key] = manifest.read_manifest(
+                    ctx.storage, file.manifest_key
+                )
+            recorded = manifests[file.manifest_key]
+            if recorded is not None:
+                manifest.verify_file(new, file.path, recorded, f"artifact of job {file.job_index}")
+        pairs = [(new, target) for (_, new), (_, target) in zip(staged, items, strict=True)]
+        changed = [t for new, t in pairs if t.exists() and not filecmp.cmp(new, t, shallow=False)]
+        if changed and not force:
+            shown = ", ".join(str(t.relative_to(root)) for t in changed[:3])
+            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+            raise DstackError(
+                f"{len(changed)} file(s) in {output} differ from the artifacts ({shown}{more}); "
+                "nothing was written: use --force to replace them, or -o another folder"
+            )
+        for new, target in pairs:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(new, target)
     return [target for _, target in items]
+
+
+def missing_artifacts(ctx: Context, view: RunView) -> list[str]:
+    """The artifact paths the run declared and saved nothing under (the master job's: only it
+    saves artifacts in a multi-node run)."""
+    from dstack.spec.fields import ABSOLUTE_FOLDER
+
+    saved = [file.path for file in list_artifacts(ctx, view) if file.job_index == 0]
+    missing = []
+    for artifact in view.jobs[0].artifacts if view.jobs else []:
+        stored = ABSOLUTE_FOLDER + artifact.path if artifact.path.startswith("/") else artifact.path
+        if not any(path == stored or path.startswith(stored + "/") for path in saved):
+            missing.append(artifact.path)
+    return missing

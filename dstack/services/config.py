@@ -52,6 +52,11 @@ def saved_aws() -> AwsConfig:
     return AwsConfig(**{k: str(v) for k, v in section.items() if k in fields and v})
 
 
+def compute_configured() -> bool:
+    """Whether the config file sends runs to a cloud (a ``compute`` section)."""
+    return bool(settings.load_config().get("compute"))
+
+
 def env_overrides() -> list[str]:
     """The ``DSTACK_AWS_*`` variables set here, which override whatever is saved."""
     return [env for env in settings.AWS_ENV_OVERRIDES.values() if os.environ.get(env)]
@@ -81,8 +86,9 @@ def check_bucket(aws: AwsConfig) -> AwsConfig:
         endpoint = f" --endpoint-url {aws.endpoint_url}" if aws.endpoint_url else ""
         raise BucketError(
             f"the bucket {aws.bucket} does not exist{where}: create it with "
-            f"`aws s3 mb s3://{aws.bucket} --region {region}{endpoint}` or, once available, "
-            "`dstack config --backend aws --create`"
+            f"`aws s3 mb s3://{aws.bucket} --region {region}{endpoint}`, or let dstack create "
+            f"it with the bootstrap stack: `dstack config --backend aws --bucket {aws.bucket} "
+            "--create` (needs the Pulumi CLI)"
         )
     if aws.region and status.region and status.region != aws.region:
         raise BucketError(

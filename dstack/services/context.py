@@ -50,6 +50,16 @@ class Context:
             self.warnings.extend(warnings)
         return self._repo_id
 
+    def use_repo(self, repo_id: str) -> None:
+        """Refer to the repo ``repo_id`` (``github.com/OWNER/NAME``, ``local/NAME``) instead of
+        the one the current folder is in: for commands run outside it."""
+        from dstack.errors import DstackError
+
+        parts = repo_id.strip("/").split("/")
+        if not (len(parts) == 3 or (len(parts) == 2 and parts[0] == "local")) or not all(parts):
+            raise DstackError(f"--repo {repo_id!r}: expected HOST/OWNER/NAME or local/NAME")
+        self._repo_id = "/".join(parts)
+
     @property
     def cloud(self) -> Compute:
         """The cloud compute (for plans, pruning and bootstrap): ``compute`` when it is a

@@ -90,20 +90,29 @@ def prepare_run(
     snapshot's archive is removed when the block ends. Raises SpecError, RepoError…"""
     from dstack.providers import RunInput, build_jobs
     from dstack.repo import find_repo_root, read_owner, take_snapshot
+    from dstack.spec.adhoc import adhoc_workflow
     from dstack.spec.loader import get_workflow
     from dstack.spec.overrides import apply_overrides
 
     root = find_repo_root(ctx.repo_path)
-    workflow = get_workflow(root, workflow_name)
+    arguments = list(args or [])
+    adhoc = adhoc_workflow(root, workflow_name, arguments)
+    if adhoc is not None:  # `dstack run bash -c "…"` and the like
+        workflow, arguments = adhoc
+    else:
+        workflow = get_workflow(root, workflow_name)
+    notes = list(workflow.notes)
     if overrides is not None:
         workflow = apply_overrides(workflow, overrides)
-    arguments = list(args or [])
     when = time.time() if submitted_at is None else submitted_at
     with take_snapshot(
         root, max_size=settings.max_code_size(), cache_dir=settings.cache_dir(),
         progress=ctx.code_progress.hashing if ctx.code_progress else None,
     ) as snapshot:  # fmt: skip
+        check_files_shipped(workflow, snapshot.paths)
         owner = read_owner(root)
+        if snapshot.unshared and _worth_saying_unshared(ctx, workflow, snapshot.repo.repo_id):
+            notes.append(snapshot.unshared)
         draft = build_jobs(
             RunInput(workflow=workflow, run_name=DRAFT_NAME, repo=snapshot.repo,
                      args=arguments, submitted_at=when)
@@ -116,5 +125,46 @@ def prepare_run(
             submitted_at=when,
             draft=draft,
             snapshot=snapshot,
-            warnings=list(snapshot.warnings),
+            warnings=[*notes, *snapshot.warnings],
         )
+
+
+def check_files_shipped(workflow: Workflow, shipped: frozenset[str]) -> None:
+    """The files the job needs from the repo (`requirements`, a python/torchrun `file`) are in
+    the snapshot; a workflow with deps may get them from a dep, so it is let through."""
+    import posixpath
+
+    from dstack.errors import SpecError
+
+    if workflow.deps:
+        return
+    for key in ("requirements", "file"):
+        value = getattr(workflow, key, None)
+        if not value:
+            continue
+        path = posixpath.normpath(posixpath.join(workflow.working_dir, value))
+        if path not in shipped:
+            raise SpecError(
+                f"{workflow.source}: workflow {workflow.name!r}: {key}: {path} is not in the "
+                "snapshot (missing, or excluded by .gitignore): create it or fix the path"
+            )
+
+
+def _worth_saying_unshared(ctx: Context, workflow: Workflow, repo_id: str) -> bool:
+    """ "This repo's runs cannot be shared" matters with a shared store or another repo's deps;
+    otherwise it is said once per repo on this machine (a marker under ``DSTACK_HOME``)."""
+    import hashlib
+
+    from dstack.storage.local import LocalStorage
+
+    if not isinstance(ctx.storage, LocalStorage) or any(d.repo for d in workflow.deps):
+        return True
+    marker = settings.dstack_home() / "notices" / hashlib.sha256(repo_id.encode()).hexdigest()[:16]
+    if marker.exists():
+        return False
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(repo_id + "\n")
+    except OSError:
+        pass
+    return True

@@ -240,3 +240,15 @@ def refuse_if_tagged(run_name: str, tagged: dict[str, list[str]]) -> None:
             f"run {run_name} is tagged {', '.join(names)}: the tag points at its artifacts; "
             f"delete the tag first (`dstack tags delete {names[0]}`)"
         )
+
+
+def runs_left_under_local_id(ctx: Context) -> str | None:
+    """When this repo now has a remote but runs were made before it had one, under
+    ``local/<folder>``: that id (they do not show under the new one), else None."""
+    from dstack.repo import find_repo_root
+    from dstack.repo.remote import local_repo_id
+
+    old = local_repo_id(find_repo_root(ctx.repo_path))
+    if ctx.repo_id == old:
+        return None
+    return old if state.list_runs(ctx.storage, old, limit=1) else None

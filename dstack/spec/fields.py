@@ -5,13 +5,13 @@ JSON Schema shows for them. ``dstack.spec.models`` builds the workflow models fr
 from __future__ import annotations
 
 import difflib
+import os
 import posixpath
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, WithJsonSchema
+from pydantic import BeforeValidator, WithJsonSchema
 
-from dstack.models import FROM_HOST
 from dstack.units import parse_size_mib
 
 EXPRESSIONS = ("run.args", "run.name")
@@ -93,8 +93,10 @@ def _args(value: Any) -> str | list[str]:
 
 
 def parse_env(value: Any) -> dict[str, str]:
-    """`env` as a list of ``K=V`` strings (or bare names: see :data:`FROM_HOST`) or a mapping
-    → ``{K: V}``."""
+    """`env` as a list of ``K=V`` strings or a mapping → ``{K: V}``.
+
+    A list item ``NAME`` without ``=`` takes the value ``NAME`` has where the workflow is
+    submitted (as ``docker run -e NAME`` does), or the empty string (the 2022 meaning)."""
     if value is None:
         return {}
     if isinstance(value, dict):
@@ -102,13 +104,10 @@ def parse_env(value: Any) -> dict[str, str]:
     elif isinstance(value, list):
         pairs = []
         for entry in value:
-            if isinstance(entry, str) and "=" not in entry and _ENV_NAME.match(entry.strip()):
-                pairs.append((entry.strip(), FROM_HOST))  # a bare name: this machine's value
-                continue
-            if not isinstance(entry, str) or "=" not in entry:
+            if not isinstance(entry, str) or not entry.strip():
                 raise ValueError(f"{entry!r} is not K=V (for example PYTHONPATH=src)")
-            key, _, val = entry.partition("=")
-            pairs.append((key, val))
+            key, equals, val = entry.partition("=")
+            pairs.append((key, val if equals else os.environ.get(key.strip(), "")))
     else:
         raise ValueError(f"expected a list of K=V strings or a mapping, got {_kind(value)}")
     for key, val in pairs:
@@ -164,6 +163,17 @@ def relative_path(value: Any, *, within: str | None = "the working directory") -
     return normal
 
 
+def artifact_path(value: Any) -> str:
+    """An artifact: relative to the working directory, or absolute (``/root/.cache/x``: the
+    2022 runner saved such folders too; see ``ABSOLUTE_FOLDER``)."""
+    if isinstance(value, str) and value.strip().startswith("/"):
+        normal = posixpath.normpath(value.strip())
+        if normal in ("/", "//"):
+            raise ValueError(f"{value!r} is the whole filesystem; name a folder")
+        return normal
+    return relative_path(value)
+
+
 def _file_path(value: Any) -> str:
     return relative_path(value, within=None)  # may climb out of working_dir; see _check_inside_repo
 
@@ -180,6 +190,11 @@ def _image(value: Any) -> str:
 
 MAX_NAME = 64  # a workflow name is part of store keys, whose parts must stay short
 
+#: where absolute artifact paths live among a job's artifacts: ``/root/.cache/x`` is saved as
+#: ``_absolute/root/.cache/x`` and placed back there, unless the machine lets it be written at
+#: its own path (a fresh cloud instance)
+ABSOLUTE_FOLDER = "_absolute"
+
 
 def _name(value: Any) -> str:
     if not isinstance(value, str) or not NAME.match(value):
@@ -195,11 +210,30 @@ def _name(value: Any) -> str:
 _STR: dict[str, Any] = {"type": "string"}
 _LIST_OR_STRING = {"anyOf": [_STR, {"type": "array", "items": _STR}]}
 _SIZE = r"^\s*\d+(\.\d+)?\s*([kKmMgGtTpP]i?[bB]?)?\s*$"
-_ENV_ITEM = {"type": "string", "pattern": r"^[A-Za-z_]\w*="}
+_ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_ENV_ITEM = {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*(=[\s\S]*)?$"}
 _ENV_VALUE = {"type": ["string", "number", "boolean", "null"]}
-_ENV = {"anyOf": [{"type": "array", "items": _ENV_ITEM}, {"additionalProperties": _ENV_VALUE}]}
+_ENV = {
+    "anyOf": [
+        {"type": "null"},
+        {"type": "array", "items": _ENV_ITEM},
+        {
+            "type": "object",
+            "propertyNames": {"pattern": _ENV_NAME_PATTERN},
+            "additionalProperties": _ENV_VALUE,
+        },
+    ]
+}
+_DEP_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+#: `:TAG`, `WORKFLOW`, `OWNER/REPO/TAG` (another repo's)
+DEP_TEXT = {"type": "string", "pattern": rf"^\s*(:?{_DEP_NAME}|[^/\s]+/[^/\s]+/:?{_DEP_NAME})\s*$"}
 _DEP_MAPPINGS = [
-    {"properties": {k: _STR}, "required": [k], "additionalProperties": False}
+    {
+        "type": "object",
+        "properties": {k: DEP_TEXT, "mount": {"type": "boolean"}},
+        "required": [k],
+        "additionalProperties": False,
+    }
     for k in ("tag", "workflow")
 ]
 
@@ -208,8 +242,24 @@ Args = Annotated[str | list[str], BeforeValidator(_args), WithJsonSchema(_LIST_O
 Env = Annotated[dict[str, str], BeforeValidator(parse_env), WithJsonSchema(_ENV)]
 _SIZE_SCHEMA = {"anyOf": [{"type": "string", "pattern": _SIZE}, {"type": "integer", "minimum": 1}]}
 Size = Annotated[str, BeforeValidator(parse_size), WithJsonSchema(_SIZE_SCHEMA)]
-Count = Annotated[int, BeforeValidator(_whole_number(0)), Field(ge=0)]
-PositiveCount = Annotated[int, BeforeValidator(_whole_number(1)), Field(ge=1)]
+_COUNT_TEXT = {"type": "string", "pattern": r"^\s*\d+\s*$"}
+Count = Annotated[
+    int,
+    BeforeValidator(_whole_number(0)),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0}, _COUNT_TEXT]}),
+]
+PositiveCount = Annotated[
+    int,
+    BeforeValidator(_whole_number(1)),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 1},
+                {**_COUNT_TEXT, "pattern": r"^\s*0*[1-9]\d*\s*$"},
+            ]
+        }
+    ),
+]
 MAX_PORTS = 50
 """The most ports one job may ask for: a cloud security group takes 60 rules by default, and
 every port is a socket held open while the job starts."""
@@ -222,7 +272,18 @@ def _port_count(value: Any) -> Any:
     return value
 
 
-PortCount = Annotated[int, BeforeValidator(_port_count), Field(ge=1, le=MAX_PORTS)]
+PortCount = Annotated[
+    int,
+    BeforeValidator(_port_count),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 1, "maximum": MAX_PORTS},
+                {"type": "string", "pattern": r"^\s*0*([1-9]|[1-4]\d|50)\s*$"},
+            ]
+        }
+    ),
+]
 PythonVersion = Annotated[
     str,
     BeforeValidator(_python_version),
@@ -231,5 +292,10 @@ PythonVersion = Annotated[
 RelativePath = Annotated[str, BeforeValidator(relative_path)]
 FilePath = Annotated[str, BeforeValidator(_file_path)]
 WorkingDir = Annotated[str, BeforeValidator(_working_dir)]
-Name = Annotated[str, BeforeValidator(_name)]
+Name = Annotated[
+    str, BeforeValidator(_name), WithJsonSchema({"type": "string", "pattern": NAME.pattern})
+]
+#: relative paths may not start by climbing out (`../x`); the validator also normalises
+ARTIFACT_PATH_SCHEMA = {"type": "string", "pattern": r"^\s*(?!\.\.(/|\s*$))\S"}
+ArtifactPath = Annotated[str, BeforeValidator(artifact_path), WithJsonSchema(ARTIFACT_PATH_SCHEMA)]
 Image = Annotated[str, BeforeValidator(_image)]

@@ -7,6 +7,7 @@ This module owns the files (which ones, in what order, how they merge), the YAML
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast, get_args
 
@@ -14,58 +15,136 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from dstack.errors import SpecError
-from dstack.spec.models import DEFAULT_PROVIDER, YamlFloat, field_aliases, suggest
+from dstack.spec.base import field_aliases
+from dstack.spec.legacy import strip_legacy_keys
+from dstack.spec.models import DEFAULT_PROVIDER, YamlFloat, suggest
 from dstack.spec.workflows import WORKFLOW_MODELS, Workflow, WorkflowsFile
 
 MAIN_FILE = ".dstack/workflows.yaml"
 EXTRA_FOLDER = ".dstack/workflows"
 
 
-def load_workflows(repo_root: Path) -> dict[str, Workflow]:
-    """Every workflow of the repo by name, validated; raises SpecError on the first mistake."""
-    workflows: dict[str, Workflow] = {}
+@dataclass
+class Catalog:
+    """Every workflow of the repo that validates, and the problems of those that do not."""
+
+    workflows: dict[str, Workflow] = field(default_factory=dict)
+    #: (the workflow's name, or None for a whole file, one-line error)
+    problems: list[tuple[str | None, str]] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+
+    def problem_of(self, name: str) -> str | None:
+        return next((text for owner, text in self.problems if owner == name), None)
+
+    def where(self) -> str:
+        """The files the workflows were looked for in, in words."""
+        if len(self.sources) <= 3:
+            return ", ".join(self.sources)
+        return f"{len(self.sources)} files under .dstack/"
+
+
+def read_catalog(repo_root: Path) -> Catalog:
+    """Every workflow of the repo, each validated on its own: a mistake in one workflow (or
+    one file) is recorded as its problem and does not hide the others."""
+    catalog = Catalog()
     for path in workflow_files(repo_root):
         source = path.relative_to(repo_root).as_posix()
-        for index, raw in enumerate(_read_entries(path, source)):
-            workflow = parse_workflow(raw, source=source, index=index)
-            if workflow.name in workflows:
-                other = workflows[workflow.name].source
+        catalog.sources.append(source)
+        try:
+            entries = _read_entries(path, source)
+        except SpecError as exc:
+            catalog.problems.append((None, str(exc)))
+            continue
+        for index, raw in enumerate(entries):
+            name = raw.get("name") if isinstance(raw, dict) else None
+            owner = name if isinstance(name, str) else None
+            try:
+                workflow = parse_workflow(raw, source=source, index=index)
+            except SpecError as exc:
+                catalog.problems.append((owner, str(exc)))
+                continue
+            if workflow.name in catalog.workflows:
+                other = catalog.workflows[workflow.name].source
                 also = f" (also in {other})" if other != source else ""
-                raise SpecError(
-                    f"{source}: workflow {workflow.name!r} is defined twice{also}; rename one"
-                )
-            workflows[workflow.name] = workflow
-    _check_deps(workflows)
-    return workflows
+                catalog.problems.append(
+                    (workflow.name, f"{source}: workflow {workflow.name!r} is defined twice"
+                     f"{also}; rename one")
+                )  # fmt: skip
+                continue
+            catalog.workflows[workflow.name] = workflow
+    catalog.problems.extend(_dep_problems(catalog))
+    return catalog
+
+
+def load_workflows(repo_root: Path) -> dict[str, Workflow]:
+    """Every workflow of the repo by name, validated; raises SpecError on the first mistake."""
+    catalog = read_catalog(repo_root)
+    if catalog.problems:
+        raise SpecError(catalog.problems[0][1])
+    return catalog.workflows
 
 
 def get_workflow(repo_root: Path, name: str) -> Workflow:
-    """The workflow called ``name``; SpecError with a close match and the list if there is none.
-    A built-in workflow (``tensorboard``) is found even with no workflow file, unless the file
-    declares one of that name."""
+    """The workflow called ``name``, validated strictly with the workflows it depends on; the
+    other workflows' problems become a warning on it (``notes``). SpecError with a close match
+    and the list if there is none. A built-in workflow (``tensorboard``) is found even with no
+    workflow file, unless the file declares one of that name."""
     from dstack.spec.app_models import builtin_workflow
 
     builtin = builtin_workflow(name)
     try:
-        workflow_files(repo_root)
+        catalog = read_catalog(repo_root)
     except SpecError:
         if builtin is None:
             raise
         return cast(Workflow, builtin)
-    workflows = load_workflows(repo_root)
-    if name in workflows:
-        return workflows[name]
-    if builtin is not None:
-        return cast(Workflow, builtin)
-    names = sorted(workflows)
-    raise SpecError(
-        f"no workflow {name!r} in {MAIN_FILE}{suggest(name, names)} (available: {listed(names)})"
-    )
+    needed = _with_deps(catalog, name)
+    for owner, text in catalog.problems:
+        if owner in needed:
+            raise SpecError(text)
+    if name not in catalog.workflows:
+        whole_file = next((text for owner, text in catalog.problems if owner is None), None)
+        if builtin is not None:
+            return cast(Workflow, builtin)
+        if whole_file:  # it may be in the file that does not read
+            raise SpecError(whole_file)
+        names = sorted(catalog.workflows)
+        raise SpecError(
+            f"no workflow {name!r} in {catalog.where()}{suggest(name, names)} "
+            f"(available: {', '.join(names) or 'none'})"
+        )
+    workflow = catalog.workflows[name]
+    others = [text for owner, text in catalog.problems if owner not in needed]
+    if others:
+        more = f" (and {len(others) - 1} more)" if len(others) > 1 else ""
+        workflow.notes.append(f"{others[0]}{more}; `dstack workflows` checks them all")
+    return workflow
+
+
+def _with_deps(catalog: Catalog, name: str) -> set[str | None]:
+    """``name`` and the workflows of this repo it depends on, transitively."""
+    needed: set[str | None] = set()
+    todo = [name]
+    while todo:
+        current = todo.pop()
+        if current in needed:
+            continue
+        needed.add(current)
+        workflow = catalog.workflows.get(current)
+        if workflow is not None:
+            todo += [d.name for d in workflow.deps if d.kind == "workflow" and d.repo is None]
+    return needed
 
 
 def json_schema() -> dict[str, Any]:
-    """JSON Schema of a workflows file, for editors (`dstack schema`)."""
+    """JSON Schema of a workflows file, for editors (`dstack schema`), generated from the
+    models that validate it; the keys 2022 ignored (``spec.legacy``) are shown deprecated."""
+    from dstack.spec.legacy import schema_properties
+
     schema = WorkflowsFile.model_json_schema()
+    for provider, model in WORKFLOW_MODELS.items():
+        definition = schema["$defs"][model.__name__]
+        definition["properties"].update(schema_properties(provider))
     schema["title"] = "dstack workflows (.dstack/workflows.yaml)"
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
@@ -97,10 +176,12 @@ def parse_workflow(raw: Any, *, source: str, index: int = 0) -> Workflow:
             f"{suggest(str(provider), WORKFLOW_MODELS)} (available: {available})"
         )
     model = WORKFLOW_MODELS[provider]
+    raw, notes = strip_legacy_keys(provider, raw)
     try:
         workflow = model.model_validate(raw)
     except ValidationError as exc:
         raise SpecError(f"{source}: {label}: {describe_error(exc, model, raw)}") from exc
+    workflow.notes.extend(f"{source}: {label}: {note}" for note in notes)
     return cast(Workflow, workflow.located(source))
 
 
@@ -187,14 +268,17 @@ def _find_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _check_deps(workflows: dict[str, Workflow]) -> None:
-    for workflow in workflows.values():
+def _dep_problems(catalog: Catalog) -> list[tuple[str | None, str]]:
+    problems: list[tuple[str | None, str]] = []
+    known = {owner for owner, _ in catalog.problems} | set(catalog.workflows)
+    for workflow in catalog.workflows.values():
         for index, dep in enumerate(workflow.deps):
-            if dep.kind == "workflow" and dep.repo is None and dep.name not in workflows:
-                raise SpecError(
+            if dep.kind == "workflow" and dep.repo is None and dep.name not in known:
+                problems.append((workflow.name,
                     f"{workflow.source}: workflow {workflow.name!r}: deps[{index}]: "
-                    f"no workflow {dep.name!r}{suggest(dep.name, workflows)}"
-                )
+                    f"no workflow {dep.name!r}{suggest(dep.name, catalog.workflows)}"
+                ))  # fmt: skip
+    return problems
 
 
 # ----------------------------------------------------------------------------------- YAML

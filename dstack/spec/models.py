@@ -14,11 +14,11 @@ validation errors into one line is the loader's job, not this module's.
 from __future__ import annotations
 
 import posixpath
+import re
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AliasChoices,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -27,15 +27,16 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.json_schema import GetJsonSchemaHandler, JsonSchemaValue
-from pydantic_core import CoreSchema
 
-from dstack.models import Resources, RetryPolicy
+from dstack.models import Resources
+from dstack.spec.base import Strict, _AlsoScalar
 from dstack.spec.fields import (
     _DEP_MAPPINGS,
-    _STR,
+    ARTIFACT_PATH_SCHEMA,
+    DEP_TEXT,
     EXPRESSION,
     Args,
+    ArtifactPath,
     Count,
     Env,
     FilePath,
@@ -44,7 +45,6 @@ from dstack.spec.fields import (
     PortCount,
     PositiveCount,
     PythonVersion,
-    RelativePath,
     Size,
     StringList,
     WorkingDir,
@@ -52,34 +52,11 @@ from dstack.spec.fields import (
     parse_env,
     suggest,
 )
-from dstack.units import parse_duration, parse_size_mib
+from dstack.spec.retry_spec import RetrySpec, _retry
+from dstack.units import parse_size_mib
 
 DEFAULT_PROVIDER = "bash"  # a workflow without `provider:` is a bash workflow
 __all__ = ["DEFAULT_PROVIDER", "EXPRESSION", "YamlFloat", "parse_env", "suggest"]
-
-
-class Strict(BaseModel):
-    """Unknown keys are errors; a field's other accepted names show in the schema too."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    @classmethod
-    def __get_pydantic_json_schema__(
-        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        schema = handler.resolve_ref_schema(handler(core_schema))
-        for name, info in cls.model_fields.items():
-            for alias in field_aliases(info)[1:]:
-                original = schema["properties"].get(name, {})
-                schema["properties"][alias] = {**original, "description": f"Alias of `{name}`."}
-        return schema
-
-
-def field_aliases(info: Any) -> list[str]:
-    """The keys a field accepts, its own name first."""
-    if isinstance(info.validation_alias, AliasChoices):
-        return [str(choice) for choice in info.validation_alias.choices]
-    return []
 
 
 # ------------------------------------------------------------------------------- models
@@ -102,6 +79,9 @@ def parse_dep(value: Any) -> Any:
     if isinstance(value, DepRef) or (isinstance(value, dict) and "kind" in value):
         return value
     if isinstance(value, dict):
+        # `mount: true` (0.0.14) asked to mount the dep instead of copying it: the files are
+        # placed either way, so it changes nothing here
+        value = {k: v for k, v in value.items() if not (k == "mount" and isinstance(v, bool))}
         if len(value) != 1:
             raise ValueError(f"{value!r} is not a dep: write `tag: NAME` or `workflow: NAME`")
         ((kind, target),) = value.items()
@@ -135,21 +115,8 @@ def _dep_from_text(text: str, kind: str | None) -> dict[str, Any]:
 
 
 DepItem = Annotated[
-    DepRef, BeforeValidator(parse_dep), WithJsonSchema({"anyOf": [_STR, *_DEP_MAPPINGS]})
+    DepRef, BeforeValidator(parse_dep), WithJsonSchema({"anyOf": [DEP_TEXT, *_DEP_MAPPINGS]})
 ]
-
-
-class _AlsoScalar(Strict):
-    """A model that may also be written as one scalar (``gpu: 1``, ``- checkpoint``)."""
-
-    scalar_schema: ClassVar[dict[str, Any]] = {}
-
-    @classmethod
-    def __get_pydantic_json_schema__(
-        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        schema = super().__get_pydantic_json_schema__(core_schema, handler)
-        return {"anyOf": [cls.scalar_schema, schema]}
 
 
 class GpuSpec(_AlsoScalar):
@@ -174,9 +141,12 @@ class GpuSpec(_AlsoScalar):
 class ArtifactSpec(_AlsoScalar):
     """A folder or file, relative to the working directory, saved to the state store."""
 
-    scalar_schema: ClassVar[dict[str, Any]] = {"type": "string"}
+    scalar_schema: ClassVar[dict[str, Any]] = ARTIFACT_PATH_SCHEMA
 
-    path: RelativePath = Field(description="Path relative to the working directory")
+    path: ArtifactPath = Field(
+        description="Path relative to the working directory, or absolute (saved as "
+        "_absolute/PATH; placed back at PATH only on a fresh cloud instance)"
+    )
     mount: bool = Field(default=False, description="Sync it continuously while the job runs")
 
     @model_validator(mode="before")
@@ -185,8 +155,45 @@ class ArtifactSpec(_AlsoScalar):
         return {"path": value} if isinstance(value, str) else value
 
 
+GPU_BY_NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]*)/gpu$")
+
+
 class ResourcesSpec(Strict):
-    """What the job needs. Sizes like `512MB`, `16GB`, `1TB` (binary); a bare number is MiB."""
+    """What the job needs. Sizes like `512MB`, `16GB`, `1TB` are binary (GB = GiB, as instance
+    types are sized); a bare number is MiB. `NAME/gpu: N` (0.0.14) is `gpu: {name: NAME,
+    count: N}`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "patternProperties": {
+                GPU_BY_NAME.pattern: {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "N GPUs of that model",
+                }
+            }
+        }
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gpu_by_name(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        named = [key for key in value if isinstance(key, str) and GPU_BY_NAME.match(key)]
+        if not named:
+            return value
+        if len(named) > 1 or "gpu" in value:
+            keys = ", ".join(named + (["gpu"] if "gpu" in value else []))
+            raise ValueError(f"{keys}: give the GPUs once (`gpu: {{name: V100, count: 1}}`)")
+        result = dict(value)
+        count = result.pop(named[0])
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"{named[0]}: {count!r} is not a positive whole number of GPUs")
+        match = GPU_BY_NAME.match(named[0])
+        assert match is not None
+        result["gpu"] = {"name": match.group(1), "count": count}
+        return result
 
     cpu: PositiveCount | None = Field(default=None, description="Number of CPUs")
     memory: Size | None = Field(default=None, description="Memory, e.g. 16GB")
@@ -212,62 +219,6 @@ class ResourcesSpec(Strict):
 
 def _mib(size: str | None) -> int | None:
     return None if size is None else parse_size_mib(size)
-
-
-RETRY_EVENTS = ("interruption", "error", "no-capacity")
-
-
-def _retry_events(value: Any) -> list[str]:
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not items:
-        raise ValueError(f"expected a list of events ({', '.join(RETRY_EVENTS)})")
-    for item in items:
-        if item not in RETRY_EVENTS:
-            hint = suggest(str(item), RETRY_EVENTS)
-            raise ValueError(f"{item!r} is not an event{hint} (events: {', '.join(RETRY_EVENTS)})")
-    return list(dict.fromkeys(items))
-
-
-def _duration(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError(f"{value!r} is not a duration like 30m, 2h or 1d")
-    seconds = float(value) if not isinstance(value, str) else parse_duration(value)
-    if seconds <= 0:
-        raise ValueError(f"{value!r} is not a positive duration")
-    return seconds
-
-
-class RetrySpec(Strict):
-    """`retry`: start the job again, as a new attempt of the same run, after these events.
-    `retry: true` retries every event up to 3 times."""
-
-    on: Annotated[list[str], BeforeValidator(_retry_events)] = Field(
-        default_factory=lambda: list(RETRY_EVENTS),
-        description="Events: interruption, error, no-capacity (default: all)",
-    )
-    exit_codes: list[int] | None = Field(
-        default=None, description="With `error`: only these exit codes are retried"
-    )
-    limit: PositiveCount = Field(default=3, description="Attempts after the first, at most")
-    duration: Annotated[float, BeforeValidator(_duration)] | None = Field(
-        default=None, description="No new attempt after this long since submit, e.g. 2h"
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, value: Any) -> Any:
-        if value is True:
-            return {}
-        return value
-
-    def to_policy(self) -> RetryPolicy:
-        return RetryPolicy(
-            on=self.on, exit_codes=self.exit_codes, limit=self.limit, duration=self.duration
-        )
-
-
-def _retry(value: Any) -> Any:
-    return None if value is False else ({} if value is True else value)
 
 
 # ----------------------------------------------------------------------------- workflows
@@ -301,6 +252,13 @@ class WorkflowBase(Strict):
     )
 
     _source: str = PrivateAttr(default="")
+    _notes: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def notes(self) -> list[str]:
+        """Warnings about this workflow's file: 2022 keys it ignores, other workflows that
+        do not validate."""
+        return self._notes
 
     @property
     def source(self) -> str:

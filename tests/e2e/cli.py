@@ -24,17 +24,9 @@ class Result:
 
     @property
     def job_lines(self) -> list[str]:
-        """The job's own output: ``out`` without the lines where the runner reports how long
-        each phase took (``[dstack] code ready in 0.08 s …``)."""
+        """The job's own output: ``out`` without dstack's own lines (``[dstack] code ready in
+        0.08 s``, ``[dstack] building the Python environment…``)."""
         return job_lines(self.out)
-
-
-_PHASE_LINES = ("[dstack] code ready in ", "[dstack] python ready in ", "[dstack] deps ready in ")
-
-
-def job_lines(text: str) -> list[str]:
-    """``text``'s lines without the runner's phase timings."""
-    return [line for line in text.splitlines() if not line.startswith(_PHASE_LINES)]
 
 
 class Dstack:
@@ -162,3 +154,9 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30, what: str = "co
 
 
 FINISHED = {"done", "failed", "stopped", "aborted", "interrupted"}
+
+
+def job_lines(out: str) -> list[str]:
+    """The job's own output lines: without dstack's (``[dstack] building the Python …``,
+    which the first run on a machine shows)."""
+    return [line for line in out.splitlines() if not line.startswith("[dstack] ")]

@@ -61,7 +61,10 @@ def test_run_plan_offline_without_credentials_or_engine(dstack_home: Path, repo:
     started = time.monotonic()
     result = cli("run", "--plan", "train", cwd=repo)
     assert result.code == 0, result.err
-    assert "nothing is created" in result.out and "5 resources to create" in result.out
+    assert (
+        "nothing is created" in result.out
+        and "5 AWS resources to create, in 1 component(s)" in result.out
+    )
     assert "+ aws:ec2/instance:Instance  planned-run-1-job-0" in result.out
     assert "httpTokens" in result.out and '"203.0.113.7/32"' in result.out
     assert time.monotonic() - started < 30

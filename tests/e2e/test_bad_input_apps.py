@@ -46,7 +46,12 @@ CASES: list[tuple[str, str, list[str], list[str]]] = [
         ["train"],
         ["version", "'latest' is not a release version"],
     ),
-    ("lab-commands", wf("    provider: lab\n" + BASH), ["train"], ["lab provider", "commands"]),
+    (
+        "lab-image",
+        wf("    provider: lab\n    image: ubuntu\n"),
+        ["train"],
+        ["lab provider", "image"],
+    ),
     (
         "notebook-version-word",
         wf("    provider: notebook\n    version: seven\n"),

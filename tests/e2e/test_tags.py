@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.cli import FINISHED, Dstack, Result
+from tests.e2e.cli import FINISHED, Dstack, Result, job_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -141,8 +141,8 @@ def test_a_tag_from_uploaded_folders(dstack: Dstack, repo: Path) -> None:
     tag = tags_json(dstack, repo)["raw"]
     assert (tag["run"], tag["workflow"], tag["files"], tag["artifacts"]) == (None, None, 3, ["raw"])
     result = ok(dstack("run", "use-raw", cwd=repo))
-    assert result.job_lines[1:] == ["alpha", "beta", "uploaded tool"]
-    assert "uploaded files" in result.job_lines[0]
+    assert job_lines(result.out) == ["alpha", "beta", "uploaded tool"]
+    assert any("uploaded files" in line for line in result.out.splitlines() if "deps:" in line)
 
     refused = dstack("tags", "add", "raw", "-a", "sub", cwd=repo)
     assert refused.code != 0 and "Tag raw exists" in refused.err and "-y" in refused.err

@@ -131,7 +131,7 @@ def test_other_providers_are_single_node_jobs() -> None:
         ({"provider": "torchrun"}, "missing required key 'file'"),
         ({"provider": "lab", "version": "banana"}, "version: 'banana' is not a release version"),
         ({"provider": "lab", "version": "4.2.x"}, "version: '4.2.x' is not"),
-        ({"provider": "lab", "commands": ["x"]}, "the lab provider has no 'commands'"),
+        ({"provider": "lab", "image": "x"}, "the lab provider has no 'image'"),
         ({"provider": "notebook", "ports": 0}, "ports: 0 is not a positive whole number"),
         ({"provider": "code", "ports": "x"}, "ports: 'x' is not a positive whole number"),
         ({"provider": "tensorboard", "runs": ["../x"]}, "runs[0]: '../x' is not a name"),

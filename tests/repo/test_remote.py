@@ -179,7 +179,9 @@ def test_error_messages_never_show_credentials(tmp_path: Path) -> None:
 
 def _snapshot_ids(root: Path) -> tuple[str, str | None, list[str]]:
     with take_snapshot(root, max_size=1 << 30) as snap:
-        return snap.repo.repo_id, snap.repo.remote_url, snap.warnings
+        # "cannot be shared" is the snapshot's ``unshared``: the service says it when it matters
+        unshared = [snap.unshared] if snap.unshared else []
+        return snap.repo.repo_id, snap.repo.remote_url, [*unshared, *snap.warnings]
 
 
 def test_origin_with_credentials_is_stored_without_them(repo_factory: RepoFactory) -> None:

@@ -67,7 +67,7 @@ def test_a_missing_bucket_says_how_to_create_it(moto_server: MotoServer) -> None
         f"aws s3 mb s3://no-such-bucket-here --region eu-west-1 "
         f"--endpoint-url {moto_server.endpoint_url}"
     ) in message
-    assert "dstack config --backend aws --create" in message
+    assert "dstack config --backend aws --bucket no-such-bucket-here --create" in message
 
 
 def test_no_access_to_the_bucket(proxy: FaultProxy, s3_bucket: str) -> None:

@@ -164,11 +164,6 @@ FILE_CASES = [
     ),
     # --- paths, env, ports
     (
-        "artifact-absolute",
-        one("commands: [a]\nartifacts: [/data]"),
-        [at("artifacts[0].path: '/data' is absolute")],
-    ),
-    (
         "artifact-escapes",
         one("commands: [a]\nartifacts: [ok, ../x]"),
         [at("artifacts[1].path: '../x' escapes")],
@@ -193,7 +188,6 @@ FILE_CASES = [
         one("commands: [a]\nworking_dir: src\nrequirements: ../../r.txt"),
         [at("requirements: '../../r.txt'"), "escapes the repository"],
     ),
-    ("env-not-kv", one("commands: [a]\nenv: [PYTHON PATH]"), [at("env: 'PYTHON PATH' is not K=V")]),
     (
         "env-bad-name",
         one("commands: [a]\nenv: [1X=2]"),
@@ -285,11 +279,6 @@ FILE_CASES = [
         one("provider: docker\nimage: 'ubuntu 22.04'"),
         [at("image: 'ubuntu 22.04' is not an image")],
     ),
-    (
-        "docker-requirements",
-        one("provider: docker\nimage: ubuntu\nrequirements: r.txt"),
-        [at("unknown key 'requirements'")],
-    ),
 ]
 
 
@@ -359,14 +348,8 @@ FLAG_CASES = [
     ("gpu-negative", RunOverrides(gpu=-1), "--gpu: -1 is not a whole number"),
     ("cpu-zero", RunOverrides(cpu=0), "--cpu: 0 is not a positive whole number"),
     ("ports-zero", RunOverrides(ports=0), "-p/--ports: 0 is not a positive whole number"),
-    ("env-not-kv", RunOverrides(env=["F OO"]), "-e/--env: 'F OO' is not K=V"),
     ("env-bad-name", RunOverrides(env=["A-B=1"]), "-e/--env: 'A-B' is not a valid variable name"),
     ("env-expression", RunOverrides(env=["A=${{ run.nam }}"]), "-e/--env: unknown expression"),
-    (
-        "artifact-absolute",
-        RunOverrides(artifacts=["/tmp/x"]),
-        "-a/--artifact: '/tmp/x' is absolute",
-    ),
     (
         "artifact-escapes",
         RunOverrides(artifacts=["../x"]),

@@ -99,7 +99,9 @@ class Request:
         )
 
     def describe(self) -> str:
-        parts = [f"{self.cpu}+ vCPU", f"{_size(self.memory_mib)}+ memory"]
+        # sizes are binary: say so with the MiB, as a 2022 user read `64GB` as 61,035 MiB
+        memory = f"{_size(self.memory_mib)}+ memory ({self.memory_mib:,} MiB)"
+        parts = [f"{self.cpu}+ vCPU", memory]
         if self.gpu_count:
             gpu = f"{self.gpu_count}+ {self.gpu_name or 'any'} GPU(s)"
             if self.gpu_memory_mib:

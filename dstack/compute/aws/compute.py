@@ -230,17 +230,21 @@ class AwsCompute(Compute):
 
     def instance_for(self, job: JobSpec) -> InstanceType:
         """The cheapest catalog type for the job; ComputeError naming the closest if none."""
+        request = self.request_for(job)
+        try:
+            return self.catalog.select(request)
+        except ComputeError as exc:
+            raise ComputeError(f"workflow '{job.workflow}': {exc}") from None
+
+    def request_for(self, job: JobSpec) -> Request:
+        """What the job asks of an instance, the config's defaults filling the gaps."""
         region = self.config.resolved_region()
-        request = Request.from_resources(
+        return Request.from_resources(
             job.resources,
             region=region if region and _REGION.match(region) else None,
             default_cpu=self.config.default_cpu,
             default_memory_mib=parse_size_mib(self.config.default_memory),
         )
-        try:
-            return self.catalog.select(request)
-        except ComputeError as exc:
-            raise ComputeError(f"workflow '{job.workflow}': {exc}") from None
 
     def stack_args(
         self,

@@ -50,6 +50,7 @@ def plan_run(
                 instance=itype.describe(),
                 spot=job.resources.interruptible,
                 price_per_hour=itype.price,
+                request=compute.request_for(job).describe(),
             )
         )
     caller = None
