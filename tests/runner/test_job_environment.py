@@ -51,10 +51,17 @@ def test_a_host_variable_reaches_the_job_when_the_workflow_names_it() -> None:
     assert env["HF_HOME"] == "/data/hf" and "UNSET_HERE" not in env
 
 
-def test_a_bare_name_in_the_workflow_env_names_a_host_variable() -> None:
+def test_a_bare_name_in_the_workflow_env_takes_the_submitting_shells_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As `docker run -e NAME` does; a name the shell does not have is empty (2022)."""
     from dstack.spec.fields import parse_env
 
-    assert parse_env(["HF_HOME", "A=1"]) == {"HF_HOME": FROM_HOST, "A": "1"}
+    monkeypatch.setenv("HF_HOME", "/data/hf")
+    monkeypatch.delenv("UNSET_HERE", raising=False)
+    assert parse_env(["HF_HOME", "UNSET_HERE", "A=1"]) == {
+        "HF_HOME": "/data/hf", "UNSET_HERE": "", "A": "1",
+    }  # fmt: skip
 
 
 def test_a_job_printing_its_environment_shows_no_credentials(
