@@ -17,7 +17,7 @@ import pytest
 from dstack import state
 from dstack.models import RunRecord
 from tests.conftest import git
-from tests.e2e.cli import FINISHED, Dstack
+from tests.e2e.cli import FINISHED, Dstack, job_lines
 from tests.e2e.conftest import Store
 
 WORKFLOWS = """\
@@ -109,7 +109,7 @@ def test_two_users_submitting_at_once_lose_nothing(
         assert (job.status.value, job.exit_code) == ("done", 0)
         assert storage.exists(state.name_key(summary.run_name))
         logs = state.logs_prefix(REPO_ID, summary.run_name, 0)
-        output = b"".join(storage.get(i.key) for i in storage.list_objects(logs))
-        assert output == f"hello from {summary.run_name}\n".encode()
+        output = b"".join(storage.get(i.key) for i in storage.list_objects(logs)).decode()
+        assert job_lines(output) == [f"hello from {summary.run_name}"]
     for cli, repo in users:
         assert {r["run"] for r in ps_all(cli, repo)} == {r.run_name for r in runs}

@@ -189,6 +189,7 @@ def test_a_failed_provision_sweeps_instances_by_tag(
             ImageId="ami-12345678", MinCount=1, MaxCount=1,
             TagSpecifications=[{"ResourceType": "instance", "Tags": [
                 {"Key": "dstack:bucket", "Value": storage.bucket},
+                {"Key": "dstack:prefix", "Value": "/"},
                 {"Key": "dstack:run", "Value": stack}]}],
         )["Instances"][0]["InstanceId"])  # fmt: skip
         raise KeyboardInterrupt
