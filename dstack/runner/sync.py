@@ -124,7 +124,9 @@ class ArtifactSync:
             saved = dict(self._synced)
         entries = {}
         for rel, (size, _) in saved.items():
-            path = workdir / rel
+            # an absolute artifact is saved as _absolute/<path> but read where the job wrote it
+            absolute = rel.startswith(artifact_paths.ABSOLUTE_FOLDER + "/")
+            path = Path(rel[len(artifact_paths.ABSOLUTE_FOLDER) :]) if absolute else workdir / rel
             with contextlib.suppress(OSError):
                 entries[rel] = (size, manifest.file_sha256(path))
         key = manifest.job_manifest_key(self.spec.repo.repo_id, self.spec.run_name,

@@ -111,7 +111,7 @@ def get_workflow(repo_root: Path, name: str) -> Workflow:
         names = sorted(catalog.workflows)
         raise SpecError(
             f"no workflow {name!r} in {catalog.where()}{suggest(name, names)} "
-            f"(available: {', '.join(names) or 'none'})"
+            f"(available: {listed(names) or 'none'})"
         )
     workflow = catalog.workflows[name]
     others = [text for owner, text in catalog.problems if owner not in needed]

@@ -107,7 +107,7 @@ def test_a_master_that_ends_without_listening_lets_workers_go_on(tmp_path: Path)
     storage, run, (master, worker) = make_run(tmp_path)
     cluster.rendezvous(storage, master, run, [], 1)
     done = JobState(status=JobStatus.DONE, exit_code=0, updated_at=time.time())
-    state.write_job_state(storage, master, "ada", done)
+    put_job_state(storage, master, "ada", done)
     assert cluster.rendezvous(storage, worker, run, [], 1) is not None
 
 
