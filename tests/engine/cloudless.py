@@ -38,6 +38,7 @@ REPLACED = [
     ("s3", "BucketVersioning", ()),
     ("s3", "BucketServerSideEncryptionConfiguration", ()),
     ("s3", "BucketPolicy", ()),
+    ("s3", "BucketLifecycleConfiguration", ()),
     ("iam", "Role", ("arn", "name")),
     ("iam", "RolePolicy", ("name",)),
     ("iam", "InstanceProfile", ("arn", "name")),
@@ -152,6 +153,16 @@ def install() -> None:
         return SimpleNamespace(value=pulumi.Output.from_input(STANDIN_AMI))
 
     aws.ssm.get_parameter_output = fixed_ami
+
+    def key_arn(*_: Any, key_id: Any = None, **__: Any) -> Any:  # the bucket's KMS key
+        arn = f"arn:aws:kms:us-east-1:000000000000:key/{key_id}"
+        return SimpleNamespace(arn=pulumi.Output.from_input(arn))
+
+    def subnet(*_: Any, **__: Any) -> Any:  # a configured subnet's VPC
+        return SimpleNamespace(vpc_id=pulumi.Output.from_input("vpc-0standin00000000"))
+
+    aws.kms.get_key_output = key_arn
+    aws.ec2.get_subnet_output = subnet
     engine.aws_plugins = lambda: ()  # type: ignore[assignment]
 
 
