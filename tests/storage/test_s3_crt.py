@@ -183,6 +183,7 @@ def test_a_file_that_vanished_is_a_clear_error(
     assert "cannot use the file" in str(info.value)
 
 
+@pytest.mark.slow
 def test_an_unreachable_store_gives_up_near_the_deadline(s3_bucket: str, tmp_path: Path) -> None:
     import socket
     import time
@@ -226,6 +227,7 @@ def test_a_forked_process_makes_its_own_client(
     assert storage._files.crt_instance is parent
 
 
+@pytest.mark.slow
 def test_a_forked_process_never_destroys_its_parents_client(
     moto_server: MotoServer, s3_bucket: str, tmp_path: Path
 ) -> None:
