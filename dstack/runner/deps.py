@@ -17,11 +17,9 @@ limit belong to ``dstack.runner.depcache``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
-import shutil
 import stat
 import threading
 from dataclasses import dataclass
@@ -31,10 +29,9 @@ from dstack import state
 from dstack.errors import ConfigError, RunnerError, RunNotFoundError, StorageError
 from dstack.models import Dependency, JobSpec
 from dstack.runner import depcache
+from dstack.runner.copying import clone_or_copy
 from dstack.state import manifest
 from dstack.storage.base import Storage
-
-_FICLONE = 0x40049409  # linux/fs.h: share the source's blocks (btrfs, xfs, …)
 
 
 @dataclass
@@ -153,19 +150,9 @@ def _place(cached: Path, workdir: Path, relative: str) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.is_symlink() or target.exists():
         target.unlink()
-    _clone_or_copy(cached, target)
+    clone_or_copy(cached, target)
     mode = 0o755 if os.stat(cached).st_mode & stat.S_IXUSR else 0o644
     os.chmod(target, mode)
-
-
-def _clone_or_copy(source: Path, target: Path) -> None:
-    with open(source, "rb") as src, open(target, "wb") as dst:
-        try:
-            fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
-            return
-        except OSError:
-            pass
-    shutil.copyfile(source, target)  # sendfile/copy_file_range: no copy through Python
 
 
 def _store_digest(storage: Storage) -> str:
