@@ -21,8 +21,8 @@ import os
 import posixpath
 import stat
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from dstack.errors import RepoError
 from dstack.units import format_size
@@ -31,9 +31,8 @@ _CHUNK = 1 << 20
 _LARGEST_SHOWN = 5
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One path to archive: a regular file (``target`` None) or a symlink to ``target``."""
+class Entry(NamedTuple):
+    """One path to ship: a regular file (``target`` None) or a symlink to ``target``."""
 
     path: str
     size: int = 0

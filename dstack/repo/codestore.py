@@ -58,7 +58,7 @@ def store_code(
     storage: Storage,
     root: Path,
     tree_digest: str,
-    tree_data: bytes,
+    tree_data: Callable[[], bytes],
     entries: list[TreeEntry],
     *,
     cache_dir: Path,
@@ -66,6 +66,7 @@ def store_code(
     progress: ProgressCallback | None = None,
 ) -> StoreReport:
     """Store the snapshot's tree and the file contents the store may lack (see the module).
+    ``tree_data`` gives the tree's stored bytes (made only when the tree is stored).
 
     RepoError if a file changed since it was hashed (nothing wrong is stored).
     """
@@ -91,7 +92,7 @@ def store_code(
             ]
             storage.upload_tree(files, progress=progress, workers=16)
         stored.add(blobs=list(wanted))
-    storage.put(tree_key, tree_data)
+    storage.put(tree_key, tree_data())
     stored.add(trees=[tree_digest])
     report.tree_stored = True
     return report

@@ -16,6 +16,7 @@ per file.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -32,7 +33,7 @@ from dstack.repo.remote import (
     remote_urls,
 )
 from dstack.repo.statcache import HashProgress, StatCache
-from dstack.repo.tree import TreeEntry, encode_tree
+from dstack.repo.tree import TreeEntry, compress, encode_tree, paused_gc
 from dstack.state import code_tree_key
 
 if TYPE_CHECKING:
@@ -41,14 +42,14 @@ if TYPE_CHECKING:
 
 @dataclass
 class CodeSnapshot:
-    """A taken snapshot: the repo record, and the code tree (its entries, stored bytes and
+    """A taken snapshot: the repo record, and the code tree (its entries, canonical JSON and
     address). ``hashed_files`` is how many files had to be read (the rest came from the stat
     cache). A context manager for compatibility; it holds no temporary file."""
 
     root: Path
     repo: RepoSnapshot
     entries: list[TreeEntry]
-    tree_data: bytes
+    tree_raw: bytes
     digest: str
     warnings: list[str] = field(default_factory=list)
     hashed_files: int = 0
@@ -57,6 +58,12 @@ class CodeSnapshot:
     #: why the repo's runs cannot be shared (no remote, or a local path), if so: the caller
     #: decides when it is worth saying
     unshared: str | None = None
+
+    @cached_property
+    def tree_data(self) -> bytes:
+        """The tree's bytes as stored (compressed only when needed: an unchanged re-run
+        stores nothing)."""
+        return compress(self.tree_raw)
 
     def cleanup(self) -> None:
         return None
@@ -97,10 +104,17 @@ def take_snapshot(
 ) -> CodeSnapshot:
     """Snapshot the repository containing ``path`` as it is on disk.
 
-    ``cache_dir`` holds the stat cache (None: every file is hashed); ``progress`` is called as files are hashed. RepoError
-    if ``path`` is not in a git repository, git is missing, or the files to ship add up to more
-    than ``max_size`` bytes (the message names the largest ones).
+    ``cache_dir`` holds the stat cache (None: every file is hashed); ``progress`` is called as
+    files are hashed. RepoError if ``path`` is not in a git repository, git is missing, or the
+    files to ship add up to more than ``max_size`` bytes (the message names the largest ones).
     """
+    with paused_gc():
+        return _take_snapshot(path, max_size, cache_dir, progress)
+
+
+def _take_snapshot(
+    path: Path, max_size: int, cache_dir: Path | None, progress: HashProgress | None
+) -> CodeSnapshot:
     root = find_repo_root(path)
     facts = git.read_facts(root)
     identity: list[str] = []
@@ -131,7 +145,7 @@ def take_snapshot(
             ) from exc
         tree.append(TreeEntry(entry.path, digest, entry.size, entry.executable))
     cache.save()
-    tree_data, digest = encode_tree(tree)
+    tree_raw, digest = encode_tree(tree)
     repo = RepoSnapshot(
         repo_id=repo_id,
         remote_url=remote_url,
@@ -143,7 +157,7 @@ def take_snapshot(
         code_size=total,
     )
     return CodeSnapshot(
-        root=root, repo=repo, entries=tree, tree_data=tree_data, digest=digest,
+        root=root, repo=repo, entries=tree, tree_raw=tree_raw, digest=digest,
         warnings=warnings, hashed_files=cache.hashed_files,
         paths=frozenset(entry.path for entry in entries), unshared=next(iter(identity), None),
     )  # fmt: skip
@@ -184,7 +198,7 @@ def store_code(
     """Store what the store may lack of ``snapshot`` (``dstack.repo.codestore.store_code``):
     nothing but one existence check when this machine stored the same tree before."""
     return codestore.store_code(
-        storage, snapshot.root, snapshot.digest, snapshot.tree_data, snapshot.entries,
+        storage, snapshot.root, snapshot.digest, lambda: snapshot.tree_data, snapshot.entries,
         cache_dir=cache_dir, on_start=on_start, progress=progress,
     )  # fmt: skip
 

@@ -28,6 +28,7 @@ from dstack.errors import DstackError, StorageError
 from dstack.lifecycle import ABORT_REASON, Writer, conclude, move, tag_on_success
 from dstack.models import JobSpec, JobState, JobStatus
 from dstack.runner import artifact_paths, deps, docker, prepare, workdirs
+from dstack.runner.code import CodeReport, give_back
 from dstack.runner.executor import JobProcess, exit_code_of
 from dstack.runner.extras import JobExtras
 from dstack.runner.logs import LogSink
@@ -77,8 +78,8 @@ class Agent:
         #: set from another thread to stop the job as a stop request would: ``"interrupt"``
         #: (the spot instance is being reclaimed) or ``"timeout"`` (the run's time limit)
         self.machine_request: str | None = None
-        self._checkout: Path | None = None
-        self._refill: threading.Thread | None = None
+        #: the job's code as placed, given back for the next job when it ends
+        self._placed: CodeReport | None = None
 
     def run(self) -> JobState:
         """Run the job's attempt to its end; its final state. A job that is already finished,
@@ -110,9 +111,11 @@ class Agent:
         finally:
             self._beating.set()
             self.extras.close()
-            if self._refill is not None:  # the next job's copy of the code: let it finish
-                self._refill.join(timeout=FINAL_WRITE_DEADLINE)
             if not self.keep_workdir:
+                # the next job's folder (``runner.recycle``); never a container's: it may hold
+                # files of another user, and its processes cannot be seen from here
+                if self._placed is not None and self.spec.image is None:
+                    give_back(self._placed, repo_dir)
                 shutil.rmtree(job_dir, ignore_errors=True)
             workdirs.release(held)
         return self.state
@@ -123,7 +126,7 @@ class Agent:
             return
         placed = prepare.fetch_code(self.storage, self.spec, repo_dir, self.cache_dir)
         sink.line(f"[dstack] {placed.describe()}")
-        self._checkout = placed.checkout
+        self._placed = placed
         workdir = repo_dir / self.spec.working_dir
         workdir.mkdir(parents=True, exist_ok=True)
         if self.spec.deps or self.state.attempt > 1:
@@ -166,7 +169,6 @@ class Agent:
         else:
             process = JobProcess(script, workdir, env, sink)
         self._set(JobStatus.RUNNING, process_group=process.pgid, ports=ports)
-        self._refill_spare()
         artifacts = ArtifactSync(
             self.storage, self.spec, repo_dir, self.artifact_interval, synced=restored,
             notice=sink.line,
@@ -202,17 +204,6 @@ class Agent:
             self._finish(sink, JobStatus.DONE, exit_code=0)
         else:
             self._finish(sink, JobStatus.FAILED, reason=f"exit code {code}", exit_code=code)
-
-    def _refill_spare(self) -> None:
-        """While the job runs, copy the code for the next job (``runner.code.refill_spare``)."""
-        if self._checkout is None:
-            return
-        from dstack.runner.code import refill_spare
-
-        self._refill = threading.Thread(
-            target=refill_spare, args=(self._checkout,), name="code-spare", daemon=True
-        )
-        self._refill.start()
 
     def _fetch_deps(self, workdir: Path, sink: LogSink) -> None:
         what = ", ".join(dep.describe() for dep in self.spec.deps)

@@ -11,17 +11,19 @@ tree's record beside it. A job's code is placed in two steps, holding the checko
    (``dstack.repo.codestore``); an object that does not match its address fails the job with
    one line, and is removed from the store with its tree so the next ``dstack run`` stores it
    anew;
-2. give the job its own copy: the *spare* — a copy of the checkout made in the background
-   while the previous job ran (:func:`refill_spare`) — brought to the job's tree by writing
-   only the paths that differ, and renamed into place; or, when there is no spare (the first
-   job, or two jobs at once), a copy of the checkout made there and then with
+2. give the job its own folder: the *spare* — the folder an earlier job gave back, checked path
+   by path against what that job was given and brought to the job's tree by writing only what
+   differs (``dstack.runner.recycle``) — renamed into place; or, when there is no spare (the
+   first job, or two jobs at once), a copy of the checkout made there and then with
    ``cp --reflink=auto`` (``dstack.runner.copying``: blocks shared where the filesystem can, a
    plain copy elsewhere). Never hard links: a job that rewrites a file of its folder never
    reaches the checkout, and a spare is handed to one job only.
 
+When the job has ended, :func:`give_back` turns its folder into the next spare.
+
 The checkout is marked incomplete while it changes; one found incomplete (a runner killed
-mid-update) is rebuilt from scratch. Paths of a tree are checked before anything is written: no
-absolute path, no ``..``, nothing under a symlink.
+mid-update) is rebuilt from scratch. Paths of a tree are checked before anything is written
+(``dstack.runner.treefs``): no absolute path, no ``..``, nothing under a symlink.
 
 Whole-tree archives stored by earlier versions (``codes/<sha256>.tar.gz``) are downloaded into
 ``<cache>/codes/``, verified against their address at every use, and unpacked.
@@ -34,40 +36,41 @@ import fcntl
 import hashlib
 import json
 import os
-import posixpath
 import shutil
-import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dstack.errors import NotFoundError, RepoError, RunnerError
 from dstack.models import JobSpec
 from dstack.repo import codestore
-from dstack.repo.tree import CodeIntegrityError, TreeEntry, decode_tree
-from dstack.runner.copying import clone_or_copy as _clone_or_copy
-from dstack.runner.copying import copy_tree
+from dstack.repo.tree import CodeIntegrityError, TreeEntry, decode_tree, paused_gc
+from dstack.runner import recycle, treefs
+from dstack.runner.copying import clone_or_copy, copy_tree
 from dstack.state import code_digest
 from dstack.storage.base import Storage
 
 _STATE = "state.json"
-_SPARE = "spare"
 _TREE = "tree.json.gz"
 
 
 @dataclass
 class CodeReport:
-    """What placing the code did, for the job's log."""
+    """What placing the code did, for the job's log; and what :func:`give_back` needs."""
 
     files: int = 0
     size: int = 0
-    changed: int = 0  # paths of the checkout written or removed
+    changed: int = 0  # paths of the checkout or of the spare written or removed
     downloaded_files: int = 0
     downloaded_bytes: int = 0
     phases: dict[str, float] = field(default_factory=dict)
-    #: the checkout used, for :func:`refill_spare` (None for an earlier version's archive)
+    #: the checkout used and the tree placed (None for an earlier version's archive)
     checkout: Path | None = None
+    digest: str = ""
+    #: what the job's folder was given, path by path (``dstack.runner.recycle``): in memory,
+    #: or in a file beside the folder
+    handed: recycle.Record | Path | None = None
 
     def describe(self) -> str:
         from dstack.units import format_size
@@ -93,32 +96,65 @@ def place_code(storage: Storage, spec: JobSpec, repo_dir: Path, cache_dir: Path)
     if kind == "archive":
         return _place_archive(storage, spec.repo.code_key, digest, repo_dir, cache_dir)
     base = cache_dir / "code" / "checkouts" / _store_digest(storage) / _safe(spec.repo.repo_id)
-    report = CodeReport()
-    with _locked(base / "lock"):
+    report = CodeReport(checkout=base, digest=digest)
+    start = time.monotonic()
+    with _locked(base / "lock"), paused_gc():
+        waited = time.monotonic() - start
+        if waited >= 0.01:  # another job of this repo was placing its code, or giving it back
+            report.phases["wait"] = waited
         start = time.monotonic()
-        change = _update(storage, spec.repo.code_key, digest, base, report)
+        entries = _update(storage, spec.repo.code_key, digest, base, report)
         report.phases["checkout"] = time.monotonic() - start
         start = time.monotonic()
-        if _take_spare(base, digest, repo_dir, change):
+
+        def wanted() -> dict[str, TreeEntry]:
+            return entries if entries is not None else _entries(base, digest)
+
+        record_path = repo_dir.parent / f".{repo_dir.name}.code-record"
+        report.handed = recycle.take(base, digest, wanted, repo_dir, record_path)
+        if report.handed is not None:
             report.phases["spare"] = time.monotonic() - start
         else:
             copy_tree(base / "tree", repo_dir)
+            report.handed = recycle.record_of(repo_dir, wanted())
             report.phases["copy"] = time.monotonic() - start
-    report.checkout = base
     return report
+
+
+def give_back(report: CodeReport, repo_dir: Path) -> bool:
+    """After the job: keep its folder as the checkout's spare (``dstack.runner.recycle``), or
+    say it was not kept (False: the caller removes it). Best effort, never raises."""
+    base, handed = report.checkout, report.handed
+    if base is None or handed is None or not repo_dir.is_dir() or repo_dir.is_symlink():
+        return False
+    try:
+        if recycle.in_use(repo_dir) is not False:
+            return False
+        with paused_gc():
+            if isinstance(handed, Path):
+                record = recycle.load(handed)
+                handed.unlink()
+            else:
+                record = handed
+            kept = recycle.clean(repo_dir, record)  # outside the lock: it may remove a lot
+        with _locked(base / "lock"), paused_gc():
+            digest, _ = _read_state(base)
+            if digest is None:
+                return False
+            wanted = recycle.entries_of(record) if digest == report.digest else None
+            return recycle.keep(base, repo_dir, kept, digest, wanted or _entries(base, digest))
+    except (OSError, ValueError, KeyError, TypeError, IndexError, RunnerError, RepoError):
+        return False
 
 
 # ---- the checkout ---------------------------------------------------------------------------
 
 
-#: how the checkout changed: (the tree it held, paths removed, entries added)
-Change = tuple[str | None, list[str], list[TreeEntry]]
-
-
 def _update(
     storage: Storage, key: str, digest: str, base: Path, report: CodeReport
-) -> Change | None:
-    """Bring the checkout to the tree ``digest``; how it changed (None: it held it already)."""
+) -> dict[str, TreeEntry] | None:
+    """Bring the checkout to the tree ``digest``; its entries (None: it held it already, and
+    nothing was read)."""
     tree_dir = base / "tree"
     current, counts = _read_state(base)
     if current == digest:
@@ -129,7 +165,7 @@ def _update(
     except CodeIntegrityError as exc:
         _refuse(storage, exc, key)
     for entry in entries:
-        _check_path(entry.path)
+        treefs.check_path(entry.path)
     _count(entries, report)
     old: dict[str, TreeEntry] = {}
     if current is not None:
@@ -137,7 +173,8 @@ def _update(
         old = {e.path: e for e in decode_tree(old_data, current, where=str(base / _TREE))}
     else:
         shutil.rmtree(tree_dir, ignore_errors=True)  # absent, or left incomplete
-    removed, added = _diff(old, {e.path: e for e in entries})
+    new = {e.path: e for e in entries}
+    removed, added = treefs.diff(old, new)
     staging = base / "staging"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -148,113 +185,24 @@ def _update(
     for entry in added:
         uses[entry.digest] = uses.get(entry.digest, 0) + 1
 
-    def place(entry: TreeEntry, target: Path) -> None:
+    def write(entry: TreeEntry, target: Path) -> None:
         uses[entry.digest] -= 1
         if uses[entry.digest]:
-            _clone_or_copy(staging / entry.digest, target)
+            clone_or_copy(staging / entry.digest, target)
         else:  # its last use: move it in
             os.replace(staging / entry.digest, target)
 
-    report.changed = _apply(tree_dir, removed, added, place)
+    report.changed = treefs.apply(tree_dir, removed, added, write)
     shutil.rmtree(staging, ignore_errors=True)
     (base / _TREE).write_bytes(data)
     _write_state(base, digest, (report.files, report.size))
-    return current, removed, added
+    return new
 
 
-def _apply(
-    folder: Path,
-    removed: list[str],
-    added: list[TreeEntry],
-    place: Callable[[TreeEntry, Path], None],
-) -> int:
-    """Remove ``removed`` (and the folders they leave empty), then write ``added`` (files
-    through ``place``, then their mode); return how many paths changed."""
-    for path in sorted(removed, reverse=True):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(folder / path)
-        _prune_empty(folder, path)
-    safe_dirs: set[str] = {""}
-    for entry in sorted(added, key=lambda e: e.path):
-        target = folder / entry.path
-        _make_parents(folder, entry.path, safe_dirs)
-        if entry.target is not None:
-            os.symlink(entry.target, target)
-            continue
-        place(entry, target)
-        os.chmod(target, 0o755 if entry.executable else 0o644)
-    return len(set(removed) | {entry.path for entry in added})
-
-
-def _diff(
-    old: dict[str, TreeEntry], new: dict[str, TreeEntry]
-) -> tuple[list[str], list[TreeEntry]]:
-    removed = [path for path, entry in old.items() if new.get(path) != entry]
-    added = [entry for path, entry in new.items() if old.get(path) != entry]
-    return removed, added
-
-
-# ---- the spare: the next job's copy, made while this one runs -------------------------------
-
-
-def refill_spare(base: Path) -> None:
-    """Copy the checkout into a spare for the next job, unless there is one. Run after a job
-    has started, in the background: it holds the checkout's lock while it copies, so a job
-    that needs the checkout meanwhile waits for it, then takes the spare (never longer than
-    copying itself). Best effort: a failure leaves no spare."""
-    try:
-        with _locked(base / "lock"):
-            if _read_spare(base) is not None or (base / f"{_SPARE}.unusable").exists():
-                return
-            digest, _ = _read_state(base)
-            if digest is None:
-                return
-            tmp = base / "spare.tmp"
-            for folder in (tmp, base / _SPARE):
-                shutil.rmtree(folder, ignore_errors=True)
-            copy_tree(base / "tree", tmp)
-            shutil.copyfile(base / _TREE, base / f"{_SPARE}.json.gz")
-            os.rename(tmp, base / _SPARE)
-            (base / f"{_SPARE}.digest").write_text(digest)
-    except (OSError, RunnerError):
-        return
-
-
-def _take_spare(base: Path, digest: str, repo_dir: Path, change: Change | None) -> bool:
-    """Bring the spare (if any) to the checkout's tree ``digest`` and move it to
-    ``repo_dir``; False when there is no spare to take. ``change`` is how the checkout just
-    changed: when the spare was a copy of the checkout before it, the same change applies."""
-    spare_digest = _read_spare(base)
-    if spare_digest is None:
-        return False
-    (base / f"{_SPARE}.digest").unlink()  # taken: never handed out twice, even half-updated
-    spare = base / _SPARE
-    if spare_digest != digest and change is not None and change[0] == spare_digest:
-        checkout = base / "tree"
-        _apply(spare, change[1], change[2], lambda e, t: _clone_or_copy(checkout / e.path, t))
-    elif spare_digest != digest:
-        tree = base / _TREE
-        old_data = (base / f"{_SPARE}.json.gz").read_bytes()
-        old = {e.path: e for e in decode_tree(old_data, spare_digest, where="spare")}
-        new = {e.path: e for e in decode_tree(tree.read_bytes(), digest, where=str(tree))}
-        removed, added = _diff(old, new)
-        checkout = base / "tree"
-        _apply(spare, removed, added, lambda e, target: _clone_or_copy(checkout / e.path, target))
-    try:
-        os.rename(spare, repo_dir)
-    except OSError:  # the work folder is on another filesystem: no spares here
-        shutil.rmtree(spare, ignore_errors=True)
-        (base / f"{_SPARE}.unusable").touch()
-        return False
-    return True
-
-
-def _read_spare(base: Path) -> str | None:
-    try:
-        digest = (base / f"{_SPARE}.digest").read_text().strip()
-    except OSError:
-        return None
-    return digest if (base / _SPARE).is_dir() else None
+def _entries(base: Path, digest: str) -> dict[str, TreeEntry]:
+    """The entries of the tree the checkout holds (read from its record beside it)."""
+    tree = base / _TREE
+    return {e.path: e for e in decode_tree(tree.read_bytes(), digest, where=str(tree))}
 
 
 def _stage(
@@ -274,7 +222,7 @@ def _stage(
         if entry.target is not None or (staging / entry.digest).exists():
             continue
         if entry.digest in held:
-            _clone_or_copy(tree_dir / held[entry.digest], staging / entry.digest)
+            clone_or_copy(tree_dir / held[entry.digest], staging / entry.digest)
         else:
             missing[entry.digest] = entry.size
     try:
@@ -317,48 +265,6 @@ def _write_state(base: Path, digest: str | None, counts: tuple[int, int]) -> Non
     tmp = base / f"{_STATE}.tmp"
     tmp.write_text(json.dumps({"digest": digest, "files": counts[0], "size": counts[1]}))
     os.replace(tmp, base / _STATE)
-
-
-def _check_path(path: str) -> None:
-    norm = posixpath.normpath(path)
-    if (
-        not path
-        or "\0" in path
-        or path.startswith("/")
-        or norm != path
-        or norm == ".."
-        or norm.startswith("../")
-        or norm == "."
-    ):
-        raise RunnerError(f"refusing the code tree: the path {path!r} would leave its folder")
-
-
-def _make_parents(root: Path, rel: str, safe_dirs: set[str]) -> None:
-    """Create the folders above ``rel``; refuse to go through a symlink or a file."""
-    parts = rel.split("/")[:-1]
-    for depth in range(1, len(parts) + 1):
-        prefix = "/".join(parts[:depth])
-        if prefix in safe_dirs:
-            continue
-        folder = root / prefix
-        try:
-            st = os.lstat(folder)
-        except FileNotFoundError:
-            folder.mkdir()
-        else:
-            if not stat.S_ISDIR(st.st_mode):
-                raise RunnerError(f"refusing the code tree: {prefix!r} is not a folder")
-        safe_dirs.add(prefix)
-
-
-def _prune_empty(root: Path, rel: str) -> None:
-    parent = posixpath.dirname(rel)
-    while parent:
-        try:
-            os.rmdir(root / parent)
-        except OSError:  # not empty (or gone)
-            return
-        parent = posixpath.dirname(parent)
 
 
 # ---- earlier versions' archives -------------------------------------------------------------

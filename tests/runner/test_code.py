@@ -18,7 +18,7 @@ import pytest
 from dstack.errors import RunnerError
 from dstack.models import JobSpec, RepoSnapshot
 from dstack.repo import store_code, take_snapshot
-from dstack.runner.code import place_code
+from dstack.runner.code import give_back, place_code
 from dstack.state import code_blob_key, code_key
 from dstack.storage.local import LocalStorage
 from tests.conftest import make_repo
@@ -224,27 +224,28 @@ def test_archives_of_earlier_versions_are_placed_verified(tmp_path: Path) -> Non
     assert not (tmp_path / "w2" / "repo" / "train.py").exists()
 
 
-def test_the_spare_copy_is_exact_and_given_once(tmp_path: Path) -> None:
-    from dstack.runner.code import refill_spare
-
+def test_a_folder_given_back_is_the_next_jobs_exactly_and_given_once(tmp_path: Path) -> None:
     m = Machine(tmp_path, {"a.py": "a", "lib/b.py": "b", "run.sh": "#!/bin/sh\n"})
     spec = m.submit()
     first = place_code(m.storage, spec, tmp_path / "j1", m.cache)
-    assert first.checkout is not None and "copy" in first.phases
-    refill_spare(first.checkout)
-    second_folder = tmp_path / "j2"
-    second = place_code(m.storage, spec, second_folder, m.cache)
-    assert "spare" in second.phases  # the spare, renamed into place
-    (second_folder / "a.py").write_text("written by job 2")  # never seen again
-    refill_spare(first.checkout)
+    assert "copy" in first.phases  # no spare yet: the checkout is copied
+    (tmp_path / "j1" / "a.py").write_text("written by job 1")
+    assert give_back(first, tmp_path / "j1")
+    assert not (tmp_path / "j1").exists()  # it is the spare now
+    second = place_code(m.storage, spec, tmp_path / "j2", m.cache)
+    assert "spare" in second.phases and second.changed == 0  # fixed when given back
+    assert listing(tmp_path / "j2") == tree_of(m.root)
+    (tmp_path / "j2" / "a.py").write_text("written by job 2")  # never seen again
+    assert give_back(second, tmp_path / "j2")
     (m.root / "lib/b.py").unlink()
     (m.root / "lib").rmdir()
     os.chmod(m.root / "run.sh", 0o755)
     (m.root / "c.py").write_text("c")
     third = place_code(m.storage, m.submit(), tmp_path / "j3", m.cache)
-    assert "spare" in third.phases  # brought to the new tree, then renamed
+    assert "spare" in third.phases and third.changed == 3  # brought to the new tree
     assert listing(tmp_path / "j3") == tree_of(m.root)
     fourth = place_code(m.storage, m.submit(), tmp_path / "j4", m.cache)
     assert "copy" in fourth.phases  # the spare was taken: the checkout is copied
     assert listing(tmp_path / "j4") == tree_of(m.root)
-    assert listing(second_folder)["a.py"] == ("file", b"written by job 2")
+    assert give_back(third, tmp_path / "j3")
+    assert not give_back(fourth, tmp_path / "j4")  # one spare per checkout: j4 is removed

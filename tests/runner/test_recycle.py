@@ -1,0 +1,196 @@
+"""Job folders used again (``dstack.runner.recycle``): whatever a job does to its folder, the
+next job that gets it sees exactly its own tree, and the checkout never changes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from dstack.runner import recycle
+from dstack.runner.code import CodeReport, give_back, place_code
+from tests.runner.test_code import Machine, listing, tree_of
+
+FILES: dict[str, str | bytes] = {
+    "train.py": "print('train')\n",
+    "run.sh": "#!/bin/sh\necho hi\n",
+    "lib/a.py": "a = 1\n",
+    "lib/deep/b.py": "b = 2\n",
+    "assets/labels.txt": "cat\ndog\n",
+}
+
+
+def _rewrite_same_size_old_mtime(job: Path) -> None:
+    path = job / "train.py"
+    before = os.stat(path)
+    path.write_text("print('TRAIN')\n")  # same size
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # and the old mtime
+
+
+def _hard_link_out(job: Path) -> None:
+    os.link(job / "lib/a.py", job.parent / "outside-link")
+
+
+def _replace_folder_with_link(job: Path) -> None:
+    (job / "lib/deep/b.py").unlink()
+    (job / "lib/deep").rmdir()
+    os.symlink("/etc", job / "lib/deep")
+
+
+def _unreadable_extra_folder(job: Path) -> None:
+    (job / "outputs/run1").mkdir(parents=True)
+    (job / "outputs/run1/model.bin").write_bytes(b"\0" * 1000)
+    os.chmod(job / "outputs/run1", 0o000)
+    os.chmod(job / "outputs", 0o500)
+
+
+def _unwritable_tree_folder(job: Path) -> None:
+    (job / "lib/new.py").write_text("new")
+    os.chmod(job / "lib", 0o500)
+
+
+def _file_replaced_by_folder(job: Path) -> None:
+    (job / "run.sh").unlink()
+    (job / "run.sh").mkdir()
+    (job / "run.sh/inner").write_text("x")
+
+
+JOBS: dict[str, Callable[[Path], None]] = {
+    "rewrites a file in place": lambda j: (j / "lib/a.py").write_text("a = 'changed'\n"),
+    "rewrites a file keeping its size and mtime": _rewrite_same_size_old_mtime,
+    "appends to a file": lambda j: (j / "assets/labels.txt").open("a").write("bird\n"),
+    "deletes a file": lambda j: (j / "lib/deep/b.py").unlink(),
+    "deletes a folder": lambda j: [(j / "lib/deep/b.py").unlink(), (j / "lib/deep").rmdir()],
+    "makes a file executable": lambda j: os.chmod(j / "train.py", 0o755),
+    "makes a folder private": lambda j: os.chmod(j / "lib", 0o700),
+    "hard-links a file out of its folder": _hard_link_out,
+    "turns a file into a symlink": lambda j: [
+        (j / "train.py").unlink(),
+        os.symlink("/etc/passwd", j / "train.py"),
+    ],
+    "turns a folder into a symlink": _replace_folder_with_link,
+    "turns a file into a folder": _file_replaced_by_folder,
+    "writes outputs in new folders, one unreadable": _unreadable_extra_folder,
+    "adds a file in a folder it then makes read-only": _unwritable_tree_folder,
+    "leaves a fifo": lambda j: os.mkfifo(j / "pipe"),
+    "renames files": lambda j: [
+        os.rename(j / "lib/a.py", j / "lib/c.py"),
+        os.rename(j / "train.py", j / "lib/a.py"),
+    ],
+}
+
+
+@pytest.mark.parametrize("what", list(JOBS))
+def test_the_next_job_sees_exactly_its_tree_whatever_the_last_one_did(
+    tmp_path: Path, what: str
+) -> None:
+    m = Machine(tmp_path, FILES)
+    spec = m.submit()
+    checkout = tmp_path / "cache" / "code" / "checkouts"
+    first_folder = tmp_path / "w1" / "repo"
+    first = place_code(m.storage, spec, first_folder, m.cache)
+    pristine = {p: listing(p) for p in checkout.glob("*/*/tree")}
+    JOBS[what](first_folder)
+    kept = give_back(first, first_folder)
+    second_folder = tmp_path / "w2" / "repo"
+    second = place_code(m.storage, spec, second_folder, m.cache)
+    assert listing(second_folder) == tree_of(m.root)
+    assert os.stat(second_folder / "lib/a.py").st_nlink == 1
+    assert {p: listing(p) for p in checkout.glob("*/*/tree")} == pristine
+    if kept:
+        assert "spare" in second.phases
+    else:  # could not be cleaned as this user: removed, and the next job gets a copy
+        assert "copy" in second.phases
+
+
+LEFT_RUNNING = {
+    # the runner kills the job's process group; these left it (their own session)
+    "working in the folder": (["sh", "-c", "sleep 1; echo late >> train.py; sleep 30"], "."),
+    "holding a file open": (
+        [sys.executable, "-c", "import sys, time; f = open(sys.argv[1], 'a'); time.sleep(1); "
+         "f.write('late'); f.flush(); time.sleep(30)", "lib/a.py"], ".."),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("how", list(LEFT_RUNNING))
+def test_a_folder_a_process_still_uses_is_never_used_again(tmp_path: Path, how: str) -> None:
+    m = Machine(tmp_path, FILES)
+    spec = m.submit()
+    folder = tmp_path / "w1" / "repo"
+    report = place_code(m.storage, spec, folder, m.cache)
+    argv, cwd = LEFT_RUNNING[how]
+    if cwd == "..":
+        argv = [*argv[:-1], str(folder / argv[-1])]
+    process = subprocess.Popen(argv, cwd=folder / cwd, start_new_session=True)
+    try:
+        time.sleep(0.3)  # started: its working folder or its open file is there
+        if recycle.in_use(folder) is None:
+            pytest.skip("no /proc on this system: job folders are never used again here")
+        assert not give_back(report, folder)
+        shutil.rmtree(folder.parent)  # what the runner does with a folder not kept
+        again = tmp_path / "w2" / "repo"
+        assert "copy" in place_code(m.storage, spec, again, m.cache).phases
+        time.sleep(1.2)  # the process has written into its (removed) folder by now
+        assert listing(again) == tree_of(m.root)
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_where_processes_cannot_be_seen_no_folder_is_used_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recycle, "in_use", lambda folder: None)  # as on a system without /proc
+    m = Machine(tmp_path, FILES)
+    folder = tmp_path / "w1" / "repo"
+    assert not give_back(place_code(m.storage, m.submit(), folder, m.cache), folder)
+
+
+def test_a_spare_without_its_record_is_never_used(tmp_path: Path) -> None:
+    m = Machine(tmp_path, FILES)
+    spec = m.submit()
+    folder = tmp_path / "w1" / "repo"
+    assert give_back(place_code(m.storage, spec, folder, m.cache), folder)
+    base = next((m.cache / "code" / "checkouts").glob("*/*"))
+    (base / "spare.json").unlink()  # a runner killed between the rename and the record
+    (base / recycle.SPARE / "train.py").write_text("unchecked")
+    report = place_code(m.storage, spec, tmp_path / "w2" / "repo", m.cache)
+    assert "copy" in report.phases and not (base / recycle.SPARE).exists()
+    assert listing(tmp_path / "w2" / "repo") == tree_of(m.root)
+
+
+def test_the_spare_follows_the_tree_the_checkout_moved_to(tmp_path: Path) -> None:
+    """Job A (tree 1) ends after job B moved the checkout to tree 2: A's folder is brought to
+    tree 2 when kept, and a job of tree 1 later gets tree 1 exactly."""
+    m = Machine(tmp_path, FILES)
+    spec_1 = m.submit()
+    a = place_code(m.storage, spec_1, tmp_path / "a" / "repo", m.cache)
+    (m.root / "lib/a.py").write_text("a = 'two'\n")
+    (m.root / "new.py").write_text("new")
+    spec_2 = m.submit()
+    b = place_code(m.storage, spec_2, tmp_path / "b" / "repo", m.cache)
+    assert give_back(a, tmp_path / "a" / "repo")
+    c = place_code(m.storage, spec_2, tmp_path / "c" / "repo", m.cache)
+    assert "spare" in c.phases
+    assert listing(tmp_path / "c" / "repo") == tree_of(m.root)
+    assert give_back(b, tmp_path / "b" / "repo")
+    assert not give_back(c, tmp_path / "c" / "repo")  # one spare at most: c is removed
+    d = place_code(m.storage, spec_1, tmp_path / "d" / "repo", m.cache)
+    assert "spare" in d.phases
+    assert (tmp_path / "d" / "repo" / "lib/a.py").read_text() == "a = 1\n"
+    assert not (tmp_path / "d" / "repo" / "new.py").exists()
+
+
+def test_nothing_is_given_back_for_an_archive_or_a_missing_folder(tmp_path: Path) -> None:
+    assert not give_back(CodeReport(), tmp_path / "nothing")
+    m = Machine(tmp_path, FILES)
+    folder = tmp_path / "w1" / "repo"
+    report = place_code(m.storage, m.submit(), folder, m.cache)
+    folder.rename(tmp_path / "moved")  # the job moved its own folder away
+    assert not give_back(report, folder)
