@@ -44,6 +44,9 @@ def main() -> None:
     parser.add_argument("--code", action="store_true", help="only the big-repository section")
     args = parser.parse_args()
     reps = 3 if args.quick else 7
+    # Python as users have it: modules compiled once and cached, not at every start (for
+    # dstack and the baselines alike)
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     if args.code:
         with tempfile.TemporaryDirectory(prefix="dstack-bench-") as tmp:
             print_table(code_rows(Path(tmp), args, reps))

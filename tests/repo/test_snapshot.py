@@ -194,3 +194,30 @@ def test_read_owner_without_git_identity(tmp_path: Path, monkeypatch: pytest.Mon
     git(root, "init", "-q")
     owner = read_owner(root)
     assert (owner.git_name, owner.git_email) == (None, None)
+
+
+def _index_mtime(root: Path, path: str) -> str:
+    """The mtime git's index holds for ``path`` (``ls-files --debug``)."""
+    out = git(root, "ls-files", "--debug", "--", path)
+    return next(line.split()[1] for line in out.splitlines() if "mtime:" in line)
+
+
+def test_a_snapshot_refreshes_the_stat_data_of_the_index_as_git_status_does(
+    repo_factory: RepoFactory,
+) -> None:
+    """A file touched without a change would otherwise be re-read by git at every run."""
+    root = repo_factory({"a.py": "a\n", "b.py": "b\n"})
+    os.utime(root / "a.py", (1_000_000_000, 1_000_000_000))
+    assert _index_mtime(root, "a.py") != "1000000000:0"
+    first = snap(root)
+    assert _index_mtime(root, "a.py") == "1000000000:0"
+    assert not first.repo.dirty  # only stat data: nothing staged, nothing shipped differently
+
+
+def test_a_locked_index_is_left_alone(repo_factory: RepoFactory) -> None:
+    root = repo_factory({"a.py": "a\n"})
+    os.utime(root / "a.py", (1_000_000_000, 1_000_000_000))
+    (root / ".git" / "index.lock").write_text("")  # another git command is writing it
+    assert not snap(root).repo.dirty
+    assert (root / ".git" / "index.lock").read_text() == ""
+    assert _index_mtime(root, "a.py") != "1000000000:0"
