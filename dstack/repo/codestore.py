@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dstack.errors import NotFoundError, RepoError
-from dstack.repo.tree import CodeIntegrityError, TreeEntry, decode_tree, file_digest
+from dstack.repo.tree import CodeIntegrityError, Row, TreeEntry, decode_rows, file_digest
 from dstack.state import code_blob_key, code_digest, code_tree_key
 
 if TYPE_CHECKING:
@@ -150,8 +150,9 @@ class _StoredRecord:
 # ---- fetching, verified ---------------------------------------------------------------------
 
 
-def fetch_tree(storage: Storage, key: str) -> tuple[str, bytes, list[TreeEntry]]:
-    """(digest, stored bytes, entries) of the tree at ``key``, verified against its address."""
+def fetch_tree(storage: Storage, key: str) -> tuple[str, bytes, dict[str, Row]]:
+    """(digest, stored bytes, rows by path) of the tree at ``key``, verified against its
+    address (``dstack.repo.tree.decode_rows``)."""
     _, digest = code_digest(key)
     try:
         data = storage.get(key)
@@ -159,7 +160,7 @@ def fetch_tree(storage: Storage, key: str) -> tuple[str, bytes, list[TreeEntry]]
         raise RepoError(
             f"the run's code {key} is not in the store (removed?): run it again to store it anew"
         ) from None
-    return digest, data, decode_tree(data, digest, where=key)
+    return digest, data, decode_rows(data, digest, where=key)
 
 
 def fetch_blobs(

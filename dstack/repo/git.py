@@ -171,9 +171,14 @@ def read_facts(root: Path) -> RepoFacts:
     """
     procs = [
         _spawn(
-            root, "status", "--porcelain=v2", "--branch", "-z", "--untracked-files=no",
+            root,
+            "status",
+            "--porcelain=v2",
+            "--branch",
+            "-z",
+            "--untracked-files=no",
             refresh=True,
-        ),  # fmt: skip
+        ),
         _spawn(root, "ls-files", "-z", "-t", "--cached", "--others", "--exclude-standard"),
         _spawn(root, "config", "-z", "--get-regexp", _CONFIG_KEYS),
     ]

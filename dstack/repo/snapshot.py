@@ -15,6 +15,7 @@ per file.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -128,8 +129,10 @@ def _take_snapshot(
     status = facts.status
     shipped_untracked = any(entry.path in facts.files.untracked for entry in entries)
     dirty = status.commit is None or status.tracked_changes or shipped_untracked
-    diff = git.diff_head(root) if status.commit and status.tracked_changes else ""
-
+    diff = ""
+    differ = None
+    if status.commit and status.tracked_changes:  # git works while the files are looked at
+        differ = _Differ(root)
     cache = StatCache(cache_dir, root)
     tree: list[TreeEntry] = []
     for entry in entries:
@@ -146,6 +149,8 @@ def _take_snapshot(
         tree.append(TreeEntry(entry.path, digest, entry.size, entry.executable))
     cache.save()
     tree_raw, digest = encode_tree(tree)
+    if differ is not None:
+        diff = differ.result()
     repo = RepoSnapshot(
         repo_id=repo_id,
         remote_url=remote_url,
@@ -161,6 +166,26 @@ def _take_snapshot(
         warnings=warnings, hashed_files=cache.hashed_files,
         paths=frozenset(entry.path for entry in entries), unshared=next(iter(identity), None),
     )  # fmt: skip
+
+
+class _Differ(threading.Thread):
+    """``git diff HEAD`` (``dstack.repo.git.diff_head``) in the background."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(name="git-diff", daemon=True)
+        self.root = root
+        self.diff = ""
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.diff = git.diff_head(self.root)
+        except RepoError:  # the diff is for people: a snapshot never fails for it
+            self.diff = ""
+
+    def result(self) -> str:
+        self.join()
+        return self.diff
 
 
 def _identify(

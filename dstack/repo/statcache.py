@@ -10,8 +10,12 @@ written could be modified again later without its mtime changing. Like git, the 
 every entry whose mtime is not older than the write minus ``RACY_WINDOW_NS`` as racily clean
 and does not keep its digest, so it is hashed on the next run too.
 
-One cache per repository root, under the machine's cache folder (``code/stat/``), written
-owner-only and atomically. A cache that cannot be read is ignored (every file is hashed).
+One cache per repository root, under the machine's cache folder (``code/stat/``), owner-only:
+the entries of a run that changed are appended to a journal beside it (``<name>.log``), and
+the cache is written whole, atomically, only when the journal outgrows an eighth of it — so
+that editing one file of 30,000 writes one line, not the whole cache. A cache that cannot be
+read is ignored (every file is hashed); every entry, from the cache or its journal, is checked
+against the file's stat before it is trusted.
 """
 
 from __future__ import annotations
@@ -47,12 +51,13 @@ class StatCache:
         name = hashlib.sha256(os.fsencode(repo_root)).hexdigest()[:32]
         #: None: no cache kept (every file hashed)
         self.path = cache_root / "code" / "stat" / f"{name}.json" if cache_root else None
+        self._journal = self.path.with_suffix(".log") if self.path else Path(os.devnull)
+        self._journal_lines = 0
         self.repo_root = repo_root
         self._old: dict[str, list[object]] = self._load()
         self._new: dict[str, list[object]] = {}
         self.hashed_files = 0
         self.hashed_bytes = 0
-        self._changed = False
 
     def _load(self) -> dict[str, list[object]]:
         if self.path is None:
@@ -66,7 +71,16 @@ class StatCache:
         if record.get("root") != os.fsdecode(self.repo_root):
             return {}
         files = record.get("files")
-        return files if isinstance(files, dict) else {}
+        if not isinstance(files, dict):
+            return {}
+        try:
+            with open(self._journal, "rb") as journal:
+                for line in journal:
+                    self._journal_lines += 1
+                    _replay(files, line)
+        except OSError:
+            pass
+        return files
 
     def digest(self, rel: str, st: os.stat_result, progress: HashProgress | None = None) -> str:
         """The sha256 of the file ``rel`` whose ``lstat`` is ``st``: from the cache when the
@@ -75,6 +89,7 @@ class StatCache:
         key = stat_key(st)
         if (
             cached is not None
+            and len(cached) == 6
             and cached[1] == key[1]  # the mtime: the most likely to differ
             and cached[0] == key[0]
             and cached[2] == key[2]
@@ -85,7 +100,6 @@ class StatCache:
         ):
             self._new[rel] = cached
             return cached[5]
-        self._changed = True
         digest = file_digest(os.path.join(self.repo_root, rel))
         self.hashed_files += 1
         self.hashed_bytes += st.st_size
@@ -96,16 +110,34 @@ class StatCache:
 
     def save(self) -> None:
         """Write the entries looked up since the cache was read (files gone are dropped);
-        racily clean ones without their digest. Best effort: a failure only costs hashing."""
-        # racy entries were hashed again: changed; files gone: fewer entries
-        if self.path is None or not (self._changed or len(self._new) != len(self._old)):
+        racily clean ones without their digest. What changed is appended to a journal beside
+        the cache, so that a run costs what changed; the cache is written whole when the
+        journal grows past an eighth of it. Best effort: a failure only costs hashing."""
+        if self.path is None:
+            return
+        changed = [rel for rel, entry in self._new.items() if self._old.get(rel) is not entry]
+        gone = self._old.keys() - self._new.keys()
+        if not changed and not gone:
             return
         now = time.time_ns()
-        files: dict[str, list[object]] = {}
-        for rel, entry in self._new.items():
+
+        def kept(entry: list[object]) -> list[object]:
             mtime = entry[1]
             racy = isinstance(mtime, int) and mtime >= now - RACY_WINDOW_NS
-            files[rel] = [*entry[:5], ""] if racy else entry
+            return [*entry[:5], ""] if racy else entry
+
+        lines = self._journal_lines + len(changed) + len(gone)
+        if self._old and lines <= max(256, len(self._new) // 8):
+            text = "".join(json.dumps([rel, *kept(self._new[rel])]) + "\n" for rel in changed)
+            text += "".join(json.dumps([rel]) + "\n" for rel in gone)
+            try:
+                fd = os.open(self._journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                with open(fd, "w") as journal:
+                    journal.write(text)
+                return
+            except OSError:
+                pass  # write it whole
+        files = {rel: kept(entry) for rel, entry in self._new.items()}
         record = {"format": FORMAT, "root": os.fsdecode(self.repo_root), "files": files}
         tmp = None
         try:
@@ -114,6 +146,22 @@ class StatCache:
             with open(fd, "w") as f:  # dumps: json.dump writes piece by piece, 5 times slower
                 f.write(json.dumps(record, separators=(",", ":")))
             os.replace(tmp, self.path)
+            self._journal.unlink(missing_ok=True)
         except OSError:
             if tmp is not None:
                 Path(tmp).unlink(missing_ok=True)
+
+
+def _replay(files: dict[str, list[object]], line: bytes) -> None:
+    """Apply one journal line: ``[path, size, mtime, ctime, inode, mode, sha256]`` (looked
+    up) or ``[path]`` (gone). A damaged line (a write cut short) is skipped: every entry is
+    checked against the file's stat before it is trusted, so a skipped or stale one only
+    costs hashing that file again."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return
+    if isinstance(row, list) and len(row) == 7 and isinstance(row[0], str):
+        files[row[0]] = row[1:]
+    elif isinstance(row, list) and len(row) == 1 and isinstance(row[0], str):
+        files.pop(row[0], None)

@@ -8,7 +8,7 @@ never stored twice.
 
 The record is canonical JSON (sorted, no spaces), gzip-compressed with mtime 0; its address is
 the sha256 of the *uncompressed* JSON, so the same files always give the same address whatever
-zlib compresses them to. :func:`decode_tree` checks that address before it returns anything: a
+zlib compresses them to. :func:`decode_rows` checks that address before it returns anything: a
 record that does not hash to its key is refused with one :class:`CodeIntegrityError`.
 """
 
@@ -89,8 +89,13 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
-def decode_tree(data: bytes, digest: str, *, where: str) -> list[TreeEntry]:
-    """The entries of a stored tree, after checking that it hashes to ``digest``.
+#: a tree's entry without its path: ("f" or "x", sha256, size) or ("l", target)
+Row = tuple[object, ...]
+
+
+def decode_rows(data: bytes, digest: str, *, where: str) -> dict[str, Row]:
+    """Path → row of a stored tree, after checking that it hashes to ``digest`` (rows are
+    compared as they are; :func:`entry_of` makes an entry of one).
 
     ``where`` names the object in messages. CodeIntegrityError on any mismatch or damage.
     """
@@ -105,17 +110,36 @@ def decode_tree(data: bytes, digest: str, *, where: str) -> list[TreeEntry]:
             where,
         )
     record = json.loads(raw)
-    if record.get("format") != FORMAT:
-        raise RepoError(
-            f"the code tree {where} has format {record.get('format')!r}: upgrade dstack"
-        )
-    entries = []
-    for row in record["entries"]:
-        if row[1] == "l":
-            entries.append(TreeEntry(row[0], target=row[2]))
-        else:
-            entries.append(TreeEntry(row[0], row[2], int(row[3]), row[1] == "x"))
-    return entries
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        found = record.get("format") if isinstance(record, dict) else None
+        raise RepoError(f"the code tree {where} has format {found!r}: upgrade dstack")
+    rows: dict[str, Row] = {}
+    try:
+        for row in record["entries"]:
+            if not isinstance(row[0], str):
+                raise TypeError(row[0])
+            rows[row[0]] = tuple(row[1:])
+    except (KeyError, IndexError, TypeError):
+        raise RepoError(f"the code tree {where} is malformed") from None
+    return rows
+
+
+def entry_of(path: str, row: Row) -> TreeEntry:
+    """The entry of ``path`` from its row; RepoError if the row is not one a tree holds."""
+    if len(row) == 2 and row[0] == "l" and isinstance(row[1], str):
+        return TreeEntry(path, target=row[1])
+    kind, digest, size = row if len(row) == 3 else (None, None, None)
+    if kind in ("f", "x") and isinstance(digest, str) and isinstance(size, int):
+        return TreeEntry(path, digest, size, kind == "x")
+    raise RepoError(f"the code tree has a malformed entry for {path!r}")
+
+
+def decode_tree(data: bytes, digest: str, *, where: str) -> list[TreeEntry]:
+    """The entries of a stored tree, after checking that it hashes to ``digest``.
+
+    ``where`` names the object in messages. CodeIntegrityError on any mismatch or damage.
+    """
+    return [entry_of(path, row) for path, row in decode_rows(data, digest, where=where).items()]
 
 
 def file_digest(path: str, chunk: int = 1 << 20) -> str:

@@ -45,7 +45,15 @@ from pathlib import Path
 from dstack.errors import NotFoundError, RepoError, RunnerError
 from dstack.models import JobSpec
 from dstack.repo import codestore
-from dstack.repo.tree import CodeIntegrityError, TreeEntry, decode_tree, paused_gc
+from dstack.repo.tree import (
+    CodeIntegrityError,
+    Row,
+    TreeEntry,
+    decode_rows,
+    decode_tree,
+    entry_of,
+    paused_gc,
+)
 from dstack.runner import recycle, treefs
 from dstack.runner.copying import clone_or_copy, copy_tree
 from dstack.state import code_digest
@@ -68,9 +76,8 @@ class CodeReport:
     #: the checkout used and the tree placed (None for an earlier version's archive)
     checkout: Path | None = None
     digest: str = ""
-    #: what the job's folder was given, path by path (``dstack.runner.recycle``): in memory,
-    #: or in a file beside the folder
-    handed: recycle.Record | Path | None = None
+    #: what the job's folder was given, path by path (``dstack.runner.recycle``)
+    handed: recycle.Handed | None = None
 
     def describe(self) -> str:
         from dstack.units import format_size
@@ -103,20 +110,22 @@ def place_code(storage: Storage, spec: JobSpec, repo_dir: Path, cache_dir: Path)
         if waited >= 0.01:  # another job of this repo was placing its code, or giving it back
             report.phases["wait"] = waited
         start = time.monotonic()
-        entries = _update(storage, spec.repo.code_key, digest, base, report)
+        change = _update(storage, spec.repo.code_key, digest, base, report)
         report.phases["checkout"] = time.monotonic() - start
         start = time.monotonic()
 
         def wanted() -> dict[str, TreeEntry]:
-            return entries if entries is not None else _entries(base, digest)
+            if change is None:
+                return _entries(base, digest)
+            return {path: entry_of(path, row) for path, row in change.rows.items()}
 
         record_path = repo_dir.parent / f".{repo_dir.name}.code-record"
-        report.handed = recycle.take(base, digest, wanted, repo_dir, record_path)
+        report.handed = recycle.take(base, digest, wanted, repo_dir, record_path, change)
         if report.handed is not None:
             report.phases["spare"] = time.monotonic() - start
         else:
             copy_tree(base / "tree", repo_dir)
-            report.handed = recycle.record_of(repo_dir, wanted())
+            report.handed = recycle.Handed(record=recycle.record_of(repo_dir, wanted()))
             report.phases["copy"] = time.monotonic() - start
     return report
 
@@ -131,11 +140,7 @@ def give_back(report: CodeReport, repo_dir: Path) -> bool:
         if recycle.in_use(repo_dir) is not False:
             return False
         with paused_gc():
-            if isinstance(handed, Path):
-                record = recycle.load(handed)
-                handed.unlink()
-            else:
-                record = handed
+            record = handed.load()
             kept = recycle.clean(repo_dir, record)  # outside the lock: it may remove a lot
         with _locked(base / "lock"), paused_gc():
             digest, _ = _read_state(base)
@@ -152,29 +157,30 @@ def give_back(report: CodeReport, repo_dir: Path) -> bool:
 
 def _update(
     storage: Storage, key: str, digest: str, base: Path, report: CodeReport
-) -> dict[str, TreeEntry] | None:
-    """Bring the checkout to the tree ``digest``; its entries (None: it held it already, and
-    nothing was read)."""
+) -> recycle.Change | None:
+    """Bring the checkout to the tree ``digest``; how it changed (None: it held that tree
+    already, and nothing was read). Rows are compared as stored: entries are made, and paths
+    checked, only for what is written."""
     tree_dir = base / "tree"
     current, counts = _read_state(base)
     if current == digest:
         report.files, report.size = counts
         return None
     try:
-        _, data, entries = codestore.fetch_tree(storage, key)
+        _, data, rows = codestore.fetch_tree(storage, key)
     except CodeIntegrityError as exc:
         _refuse(storage, exc, key)
-    for entry in entries:
-        treefs.check_path(entry.path)
-    _count(entries, report)
-    old: dict[str, TreeEntry] = {}
+    old: dict[str, Row] = {}
     if current is not None:
-        old_data = (base / _TREE).read_bytes()
-        old = {e.path: e for e in decode_tree(old_data, current, where=str(base / _TREE))}
+        old = decode_rows((base / _TREE).read_bytes(), current, where=str(base / _TREE))
     else:
         shutil.rmtree(tree_dir, ignore_errors=True)  # absent, or left incomplete
-    new = {e.path: e for e in entries}
-    removed, added = treefs.diff(old, new)
+    removed = [path for path, row in old.items() if rows.get(path) != row]
+    added = [entry_of(path, row) for path, row in rows.items() if old.get(path) != row]
+    for entry in added:
+        treefs.check_path(entry.path)
+    report.files = len(rows)
+    report.size = sum(row[2] for row in rows.values() if row[0] != "l")  # type: ignore[misc]
     staging = base / "staging"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -196,7 +202,7 @@ def _update(
     shutil.rmtree(staging, ignore_errors=True)
     (base / _TREE).write_bytes(data)
     _write_state(base, digest, (report.files, report.size))
-    return new
+    return recycle.Change(current, removed, added, rows)
 
 
 def _entries(base: Path, digest: str) -> dict[str, TreeEntry]:
@@ -209,14 +215,14 @@ def _stage(
     storage: Storage,
     key: str,
     tree_dir: Path,
-    old: dict[str, TreeEntry],
+    old: dict[str, Row],
     added: list[TreeEntry],
     staging: Path,
     report: CodeReport,
 ) -> None:
     """Put every new content in ``staging/<digest>``: from the checkout where a path holds it,
     else downloaded and verified."""
-    held = {e.digest: e.path for e in old.values() if e.target is None}
+    held = {row[1]: path for path, row in old.items() if row[0] != "l"}
     missing: dict[str, int] = {}
     for entry in added:
         if entry.target is not None or (staging / entry.digest).exists():
@@ -241,11 +247,6 @@ def _refuse(storage: Storage, exc: CodeIntegrityError, tree_key: str) -> None:
         else f"remove {exc.key} and {tree_key} from the store, then run again"
     )
     raise RunnerError(f"{exc}; {then}") from None
-
-
-def _count(entries: list[TreeEntry], report: CodeReport) -> None:
-    report.files = len(entries)
-    report.size = sum(e.size for e in entries)
 
 
 def _read_state(base: Path) -> tuple[str | None, tuple[int, int]]:

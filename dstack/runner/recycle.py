@@ -37,9 +37,11 @@ import os
 import shutil
 import stat
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
-from dstack.repo.tree import TreeEntry
+from dstack.repo.tree import Row, TreeEntry
 from dstack.runner import treefs
 from dstack.runner.copying import clone_or_copy
 
@@ -52,6 +54,40 @@ _EARLIER = ("spare.digest", "spare.json.gz", "spare.unusable")
 Stat = tuple[int, int, int, int, int]  # size, mtime_ns, ctime_ns, inode, mode
 #: path → (the entry the folder holds there, its lstat when it was written or last checked)
 Record = dict[str, tuple[TreeEntry, Stat]]
+
+
+class Change(NamedTuple):
+    """How a checkout just changed: from the tree ``old`` (None: it held none), ``removed``
+    paths, ``added`` entries (a changed path is in both); ``rows``: the new tree's."""
+
+    old: str | None
+    removed: list[str]
+    added: list[TreeEntry]
+    rows: dict[str, Row]
+
+
+@dataclass
+class Handed:
+    """What a job's folder was given: a whole record, or a spare's record left in a file
+    (read only when the folder is given back) with the changes made to the spare since."""
+
+    record: Record | None = None
+    path: Path | None = None
+    removed: list[str] = field(default_factory=list)
+    added: Record = field(default_factory=dict)
+
+    def load(self) -> Record:
+        """The record (the file, if any, is read and removed). OSError, ValueError."""
+        if self.record is not None:
+            record = dict(self.record)
+        else:
+            assert self.path is not None
+            record = load(self.path)
+            self.path.unlink()
+        for path in self.removed:
+            record.pop(path, None)
+        record.update(self.added)
+        return record
 
 
 def stat_key(st: os.stat_result) -> Stat:
@@ -93,7 +129,7 @@ def complete(folder: Path, kept: Record, wanted: dict[str, TreeEntry], source: P
     written = {path for path in wanted if path not in kept}
     for path in sorted(written):
         entry = wanted[path]
-        target = treefs.place(folder, entry, safe, lambda e, t: clone_or_copy(source / e.path, t))
+        target = treefs.place(folder, entry, safe, _copier(source))
         kept[path] = (entry, stat_key(os.lstat(target)))
     return written
 
@@ -182,11 +218,16 @@ def take(
     wanted: Callable[[], dict[str, TreeEntry]],
     dest: Path,
     record_path: Path,
-) -> Record | Path | None:
+    change: Change | None = None,
+) -> Handed | None:
     """Hand the spare of the checkout at ``base`` (which holds the tree ``digest``; ``wanted``
-    gives its entries) to a job: brought to the tree and renamed to ``dest``. Returns its
-    record — in memory, or moved to ``record_path`` when the spare held the tree already (then
-    nothing is read); None when there is no usable spare. Called holding the checkout's lock.
+    gives its entries; ``change`` is how it just changed, if it did) to a job: brought to the
+    tree and renamed to ``dest``; None when there is no usable spare. Called holding the
+    checkout's lock.
+
+    When the spare holds the tree already it is renamed and nothing is read: its record is
+    moved to ``record_path``. When it holds the tree the checkout just left, the checkout's
+    change is made to it too. Otherwise its record is read and compared with the tree.
 
     The spare is not checked again here: it was checked when it was given back, when no
     process used it any more, and it has been in the cache since."""
@@ -202,20 +243,29 @@ def take(
                 (base / name).unlink(missing_ok=True)
         return None
     try:
-        if head != [str(_FORMAT), head[-1]] or not spare.is_dir():
+        if len(head) != 2 or head[0] != str(_FORMAT) or not spare.is_dir():
             raise ValueError("not a spare record")
-        if head[-1] == digest:
-            os.rename(spare, dest)
-            return record_path
-        record = load(record_path)
-        record_path.unlink()
-        _bring(spare, record, wanted(), base / "tree")
+        if head[1] == digest:
+            handed = Handed(path=record_path)
+        elif change is not None and head[1] == change.old:
+            treefs.apply(spare, change.removed, change.added, _copier(base / "tree"))
+            added = {e.path: (e, stat_key(os.lstat(spare / e.path))) for e in change.added}
+            handed = Handed(path=record_path, removed=change.removed, added=added)
+        else:
+            record = load(record_path)
+            record_path.unlink()
+            _bring(spare, record, wanted(), base / "tree")
+            handed = Handed(record=record)
         os.rename(spare, dest)
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         shutil.rmtree(spare, ignore_errors=True)
         record_path.unlink(missing_ok=True)
         return None
-    return record
+    return handed
+
+
+def _copier(source: Path) -> Callable[[TreeEntry, Path], None]:
+    return lambda entry, target: clone_or_copy(source / entry.path, target)
 
 
 def keep(base: Path, folder: Path, kept: Record, digest: str, wanted: dict[str, TreeEntry]) -> bool:

@@ -194,3 +194,19 @@ def test_nothing_is_given_back_for_an_archive_or_a_missing_folder(tmp_path: Path
     report = place_code(m.storage, m.submit(), folder, m.cache)
     folder.rename(tmp_path / "moved")  # the job moved its own folder away
     assert not give_back(report, folder)
+
+
+def test_a_spare_outliving_its_checkout_is_compared_with_the_new_one(tmp_path: Path) -> None:
+    """The checkout was left incomplete (a runner killed mid-update) and is rebuilt: the spare
+    no longer follows it, so its record is compared with the tree path by path."""
+    m = Machine(tmp_path, FILES)
+    spec = m.submit()
+    folder = tmp_path / "w1" / "repo"
+    assert give_back(place_code(m.storage, spec, folder, m.cache), folder)
+    base = next((m.cache / "code" / "checkouts").glob("*/*"))
+    (base / "state.json").write_text('{"digest": null, "files": 0, "size": 0}')
+    (m.root / "lib/a.py").write_text("a = 'new'\n")
+    again = tmp_path / "w2" / "repo"
+    report = place_code(m.storage, m.submit(), again, m.cache)
+    assert "spare" in report.phases
+    assert listing(again) == tree_of(m.root)
