@@ -28,8 +28,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-DSTACK = [str(ROOT / ".venv/bin/dstack")] if (ROOT / ".venv/bin/dstack").exists() else ["dstack"]
+from bench_common import DSTACK, ROOT
+
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dstack-bench"
 METAFLOW = "metaflow==2.19.39"
 

@@ -36,10 +36,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench_common import DSTACK, ROOT
 from bench_servers import moto_process, process_cpu, s3rver_process, s3rver_ready
 
-ROOT = Path(__file__).resolve().parent.parent
-DSTACK = [str(ROOT / ".venv/bin/dstack")] if (ROOT / ".venv/bin/dstack").exists() else ["dstack"]
 AWS = [str(ROOT / ".venv/bin/aws")] if (ROOT / ".venv/bin/aws").exists() else ["aws"]
 REPO_ID = "github.com/acme/bench"
 STATE_BUCKET = "bench-state"

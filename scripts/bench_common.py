@@ -1,0 +1,41 @@
+"""What the sections of ``scripts/bench`` share: the command under test, a repository maker,
+and timing helpers."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DSTACK = [str(ROOT / ".venv/bin/dstack")] if (ROOT / ".venv/bin/dstack").exists() else ["dstack"]
+
+
+def make_repo(path: Path, workflows: str) -> Path:
+    (path / ".dstack").mkdir(parents=True)
+    (path / ".dstack/workflows.yaml").write_text(workflows)
+    for cmd in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "remote", "add", "origin", "https://github.com/acme/bench.git"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=b", "-c", "user.email=b@x", "commit", "-qm", "init"],
+    ):
+        subprocess.run(cmd, cwd=path, check=True)
+    return path
+
+
+def timed(fn: Callable[[], object], reps: int) -> list[float]:
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def run(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> str:
+    out = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed: {out.stderr}")
+    return out.stdout
