@@ -124,7 +124,7 @@ class Agent:
         if state.stop_requested(self.storage, self.spec):
             self._finish(sink, JobStatus.STOPPED, reason="stopped before it started")
             return
-        placed = prepare.fetch_code(self.storage, self.spec, repo_dir, self.cache_dir)
+        placed = prepare.fetch_code(self.storage, self.spec, repo_dir, self.cache_dir, sink)
         sink.line(f"[dstack] {placed.describe()}")
         self._placed = placed
         workdir = repo_dir / self.spec.working_dir

@@ -38,7 +38,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +61,8 @@ from dstack.storage.base import Storage
 
 _STATE = "state.json"
 _TREE = "tree.json.gz"
+#: a placement writing this many files says so before it starts
+_MANY = 1000
 
 
 @dataclass
@@ -91,8 +93,19 @@ class CodeReport:
         return f"code ready in {total:.2f} s ({'; '.join(parts)}; {timings})"
 
 
-def place_code(storage: Storage, spec: JobSpec, repo_dir: Path, cache_dir: Path) -> CodeReport:
-    """Put the run's code, exactly, in ``repo_dir`` (made fresh). RunnerError / RepoError."""
+def place_code(
+    storage: Storage,
+    spec: JobSpec,
+    repo_dir: Path,
+    cache_dir: Path,
+    *,
+    notice: Callable[[str], None] | None = None,
+) -> CodeReport:
+    """Put the run's code, exactly, in ``repo_dir`` (made fresh). RunnerError / RepoError.
+
+    ``notice`` is told, before they start, of the phases that take a while (a first run:
+    thousands of files to download and write), so that a job's log is never silent for long."""
+    say = notice or (lambda text: None)
     try:
         kind, digest = code_digest(spec.repo.code_key)
     except ValueError as exc:
@@ -110,7 +123,7 @@ def place_code(storage: Storage, spec: JobSpec, repo_dir: Path, cache_dir: Path)
         if waited >= 0.01:  # another job of this repo was placing its code, or giving it back
             report.phases["wait"] = waited
         start = time.monotonic()
-        change = _update(storage, spec.repo.code_key, digest, base, report)
+        change = _update(storage, spec.repo.code_key, digest, base, report, say)
         report.phases["checkout"] = time.monotonic() - start
         start = time.monotonic()
 
@@ -124,6 +137,8 @@ def place_code(storage: Storage, spec: JobSpec, repo_dir: Path, cache_dir: Path)
         if report.handed is not None:
             report.phases["spare"] = time.monotonic() - start
         else:
+            if report.files >= _MANY:
+                say(f"code: copying {report.files} files into the job's folder…")
             copy_tree(base / "tree", repo_dir)
             report.handed = recycle.Handed(record=recycle.record_of(repo_dir, wanted()))
             report.phases["copy"] = time.monotonic() - start
@@ -156,7 +171,12 @@ def give_back(report: CodeReport, repo_dir: Path) -> bool:
 
 
 def _update(
-    storage: Storage, key: str, digest: str, base: Path, report: CodeReport
+    storage: Storage,
+    key: str,
+    digest: str,
+    base: Path,
+    report: CodeReport,
+    say: Callable[[str], None],
 ) -> recycle.Change | None:
     """Bring the checkout to the tree ``digest``; how it changed (None: it held that tree
     already, and nothing was read). Rows are compared as stored: entries are made, and paths
@@ -184,7 +204,7 @@ def _update(
     staging = base / "staging"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    _stage(storage, key, tree_dir, old, added, staging, report)
+    _stage(storage, key, tree_dir, old, added, staging, report, say)
     _write_state(base, None, (0, 0))
     tree_dir.mkdir(parents=True, exist_ok=True)
     uses: dict[str, int] = {}
@@ -219,6 +239,7 @@ def _stage(
     added: list[TreeEntry],
     staging: Path,
     report: CodeReport,
+    say: Callable[[str], None],
 ) -> None:
     """Put every new content in ``staging/<digest>``: from the checkout where a path holds it,
     else downloaded and verified."""
@@ -231,6 +252,11 @@ def _stage(
             clone_or_copy(tree_dir / held[entry.digest], staging / entry.digest)
         else:
             missing[entry.digest] = entry.size
+    if len(added) >= _MANY:
+        from dstack.units import format_size
+
+        size = format_size(sum(missing.values()))
+        say(f"code: {len(added)} files to write, {len(missing)} to download ({size})…")
     try:
         codestore.fetch_blobs(storage, list(missing), staging)
     except CodeIntegrityError as exc:

@@ -38,12 +38,16 @@ HOST_VARIABLES = frozenset(
 HOST_PREFIXES = ("LC_",)
 
 
-def fetch_code(storage: Storage, spec: JobSpec, repo_dir: Path, cache_dir: Path) -> CodeReport:
+def fetch_code(
+    storage: Storage, spec: JobSpec, repo_dir: Path, cache_dir: Path, sink: LogSink
+) -> CodeReport:
     """Place the run's code in ``repo_dir`` (fresh), verified, through the machine's checkout
-    of the code tree (``dstack.runner.code``)."""
+    of the code tree (``dstack.runner.code``); a long placement says so in the job's log."""
     from dstack.runner.code import place_code
 
-    return place_code(storage, spec, repo_dir, cache_dir)
+    return place_code(
+        storage, spec, repo_dir, cache_dir, notice=lambda text: sink.line(f"[dstack] {text}")
+    )
 
 
 def prepare_python(

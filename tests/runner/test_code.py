@@ -249,3 +249,17 @@ def test_a_folder_given_back_is_the_next_jobs_exactly_and_given_once(tmp_path: P
     assert listing(tmp_path / "j4") == tree_of(m.root)
     assert give_back(third, tmp_path / "j3")
     assert not give_back(fourth, tmp_path / "j4")  # one spare per checkout: j4 is removed
+
+
+def test_a_long_placement_says_so_before_it_starts(tmp_path: Path) -> None:
+    m = Machine(tmp_path, {f"src/m{i:04d}.py": f"{i}\n" for i in range(1000)})
+    spec = m.submit()
+    said: list[str] = []
+    place_code(m.storage, spec, tmp_path / "j1", m.cache, notice=said.append)
+    assert said == [
+        "code: 1000 files to write, 1000 to download (3.8KiB)…",
+        "code: copying 1000 files into the job's folder…",
+    ]
+    said.clear()
+    place_code(m.storage, spec, tmp_path / "j2", m.cache, notice=said.append)
+    assert said == ["code: copying 1000 files into the job's folder…"]  # no spare given back
