@@ -42,7 +42,8 @@ DEFAULT_MAX_CODE_SIZE = 100 * 1024 * 1024
 def dstack_home() -> Path:
     """``$DSTACK_HOME``, or ``~/.dstack``."""
     value = os.environ.get("DSTACK_HOME")
-    return Path(value).expanduser() if value else Path.home() / ".dstack"
+    # absolute: the runner starts in another folder than the command that set it
+    return Path(value).expanduser().absolute() if value else Path.home() / ".dstack"
 
 
 def config_path() -> Path:
@@ -58,7 +59,7 @@ def cache_dir() -> Path:
     """Machine-local caches (interpreter probes, virtualenvs, downloaded artifacts):
     ``$DSTACK_CACHE_DIR``, or ``cache`` under the dstack home."""
     value = os.environ.get("DSTACK_CACHE_DIR")
-    return Path(value).expanduser() if value else dstack_home() / "cache"
+    return Path(value).expanduser().absolute() if value else dstack_home() / "cache"
 
 
 def work_dir() -> Path:

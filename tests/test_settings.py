@@ -142,3 +142,14 @@ def test_a_binary_config_file_is_one_line_through_the_cli(dstack_home: Path) -> 
     assert out.returncode != 0
     assert "Traceback" not in out.stderr
     assert "cannot be read" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_relative_dstack_home_is_made_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runner starts in another folder than the command that set DSTACK_HOME=relhome."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DSTACK_HOME", "relhome")
+    monkeypatch.setenv("DSTACK_CACHE_DIR", "relcache")
+    assert settings.dstack_home() == tmp_path / "relhome"
+    assert settings.cache_dir() == tmp_path / "relcache"

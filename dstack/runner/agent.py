@@ -13,9 +13,9 @@ run, watched runs — and its stop when a sibling node fails are ``runner.extras
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -32,6 +32,7 @@ from dstack.runner.code import CodeReport, give_back
 from dstack.runner.executor import JobProcess, exit_code_of
 from dstack.runner.extras import JobExtras
 from dstack.runner.logs import LogSink
+from dstack.runner.removal import remove_tree
 from dstack.runner.sync import ArtifactSync, restore_artifacts
 from dstack.storage.base import Storage
 from dstack.units import format_size
@@ -116,7 +117,11 @@ class Agent:
                 # files of another user, and its processes cannot be seen from here
                 if self._placed is not None and self.spec.image is None:
                     give_back(self._placed, repo_dir)
-                shutil.rmtree(job_dir, ignore_errors=True)
+                left = remove_tree(job_dir)  # never across a mount the job left
+                if left:
+                    print(
+                        f"runner: left in the job's folder: {', '.join(left[:5])}", file=sys.stderr
+                    )
             workdirs.release(held)
         return self.state
 

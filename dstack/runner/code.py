@@ -132,8 +132,7 @@ def place_code(
                 return _entries(base, digest)
             return {path: entry_of(path, row) for path, row in change.rows.items()}
 
-        record_path = repo_dir.parent / f".{repo_dir.name}.code-record"
-        report.handed = recycle.take(base, digest, wanted, repo_dir, record_path, change)
+        report.handed = recycle.take(base, digest, wanted, repo_dir, change)
         if report.handed is not None:
             report.phases["spare"] = time.monotonic() - start
         else:
@@ -159,11 +158,10 @@ def give_back(report: CodeReport, repo_dir: Path) -> bool:
             kept = recycle.clean(repo_dir, record)  # outside the lock: it may remove a lot
         with _locked(base / "lock"), paused_gc():
             digest, _ = _read_state(base)
-            if digest is None:
+            if digest is None or recycle.in_use(repo_dir) is not False:  # asked again: late
                 return False
-            wanted = recycle.entries_of(record) if digest == report.digest else None
-            return recycle.keep(base, repo_dir, kept, digest, wanted or _entries(base, digest))
-    except (OSError, ValueError, KeyError, TypeError, IndexError, RunnerError, RepoError):
+            return recycle.keep(base, repo_dir, kept, digest, _entries(base, digest))
+    except Exception:  # best effort: the folder is then removed, and the next job copies
         return False
 
 

@@ -7,12 +7,17 @@ copied afresh from the machine's checkout each time. When a job has ended its fo
 back*:
 
 1. only if no process uses anything in it any more (:func:`in_use`: a working folder, an open
-   or mapped file, as ``/proc`` shows; a process a job left running keeps its folder to
-   itself, and where there is no ``/proc`` no folder is used again);
+   or mapped file, as ``/proc`` shows, thread by thread, asked again just before the folder
+   is kept; a process a job left running keeps its folder to itself, and where there is no
+   ``/proc`` no folder is used again);
 2. each path is checked against the *record* made when the folder was handed out — the tree
    entry it holds and its ``lstat`` (size, mtime and ctime in nanoseconds, inode, mode), as
    git's index keeps them — and whatever the job added, changed, replaced, linked or re-moded
-   is removed (:func:`clean`);
+   is removed (:func:`clean`). The record is the runner's: held in memory, or in a file the
+   runner holds open with no name left on disk, never anywhere a job could rewrite it;
+   paths read back from it are checked like a tree's. A folder carrying what a path-by-path
+   check cannot undo — another user's, extended attributes or an ACL set on it, a filesystem
+   mounted inside — is not used again;
 3. the folder is brought to the checkout's tree and kept as the *spare*, one per checkout, with
    its record (:func:`keep`).
 
@@ -27,23 +32,29 @@ user) is not used again: the next job gets a fresh copy.
 
 Jobs run as the user who runs dstack, so a job could write this machine's cache as that user
 can: the check is for what a job leaves behind, not a defence against a job that sets out to
-tamper with the cache.
+tamper with the cache or to hide from the check (a process that passes a descriptor of its
+folder over a socket and keeps none of its own, one that keeps moving to new process ids, one
+that waits for the check to end and then writes by path). Root jobs can also set file flags
+(``chattr +i``) the check does not read; such a folder fails to be brought to a new tree and is
+then not used again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shutil
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
+from dstack.errors import RunnerError
 from dstack.repo.tree import Row, TreeEntry
 from dstack.runner import treefs
 from dstack.runner.copying import clone_or_copy
+from dstack.runner.removal import mount_points, remove_tree
 
 SPARE = "spare"
 _RECORD = "spare.json"
@@ -68,22 +79,24 @@ class Change(NamedTuple):
 
 @dataclass
 class Handed:
-    """What a job's folder was given: a whole record, or a spare's record left in a file
-    (read only when the folder is given back) with the changes made to the spare since."""
+    """What a job's folder was given: a whole record, or a spare's record — held open in
+    ``file``, with no name left on disk, so that nothing the job does can reach it; read only
+    when the folder is given back — with the changes made to the spare since."""
 
     record: Record | None = None
-    path: Path | None = None
+    file: BinaryIO | None = None
     removed: list[str] = field(default_factory=list)
     added: Record = field(default_factory=dict)
 
     def load(self) -> Record:
-        """The record (the file, if any, is read and removed). OSError, ValueError."""
+        """The record. OSError, ValueError (a damaged record), RunnerError (a bad path)."""
         if self.record is not None:
             record = dict(self.record)
         else:
-            assert self.path is not None
-            record = load(self.path)
-            self.path.unlink()
+            assert self.file is not None
+            with self.file:
+                self.file.seek(0)
+                record = _decode(self.file.read())
         for path in self.removed:
             record.pop(path, None)
         record.update(self.added)
@@ -117,9 +130,31 @@ def clean(folder: Path, record: Record, wanted: dict[str, TreeEntry] | None = No
         while parent not in folders:
             folders.add(parent)
             parent = parent.rpartition("/")[0]
+    if mount_points(folder):
+        raise OSError(f"a filesystem is mounted in {folder}")
+    top = os.fspath(folder)
+    top_st = os.lstat(top)
+    _check_folder(top, top_st, top_st.st_dev)
     kept: Record = {}
-    _scan(os.fspath(folder), "", record, want, folders, kept)
+    _scan(top, "", record, want, folders, kept, top_st.st_dev)
     return kept
+
+
+#: extended attributes a job may have set on a folder, which its next user would inherit
+#: (an ACL makes the files created there world-writable, for one); others (a security label
+#: set by the system's policy) are not the job's doing
+_JOB_XATTRS = ("user.", "trusted.", "system.posix_acl")
+
+
+def _check_folder(path: str, st: os.stat_result, device: int) -> None:
+    """OSError unless the folder is as dstack makes them: this user's, on the folder's own
+    filesystem, without extended attributes a job could have set."""
+    if st.st_dev != device or st.st_uid != os.geteuid():
+        raise OSError(f"{path} is another user's, or another filesystem")
+    if hasattr(os, "listxattr"):
+        names = os.listxattr(path, follow_symlinks=False)
+        if any(name.startswith(_JOB_XATTRS) for name in names):
+            raise OSError(f"{path} has extended attributes")
 
 
 def complete(folder: Path, kept: Record, wanted: dict[str, TreeEntry], source: Path) -> set[str]:
@@ -141,6 +176,7 @@ def _scan(
     wanted: dict[str, TreeEntry],
     folders: set[str],
     kept: Record,
+    device: int,
 ) -> None:
     with os.scandir(path) as listing:
         items = list(listing)
@@ -149,9 +185,10 @@ def _scan(
         st = item.stat(follow_symlinks=False)
         if stat.S_ISDIR(st.st_mode):
             if rel in folders:
+                _check_folder(item.path, st, device)
                 if stat.S_IMODE(st.st_mode) != treefs.FOLDER_MODE:
                     os.chmod(item.path, treefs.FOLDER_MODE)
-                _scan(item.path, rel + "/", record, wanted, folders, kept)
+                _scan(item.path, rel + "/", record, wanted, folders, kept, device)
             else:
                 remove_folder(item.path)
             continue
@@ -163,49 +200,58 @@ def _scan(
 
 
 def remove_folder(path: str) -> None:
-    """``rm -rf``, opening up folders a job made unreadable or unwritable; OSError if even
-    then something cannot be removed."""
-    try:
-        shutil.rmtree(path)
-        return
-    except OSError:
-        pass
-    os.chmod(path, 0o700)
-    for folder, subfolders, _ in os.walk(path):
-        for name in subfolders:
-            sub = os.path.join(folder, name)
-            if not os.path.islink(sub):
-                os.chmod(sub, 0o700)
-    shutil.rmtree(path)
+    """``rm -rf`` (``dstack.runner.removal``); OSError if something could not be removed."""
+    left = remove_tree(path)
+    if left:
+        raise OSError(f"could not remove {left[0]}")
 
 
 def in_use(folder: Path) -> bool | None:
     """Whether a process still uses something under ``folder`` — its working folder or root,
-    an open file, a mapped file — as ``/proc`` shows it (processes of other users, which
-    cannot be seen, cannot write there either); None where there is no ``/proc`` to tell."""
+    an open file, a mapped file — as ``/proc`` shows it, thread by thread for a process whose
+    main thread has ended; None where there is no ``/proc`` to tell. Processes of other users,
+    which cannot be seen, cannot write there either (unless dstack runs as root, which sees
+    them all). Paths are compared resolved: ``/proc`` shows them so."""
     if not os.path.isdir("/proc/self/fd"):
         return None
-    top = os.fspath(folder)
-    inside = top + "/"
+    top = os.path.realpath(folder)
+    inside = top.rstrip("/") + "/"
+    me = os.getuid()
 
     def under(target: str) -> bool:
         return target == top or target.startswith(inside)
 
+    def uses(proc: str) -> bool:
+        if under(os.readlink(f"{proc}/cwd")) or under(os.readlink(f"{proc}/root")):
+            return True
+        for fd in os.listdir(f"{proc}/fd"):
+            with contextlib.suppress(OSError):  # closed meanwhile
+                if under(os.readlink(f"{proc}/fd/{fd}")):
+                    return True
+        with open(f"{proc}/maps") as maps:
+            return any(inside in line or line.rstrip().endswith(top) for line in maps)
+
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
-        proc = f"/proc/{pid}"
         try:
-            if under(os.readlink(f"{proc}/cwd")) or under(os.readlink(f"{proc}/root")):
+            if uses(f"/proc/{pid}"):
                 return True
-            for fd in os.listdir(f"{proc}/fd"):
-                if under(os.readlink(f"{proc}/fd/{fd}")):
-                    return True
-            with open(f"{proc}/maps") as maps:
-                if any(inside in line or line.rstrip().endswith(top) for line in maps):
-                    return True
-        except OSError:  # gone meanwhile, or another user's
-            continue
+        except OSError:  # gone meanwhile, another user's, or its main thread has ended
+            try:
+                if os.stat(f"/proc/{pid}").st_uid != me:
+                    continue
+                tasks = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for tid in tasks:
+                if tid == pid:
+                    continue
+                try:
+                    if uses(f"/proc/{pid}/task/{tid}"):
+                        return True
+                except OSError:
+                    continue
     return False
 
 
@@ -217,7 +263,6 @@ def take(
     digest: str,
     wanted: Callable[[], dict[str, TreeEntry]],
     dest: Path,
-    record_path: Path,
     change: Change | None = None,
 ) -> Handed | None:
     """Hand the spare of the checkout at ``base`` (which holds the tree ``digest``; ``wanted``
@@ -226,40 +271,43 @@ def take(
     checkout's lock.
 
     When the spare holds the tree already it is renamed and nothing is read: its record is
-    moved to ``record_path``. When it holds the tree the checkout just left, the checkout's
-    change is made to it too. Otherwise its record is read and compared with the tree.
+    kept open and its name removed. When it holds the tree the checkout just left, the
+    checkout's change is made to it too. Otherwise its record is read and compared with the
+    tree.
 
     The spare is not checked again here: it was checked when it was given back, when no
     process used it any more, and it has been in the cache since."""
     spare, spare_record = base / SPARE, base / _RECORD
     try:
-        with open(spare_record, "rb") as f:
-            head = f.readline(200).decode(errors="replace").split()
-        os.rename(spare_record, record_path)  # taken: handed to one job only
+        record_file = open(spare_record, "rb")  # noqa: SIM115 (kept open: see Handed)
     except OSError:
         if spare.exists():  # left without its record (a runner was killed, or an earlier
-            shutil.rmtree(spare, ignore_errors=True)  # version's spare): unusable
+            remove_tree(spare)  # version's spare): unusable
             for name in _EARLIER:
                 (base / name).unlink(missing_ok=True)
         return None
     try:
+        spare_record.unlink()  # taken: a spare is handed to one job only
+        head = record_file.readline(200).decode(errors="replace").split()
         if len(head) != 2 or head[0] != str(_FORMAT) or not spare.is_dir():
             raise ValueError("not a spare record")
         if head[1] == digest:
-            handed = Handed(path=record_path)
+            handed = Handed(file=record_file)
         elif change is not None and head[1] == change.old:
             treefs.apply(spare, change.removed, change.added, _copier(base / "tree"))
             added = {e.path: (e, stat_key(os.lstat(spare / e.path))) for e in change.added}
-            handed = Handed(path=record_path, removed=change.removed, added=added)
+            handed = Handed(file=record_file, removed=change.removed, added=added)
         else:
-            record = load(record_path)
-            record_path.unlink()
+            record_file.seek(0)
+            record = _decode(record_file.read())
+            record_file.close()
             _bring(spare, record, wanted(), base / "tree")
             handed = Handed(record=record)
+        os.chmod(spare, treefs.FOLDER_MODE)
         os.rename(spare, dest)
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
-        shutil.rmtree(spare, ignore_errors=True)
-        record_path.unlink(missing_ok=True)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, RunnerError):
+        record_file.close()
+        remove_tree(spare)
         return None
     return handed
 
@@ -276,9 +324,10 @@ def keep(base: Path, folder: Path, kept: Record, digest: str, wanted: dict[str, 
     if spare_record.exists():
         return False
     if spare.exists():
-        shutil.rmtree(spare, ignore_errors=True)
+        remove_tree(spare)
     try:
         _bring(folder, kept, wanted, base / "tree")
+        os.chmod(folder, treefs.FOLDER_MODE)
         os.rename(folder, spare)
     except OSError:
         return False
@@ -287,7 +336,7 @@ def keep(base: Path, folder: Path, kept: Record, digest: str, wanted: dict[str, 
         tmp.write_text(f"{_FORMAT} {digest}\n" + _encode(kept))
         os.replace(tmp, spare_record)
     except OSError:
-        shutil.rmtree(spare, ignore_errors=True)
+        remove_tree(spare)
         return False
     return True
 
@@ -303,17 +352,17 @@ def _bring(folder: Path, record: Record, wanted: dict[str, TreeEntry], source: P
     complete(folder, record, wanted, source)
 
 
-def load(path: Path) -> Record:
-    """The record in the file ``path`` (a spare's, see :func:`take`). ValueError if damaged."""
-    with open(path, "rb") as f:
-        f.readline()
-        rows = json.loads(f.read())
+def _decode(data: bytes) -> Record:
+    """The record of a spare's record file (see :func:`keep`). ValueError if damaged,
+    RunnerError if a path would leave its folder."""
+    rows = json.loads(data.split(b"\n", 1)[1])
     record: Record = {}
     for row in rows:
         if row[1] == "l":
             entry, key = TreeEntry(row[0], target=row[2]), row[3:]
         else:
             entry, key = TreeEntry(row[0], row[2], int(row[3]), row[1] == "x"), row[4:]
+        treefs.check_path(entry.path)
         record[row[0]] = (entry, (key[0], key[1], key[2], key[3], key[4]))
     return record
 

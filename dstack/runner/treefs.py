@@ -65,7 +65,9 @@ def make_parents(root: Path, rel: str, safe_dirs: set[str]) -> None:
 def place(
     folder: Path, entry: TreeEntry, safe_dirs: set[str], write: Callable[[TreeEntry, Path], None]
 ) -> Path:
-    """Write ``entry`` under ``folder``: a symlink, or a file through ``write`` then its mode."""
+    """Write ``entry`` under ``folder``: a symlink, or a file through ``write`` then its mode.
+    RunnerError if its path would leave the folder."""
+    check_path(entry.path)
     target = folder / entry.path
     make_parents(folder, entry.path, safe_dirs)
     if entry.target is not None:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 import time
 from pathlib import Path
+
+from dstack.runner.removal import remove_tree
 
 LOCK = ".lock"
 KEEP = ".keep"
@@ -54,7 +55,7 @@ def sweep(work_root: Path) -> list[Path]:
             os.close(fd)
             continue  # a live runner holds it
         try:
-            shutil.rmtree(job_dir, ignore_errors=True)
+            remove_tree(job_dir)  # never across a mount a job left
             removed.append(job_dir)
         finally:
             os.close(fd)

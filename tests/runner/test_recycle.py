@@ -4,6 +4,7 @@ next job that gets it sees exactly its own tree, and the checkout never changes.
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 
 from dstack.runner import recycle
 from dstack.runner.code import CodeReport, give_back, place_code
+from dstack.runner.removal import remove_tree
 from tests.runner.test_code import Machine, listing, tree_of
 
 FILES: dict[str, str | bytes] = {
@@ -210,3 +212,138 @@ def test_a_spare_outliving_its_checkout_is_compared_with_the_new_one(tmp_path: P
     report = place_code(m.storage, m.submit(), again, m.cache)
     assert "spare" in report.phases
     assert listing(again) == tree_of(m.root)
+
+
+def test_nothing_of_the_record_is_within_a_jobs_reach(tmp_path: Path) -> None:
+    """The record a folder is checked against when it is given back is held open by the runner,
+    with no name left on disk: a job cannot rewrite it to have a changed file kept."""
+    m = Machine(tmp_path, FILES)
+    spec = m.submit()
+    first = tmp_path / "w1" / "repo"
+    assert give_back(place_code(m.storage, spec, first, m.cache), first)
+    second = tmp_path / "w2" / "repo"
+    report = place_code(m.storage, spec, second, m.cache)
+    assert "spare" in report.phases
+    base = next((m.cache / "code" / "checkouts").glob("*/*"))
+    assert sorted(p.name for p in second.parent.iterdir()) == ["repo"]
+    assert not (base / "spare.json").exists()
+    (second / "train.py").write_text("print('EVIL')\n")
+    assert give_back(report, second)
+    third = tmp_path / "w3" / "repo"
+    place_code(m.storage, spec, third, m.cache)
+    assert listing(third) == tree_of(m.root)
+
+
+def test_a_record_naming_a_path_outside_the_folder_is_refused(tmp_path: Path) -> None:
+    m = Machine(tmp_path, FILES)
+    spec = m.submit()
+    first = tmp_path / "w1" / "repo"
+    assert give_back(place_code(m.storage, spec, first, m.cache), first)
+    base = next((m.cache / "code" / "checkouts").glob("*/*"))
+    head, rows = (base / "spare.json").read_text().split("\n", 1)
+    forged = rows.replace('"lib/a.py"', '"../../../outside.py"')
+    (base / "spare.json").write_text(f"{head}\n{forged}")
+    (m.root / "lib/a.py").write_text("a = 'two'\n")  # the spare must be compared: record read
+    (m.root / "new.py").write_text("n")
+    folder = tmp_path / "w2" / "repo"
+    (base / "state.json").write_text('{"digest": null, "files": 0, "size": 0}')
+    report = place_code(m.storage, m.submit(), folder, m.cache)
+    assert "copy" in report.phases  # the spare was not used
+    assert listing(folder) == tree_of(m.root)
+    assert not list(tmp_path.rglob("outside.py"))
+
+
+def test_a_folder_reached_through_a_symlink_is_still_seen_in_use(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    os.symlink(tmp_path / "real", tmp_path / "home")  # DSTACK_HOME through a symlink
+    m = Machine(tmp_path / "home", FILES)
+    folder = tmp_path / "home" / "w1" / "repo"
+    report = place_code(m.storage, m.submit(), folder, m.cache)
+    process = subprocess.Popen(["sleep", "30"], cwd=folder, start_new_session=True)
+    try:
+        time.sleep(0.2)
+        if recycle.in_use(folder) is None:
+            pytest.skip("no /proc on this system")
+        assert not give_back(report, folder)
+    finally:
+        process.kill()
+        process.wait()
+
+
+ZOMBIE_LEADER = """
+import ctypes, os, platform, sys, threading, time
+os.chdir(sys.argv[1])
+threading.Thread(target=lambda: (time.sleep(1), open("late.txt", "w").write("x"),
+                                 time.sleep(30))).start()
+number = {"x86_64": 60, "aarch64": 93}[platform.machine()]
+ctypes.CDLL(None).syscall(number, 0)  # the main thread ends; the process lives on
+"""
+
+
+def test_a_process_whose_main_thread_ended_is_still_seen(tmp_path: Path) -> None:
+    if platform.machine() not in ("x86_64", "aarch64") or not os.path.isdir("/proc/self/task"):
+        pytest.skip("the exit system call is called by number on x86_64 and aarch64 Linux")
+    m = Machine(tmp_path, FILES)
+    folder = tmp_path / "w1" / "repo"
+    report = place_code(m.storage, m.submit(), folder, m.cache)
+    process = subprocess.Popen([sys.executable, "-c", ZOMBIE_LEADER, str(folder)],
+                               start_new_session=True)  # fmt: skip
+    try:
+        time.sleep(0.5)
+        assert recycle.in_use(folder)
+        assert not give_back(report, folder)
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_folder_with_extended_attributes_is_not_used_again(tmp_path: Path) -> None:
+    m = Machine(tmp_path, FILES)
+    folder = tmp_path / "w1" / "repo"
+    report = place_code(m.storage, m.submit(), folder, m.cache)
+    try:
+        os.setxattr(folder / "lib", "user.note", b"set by the job")
+    except (AttributeError, OSError):
+        pytest.skip("no user extended attributes on this filesystem")
+    assert not give_back(report, folder)
+
+
+def test_folders_nested_deeper_than_python_recurses_are_removed(tmp_path: Path) -> None:
+    m = Machine(tmp_path, FILES)
+    folder = tmp_path / "w1" / "repo"
+    report = place_code(m.storage, m.submit(), folder, m.cache)
+    deep = folder / "outputs"
+    deep.mkdir()
+    os.chdir(deep)
+    try:
+        for _ in range(1500):  # one level at a time: the whole path is longer than PATH_MAX
+            os.mkdir("d")
+            os.chdir("d")
+    finally:
+        os.chdir(tmp_path)
+    try:
+        assert give_back(report, folder)
+        again = tmp_path / "w2" / "repo"
+        assert "spare" in place_code(m.storage, m.submit(), again, m.cache).phases
+        assert listing(again) == tree_of(m.root)
+    finally:  # deep folders left by a failure would break pytest's own (recursive) clean-up
+        remove_tree(tmp_path / "w1")
+
+
+def test_a_folder_with_a_filesystem_mounted_inside_is_not_used_again(tmp_path: Path) -> None:
+    """A job running as root bind-mounted a dataset over a folder of its tree and left it."""
+    m = Machine(tmp_path, FILES)
+    folder = tmp_path / "w1" / "repo"
+    report = place_code(m.storage, m.submit(), folder, m.cache)
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    (dataset / "precious.bin").write_bytes(b"\0" * 10)
+    mounted = subprocess.run(["mount", "--bind", str(dataset), str(folder / "lib/deep")],
+                             capture_output=True)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip("cannot bind-mount here (needs root and mount rights)")
+    try:
+        assert not give_back(report, folder)
+        assert (dataset / "precious.bin").exists()
+    finally:
+        subprocess.run(["umount", str(folder / "lib/deep")], check=True)
