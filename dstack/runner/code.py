@@ -156,11 +156,15 @@ def give_back(report: CodeReport, repo_dir: Path) -> bool:
         with paused_gc():
             record = handed.load()
             kept = recycle.clean(repo_dir, record)  # outside the lock: it may remove a lot
+            digest, _ = _read_state(base)  # its entries read outside the lock, if they can be
+            wanted = _entries(base, digest) if digest is not None else {}
         with _locked(base / "lock"), paused_gc():
-            digest, _ = _read_state(base)
-            if digest is None or recycle.in_use(repo_dir) is not False:  # asked again: late
+            now, _ = _read_state(base)
+            if now is None or recycle.in_use(repo_dir) is not False:  # asked again: late
                 return False
-            return recycle.keep(base, repo_dir, kept, digest, _entries(base, digest))
+            if now != digest:
+                wanted = _entries(base, now)
+            return recycle.keep(base, repo_dir, kept, now, wanted)
     except Exception:  # best effort: the folder is then removed, and the next job copies
         return False
 
