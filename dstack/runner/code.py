@@ -31,14 +31,12 @@ Whole-tree archives stored by earlier versions (``codes/<sha256>.tar.gz``) are d
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +52,7 @@ from dstack.repo.tree import (
     entry_of,
     paused_gc,
 )
+from dstack.runner import checkout_locks as locks
 from dstack.runner import recycle, treefs
 from dstack.runner.copying import clone_or_copy, copy_tree
 from dstack.state import code_digest
@@ -118,30 +117,59 @@ def place_code(
     base = cache_dir / "code" / "checkouts" / _store_digest(storage) / _safe(spec.repo.repo_id)
     report = CodeReport(checkout=base, digest=digest)
     start = time.monotonic()
-    with _locked(base / "lock"), paused_gc():
-        waited = time.monotonic() - start
-        if waited >= 0.01:  # another job of this repo was placing its code, or giving it back
-            report.phases["wait"] = waited
+    for last in (False, True):
+        with locks.locked(base / "lock"), paused_gc():
+            _add_phase(report, "wait", time.monotonic() - start, at_least=0.01)
+            # no spare yet, but a job of this repo is giving its folder back: wait for it
+            # (a rename) rather than copy every file now
+            copy = last or not locks.returning(base)
+            if _place(storage, spec.repo.code_key, digest, base, repo_dir, report, say, copy):
+                return report
         start = time.monotonic()
-        change = _update(storage, spec.repo.code_key, digest, base, report, say)
-        report.phases["checkout"] = time.monotonic() - start
-        start = time.monotonic()
+        locks.await_return(base)
+    raise AssertionError("the second pass always places the code")
 
-        def wanted() -> dict[str, TreeEntry]:
-            if change is None:
-                return _entries(base, digest)
-            return {path: entry_of(path, row) for path, row in change.rows.items()}
 
-        report.handed = recycle.take(base, digest, wanted, repo_dir, change)
-        if report.handed is not None:
-            report.phases["spare"] = time.monotonic() - start
-        else:
-            if report.files >= _MANY:
-                say(f"code: copying {report.files} files into the job's folder…")
-            copy_tree(base / "tree", repo_dir)
-            report.handed = recycle.Handed(record=recycle.record_of(repo_dir, wanted()))
-            report.phases["copy"] = time.monotonic() - start
-    return report
+def _place(
+    storage: Storage,
+    key: str,
+    digest: str,
+    base: Path,
+    repo_dir: Path,
+    report: CodeReport,
+    say: Callable[[str], None],
+    copy: bool,
+) -> bool:
+    """Under the checkout's lock: bring the checkout to the tree, then give ``repo_dir`` the
+    spare, or (``copy``) a copy of the checkout; False when there was no spare to take and no
+    copy was wanted."""
+    start = time.monotonic()
+    change = _update(storage, key, digest, base, report, say)
+    _add_phase(report, "checkout", time.monotonic() - start)
+    start = time.monotonic()
+
+    def wanted() -> dict[str, TreeEntry]:
+        if change is None:
+            return _entries(base, digest)
+        return {path: entry_of(path, row) for path, row in change.rows.items()}
+
+    report.handed = recycle.take(base, digest, wanted, repo_dir, change)
+    if report.handed is not None:
+        _add_phase(report, "spare", time.monotonic() - start)
+        return True
+    if not copy:
+        return False
+    if report.files >= _MANY:
+        say(f"code: copying {report.files} files into the job's folder…")
+    copy_tree(base / "tree", repo_dir)
+    report.handed = recycle.Handed(record=recycle.record_of(repo_dir, wanted()))
+    _add_phase(report, "copy", time.monotonic() - start)
+    return True
+
+
+def _add_phase(report: CodeReport, name: str, seconds: float, at_least: float = 0.0) -> None:
+    if seconds >= at_least:
+        report.phases[name] = report.phases.get(name, 0.0) + seconds
 
 
 def give_back(report: CodeReport, repo_dir: Path) -> bool:
@@ -150,6 +178,11 @@ def give_back(report: CodeReport, repo_dir: Path) -> bool:
     base, handed = report.checkout, report.handed
     if base is None or handed is None or not repo_dir.is_dir() or repo_dir.is_symlink():
         return False
+    with locks.giving_back(base):
+        return _give_back(base, handed, repo_dir)
+
+
+def _give_back(base: Path, handed: recycle.Handed, repo_dir: Path) -> bool:
     try:
         if recycle.in_use(repo_dir) is not False:
             return False
@@ -158,7 +191,7 @@ def give_back(report: CodeReport, repo_dir: Path) -> bool:
             kept = recycle.clean(repo_dir, record)  # outside the lock: it may remove a lot
             digest, _ = _read_state(base)  # its entries read outside the lock, if they can be
             wanted = _entries(base, digest) if digest is not None else {}
-        with _locked(base / "lock"), paused_gc():
+        with locks.locked(base / "lock"), paused_gc():
             now, _ = _read_state(base)
             if now is None or recycle.in_use(repo_dir) is not False:  # asked again: late
                 return False
@@ -325,17 +358,6 @@ def _place_archive(
 
 
 # ---- helpers --------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _safe(repo_id: str) -> str:

@@ -8,6 +8,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -347,3 +348,32 @@ def test_a_folder_with_a_filesystem_mounted_inside_is_not_used_again(tmp_path: P
         assert (dataset / "precious.bin").exists()
     finally:
         subprocess.run(["umount", str(folder / "lib/deep")], check=True)
+
+
+def test_a_job_waits_for_a_folder_being_given_back_rather_than_copy(tmp_path: Path) -> None:
+    """Back-to-back runs: the next job can ask for the code while the last one is still
+    checking its folder; it waits for that folder (a rename) instead of copying every file."""
+    from dstack.runner import checkout_locks
+
+    m = Machine(tmp_path, FILES)
+    spec = m.submit()
+    first = tmp_path / "w1" / "repo"
+    report = place_code(m.storage, spec, first, m.cache)
+    assert report.checkout is not None
+    kept: list[bool] = []
+
+    def give_back_slowly() -> None:
+        with checkout_locks.giving_back(report.checkout):  # type: ignore[arg-type]
+            started.set()
+            time.sleep(0.5)  # checking a big folder
+            kept.append(give_back(report, first))
+
+    started = threading.Event()
+    returner = threading.Thread(target=give_back_slowly)
+    returner.start()
+    started.wait()
+    second = place_code(m.storage, spec, tmp_path / "w2" / "repo", m.cache)
+    returner.join()
+    assert kept == [True]
+    assert "spare" in second.phases and second.phases["wait"] >= 0.3
+    assert listing(tmp_path / "w2" / "repo") == tree_of(m.root)
