@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -68,3 +70,18 @@ def test_a_usage_error_is_the_same_from_the_narrowed_app(args: list[str]) -> Non
     narrowed = output(app_for(args), args)
     assert narrowed == output(app, args)
     assert narrowed[1]
+
+
+def test_the_objects_left_at_exit_are_frozen_before_the_last_collections() -> None:
+    """The interpreter's final collections then skip what the imports made (a quicker exit);
+    a handler registered before main() runs after the one main() registers."""
+    code = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0))\n"
+        "from dstack.cli.main import main\n"
+        "sys.argv = ['dstack', '--version']\n"
+        "main()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["dstack 0.1.0", "frozen True"]
