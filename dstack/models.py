@@ -16,7 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field
 class Model(BaseModel):
     """Base of stored records: unknown fields are kept out, so records stay honest."""
 
-    model_config = ConfigDict(extra="ignore", frozen=False)
+    # defer_build: a model builds its validator when first used, so a command pays for the
+    # models it uses, not for all of them at import (pydantic >= 2.14 makes that first build
+    # thread-safe). The same holds for the workflow, overrides and config models.
+    model_config = ConfigDict(extra="ignore", frozen=False, defer_build=True)
 
 
 class JobStatus(str, enum.Enum):

@@ -35,7 +35,8 @@ from stacks import defaults
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # built when first used (see ``dstack.models.Model``)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class LocalStoreConfig(_Strict):

@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from dstack.cli.render import files_text
-
 if TYPE_CHECKING:
     from dstack.api import ArtifactFile, Context
 
@@ -62,6 +60,7 @@ def download_command(
 ) -> None:
     from dstack import api
     from dstack.cli.progress import transfer_bar
+    from dstack.cli.render import files_text
 
     ctx, files, multi_job = _files(source, repo)
     if not files:

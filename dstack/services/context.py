@@ -50,6 +50,12 @@ class Context:
             self.warnings.extend(warnings)
         return self._repo_id
 
+    def know_repo(self, repo_id: str) -> None:
+        """``repo_id`` is what a snapshot of ``repo_path`` found (the id its run is recorded
+        under): later ``repo_id`` reads need not ask git again."""
+        if self._repo_id is None:
+            self._repo_id = repo_id
+
     def use_repo(self, repo_id: str) -> None:
         """Refer to the repo ``repo_id`` (``github.com/OWNER/NAME``, ``local/NAME``) instead of
         the one the current folder is in: for commands run outside it."""

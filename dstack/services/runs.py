@@ -74,6 +74,7 @@ def submit(
         state.validate_tag_name(tag)
     with prepare_run(ctx, workflow_name, args=args, overrides=overrides) as prepared:
         workflow, repo_id = prepared.workflow, prepared.repo.repo_id
+        ctx.know_repo(repo_id)
         from_flags = overrides is not None and overrides.deps is not None
         where = "--dep" if from_flags else f"{workflow.source}: workflow {workflow.name!r}: deps"
         ctx.compute.check(prepared.draft)

@@ -13,7 +13,8 @@ from pydantic_core import CoreSchema
 class Strict(BaseModel):
     """Unknown keys are errors; a field's other accepted names show in the schema too."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # built when first used (see ``dstack.models.Model``)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
     @classmethod
     def __get_pydantic_json_schema__(

@@ -40,7 +40,8 @@ _RESOURCES = ("cpu", "memory", "shm_size", "interruptible", "local")
 class RunOverrides(BaseModel):
     """What `dstack run` flags ask to change; ``None`` or empty means "as in the file"."""
 
-    model_config = ConfigDict(extra="forbid")
+    # built when first used (see ``dstack.models.Model``)
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     env: list[str] = Field(default_factory=list, description="-e/--env K=V: added or overriding")
     artifacts: list[str] = Field(default_factory=list, description="-a/--artifact PATH: added")

@@ -1,0 +1,46 @@
+"""Submitting a run: what it asks git, and what the context knows afterwards."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dstack.services.context import Context
+from dstack.services.runs import get_run, submit
+from dstack.storage.local import LocalStorage
+from tests.services.test_tags import AliveCompute
+
+WORKFLOWS = "workflows:\n  - name: hello\n    commands:\n      - echo hello\n"
+
+
+def test_reading_back_a_submitted_run_asks_git_nothing_more(
+    repo_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The snapshot found the repo's id; `dstack run` then reads its run back under that id
+    without running git again (each git process costs milliseconds of every run)."""
+    repo = repo_factory({".dstack/workflows.yaml": WORKFLOWS})
+    ctx = Context(storage=LocalStorage(tmp_path / "store"), compute=AliveCompute(), repo_path=repo)
+    run = submit(ctx, "hello").run
+    assert run.repo_id == "github.com/acme/mnist"
+
+    spawned: list[Any] = []
+    real_popen = subprocess.Popen
+
+    def popen(args: Any, *rest: Any, **kwargs: Any) -> Any:
+        spawned.append(args)
+        return real_popen(args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    view = get_run(ctx, run.run_name, refresh=False)
+    assert (view.run.run_name, ctx.repo_id, spawned) == (run.run_name, run.repo_id, [])
+
+
+def test_a_context_told_another_repo_keeps_it(repo_factory: Any, tmp_path: Path) -> None:
+    repo = repo_factory({".dstack/workflows.yaml": WORKFLOWS})
+    ctx = Context(storage=LocalStorage(tmp_path / "store"), compute=AliveCompute(), repo_path=repo)
+    ctx.use_repo("github.com/acme/other")
+    ctx.know_repo("github.com/acme/mnist")
+    assert ctx.repo_id == "github.com/acme/other"
