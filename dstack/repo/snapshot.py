@@ -59,6 +59,8 @@ class CodeSnapshot:
     #: why the repo's runs cannot be shared (no remote, or a local path), if so: the caller
     #: decides when it is worth saying
     unshared: str | None = None
+    #: who is submitting (:func:`read_owner`, from the config the snapshot read)
+    owner: Owner | None = None
 
     @cached_property
     def tree_data(self) -> bytes:
@@ -102,21 +104,23 @@ def take_snapshot(
     max_size: int,
     cache_dir: Path | None = None,
     progress: HashProgress | None = None,
+    is_root: bool = False,
 ) -> CodeSnapshot:
     """Snapshot the repository containing ``path`` as it is on disk.
 
     ``cache_dir`` holds the stat cache (None: every file is hashed); ``progress`` is called as
     files are hashed. RepoError if ``path`` is not in a git repository, git is missing, or the
     files to ship add up to more than ``max_size`` bytes (the message names the largest ones).
+    ``is_root``: ``path`` is the root of the work tree (:func:`find_repo_root` found it).
     """
     with paused_gc():
-        return _take_snapshot(path, max_size, cache_dir, progress)
+        root = path if is_root else find_repo_root(path)
+        return _take_snapshot(root, max_size, cache_dir, progress)
 
 
 def _take_snapshot(
-    path: Path, max_size: int, cache_dir: Path | None, progress: HashProgress | None
+    root: Path, max_size: int, cache_dir: Path | None, progress: HashProgress | None
 ) -> CodeSnapshot:
-    root = find_repo_root(path)
     facts = git.read_facts(root)
     identity: list[str] = []
     repo_id, remote_url = _identify(root, facts.config, facts.status.branch, identity)
@@ -165,6 +169,7 @@ def _take_snapshot(
         root=root, repo=repo, entries=tree, tree_raw=tree_raw, digest=digest,
         warnings=warnings, hashed_files=cache.hashed_files,
         paths=frozenset(entry.path for entry in entries), unshared=next(iter(identity), None),
+        owner=owner_of(facts.config),
     )  # fmt: skip
 
 
@@ -231,13 +236,19 @@ def store_code(
 def read_owner(root: Path) -> Owner:
     """Who is submitting: git ``user.name``/``user.email`` (None if unset) and this machine's
     user and host name."""
+    try:
+        config = git.read_config(root)
+    except RepoError:
+        config = []
+    return owner_of(config)
+
+
+def owner_of(git_config: list[tuple[str, str]]) -> Owner:
+    """The :func:`read_owner` of a repository whose config was read already."""
     import getpass
     import socket
 
-    try:
-        config = dict(git.read_config(root))
-    except RepoError:
-        config = {}
+    config = dict(git_config)
     try:
         user = getpass.getuser()
     except (KeyError, OSError):  # no passwd entry and no USER/LOGNAME (some containers)

@@ -107,10 +107,10 @@ def prepare_run(
     when = time.time() if submitted_at is None else submitted_at
     with take_snapshot(
         root, max_size=settings.max_code_size(), cache_dir=settings.cache_dir(),
-        progress=ctx.code_progress.hashing if ctx.code_progress else None,
+        progress=ctx.code_progress.hashing if ctx.code_progress else None, is_root=True,
     ) as snapshot:  # fmt: skip
         check_files_shipped(workflow, snapshot.paths)
-        owner = read_owner(root)
+        owner = snapshot.owner or read_owner(root)
         if snapshot.unshared and _worth_saying_unshared(ctx, workflow, snapshot.repo.repo_id):
             notes.append(snapshot.unshared)
         draft = build_jobs(

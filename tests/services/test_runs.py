@@ -44,3 +44,24 @@ def test_a_context_told_another_repo_keeps_it(repo_factory: Any, tmp_path: Path)
     ctx.use_repo("github.com/acme/other")
     ctx.know_repo("github.com/acme/mnist")
     assert ctx.repo_id == "github.com/acme/other"
+
+
+def test_a_clean_submit_runs_four_git_processes(
+    repo_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The work tree's root once, then status, ls-files and config in parallel: the owner comes
+    from the config the snapshot read (each git process costs milliseconds of every run)."""
+    repo = repo_factory({".dstack/workflows.yaml": WORKFLOWS})
+    ctx = Context(storage=LocalStorage(tmp_path / "store"), compute=AliveCompute(), repo_path=repo)
+    spawned: list[str] = []
+    real_popen = subprocess.Popen
+
+    def popen(args: Any, *rest: Any, **kwargs: Any) -> Any:
+        if isinstance(args, list) and args[:1] == ["git"]:
+            spawned.append(args[1])
+        return real_popen(args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    run = submit(ctx, "hello").run
+    assert sorted(spawned) == ["config", "ls-files", "rev-parse", "status"]
+    assert (run.owner.git_name, run.owner.git_email) == ("Ada Lovelace", "ada@example.com")
