@@ -28,9 +28,12 @@ S3RVER = "s3rver@3.7.1"
 S3RVER_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dstack-bench"
 
 _MOTO = """
-import sys
+import logging, sys
 from tests.moto_server import start_moto
 server = start_moto()
+# moto answers 500 when a listing meets a concurrent write (its own race; dstack retries):
+# its traceback on every such request would bury the bench's rows
+logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
 print(server.endpoint_url, flush=True)
 sys.stdin.read()
 server.stop()
