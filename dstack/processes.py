@@ -2,7 +2,8 @@
 
 A pid alone can be recycled; a pid with its start time (``/proc/<pid>/stat`` field 22) names
 one process for good. Runners record both, so a reader can tell "my runner died" from "some
-other process now has that pid".
+other process now has that pid". :func:`keep_out_of_reach` keeps a runner's memory and open
+files from the jobs it runs.
 """
 
 from __future__ import annotations
@@ -46,3 +47,22 @@ def _signal_zero(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def keep_out_of_reach() -> bool:
+    """Make this process's memory and open files unreachable to other processes of the same
+    user — the jobs a runner starts run as that user — as ssh-agent does: on Linux the process
+    is made non-dumpable, so no ptrace, and ``/proc/<pid>/fd``, ``mem`` and ``environ`` belong
+    to root. Its children get their own setting back when they start a program. False where
+    it cannot be done (not Linux)."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return False
+    return bool(prctl(4, 0, 0, 0, 0) == 0)  # PR_SET_DUMPABLE, 0

@@ -67,9 +67,11 @@ def run_job(
     from dstack import settings, state
     from dstack.lifecycle import Writer, set_state
     from dstack.models import JobState, JobStatus
+    from dstack.processes import keep_out_of_reach
     from dstack.runner.agent import Agent
     from dstack.storage import open_storage
 
+    keep_out_of_reach()  # the job's processes cannot read the runner's secrets or open files
     storage = open_storage(store)
     spec = state.read_job_spec(storage, repo_id, run_name, job_index)
     try:

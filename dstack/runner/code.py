@@ -79,6 +79,8 @@ class CodeReport:
     digest: str = ""
     #: what the job's folder was given, path by path (``dstack.runner.recycle``)
     handed: recycle.Handed | None = None
+    #: the folder handed out (device, inode): the one given back must be that folder
+    folder: tuple[int, int] | None = None
 
     def describe(self) -> str:
         from dstack.units import format_size
@@ -124,6 +126,8 @@ def place_code(
             # (a rename) rather than copy every file now
             copy = last or not locks.returning(base)
             if _place(storage, spec.repo.code_key, digest, base, repo_dir, report, say, copy):
+                st = os.stat(repo_dir)
+                report.folder = (st.st_dev, st.st_ino)
                 return report
         start = time.monotonic()
         locks.await_return(base)
@@ -178,6 +182,9 @@ def give_back(report: CodeReport, repo_dir: Path) -> bool:
     base, handed = report.checkout, report.handed
     if base is None or handed is None or not repo_dir.is_dir() or repo_dir.is_symlink():
         return False
+    st = os.stat(repo_dir)
+    if (st.st_dev, st.st_ino) != report.folder:  # moved away, or a folder above it swapped
+        return False  # for a symlink or a mount: it is not the folder the job was given
     with locks.giving_back(base):
         return _give_back(base, handed, repo_dir)
 

@@ -30,6 +30,11 @@ set back. Folders are kept only where the tree needs one, with mode 0755. A fold
 be checked or cleaned (a job made part of it unreadable, a container left files of another
 user) is not used again: the next job gets a fresh copy.
 
+The folder given back must be the one handed out (same device and inode: not a folder moved
+in its place, not one reached through a symlink or a mount swapped in above it), and the runner
+is not dumpable (``dstack.processes.keep_out_of_reach``), so its record cannot be reached
+through ``/proc`` by the job it runs.
+
 Jobs run as the user who runs dstack, so a job could write this machine's cache as that user
 can: the check is for what a job leaves behind, not a defence against a job that sets out to
 tamper with the cache or to hide from the check (a process that passes a descriptor of its

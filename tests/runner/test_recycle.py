@@ -377,3 +377,40 @@ def test_a_job_waits_for_a_folder_being_given_back_rather_than_copy(tmp_path: Pa
     assert kept == [True]
     assert "spare" in second.phases and second.phases["wait"] >= 0.3
     assert listing(tmp_path / "w2" / "repo") == tree_of(m.root)
+
+
+@pytest.mark.parametrize("how", ["symlink", "moved"])
+def test_a_folder_swapped_under_its_path_is_not_touched(tmp_path: Path, how: str) -> None:
+    """The job moved its folder (or the one above it) away and put a symlink to someone's
+    folder in its place: give-back must not clean, fill or keep that folder."""
+    m = Machine(tmp_path, FILES)
+    job = tmp_path / "w1"
+    folder = job / "repo"
+    report = place_code(m.storage, m.submit(), folder, m.cache)
+    victim = tmp_path / "victim"
+    (victim / "repo").mkdir(parents=True)
+    (victim / "repo" / "precious.txt").write_text("mine")
+    (victim / "repo" / "train.py").write_text("not the snapshot's")
+    job.rename(tmp_path / "w1.moved")
+    if how == "symlink":
+        os.symlink(victim, job)
+    else:  # a folder of the same name, made anew: not the one handed out
+        shutil.copytree(victim, job)
+        victim = job
+    assert not give_back(report, folder)
+    assert (victim / "repo" / "precious.txt").read_text() == "mine"
+    assert (victim / "repo" / "train.py").read_text() == "not the snapshot's"
+
+
+def test_the_runner_keeps_its_open_files_from_its_jobs() -> None:
+    """A job runs as the runner's user; the runner is made non-dumpable so that the job cannot
+    open the runner's files through /proc/<pid>/fd (nor ptrace it for its secrets)."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("non-dumpable processes are a Linux feature")
+    script = (
+        "import ctypes; from dstack.processes import keep_out_of_reach; "
+        "assert keep_out_of_reach(); print(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "0"  # PR_GET_DUMPABLE
