@@ -35,6 +35,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,13 +71,12 @@ class CodeReport:
 
     files: int = 0
     size: int = 0
-    changed: int = 0  # paths of the checkout or of the spare written or removed
+    changed: int = 0  # paths of the checkout written or removed
     downloaded_files: int = 0
     downloaded_bytes: int = 0
     phases: dict[str, float] = field(default_factory=dict)
-    #: the checkout used and the tree placed (None for an earlier version's archive)
+    #: the checkout used (None for an earlier version's archive)
     checkout: Path | None = None
-    digest: str = ""
     #: what the job's folder was given, path by path (``dstack.runner.recycle``)
     handed: recycle.Handed | None = None
     #: the folder handed out (device, inode): the one given back must be that folder
@@ -117,7 +117,7 @@ def place_code(
     if kind == "archive":
         return _place_archive(storage, spec.repo.code_key, digest, repo_dir, cache_dir)
     base = cache_dir / "code" / "checkouts" / _store_digest(storage) / _safe(spec.repo.repo_id)
-    report = CodeReport(checkout=base, digest=digest)
+    report = CodeReport(checkout=base)
     start = time.monotonic()
     for last in (False, True):
         with locks.locked(base / "lock"), paused_gc():
@@ -180,33 +180,33 @@ def give_back(report: CodeReport, repo_dir: Path) -> bool:
     """After the job: keep its folder as the checkout's spare (``dstack.runner.recycle``), or
     say it was not kept (False: the caller removes it). Best effort, never raises."""
     base, handed = report.checkout, report.handed
-    if base is None or handed is None or not repo_dir.is_dir() or repo_dir.is_symlink():
+    if base is None or handed is None:
         return False
-    st = os.stat(repo_dir)
-    if (st.st_dev, st.st_ino) != report.folder:  # moved away, or a folder above it swapped
-        return False  # for a symlink or a mount: it is not the folder the job was given
-    with locks.giving_back(base):
-        return _give_back(base, handed, repo_dir)
+    try:
+        st = os.lstat(repo_dir)
+        if not stat.S_ISDIR(st.st_mode) or (st.st_dev, st.st_ino) != report.folder:
+            return False  # moved away, or a folder above it swapped for a symlink or a mount
+        with locks.giving_back(base):
+            return _give_back(base, handed, repo_dir)
+    except Exception:  # best effort: the folder is then removed, and the next job copies
+        return False
 
 
 def _give_back(base: Path, handed: recycle.Handed, repo_dir: Path) -> bool:
-    try:
-        if recycle.in_use(repo_dir) is not False:
-            return False
-        with paused_gc():
-            record = handed.load()
-            kept = recycle.clean(repo_dir, record)  # outside the lock: it may remove a lot
-            digest, _ = _read_state(base)  # its entries read outside the lock, if they can be
-            wanted = _entries(base, digest) if digest is not None else {}
-        with locks.locked(base / "lock"), paused_gc():
-            now, _ = _read_state(base)
-            if now is None or recycle.in_use(repo_dir) is not False:  # asked again: late
-                return False
-            if now != digest:
-                wanted = _entries(base, now)
-            return recycle.keep(base, repo_dir, kept, now, wanted)
-    except Exception:  # best effort: the folder is then removed, and the next job copies
+    if recycle.in_use(repo_dir) is not False:
         return False
+    with paused_gc():
+        record = handed.load()
+        kept = recycle.clean(repo_dir, record)  # outside the lock: it may remove a lot
+        digest, _ = _read_state(base)  # its entries read outside the lock, if they can be
+        wanted = _entries(base, digest) if digest is not None else {}
+    with locks.locked(base / "lock"), paused_gc():
+        now, _ = _read_state(base)
+        if now is None or recycle.in_use(repo_dir) is not False:  # asked again: late
+            return False
+        if now != digest:
+            wanted = _entries(base, now)
+        return recycle.keep(base, repo_dir, kept, now, wanted)
 
 
 # ---- the checkout ---------------------------------------------------------------------------

@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 from dstack.errors import RunnerError
+from dstack.repo.statcache import StatKey, stat_key
 from dstack.repo.tree import Row, TreeEntry
 from dstack.runner import treefs
 from dstack.runner.copying import clone_or_copy
@@ -67,9 +68,9 @@ _FORMAT = 1
 #: what an earlier version kept beside its spare
 _EARLIER = ("spare.digest", "spare.json.gz", "spare.unusable")
 
-Stat = tuple[int, int, int, int, int]  # size, mtime_ns, ctime_ns, inode, mode
-#: path → (the entry the folder holds there, its lstat when it was written or last checked)
-Record = dict[str, tuple[TreeEntry, Stat]]
+#: path → (the entry the folder holds there, its lstat when it was written or last checked,
+#: keyed as the stat cache keys a working tree's files)
+Record = dict[str, tuple[TreeEntry, StatKey]]
 
 
 class Change(NamedTuple):
@@ -108,29 +109,19 @@ class Handed:
         return record
 
 
-def stat_key(st: os.stat_result) -> Stat:
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode)
-
-
 def record_of(folder: Path, entries: dict[str, TreeEntry]) -> Record:
     """The record of a folder just copied from a checkout holding ``entries``."""
     base = os.path.join(os.fspath(folder), "")
     return {path: (entry, stat_key(os.lstat(base + path))) for path, entry in entries.items()}
 
 
-def entries_of(record: Record) -> dict[str, TreeEntry]:
-    return {path: entry for path, (entry, _) in record.items()}
-
-
-def clean(folder: Path, record: Record, wanted: dict[str, TreeEntry] | None = None) -> Record:
-    """Remove from ``folder`` every path that is not as ``record`` says (same entry, same
-    ``lstat``) or that ``wanted`` does not want there, and every folder nothing wanted is in;
-    return the record of what is left. ``wanted`` None: what the record holds.
+def clean(folder: Path, record: Record) -> Record:
+    """Remove from ``folder`` every path that is not as ``record`` says (same ``lstat``), and
+    every folder no recorded path is in; return the record of what is left.
 
     OSError when the folder cannot be checked or cleaned (the caller discards it)."""
-    want = entries_of(record) if wanted is None else wanted
     folders = {""}
-    for path in want:
+    for path in record:
         parent = path.rpartition("/")[0]
         while parent not in folders:
             folders.add(parent)
@@ -141,7 +132,7 @@ def clean(folder: Path, record: Record, wanted: dict[str, TreeEntry] | None = No
     top_st = os.lstat(top)
     _check_folder(top, top_st, top_st.st_dev)
     kept: Record = {}
-    _scan(top, "", record, want, folders, kept, top_st.st_dev)
+    _scan(top, "", record, folders, kept, top_st.st_dev)
     return kept
 
 
@@ -162,23 +153,20 @@ def _check_folder(path: str, st: os.stat_result, device: int) -> None:
             raise OSError(f"{path} has extended attributes")
 
 
-def complete(folder: Path, kept: Record, wanted: dict[str, TreeEntry], source: Path) -> set[str]:
+def complete(folder: Path, kept: Record, wanted: dict[str, TreeEntry], source: Path) -> None:
     """Write into ``folder`` what ``wanted`` holds and ``kept`` lacks, from ``source`` (a folder
-    holding ``wanted``), recording each in ``kept``; return the paths written."""
+    holding ``wanted``), recording each in ``kept``."""
     safe: set[str] = {""}
-    written = {path for path in wanted if path not in kept}
-    for path in sorted(written):
+    for path in sorted(path for path in wanted if path not in kept):
         entry = wanted[path]
         target = treefs.place(folder, entry, safe, _copier(source))
         kept[path] = (entry, stat_key(os.lstat(target)))
-    return written
 
 
 def _scan(
     path: str,
     prefix: str,
     record: Record,
-    wanted: dict[str, TreeEntry],
     folders: set[str],
     kept: Record,
     device: int,
@@ -193,12 +181,12 @@ def _scan(
                 _check_folder(item.path, st, device)
                 if stat.S_IMODE(st.st_mode) != treefs.FOLDER_MODE:
                     os.chmod(item.path, treefs.FOLDER_MODE)
-                _scan(item.path, rel + "/", record, wanted, folders, kept, device)
+                _scan(item.path, rel + "/", record, folders, kept, device)
             else:
                 remove_folder(item.path)
             continue
         have = record.get(rel)
-        if have is not None and have[1] == stat_key(st) and wanted.get(rel) == have[0]:
+        if have is not None and have[1] == stat_key(st):
             kept[rel] = have
         else:
             os.unlink(item.path)

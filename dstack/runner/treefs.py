@@ -96,13 +96,6 @@ def apply(
     return len(set(removed) | {entry.path for entry in added})
 
 
-def diff(old: dict[str, TreeEntry], new: dict[str, TreeEntry]) -> tuple[list[str], list[TreeEntry]]:
-    """(paths to remove, entries to write) to turn ``old`` into ``new``."""
-    removed = [path for path, entry in old.items() if new.get(path) != entry]
-    added = [entry for path, entry in new.items() if old.get(path) != entry]
-    return removed, added
-
-
 def prune_empty(root: Path, rel: str) -> None:
     """Remove the folders above ``rel`` that are left empty."""
     parent = posixpath.dirname(rel)
