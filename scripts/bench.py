@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_common import DSTACK, make_repo, run, timed  # noqa: E402
+from bench_common import DSTACK, dashboard, make_repo, run, timed  # noqa: E402
 from bench_jobs import bench_deps, bench_masking  # noqa: E402
 from bench_store import bench_dashboard, bench_ps  # noqa: E402
 
@@ -173,14 +173,7 @@ def bench_dashboard_log_delay(env: dict[str, str], repo: Path) -> tuple[str, str
     import json
     import re
 
-    server = subprocess.Popen(
-        [*DSTACK, "dashboard", "--port", "0", "--no-browser"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    try:
-        url = server.stdout.readline().strip()  # type: ignore[union-attr]
-        host_port, token = url.split("//", 1)[1].split("/?token=")
-        host, port = host_port.rsplit(":", 1)
+    with dashboard(env) as (host, port, token):
         submitted = subprocess.run(
             [*DSTACK, "run", "-d", "ticks"], env=env, cwd=repo, capture_output=True, text=True
         )
@@ -203,9 +196,6 @@ def bench_dashboard_log_delay(env: dict[str, str], repo: Path) -> tuple[str, str
                 # only lines printed once the stream was open are live
                 delays.extend(seen - at for at in printed if at > opened)
         conn.close()
-    finally:
-        server.terminate()
-        server.wait(10)
     live = sorted(delays)
     p50, p95 = live[len(live) // 2], live[int(len(live) * 0.95) - 1]
     return ("log delay job→dashboard stream", f"p95 {p95:.3f}s", f"p50 {p50:.3f}s",

@@ -3,9 +3,10 @@ and timing helpers."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,3 +40,20 @@ def run(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> str:
     if out.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed: {out.stderr}")
     return out.stdout
+
+
+@contextlib.contextmanager
+def dashboard(env: dict[str, str]) -> Iterator[tuple[str, str, str]]:
+    """`dstack dashboard` on a free port: (host, port, token) while the block runs."""
+    server = subprocess.Popen(
+        [*DSTACK, "dashboard", "--port", "0", "--no-browser"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        url = server.stdout.readline().strip()  # type: ignore[union-attr]
+        host_port, token = url.split("//", 1)[1].split("/?token=")
+        host, port = host_port.rsplit(":", 1)
+        yield host, port, token
+    finally:
+        server.terminate()
+        server.wait(10)

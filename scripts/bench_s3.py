@@ -30,13 +30,12 @@ import functools
 import os
 import shutil
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench_common import DSTACK, ROOT
+from bench_common import DSTACK, ROOT, run, timed
 from bench_servers import moto_process, process_cpu, s3rver_process, s3rver_ready
 
 AWS = [str(ROOT / ".venv/bin/aws")] if (ROOT / ".venv/bin/aws").exists() else ["aws"]
@@ -118,10 +117,10 @@ def _setup(
         storage._client().create_bucket(Bucket=bucket)
     repo = make_repo(work / "repo", WORKFLOWS.replace("{n}", str(ticks)))
     (repo / "generate.py").write_text(GENERATE)
-    _run(["git", "add", "-A"], env, repo)
-    _run(["git", "-c", "user.name=b", "-c", "user.email=b@x", "commit", "-qm", "gen"], env, repo)
+    run(["git", "add", "-A"], env, repo)
+    run(["git", "-c", "user.name=b", "-c", "user.email=b@x", "commit", "-qm", "gen"], env, repo)
     if warm:
-        _run([*DSTACK, "run", "ticks"], env, repo)  # the job's Python environment
+        run([*DSTACK, "run", "ticks"], env, repo)  # the job's Python environment
     return env, repo, storage
 
 
@@ -141,7 +140,7 @@ def _transfer_rows(
     rows: list[Row] = []
     if server == "moto":
         list_buckets = [*AWS, "s3", "ls", "--endpoint-url", endpoint]
-        startup = statistics.median(_timed(lambda: _run(list_buckets, env), 3))
+        startup = statistics.median(timed(lambda: run(list_buckets, env), 3))
         for name in SETS:
             rows.extend(bench_transfers(work, env, repo, storage, endpoint, name, reps, startup))
     for name in SETS:
@@ -171,9 +170,9 @@ def bench_transfers(
         (local / "out" / f"f{i:05d}.bin").write_bytes(os.urandom(size))
     up_ours, up_aws, down_ours, down_aws = [], [], [], []
     for rep in range(reps):
-        out = _run([*DSTACK, "run", name], env, repo)
+        out = run([*DSTACK, "run", name], env, repo)
         generated = float(out.split("generated ")[1].split()[0])
-        run_name = _run([*DSTACK, "ps", "-a", "-n", "1", "--json"], env, repo).split('"run": "')[1]
+        run_name = run([*DSTACK, "ps", "-a", "-n", "1", "--json"], env, repo).split('"run": "')[1]
         run_name = run_name.split('"')[0]
         job = state.read_job_state(storage, REPO_ID, run_name, 0)
         assert job.finished_at is not None and job.status.value == "done", job
@@ -184,23 +183,23 @@ def bench_transfers(
 
         target = f"s3://{AWS_BUCKET}/up-{name}-{rep}/"
         start = time.perf_counter()
-        _run([*AWS, "s3", "sync", str(local), target, "--endpoint-url", endpoint, "--quiet"], env)
+        run([*AWS, "s3", "sync", str(local), target, "--endpoint-url", endpoint, "--quiet"], env)
         up_aws.append(time.perf_counter() - start - aws_startup)
 
         ours_dir, aws_dir = work / f"down-ours-{name}-{rep}", work / f"down-aws-{name}-{rep}"
         start = time.perf_counter()
-        _run([*DSTACK, "artifacts", "download", run_name, "-o", str(ours_dir)], env, repo)
+        run([*DSTACK, "artifacts", "download", run_name, "-o", str(ours_dir)], env, repo)
         down_ours.append(time.perf_counter() - start)
         source = f"s3://{STATE_BUCKET}/{prefix}"
         start = time.perf_counter()
-        _run([*AWS, "s3", "sync", source, str(aws_dir), "--endpoint-url", endpoint, "--quiet"], env)
+        run([*AWS, "s3", "sync", source, str(aws_dir), "--endpoint-url", endpoint, "--quiet"], env)
         down_aws.append(time.perf_counter() - start)
         for folder in (ours_dir, aws_dir):
             got = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
             assert got >= total, f"{folder}: {got} bytes, expected {total}"
         shutil.rmtree(ours_dir)
         shutil.rmtree(aws_dir)
-        _run([*DSTACK, "rm", run_name, "-y"], env, repo)
+        run([*DSTACK, "rm", run_name, "-y"], env, repo)
     shutil.rmtree(local)
     return [
         _ratio_row(f"S3 upload {label} (run artifacts)", total, up_ours, up_aws,
@@ -241,12 +240,12 @@ def bench_cli(
                      "--quiet"], None),
         }  # fmt: skip
         for kind, (cmd, cwd) in commands.items():
-            costs[kind].append(_costs(functools.partial(_run, cmd, env, cwd), pid))
+            costs[kind].append(_costs(functools.partial(run, cmd, env, cwd), pid))
         for folder in (ours_dir, aws_dir):
             got = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
             assert got == count * size, f"{folder}: {got} bytes, expected {count * size}"
             shutil.rmtree(folder)
-        _run([*DSTACK, "tags", "delete", tag, "-y"], env, repo)
+        run([*DSTACK, "tags", "delete", tag, "-y"], env, repo)
     shutil.rmtree(local)
     mib = count * size / MiB
     rows = []
@@ -295,17 +294,17 @@ def bench_ps_s3(work: Path, endpoint: str, count: int) -> list[Row]:
         seed_bucket(storage, work / f"seed-{runs}", runs)
         repo = work / "moto" / "repo"
         env = s3_env(work / f"ps-home-{runs}", endpoint, bucket)
-        lines = _run([*DSTACK, "ps", "-a"], env, repo).splitlines()
+        lines = run([*DSTACK, "ps", "-a"], env, repo).splitlines()
         assert len(lines) == runs + 1, f"ps -a showed {len(lines) - 1} of {runs} runs"
         measured[runs] = {}
         with FaultProxy(endpoint) as proxy:
             counted = {**env, "DSTACK_AWS_ENDPOINT_URL": proxy.url}
             for label, args in commands.items():
                 seconds = statistics.median(
-                    _timed(lambda a=args, e=env, r=repo: _run([*DSTACK, *a], e, r), 3)
+                    timed(lambda a=args, e=env, r=repo: run([*DSTACK, *a], e, r), 3)
                 )
                 before = proxy.requests
-                _run([*DSTACK, *args], counted, repo)
+                run([*DSTACK, *args], counted, repo)
                 measured[runs][label] = (seconds, proxy.requests - before)
     rows = []
     for label, target in (
@@ -379,19 +378,3 @@ def _ratio_row(label: str, total: int, ours: list[float], base: list[float], how
         f"{theirs / mine:.2f}x",
         ">= 1.5x",
     )
-
-
-def _timed(fn: Callable[[], object], reps: int) -> list[float]:
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def _run(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> str:
-    out = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed: {out.stderr}")
-    return out.stdout

@@ -6,11 +6,10 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
-from bench_common import DSTACK, run, timed
+from bench_common import DSTACK, dashboard, run, timed
 
 
 def bench_ps(work: Path, count: int) -> list[tuple[str, str, str, str, str]]:
@@ -64,14 +63,7 @@ def bench_dashboard(work: Path, count: int) -> tuple[str, str, str, str, str]:
         home = work / f"dash-{runs}"
         seed_store(home / "store", runs)
         env = {**os.environ, "DSTACK_HOME": str(home), "NO_COLOR": "1"}
-        proc = subprocess.Popen(
-            [*DSTACK, "dashboard", "--port", "0", "--no-browser"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )  # fmt: skip
-        try:
-            url = proc.stdout.readline().strip()  # type: ignore[union-attr]
-            host_port, token = url.split("//", 1)[1].split("/?token=")
-            host, port = host_port.rsplit(":", 1)
+        with dashboard(env) as (host, port, token):
 
             def first_page(h: str = host, p: str = port, t: str = token) -> None:
                 conn = http.client.HTTPConnection(h, int(p), timeout=60)
@@ -83,9 +75,6 @@ def bench_dashboard(work: Path, count: int) -> tuple[str, str, str, str, str]:
 
             cold = timed(first_page, 1)[0]
             timings[runs] = (cold, statistics.median(timed(first_page, 5)))
-        finally:
-            proc.terminate()
-            proc.wait(10)
         shutil.rmtree(home, ignore_errors=True)
     cold_big, warm_big = timings[count]
     return (
