@@ -42,19 +42,19 @@ class _Strict(BaseModel):
 class LocalStoreConfig(_Strict):
     """A state store in a folder of this machine."""
 
-    type: Literal["local"] = "local"
-    root: Path
+    type: Literal["local"] = Field(default="local", description="A folder of this machine.")
+    root: Path = Field(description="The store's folder ($DSTACK_HOME/store).")
 
 
 class S3StoreConfig(_Strict):
     """A state store in an S3 bucket, under an optional key prefix."""
 
-    type: Literal["s3"] = "s3"
-    bucket: str = Field(min_length=1)
-    region: str | None = None
-    profile: str | None = None
-    endpoint_url: str | None = None
-    prefix: str = ""
+    type: Literal["s3"] = Field(default="s3", description="An S3 bucket.")
+    bucket: str = Field(min_length=1, description="The bucket's name.")
+    region: str | None = Field(default=None, description="The bucket's region.")
+    profile: str | None = Field(default=None, description="The AWS profile to reach it with.")
+    endpoint_url: str | None = Field(default=None, description="An S3-compatible server.")
+    prefix: str = Field(default="", description="The folder of the bucket the store lives in.")
 
 
 StoreConfig = Annotated[LocalStoreConfig | S3StoreConfig, Field(discriminator="type")]
@@ -79,12 +79,30 @@ def parse_store(data: str | bytes | dict[str, Any]) -> StoreConfig:
 class AwsSection(_Strict):
     """The file's ``aws`` section: the S3 store (and the subnet cloud runs use)."""
 
-    bucket: str | None = None
-    region: str | None = None
-    profile: str | None = None
-    subnet: str | None = None
-    endpoint_url: str | None = None
-    prefix: str | None = None
+    bucket: str | None = Field(
+        default=None,
+        description="The state bucket (`DSTACK_AWS_S3_BUCKET`, which alone switches to S3).",
+    )
+    region: str | None = Field(
+        default=None,
+        description="The bucket's region, also cloud runs' default (`DSTACK_AWS_REGION`); "
+        "`dstack config` takes the bucket's own when none is named.",
+    )
+    profile: str | None = Field(
+        default=None, description="An AWS profile for the credential chain (`DSTACK_AWS_PROFILE`)."
+    )
+    subnet: str | None = Field(
+        default=None,
+        description="The subnet cloud runs use (`compute.subnet_id` wins); "
+        "else the region's default VPC.",
+    )
+    endpoint_url: str | None = Field(
+        default=None,
+        description="An S3-compatible server, e.g. MinIO or Ceph (`DSTACK_AWS_ENDPOINT_URL`).",
+    )
+    prefix: str | None = Field(
+        default=None, description="A folder of the bucket, if dstack must share it (`--prefix`)."
+    )
 
     def merged(self, **changes: str | None) -> AwsSection:
         """This section with the given fields replaced (``None`` keeps a field, ``""`` clears
@@ -110,40 +128,104 @@ class AwsSection(_Strict):
 class LocalComputeConfig(_Strict):
     """Jobs run on this machine."""
 
-    type: Literal["local"] = "local"
+    type: Literal["local"] = Field(default="local", description="Jobs run on this machine.")
 
 
 class AwsComputeConfig(_Strict):
     """Provisioning settings for runs on AWS (the file's ``compute`` section with ``type: aws``)."""
 
-    type: Literal["aws"] = "aws"
-    region: str | None = None
-    profile: str | None = None
-    ami_id: str | None = None
-    ami_parameter: str = defaults.AMI_PARAMETER
-    gpu_ami_parameter: str = defaults.GPU_AMI_PARAMETER
-    root_volume_gb: int = Field(default=defaults.ROOT_VOLUME_GB, gt=0, strict=True)
-    #: the instance powers itself off after this, whatever runs
-    max_duration_hours: float = Field(default=72.0, gt=0)
-    #: ...or when it could not reach the store for this long
-    store_timeout_minutes: float = Field(default=20.0, gt=0)
-    caller_ip: str | None = None
-    instance_profile: str | None = None
-    subnet_id: str | None = None
-    vpc_id: str | None = None
-    volume_kms_key_id: str | None = None
-    #: IAM fences an administrator can require of the roles dstack creates (README: "Running
-    #: on AWS"): a path, a name prefix, a permissions boundary (a policy ARN)
-    role_path: str | None = None
-    role_name_prefix: str | None = None
-    permissions_boundary: str | None = None
-    partition: str = "aws"
-    default_cpu: int = Field(default=2, gt=0, strict=True)
-    default_memory: str = "8GB"
-    #: how Pulumi encrypts secrets in stack state; our stacks hold none (see README)
-    secrets_provider: str = "passphrase"
-    tags: dict[str, str] = Field(default_factory=dict)
-    bootstrap: dict[str, Any] = Field(default_factory=dict)
+    type: Literal["aws"] = Field(
+        default="aws",
+        description="`aws`: runs go to AWS (jobs with `resources.local` stay here); "
+        "`local`, or no section: this machine.",
+    )
+    region: str | None = Field(
+        default=None, description="Where runs go: default `aws.region`, else `AWS_REGION`."
+    )
+    profile: str | None = Field(default=None, description="Default: `aws.profile`.")
+    ami_id: str | None = Field(
+        default=None, description="An AMI for every instance; default: from `ami_parameter`."
+    )
+    ami_parameter: str = Field(
+        default=defaults.AMI_PARAMETER,
+        description="The SSM public parameter naming the AMI of CPU instances.",
+    )
+    gpu_ami_parameter: str = Field(
+        default=defaults.GPU_AMI_PARAMETER,
+        description="The SSM public parameter naming the AMI of GPU instances.",
+    )
+    root_volume_gb: int = Field(
+        default=defaults.ROOT_VOLUME_GB,
+        gt=0,
+        strict=True,
+        description="The encrypted gp3 root volume's size.",
+    )
+    max_duration_hours: float = Field(
+        default=72.0, gt=0, description="The instance powers itself off after this, whatever runs."
+    )
+    store_timeout_minutes: float = Field(
+        default=20.0,
+        gt=0,
+        description="...or when it could not reach the bucket for this long.",
+    )
+    caller_ip: str | None = Field(
+        default=None,
+        description="Where `ports` are opened to: default `$DSTACK_CALLER_IP`, "
+        "else your public address, looked up at submit.",
+    )
+    instance_profile: str | None = Field(
+        default=None,
+        description="null: a role per run, scoped to the run; or the bootstrap's shared profile.",
+    )
+    subnet_id: str | None = Field(
+        default=None, description="Default: `aws.subnet`, else the region's default VPC."
+    )
+    vpc_id: str | None = Field(
+        default=None,
+        description="The security group's VPC; default: the subnet's own (or the default VPC).",
+    )
+    volume_kms_key_id: str | None = Field(
+        default=None,
+        description="A KMS key for the root volumes; default: the account's EBS default key.",
+    )
+    role_path: str | None = Field(
+        default=None,
+        description="An IAM fence an administrator may require: the path of every role and "
+        "instance profile dstack creates, e.g. `/dstack/`.",
+    )
+    role_name_prefix: str | None = Field(
+        default=None,
+        description="An IAM fence: role and profile names start with it, e.g. `dstack-`.",
+    )
+    permissions_boundary: str | None = Field(
+        default=None,
+        description="An IAM fence: the ARN of a policy every role dstack creates carries.",
+    )
+    partition: str = Field(
+        default="aws", description="The AWS partition of the ARNs in runners' policies."
+    )
+    default_cpu: int = Field(
+        default=2,
+        gt=0,
+        strict=True,
+        description="The vCPUs a job that names no `cpu` gets at least.",
+    )
+    default_memory: str = Field(
+        default="8GB", description="The memory a job that names no `memory` gets at least."
+    )
+    secrets_provider: str = Field(
+        default="passphrase",
+        description="How Pulumi encrypts secrets in stack state; dstack's stacks hold none.",
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict,
+        description="Tags added to every resource (at most 43; no `aws:` or `dstack:` keys).",
+    )
+    bootstrap: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The bootstrap stack's outputs, written by `dstack config` "
+        "(its KMS key's ARN among them).",
+    )
 
     @field_validator("tags")
     @classmethod
