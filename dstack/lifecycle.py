@@ -1,25 +1,9 @@
 """The rules every writer of a job's state obeys, below the runner and the services alike.
 
-A job's state has several writers: whoever submits it, its runner, whoever stops it, and
-whoever concludes an attempt whose runner is gone (the local supervisor, or any reader that
-finds the runner dead). Each change is a compare-and-swap (``move``): it is decided from the
-newest recorded state and recorded as the next version only if nobody recorded one meanwhile;
-otherwise it is decided again from what the other writer recorded. Which writer may move a
-job from which status to which is one table (``check``):
-
-* a finished job never changes (``done``, ``failed``, ``stopped``, ``aborted``,
-  ``interrupted`` are final), and no state is ever about an earlier attempt than the last;
-* the submitter records ``submitted``, and ``failed`` when the compute could not start it;
-* the runner moves its attempt forward (``submitted → provisioning → [downloading] → running
-  → [stopping | uploading]``) and ends it with any final status;
-* the stopper (``dstack stop -x``) records ``aborted``;
-* the concluder records ``interrupted`` or ``failed`` for a runner that is gone (``aborted``
-  when an abort was asked for), and notes itself on a ``submitted`` job (the supervisor);
-* the runner or the concluder may follow an ended attempt with the next one: ``submitted``
-  with ``attempt + 1``, when the workflow's ``retry`` allows it (``conclude``).
-
-``tag_on_success`` is the other rule both sides share: the runner of a run submitted with
-``-t`` tags it before it records ``done``.
+Each change is a compare-and-swap (``move``): decided from the newest recorded state and
+recorded as the next version only if nobody recorded one meanwhile; which writer may move a job
+from which status to which is one table (``check``). The writers and their rules:
+docs/design/job-lifecycle.md.
 """
 
 from __future__ import annotations

@@ -2,21 +2,10 @@
 
 Paths are functions, not constants, so tests (and users) can point ``DSTACK_HOME`` elsewhere
 at any time. ``~/.dstack/config.yaml`` (written by `dstack config`, mode 0600) chooses the state
-store; environment variables override it for CI use::
-
-    backend: aws                 # or local (the default: a folder under DSTACK_HOME)
-    aws:
-      bucket: dstack-123456789012-eu-west-1    # DSTACK_AWS_S3_BUCKET (alone switches to aws)
-      region: eu-west-1                        # DSTACK_AWS_REGION
-      profile: team                            # DSTACK_AWS_PROFILE
-      endpoint_url: http://minio:9000          # DSTACK_AWS_ENDPOINT_URL (S3-compatible servers)
-      subnet: subnet-0abc                      # for cloud compute
-      prefix: dstack                           # optional key prefix inside the bucket
-
-Credentials never live here: they come from the AWS chain (environment, profile, instance role).
-What the file means is typed in ``dstack.store_config``: ``store_config()`` and
-``compute_config()`` are the only readers; ``dstack.storage.open_storage`` and
-``dstack.compute.open_compute`` build the implementations. Nothing here imports boto3.
+store, and ``DSTACK_AWS_*`` variables override its ``aws`` section for CI; the file's keys are
+typed in ``dstack.store_config`` (docs/reference/config.md). ``store_config()`` and
+``compute_config()`` are the only readers. Credentials never live here: they come from the AWS
+chain. Nothing here imports boto3.
 """
 
 from __future__ import annotations

@@ -1,26 +1,9 @@
 """The bootstrap stack: the state bucket and the runner role, created once per bucket.
 
-``dstack config --backend aws`` creates (or adopts) it. It declares:
-
-- the state bucket — versioned, encrypted by default (SSE-S3, or SSE-KMS with a key you
-  name), ACLs disabled, every public access blocked, and a policy refusing non-TLS requests.
-  The bucket and every one of its settings are ``retain_on_delete``: destroying this stack
-  never deletes the bucket (which holds every run, artifact and the Pulumi state itself) nor
-  strips its protection;
-- lifecycle rules, so what versioning keeps is not billed forever (a runner's heartbeat adds a
-  noncurrent version every few seconds): noncurrent versions expire after
-  ``noncurrent_days``, expired delete markers are removed, and multipart uploads left
-  incomplete are aborted after ``multipart_days``. A bucket that already has lifecycle rules
-  keeps them (``lifecycle=False``: S3 replaces a bucket's whole lifecycle configuration);
-- the shared runner role (trusted by EC2 only) whose policy reaches this store's runs, code
-  archives and wheels and nothing else (``stacks.policies.store_wide_policy``), and its instance
-  profile. Runs use it when the run stack is told to (``instance_profile_name``); by default
-  each run declares its own, narrower role.
-
-The bucket is created outside Pulumi and imported (``import_``). When dstack created it, its
-tags are dstack's; an adopted bucket's tags are left as they are (S3 replaces a bucket's whole
-tag set, which would clobber the team's own tags), and the statements of its existing bucket
-policy are kept beside dstack's.
+``dstack config --backend aws`` creates (or adopts) it: the state bucket with its protections
+and lifecycle rules, and the shared runner role with its instance profile. The bucket is created
+outside Pulumi and imported, and every one of its settings is ``retain_on_delete``: destroying
+this stack never deletes the bucket. What each setting is and why: docs/design/stacks.md.
 """
 
 from __future__ import annotations

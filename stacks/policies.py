@@ -1,24 +1,10 @@
 """The IAM and bucket policy documents of dstack's stacks, as plain functions of their inputs.
 
 Kept apart from the components so a platform team can read every permission in one place, and
-so tests can check them without any runtime. Four documents:
-
-- ``ec2_trust_policy``: who may assume the runner role — EC2, and nobody else;
-- ``tls_only_bucket_policy``: the state bucket refuses every request not made over TLS;
-- ``runner_access_policy``: what a run's own runner role may do in the state bucket: exactly
-  the keys that run writes (its records, logs, artifacts, its index entries) and the keys it
-  reads (its code archive, the dstack wheel, the artifacts of its deps). Never a ``*`` resource;
-- ``store_wide_policy``: the bootstrap's shared runner role (opt-in): the store's runs, read and
-  write, its code archives and wheels read-only, and nothing else — not the Pulumi state, not
-  the stack records. It still reaches every repo's runs and secrets: a shared profile cannot
-  tell runs apart, which is why each run gets its own role by default.
-
-Both grant ``kms:GenerateDataKey`` and ``kms:Decrypt`` on the bucket's customer-managed key when
-it has one (every PUT and GET of an SSE-KMS object needs them).
-
-IAM counts at most 10,240 characters (whitespace aside) for a role's inline policies together;
-``compact_json`` writes a document without whitespace and ``policy_size`` measures it.
-``check_role_fences`` refuses a role path, name prefix or permissions boundary IAM would.
+so tests can check them without any runtime: the runner role's trust (EC2 only), the bucket's
+TLS-only policy, a run's own role (exactly its keys, never a ``*`` resource) and the
+bootstrap's shared role. ``compact_json`` and ``policy_size`` keep within IAM's 10,240
+characters. Each document and why: docs/design/stacks.md.
 """
 
 from __future__ import annotations

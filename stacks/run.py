@@ -1,27 +1,10 @@
 """The run stack: what one dstack run creates on AWS, and destroys once its artifacts landed.
 
-Per run:
-
-- a security group with all egress and no ingress — unless the workflow asks for ``ports``,
-  then exactly those TCP ports, and only from the caller's own address (a /32 or /128); the
-  nodes of a multi-node run also reach each other (members of the group, nobody else);
-- the runner's IAM role (trusted by EC2 only) with a policy reaching only this run's keys of
-  the state bucket and the keys it reads (code archive, dstack wheel, deps) — and, when the
-  bucket encrypts with a customer-managed KMS key, that key's data keys — and its instance
-  profile; or, when ``instance_profile_name`` is given, the bootstrap's shared profile instead.
-  An administrator fences what dstack users may create with a role path, a name prefix and a
-  permissions boundary (``role_path``, ``role_name_prefix``, ``permissions_boundary``);
-- one instance per job: spot when the job is interruptible, on-demand otherwise; IMDSv2
-  required; an encrypted root volume; ``instance_initiated_shutdown_behavior=terminate`` so
-  the instance's own ``shutdown`` (at job end, store lost, or the hard time limit — see the
-  user data) ends its cost; the AMI from config or from an SSM public parameter.
-
-The security group lives in the VPC of the configured subnet (looked up from the subnet when no
-``vpc_id`` is given), or in the region's default VPC when no subnet is configured.
-
-Every taggable resource carries the bucket, store prefix, repo, run and user tags
-(``stacks.tags``); instances also carry ``dstack:lifetime`` (how many seconds after launch they
-must be gone) so `dstack prune` can terminate one that outlived it, whatever its run says.
+Per run: a security group (no ingress but the workflow's ``ports``, from the caller only), the
+runner's IAM role scoped to this run's keys (or the bootstrap's shared profile), and one
+instance per job (IMDSv2, encrypted root volume, shutdown terminates it). Every taggable
+resource carries the store, repo, run and user tags; instances also ``dstack:lifetime``, which
+`dstack prune` enforces. Each resource and its defaults: docs/design/stacks.md.
 """
 
 from __future__ import annotations

@@ -1,25 +1,8 @@
 """The nodes of a multi-node run (``torchrun``): finding the master, and ending together.
 
-Job 0 is the master: its runner picks a free port, and publishes its address and that port in
-the run's rendezvous record (``state.rendezvous_key``) before its commands start. Every other
-job's runner waits for that record — bounded, and no longer than the master lives — and then
-starts its commands with the same variables, so all nodes meet at one address. While they run,
-each runner looks at its siblings' heads now and then (one list request) and stops its own job
-when a sibling failed: a run whose node fails is failed, and its other nodes do not wait for a
-collective that will never complete.
-
-Two races make a rendezvous on one machine flaky, and both are closed here. The master's port
-is chosen below the kernel's ephemeral range (``ip_local_port_range``), so no other process's
-``bind(0)`` or outgoing connection can take it between its choice and the master's bind (the
-EADDRINUSE of a 4-node run). And under torchrun (``master_listens``) a worker starts its commands only once something
-listens on the master's port — a master slow to start (importing torch on a loaded machine, a late
-instance) no longer runs the workers' own connect timeouts out; a master that ends without
-ever listening lets the workers go on as before.
-
-Variables (besides ``PORT_i``): ``MASTER_ADDR``, ``MASTER_PORT``, ``NODE_RANK``, ``NNODES``,
-and the 2022 names ``MASTER_ID``/``MASTER_JOB_ID`` (the master's job id),
-``MASTER_HOSTNAME``/``MASTER_JOB_HOSTNAME`` (its address) and ``MASTER_PORT_0``/
-``MASTER_JOB_PORT_0`` (the rendezvous port: in 2022 it was the master's first port).
+Job 0 is the master and publishes its address in the run's rendezvous record; the other nodes
+wait for it (bounded, and no longer than the master lives), and every node stops when a sibling
+failed. The races this closes and the variables each node gets: docs/design/multi-node.md.
 """
 
 from __future__ import annotations

@@ -1,32 +1,9 @@
 """Placing a run's code in a job's folder, through a per-machine checkout of the code tree.
 
-For each store and repository this machine keeps one *checkout*: a folder holding exactly one
-code tree (``dstack.repo.tree``), under ``<cache>/code/checkouts/<store>/<repo>/``, with the
-tree's record beside it. A job's code is placed in two steps, holding the checkout's lock:
-
-1. bring the checkout to the job's tree: nothing when it holds that tree already (no request,
-   no byte read); otherwise the tree record is fetched and verified, the files that differ are
-   removed, and the new contents are taken from the checkout itself when some path already
-   holds them (a moved or reverted-in-place file) or downloaded and verified
-   (``dstack.repo.codestore``); an object that does not match its address fails the job with
-   one line, and is removed from the store with its tree so the next ``dstack run`` stores it
-   anew;
-2. give the job its own folder: the *spare* — the folder an earlier job gave back, checked path
-   by path against what that job was given and brought to the job's tree by writing only what
-   differs (``dstack.runner.recycle``) — renamed into place; or, when there is no spare (the
-   first job, or two jobs at once), a copy of the checkout made there and then with
-   ``cp --reflink=auto`` (``dstack.runner.copying``: blocks shared where the filesystem can, a
-   plain copy elsewhere). Never hard links: a job that rewrites a file of its folder never
-   reaches the checkout, and a spare is handed to one job only.
-
-When the job has ended, :func:`give_back` turns its folder into the next spare.
-
-The checkout is marked incomplete while it changes; one found incomplete (a runner killed
-mid-update) is rebuilt from scratch. Paths of a tree are checked before anything is written
-(``dstack.runner.treefs``): no absolute path, no ``..``, nothing under a symlink.
-
-Whole-tree archives stored by earlier versions (``codes/<sha256>.tar.gz``) are downloaded into
-``<cache>/codes/``, verified against their address at every use, and unpacked.
+Under the checkout's lock, the checkout is brought to the job's tree (writing only what
+differs, every downloaded object verified), then the job gets a folder of its own: the spare an
+earlier job gave back (``dstack.runner.recycle``) or a copy (``cp --reflink=auto``), never the
+checkout itself and never hard links. The two steps and their reasons: docs/design/job-folders.md.
 """
 
 from __future__ import annotations

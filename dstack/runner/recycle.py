@@ -1,47 +1,10 @@
 """Job folders used again: the code folder a finished job leaves becomes the next job's, once
 every path in it has been checked against what the job was given.
 
-Making thousands of files costs far more than checking them (on an ext4 disk without reflinks
-about 0.5-1 ms per file made against a few µs per file checked), so a job's code folder is not
-copied afresh from the machine's checkout each time. When a job has ended its folder is *given
-back*:
-
-1. only if no process uses anything in it any more (:func:`in_use`: a working folder, an open
-   or mapped file, as ``/proc`` shows, thread by thread, asked again just before the folder
-   is kept; a process a job left running keeps its folder to itself, and where there is no
-   ``/proc`` no folder is used again);
-2. each path is checked against the *record* made when the folder was handed out — the tree
-   entry it holds and its ``lstat`` (size, mtime and ctime in nanoseconds, inode, mode), as
-   git's index keeps them — and whatever the job added, changed, replaced, linked or re-moded
-   is removed (:func:`clean`). The record is the runner's: held in memory, or in a file the
-   runner holds open with no name left on disk, never anywhere a job could rewrite it;
-   paths read back from it are checked like a tree's. A folder carrying what a path-by-path
-   check cannot undo — another user's, extended attributes or an ACL set on it, a filesystem
-   mounted inside — is not used again;
-3. the folder is brought to the checkout's tree and kept as the *spare*, one per checkout, with
-   its record (:func:`keep`).
-
-The next job *takes* it (:func:`take`): when it holds the job's tree, it is renamed into place
-and nothing is read; otherwise only the paths that differ are written, from the checkout.
-
-Why ``lstat`` is enough: writing a file changes its mtime and ctime; ``chmod``, ``chown``, a
-hard link, a rename and ``touch`` with an old time all change its ctime, which no process can
-set back. Folders are kept only where the tree needs one, with mode 0755. A folder that cannot
-be checked or cleaned (a job made part of it unreadable, a container left files of another
-user) is not used again: the next job gets a fresh copy.
-
-The folder given back must be the one handed out (same device and inode: not a folder moved
-in its place, not one reached through a symlink or a mount swapped in above it), and the runner
-is not dumpable (``dstack.processes.keep_out_of_reach``), so its record cannot be reached
-through ``/proc`` by the job it runs.
-
-Jobs run as the user who runs dstack, so a job could write this machine's cache as that user
-can: the check is for what a job leaves behind, not a defence against a job that sets out to
-tamper with the cache or to hide from the check (a process that passes a descriptor of its
-folder over a socket and keeps none of its own, one that keeps moving to new process ids, one
-that waits for the check to end and then writes by path). Root jobs can also set file flags
-(``chattr +i``) the check does not read; such a folder fails to be brought to a new tree and is
-then not used again.
+A folder is given back only when no process uses it, is checked by ``lstat`` against the record
+made when it was handed out (whatever the job added or changed is removed), and is never used
+again when the check cannot vouch for it (mounts, extended attributes, another user's files).
+Why this is enough, and what it does not defend against: docs/design/job-folders.md.
 """
 
 from __future__ import annotations

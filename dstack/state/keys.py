@@ -1,56 +1,8 @@
 """The state store's key layout, and reading and writing records on a ``Storage``.
 
-This is the only module that knows where things live. Layout (``<repo>`` is a repo id such
-as ``github.com/acme/mnist`` or ``local/mnist``; ``<inv>`` is ``10**13`` minus the submit time
-in milliseconds, zero-padded to 13 digits, so that a plain ascending listing is newest first)::
-
-    code/trees/<sha256>.json.gz                 code trees (``dstack.repo.tree``): every path of
-                                                a snapshot with its content's sha256
-    code/blobs/<sha256>                         file contents, one per distinct content
-    codes/<sha256>.tar.gz                       whole-tree code archives of earlier versions
-                                                (read, verified, never written)
-    names/<run-name>                            run-name reservations, unique in the store
-    repos/<repo>/runs/<run>/run.json            RunRecord: written once (only-if-absent)
-    repos/<repo>/runs/<run>/jobs/<i>/spec.json  JobSpec: written once
-    repos/<repo>/runs/<run>/jobs/<i>/state.json JobState: status, reason, exit code, pids
-    repos/<repo>/runs/<run>/jobs/<i>/states/<version>.json
-                                                each recorded JobState, claimed only-if-absent:
-                                                the claim makes a state change a compare-and-swap
-    repos/<repo>/runs/<run>/jobs/<i>/heartbeat  touched by the runner while it lives
-    repos/<repo>/runs/<run>/jobs/<i>/stop       a stop request: b"stop" or b"abort"
-    repos/<repo>/runs/<run>/jobs/<i>/logs/<seq>-<ms>   output chunks, raw bytes, in order
-    repos/<repo>/runs/<run>/jobs/<i>/artifacts/<path>  artifact files at their job paths
-    repos/<repo>/runs/<run>/jobs/<i>/manifest.json  size and SHA-256 of each saved artifact
-    repos/<repo>/runs/<run>/succeeded/<i>       a job of a run to be tagged (`run -t`) succeeded
-    repos/<repo>/heads/<inv>;<run>;<i>;<status>;<updated ms>;<workflow>;<owner>;<exit>
-                                                one empty object per job: what `ps` shows
-    repos/<repo>/active/<inv>;<run>;<i>         present while the job is unfinished
-    repos/<repo>/tags/<tag>.json                Tag: created only-if-absent, replaced on request
-    repos/<repo>/tagdata/<tag>/<upload>/<path>  files of a tag uploaded from local folders;
-                                                ``<upload>`` is new for every upload
-    repos/<repo>/tagdata/<tag>/<upload>.manifest.json  size and SHA-256 of each uploaded file
-    repos/<repo>/removed/<run>.json             who removed the run, and when
-    repos/<repo>/runs/<run>/infra/<kind>.json   InfraRecord of a cloud run: plan, up, destroy
-    repos/<repo>/runs/<run>/infra/boot-<i>.log  the instance's boot log, uploaded at shutdown
-    infra/stacks/<stack>.json                   StackRecord: the run a live cloud stack serves
-    infra/bootstrap/<kind>.json                 InfraRecord of the bootstrap stack (`dstack config`)
-    pulumi/                                     the Pulumi project's own state (DIY backend)
-    dist/<digest>/dstack-<version>-py3-none-any.whl   the CLI's wheel, installed by instances
-    repos/<repo>/secrets/<NAME>                 SecretRecord: private (0600 / SSE-KMS); only
-                                                runners and `dstack secrets` read it
-    repos/<repo>/runs/<run>/jobs/<i>/token      the token of the job's app (lab, notebook,
-                                                code): private, written by its runner
-    repos/<repo>/runs/<run>/rendezvous.json     Rendezvous: where a multi-node run's master
-                                                listens (torchrun), written by job 0's runner
-
-Listing runs costs one list request per 1,000 jobs shown: the head of a job is encoded in a key
-(as the 2022 tool did), so ``ps`` never reads a record per job. A status change writes the new
-head and then deletes the old one; a reader that meets both keeps the newest.
-
-A tag points at artifacts, it does not copy them: a run's tag at the run's job artifacts (so
-``rm`` refuses a tagged run), an uploaded tag at its own ``tagdata`` folder. What a tag or a
-resolved dependency points at never changes once written (a finished run's artifacts, or one
-upload), so machines may cache it under :attr:`ArtifactSource.identity`.
+This is the only module that knows where things live: every key is made here (runs under
+``repos/<repo>/runs/<run>/``, code objects under ``code/``, one empty ``heads/`` object per job
+so that ``ps`` lists instead of reading). The whole layout and why: docs/design/state-layout.md.
 """
 
 from __future__ import annotations

@@ -1,28 +1,10 @@
 """AWS compute's constants and where its Pulumi state lives.
 
 The ``compute`` section of ``~/.dstack/config.yaml`` is typed as
-``dstack.store_config.AwsComputeConfig``. Every field has a default except the region, which
-comes from ``aws.region``, ``AWS_REGION`` or ``AWS_DEFAULT_REGION`` (never a built-in guess).
-``dstack config --backend aws`` writes the section with the bootstrap stack's outputs
-(``bootstrap``). Example::
-
-    compute:
-      type: aws                       # local (the default) or aws
-      instance_profile: null          # the bootstrap's shared profile, or null for a role per run
-      ami_id: null                    # default: resolved from the SSM public parameters below
-      root_volume_gb: 100
-      max_duration_hours: 72          # the instance powers itself off after this, whatever runs
-      store_timeout_minutes: 20       # ...or when it could not reach the store for this long
-      caller_ip: null                 # for `ports`: default $DSTACK_CALLER_IP, else looked up
-      subnet_id: null
-      vpc_id: null
-      default_cpu: 2
-      default_memory: 8GB
-      tags: {team: ml}                # at most 43, no aws: or dstack: keys
-      role_path: null                 # IAM fences of the roles dstack creates: a path,
-      role_name_prefix: null          # a name prefix,
-      permissions_boundary: null      # and a boundary policy ARN (README: "Running on AWS")
-      bootstrap: {stack: bootstrap, bucket_name: ..., instance_profile_name: ..., ...}
+``dstack.store_config.AwsComputeConfig`` (every key, with its default and description, is in
+the generated config reference: docs/reference/config.md). Every field has a default except
+the region, which comes from ``aws.region``, ``AWS_REGION`` or ``AWS_DEFAULT_REGION`` (never a
+built-in guess).
 """
 
 from __future__ import annotations

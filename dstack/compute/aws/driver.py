@@ -1,22 +1,9 @@
 """Driving Pulumi stacks through the Automation API: preview → record → up, and destroy.
 
-One ``StackDriver`` per project workspace (the project's state lives in the state bucket, see
-``config.state_backend_url``). Its sequences are the heart of "no leaked cost, nothing shared
-lost":
-
-- ``provision``: open (create or select) the stack, with the plugins its program needs
-  installed first → ``preview`` and hand the diff to the recorder *before anything is
-  created* → ``up`` and record the outputs. If ``up`` fails or is interrupted (Ctrl+C: the
-  engine cancels gracefully, see ``engine``), an *ephemeral* stack (a run's) is destroyed
-  before the error leaves, and the error says whether that destroy worked; a *lasting* stack
-  (the bootstrap) is left as the engine left it — what existed stays;
-- ``destroy``: ``destroy`` → remove the stack; if destroy fails, ``refresh`` then destroy
-  again. Pending creates are never cleared (that would forget instances EC2 did launch):
-  what is left is reported, and the caller sweeps instances by tag.
-
-The engine is the ``pulumi`` CLI (``engine``): without it, nothing here can run, and
-``require_engine`` says what to install. Tests inject a ``StackFactory`` in place of the
-Automation API.
+The plan is recorded *before anything is created*; a run's stack whose ``up`` fails or is
+interrupted is destroyed before the error leaves, while the lasting bootstrap stack is left as
+the engine left it. Tests inject a ``StackFactory`` in place of the Automation API. The
+sequences and why: docs/design/cloud-runs.md.
 """
 
 from __future__ import annotations

@@ -1,21 +1,9 @@
 """Finding and destroying what finished or deleted runs left behind on AWS (`dstack prune`).
 
-Three sweeps, each saying what it did:
-
-1. stacks — every stack of the project's state in the bucket (``pulumi/.pulumi/stacks/``)
-   and every stack record (``infra/stacks/``): a stack whose run is finished or gone (or
-   that no run claims) is destroyed and removed, and its record deleted. The bootstrap
-   stack is never touched. Destroying needs the Pulumi engine; without it, the stacks are
-   listed as left, with what to install;
-2. instances — live instances tagged with this store (its bucket *and* its key prefix: the
-   runs of another store of the same bucket are never this store's to judge) whose run is
-   finished or gone, or that outlived their ``dstack:lifetime`` tag whatever their run says
-   (a rebooted or wedged instance), are terminated through EC2 directly (no engine needed: this
-   is what stops the cost) — in the configured region and in every region a stack record names;
-3. security groups tagged with this store, of finished or gone runs, that no stack manages
-   any more are deleted (one still in use by a terminating instance is left for next time);
-4. IAM — runner roles tagged with this store, of finished or gone runs, that no stack manages
-   any more are deleted with their inline policies and instance profiles (``prune_iam``).
+Four sweeps, each saying what it did: stacks (destroyed through the engine; the bootstrap never),
+instances (terminated through EC2 directly, so the cost stops even without the engine), then
+security groups and runner roles no stack manages any more. Only what is tagged with this store
+(its bucket *and* key prefix) is ever judged. The sweeps in detail: docs/design/cloud-runs.md.
 """
 
 from __future__ import annotations

@@ -1,24 +1,9 @@
 """The boot script (EC2 user data) of a runner instance, rendered from a ``Boot``.
 
-It installs this same dstack (the wheel the CLI stored in the bucket) into a virtualenv and
-starts the runner against the S3 store, exactly as ``python -m dstack.runner`` runs anywhere.
-Nothing secret is in it: the instance reads the store with its own role.
-
-No leaked cost, whatever happens: the script powers the machine off when it ends for any
-reason (``trap … EXIT``), and schedules a hard power-off at boot for the maximum duration plus
-a grace period; the instance's shutdown behaviour is ``terminate``, so power-off ends it. EC2
-runs user data on the first boot only, so the script also installs a boot unit: after a reboot
-(the runner does not survive one) the machine powers off at once. From outside, `dstack prune`
-terminates an instance older than its ``dstack:lifetime`` tag.
-
-The wheel is downloaded with retries (the instance's role may take a moment to reach it) and
-installed only if its SHA-256 is the one the CLI stored (``wheel_sha256``, or the digest its key
-is named by); its dependencies are installed under the constraints ``constraints`` (the exact
-versions the submitting CLI runs with), so every instance of a run installs the same packages. The
-runner itself stops the job gracefully at the maximum duration, exits when the store has been
-unreachable for ``store_timeout`` seconds, and turns a spot interruption notice into an
-``interrupted`` job with its logs and artifacts saved. The boot log is uploaded to the run's
-``infra/`` folder at shutdown (best effort), so `dstack infra RUN` can show why a boot failed.
+It installs this same dstack (the wheel the CLI stored, checked by its SHA-256) and starts the
+runner against the S3 store; nothing secret is in it. Whatever happens, the machine powers
+itself off (and so terminates): at the end of the script, at the hard time limit, after a
+reboot. The whole sequence: docs/design/cloud-runs.md.
 """
 
 from __future__ import annotations

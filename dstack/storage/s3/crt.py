@@ -1,25 +1,9 @@
 """Moving batches of files between disk and an S3 bucket through the AWS Common Runtime.
 
-botocore spends about 2 ms of Python on every request (endpoint rules, signing, event hooks,
-parsing), so a thousand small files cost two seconds of CPU before a byte moves, and a large
-upload computes its checksums and hashes in the interpreter. The CRT's S3 client (``awscrt``,
-what awscli v2 and boto3's ``crt`` extra use) signs, sends, checksums and writes files in native
-threads: ``S3Storage`` hands it whole batches.
-
-- Uploads are ``PUT_OBJECT`` meta requests from the file on disk: one request for a small file,
-  parallel parts of ``part_size`` from ``threshold`` on. Each carries a CRC32 (in a header, which
-  every S3-compatible server accepts) and the file mode as ``x-amz-meta-mode``.
-- Downloads are plain ``GetObject`` requests streamed into a temporary file, the CRC32 checked
-  when the object has one; the caller renames it into place. (Large objects that should be
-  fetched in parallel ranges stay with ``s3_files``, which pins the ranges to one ETag.)
-- A batch is submitted at once (at most ``in_flight`` requests open); the transient failures are
-  sent again with jittered backoff until ``deadline`` s have passed; a final failure ends it.
-- CRT failures are turned into the botocore exceptions the rest of the store already classifies
-  (``aws_errors``) and maps to dstack errors (``S3Storage._map_error``): an S3 error answer
-  becomes a ``ClientError`` with its code and status, anything else a connection error.
-
-``engine()`` says whether it can be used: ``awscrt`` importable, ``DSTACK_S3_CRT`` not ``0``, no
-HTTP proxy configured (the CRT would not use it) and a region to sign for.
+``S3Storage`` hands whole batches to the CRT's S3 client, which signs, sends, checksums (CRC32)
+and writes them in native threads; its failures become the botocore exceptions the rest of the
+store already classifies. ``engine()`` says whether it can be used (``awscrt``, no proxy, a
+region, ``DSTACK_S3_CRT``). Why, and how: docs/design/s3-store.md.
 """
 
 from __future__ import annotations

@@ -1,25 +1,9 @@
 """``S3Storage``: the state store as an S3 bucket (optionally under a key prefix), shared by a team.
 
-This module owns the store's objects and its one client per process; its helpers own the rest:
-``s3_client`` makes the botocore client (imported on first use only), ``s3_transfers`` moves
-files (``s3_crt`` through the AWS CRT, ``s3_files`` through botocore), ``s3_errors`` words every
-failure, ``s3_probe`` answers `dstack config`. Credentials come only from the AWS chain
-(environment, profile, instance role) and are never stored.
-
-- Key ``k`` is object ``<prefix>/k``. Listings page lazily through ``list_objects_v2`` with
-  ``StartAfter``, in S3's UTF-8 byte order; console "folder" markers (``…/``) are skipped.
-- ``put(if_absent=True)`` is a conditional write (``IfNoneMatch='*'``): 412/409 mean
-  ``AlreadyExistsError``. If a connection drops after S3 stored our write, the retry meets our
-  own object and also reports ``AlreadyExistsError``: a lost name, never two owners.
-- ``put(private=True)`` (secrets) asks for SSE-KMS (``aws:kms``, the account's ``aws/s3`` key
-  unless the bucket names another): a server that cannot do it fails the write.
-- Files keep their executable bit as ``x-amz-meta-mode`` (``755``/``644``); downloads are
-  renamed into place.
-- Throttling, 5xx and dropped connections are retried with jittered exponential backoff for at
-  most ``retry_deadline`` s (``DSTACK_S3_RETRY_DEADLINE``, default 60); botocore retries once,
-  the CRT a few times within a batch.
-- The clients belong to the process that made them: after a fork (the local runner is forked
-  from the CLI) the first call makes new ones, so no connection is ever shared across processes.
+This module owns the store's objects and its one client per process (made again after a fork);
+``s3_client``, ``s3_transfers``, ``s3_crt``, ``s3_files``, ``s3_errors`` and ``s3_probe`` own the
+rest. ``put(if_absent=True)`` is a conditional write: the one way two writers never both win.
+The details: docs/design/s3-store.md.
 """
 
 from __future__ import annotations

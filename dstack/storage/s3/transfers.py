@@ -1,20 +1,9 @@
 """Files between disk and an ``S3Storage``: which engine carries them, and how a tree is split.
 
-- Uploads, one file or many, go as one batch to the AWS CRT (``s3_crt``) when it can be used
-  in this process; otherwise ``workers`` at a time through botocore (``s3_files``), each retried
-  by the store under its deadline.
-- Downloads: objects below ``multipart_threshold`` (where the cost is per request) go as one
-  CRT batch of single GETs. Larger ones go through ``s3_files``, ``workers`` at a time: in
-  parallel ranged parts pinned to one ETag from ``multipart_threshold``, or, when a tree has at
-  least ``workers`` files and the parallelism comes from the files, from
-  ``tree_multipart_threshold`` (one stream each below it: measured faster than the CRT's single
-  GETs for files of a few MiB and up). The caller's ``sizes`` (key → size, from a listing) tell
-  which is which; an object of unknown size goes to the CRT.
-- Every download lands in a temporary file beside its target and is renamed into place with
-  its mode: a failed transfer leaves nothing at the target.
-- The CRT client belongs to the process that made it, like the botocore client: a forked
-  child makes its own. It signs for the client's region and does not follow S3's redirects:
-  when S3 answers that the bucket lives elsewhere, botocore (which does) takes over for good.
+Uploads and small downloads go as batches to the AWS CRT (``s3_crt``) when it can be used, else
+through botocore (``s3_files``); large downloads go through ``s3_files`` in ranged parts pinned
+to one ETag. Every download lands beside its target and is renamed into place: a failed
+transfer leaves nothing at the target. The thresholds and why: docs/design/s3-store.md.
 """
 
 from __future__ import annotations
