@@ -98,12 +98,12 @@ def _command_section(name: str, command: Any, parent: Any) -> str:
             shown = param.metavar or param.name.upper()
             kind = "required" if param.required else "optional"
             help_text = _cell(getattr(param, "help", "") or "")
-            lines.append(f"| `{_cell(shown)}` | {help_text} ({kind}) |\n")
+            lines.append(f"| `{shown}` | {help_text} ({kind}) |\n")  # a | in code is kept
         lines.append("\n")
     if options:
         lines.append("| option | meaning | default |\n|---|---|---|\n")
         for param in options:
-            names = _cell(_option_names(param))
+            names = _option_names(param)
             lines.append(f"| `{names}` | {_cell(param.help or '')} | {_default(param)} |\n")
         lines.append("\n")
     return "".join(lines)

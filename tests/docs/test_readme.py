@@ -70,7 +70,12 @@ def test_the_link_check_sees_a_broken_link(tmp_path: Path) -> None:
 def test_the_readme_workflow_example_is_a_valid_workflow() -> None:
     blocks = re.findall(r"```yaml\n(.*?)```", README.read_text(), flags=re.S)
     examples = [yaml.safe_load(block) for block in blocks]
-    workflows = [w for example in examples for w in (example or {}).get("workflows", [])]
+    workflows = [
+        workflow
+        for example in examples
+        if isinstance(example, dict)
+        for workflow in example.get("workflows", [])
+    ]
     assert workflows, "the README shows a workflow"
     for index, raw in enumerate(workflows):
         parse_workflow(raw, source="README.md", index=index)
