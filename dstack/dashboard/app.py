@@ -174,7 +174,7 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
         Route("/lineage", guarded(lineage_page)),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    middleware = [Middleware(auth.TokenGuard, token=token, cookie=cookie)]
+    middleware = [Middleware(auth.TokenGuard, sessions=auth.Sessions(token), cookie=cookie)]
     return Starlette(routes=routes, middleware=middleware)
 
 
