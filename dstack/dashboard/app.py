@@ -21,7 +21,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from dstack import state
 from dstack.dashboard import auth, files, infra, lineage, logstream, pages, render
+from dstack.dashboard.files import printable
 from dstack.errors import DstackError, NotFoundError, RunNotFoundError
 from dstack.services import artifacts as artifact_service
 from dstack.services import infra as infra_service
@@ -34,6 +36,7 @@ HERE = Path(__file__).parent
 def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") -> Starlette:
     """The dashboard over ``ctx``'s store; every request must hold ``token``."""
     templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.finalize = render.finalize
     templates.env.globals.update(render.GLOBALS)
     templates.env.globals["form_token"] = auth.form_token(token)
     templates.env.globals["store"] = _home_relative(ctx.storage.describe())
@@ -51,6 +54,8 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
 
     def runs(request: Request) -> Response:
         repo_id = _checked_repo(request.query_params.get("repo", ""))
+        if not state.repo_exists(ctx.storage, repo_id):
+            raise NotFoundError(f"no repo {repo_id} in this store: see the repos it has at /")
         filters = pages.Filters(
             status=request.query_params.get("status", ""),
             workflow=request.query_params.get("workflow", "").strip(),
@@ -68,8 +73,14 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
         repo_id, run_name = _run_params(request)
         detail = pages.run_detail(ctx, repo_id, run_name)
         multi = len(detail.jobs) > 1
-        return page(request, "run.html", run=detail, repo_id=repo_id,
-                    tree=files.tree(detail.artifacts, multi), stopping=run_name in stops)  # fmt: skip
+        kept, refused = files.readable(detail.artifacts)
+        tree = files.tree(kept, multi)
+        listing = files.folder_page(
+            tree, request.query_params.get("dir", ""), _int(request.query_params.get("files"), 1)
+        )
+        return page(request, "run.html", run=detail, repo_id=repo_id, tree=tree,
+                    listing=listing, fold_above=files.FOLDER_PAGE, refused=refused,
+                    stopping=run_name in stops)  # fmt: skip
 
     def logs(request: Request) -> Response:
         repo_id, run_name = _run_params(request)
@@ -83,14 +94,16 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
     def artifact(request: Request) -> Response:
         repo_id, run_name = _run_params(request)
         view = run_service.get_run(pages.repo_context(ctx, repo_id), run_name, refresh=False)
-        listing = artifact_service.list_artifacts(pages.repo_context(ctx, repo_id), view)
+        listing, _ = files.readable(
+            artifact_service.list_artifacts(pages.repo_context(ctx, repo_id), view)
+        )
         multi = len(view.jobs) > 1
         if "folder" in request.query_params:
             folder = request.query_params["folder"].strip("/")
             chosen = files.in_folder(listing, folder, multi)
             if not chosen:
                 raise NotFoundError(f"no artifacts under {folder or '/'} in run {run_name}")
-            name = (folder.rsplit("/", 1)[-1] or run_name) if folder else run_name
+            name = printable((folder.rsplit("/", 1)[-1] or run_name) if folder else run_name)
             return StreamingResponse(
                 files.zip_stream(ctx.storage, chosen, folder, multi),
                 media_type="application/zip",
@@ -100,7 +113,8 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
         found = files.find_file(listing, path, multi)
         if found is None:
             raise NotFoundError(f"no artifact {path!r} in run {run_name}")
-        headers = {**_attachment(path.rsplit("/", 1)[-1]), "Content-Length": str(found.size)}
+        shown = printable(files.shown_path(found, multi))
+        headers = {**_attachment(shown.rsplit("/", 1)[-1]), "Content-Length": str(found.size)}
         return StreamingResponse(
             ctx.storage.read_chunks(found.key), media_type="application/octet-stream",
             headers=headers,

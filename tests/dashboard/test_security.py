@@ -4,10 +4,20 @@ chose (``..``, bytes that are not UTF-8)."""
 
 from __future__ import annotations
 
+import io
+import re
+import zipfile
+from urllib.parse import unquote
+
 import pytest
 
 from dstack.dashboard.auth import Sessions, local_path
-from tests.dashboard.conftest import Served
+from dstack.services.artifacts import ArtifactFile
+from tests.dashboard.conftest import Served, url_of
+from tests.dashboard.seed import seed_runs
+from tests.e2e.conftest import Store
+
+REPO = "github.com/acme/seeded"
 
 local_only = pytest.mark.parametrize("store", ["local"], indirect=True)
 
@@ -69,3 +79,58 @@ def test_signing_in_never_redirects_off_site(served: Served, target: str, locati
 )
 def test_local_path(given: str, expected: str) -> None:
     assert local_path(given) == expected
+
+
+@pytest.mark.parametrize("store", ["s3"], indirect=True)
+def test_a_planted_dot_dot_key_is_left_out_not_zipped(served: Served, store: Store) -> None:
+    """A bucket writer puts ``a/../../../../x`` among a run's artifacts (dstack never writes
+    such a key): the page says it was left out, the zip holds the run's real files
+    (3edfc6c: an empty 200 and a traceback)."""
+    storage = store.storage()
+    seed_runs(storage, REPO, 1)
+    prefix = f"repos/{REPO}/runs/seeded-0/jobs/0/artifacts/"
+    storage.put(prefix + "out/ok.txt", b"kept")
+    planted = prefix + "a/../../../../x"
+    client = storage._client()  # type: ignore[attr-defined]  # the raw bucket, as an attacker
+    client.put_object(Bucket=storage.bucket, Key=storage._prefix + planted, Body=b"evil")  # type: ignore[attr-defined]
+    page = served.get("/run", repo=REPO, run="seeded-0")
+    assert page.status == 200
+    assert "1 artifact left out" in page.text and "a/../../../../x" in page.text
+    archive = served.get("/run/artifact", repo=REPO, run="seeded-0", folder="/")
+    assert archive.status == 200
+    with zipfile.ZipFile(io.BytesIO(archive.body)) as opened:
+        assert opened.namelist() == ["out/ok.txt"]
+        assert opened.read("out/ok.txt") == b"kept"
+    missing = served.get("/run/artifact", repo=REPO, run="seeded-0", path="a/../../../../x")
+    assert missing.status == 404
+
+
+@local_only
+def test_a_name_that_is_not_utf8_is_shown_and_downloads(
+    served: Served, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``printf x > "out/$(printf 'bad\\377name')"``: the page shows the name with U+FFFD and
+    its link downloads the file (3edfc6c: a 500)."""
+    from dstack.services import artifacts as artifact_service
+
+    storage = store.storage()
+    seed_runs(storage, REPO, 1)
+    prefix = f"repos/{REPO}/runs/seeded-0/jobs/0/artifacts/"
+    storage.put(prefix + "out/fine.txt", b"fine")
+    odd = ArtifactFile(0, "out/bad\udcffname", 4, prefix + "out/fine.txt", "")
+
+    # A stand-in for the storage layer's listing of such a name: the file system hands it over
+    # with its byte as a surrogate (the storage conformance suite lists real ones); its key
+    # points at a real file so the download can be checked.
+    real = artifact_service.list_artifacts
+    monkeypatch.setattr(artifact_service, "list_artifacts", lambda *a: [*real(*a), odd])
+    page = served.get("/run", repo=REPO, run="seeded-0")
+    assert page.status == 200, page.text[-400:]
+    assert "bad\ufffdname" in page.text
+    link = next(h for h in re.findall(r'href="([^"]+)"', page.text) if "bad" in unquote(h))
+    route, params = url_of(link)
+    download = served.get(route, **params)
+    assert download.status == 200 and download.body == b"fine"
+    archive = served.get("/run/artifact", repo=REPO, run="seeded-0", folder="out")
+    with zipfile.ZipFile(io.BytesIO(archive.body)) as opened:
+        assert sorted(opened.namelist()) == ["out/bad\ufffdname", "out/fine.txt"]

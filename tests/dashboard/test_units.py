@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dstack.dashboard.ansi import AnsiToHtml
+from dstack.dashboard.ansi import MAX_SEQUENCE, AnsiToHtml
 from dstack.dashboard.files import find_file, in_folder, tree, zip_stream
 from dstack.dashboard.infra import key_inputs
 from dstack.dashboard.lineage import graph_of
@@ -30,6 +30,9 @@ from dstack.storage.local import LocalStorage
         ([b"\x1b[38;2;1;2;3mx"], '<span style="color:#010203">x</span>'),
         ([b"a\x1b[2Kb\x1b]0;title\x07c"], "abc"),
         ([b"caf\xc3", b"\xa9\r\n"], "caf\u00e9\n"),
+        ([b"a\x1b]0;t", b"itle\x1b", b"\\b"], "ab"),  # an OSC split across chunks
+        ([b"x\x1b]0;unterminated\nnext line\n"], "x\nnext line\n"),  # a newline ends it
+        ([b"\x1b]8;;" + b"u" * 5000 + b"\x07end"], "u" * (5003 - MAX_SEQUENCE) + "end"),
         (
             [b"\x1b[34mblue ", b"still blue"],
             '<span class="fg4">blue </span><span class="fg4">still blue</span>',
@@ -39,6 +42,19 @@ from dstack.storage.local import LocalStorage
 def test_ansi_to_html(chunks: list[bytes], expected: str) -> None:
     converter = AnsiToHtml()
     assert "".join(converter.feed(chunk) for chunk in chunks) == expected
+
+
+def test_an_unterminated_osc_hides_nothing_after_it() -> None:
+    """``printf 'starting\\n\\033]0;t'`` then a big log, fed in the store's chunk sizes:
+    every later line is shown (3edfc6c showed only ``starting``)."""
+    converter = AnsiToHtml()
+    lines = b"".join(b"line %d of the training log\n" % i for i in range(200_000))  # ~5 MB
+    data = b"starting\n\x1b]0;t" + lines
+    shown = "".join(converter.feed(data[i : i + 65536]) for i in range(0, len(data), 65536))
+    # the OSC ends at the first newline: its line is the title, as far as the page goes
+    assert shown.startswith("starting\n\nline 1 of")
+    assert shown.endswith("line 199999 of the training log\n")
+    assert shown.count("\n") == 200_001
 
 
 @pytest.mark.parametrize(
