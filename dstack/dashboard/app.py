@@ -8,10 +8,12 @@ slashes. Every request has passed :class:`.auth.TokenGuard` before it gets here.
 from __future__ import annotations
 
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
+import anyio
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -41,6 +43,8 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
     templates.env.globals["form_token"] = auth.form_token(token)
     templates.env.globals["store"] = _home_relative(ctx.storage.describe())
     stops: dict[str, threading.Thread] = {}
+    streams = logstream.StreamCounter()
+    readers: list[anyio.CapacityLimiter] = []  # made on the first stream: it needs the loop
 
     def page(request: Request, name: str, status_code: int = 200, **values: Any) -> Response:
         return templates.TemplateResponse(request, name, values, status_code=status_code)
@@ -82,11 +86,30 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
                     listing=listing, fold_above=files.FOLDER_PAGE, refused=refused,
                     stopping=run_name in stops)  # fmt: skip
 
-    def logs(request: Request) -> Response:
+    async def logs(request: Request) -> Response:
         repo_id, run_name = _run_params(request)
-        view = run_service.get_run(pages.repo_context(ctx, repo_id), run_name, refresh=False)
+        view = await run_in_threadpool(
+            run_service.get_run, pages.repo_context(ctx, repo_id), run_name, refresh=False
+        )
+        client = str(request.scope.get(auth.SESSION_KEY, ""))
+        if not streams.acquire(client):
+            message = (
+                f"too many live logs open ({streams.per_client} per browser, {streams.in_all} "
+                "in all): close some run pages, then reload this one"
+            )
+            return page(request, "error.html", status_code=429, message=message)
+        if not readers:
+            readers.append(anyio.CapacityLimiter(8))
+
+        async def events() -> AsyncIterator[str]:
+            try:
+                async for event in logstream.log_events(ctx.storage, view, readers[0]):
+                    yield event
+            finally:  # also when the browser goes away (the stream is cancelled)
+                streams.release(client)
+
         return StreamingResponse(
-            logstream.log_events(ctx.storage, view),
+            events(),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )

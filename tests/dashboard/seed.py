@@ -19,8 +19,17 @@ from dstack.models import (
 from dstack.storage.base import Storage
 
 
-def seed_runs(storage: Storage, repo_id: str, count: int, *, workflow: str = "echo") -> None:
-    """``count`` finished runs named ``seeded-<i>``, the last one newest."""
+def seed_runs(
+    storage: Storage,
+    repo_id: str,
+    count: int,
+    *,
+    workflow: str = "echo",
+    status: JobStatus = JobStatus.DONE,
+) -> None:
+    """``count`` runs named ``seeded-<i>``, the last one newest, each in ``status`` (finished
+    unless told: a run left running has no runner, and only a page that never checks for
+    one, like the dashboard's, keeps following it)."""
     repo = RepoSnapshot(repo_id=repo_id, code_key="codes/x.tar.gz")
     owner = Owner(git_name="Seed", user="seed")
     start = time.time() - count
@@ -35,8 +44,9 @@ def seed_runs(storage: Storage, repo_id: str, count: int, *, workflow: str = "ec
             commands=["echo hello"],
         )  # fmt: skip
         state.create_run(storage, record, [spec])
-        done = JobState(status=JobStatus.DONE, exit_code=0, updated_at=at + 1)
-        set_state(storage, spec, owner.display, Writer.RUNNER, done)
+        finished = status.is_finished
+        reached = JobState(status=status, exit_code=0 if finished else None, updated_at=at + 1)
+        set_state(storage, spec, owner.display, Writer.RUNNER, reached)
 
 
 def seed_lineage(storage: Storage) -> dict[str, str]:

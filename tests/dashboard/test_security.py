@@ -4,10 +4,12 @@ chose (``..``, bytes that are not UTF-8)."""
 
 from __future__ import annotations
 
+import http.client
 import io
 import re
+import time
 import zipfile
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import pytest
 
@@ -134,3 +136,46 @@ def test_a_name_that_is_not_utf8_is_shown_and_downloads(
     archive = served.get("/run/artifact", repo=REPO, run="seeded-0", folder="out")
     with zipfile.ZipFile(io.BytesIO(archive.body)) as opened:
         assert sorted(opened.namelist()) == ["out/bad\ufffdname", "out/fine.txt"]
+
+
+@local_only
+def test_live_logs_are_bounded_per_browser_and_never_starve_pages(
+    served: Served, store: Store
+) -> None:
+    """More live logs than one browser may hold: the one too many is refused with a line that
+    says why, pages still answer while the others stay open, and a closed stream frees its
+    place (3edfc6c: every stream accepted, each holding a server thread, 45 made / take 13 s)."""
+    from dstack.dashboard.logstream import PER_CLIENT
+    from dstack.models import JobStatus
+
+    seed_runs(store.storage(), REPO, 1, status=JobStatus.RUNNING)
+    target = f"/run/logs?repo={quote(REPO)}&run=seeded-0"
+    held: list[http.client.HTTPConnection] = []
+
+    def open_stream(cookie: str) -> int:
+        """Start a stream and keep it open: the status (the stream itself goes on)."""
+        conn = http.client.HTTPConnection(served.host, served.port, timeout=60)
+        conn.request("GET", target, headers={"Cookie": cookie})
+        held.append(conn)
+        return conn.getresponse().status
+
+    try:
+        assert [open_stream(served.cookie) for _ in range(PER_CLIENT)] == [200] * PER_CLIENT
+        refused = served.get("/run/logs", repo=REPO, run="seeded-0")
+        assert refused.status == 429 and "too many live logs open" in refused.text
+        assert served.get("/").status == 200
+        assert served.get("/run", repo=REPO, run="seeded-0").status == 200
+        other = Served(served.host, served.port, served.token)  # another browser signs in
+        assert open_stream(other.cookie) == 200
+    finally:
+        for conn in held:
+            conn.close()
+    held.clear()
+    deadline = time.monotonic() + 30  # the server notices a closed connection as it writes
+    try:
+        while open_stream(served.cookie) == 429:
+            assert time.monotonic() < deadline, "closed streams kept their places"
+            time.sleep(0.2)
+    finally:
+        for conn in held:
+            conn.close()
