@@ -54,7 +54,8 @@ def seed_lineage(storage: Storage) -> dict[str, str]:
     without edges crossing boxes: a data repo feeding two model repos (one of them a repo with
     no remote, ``local/main``), a tag that moved on since a run consumed it, and a workflow
     dep. Returns each run's name by its role."""
-    data, model, local = "github.com/acme/data", "github.com/acme/model", "local/main"
+    data, model = "github.com/acme/moons-preprocessing-pipeline", "github.com/acme/model"
+    local = "local/main"
     owner = Owner(git_name="Seed", user="seed")
     start = time.time() - 100
     made: dict[str, str] = {}

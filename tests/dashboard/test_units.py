@@ -177,3 +177,61 @@ def test_plan_key_inputs() -> None:
         "policy": '{"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:x/*"}]}'
     })  # fmt: skip
     assert policy == [("IAM scope", "Allow s3:GetObject on arn:x/*")]
+
+
+def _overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_layered_layout_keeps_edges_and_boxes_apart(seed: int) -> None:
+    """Random graphs shaped like lineage (edges go forward in time): boxes of a column never
+    overlap, each edge runs through a column only at a waypoint clear of every box there, and
+    curves only in the gaps between columns."""
+    import random
+
+    from dstack.dashboard.layout import Box, Spacing, layout
+
+    chance = random.Random(seed)
+    count = chance.randint(2, 18)
+    edges = sorted(
+        {(f"n{a}", f"n{b}") for a in range(count) for b in range(a + 1, count)
+         if chance.random() < 0.18}
+    )  # fmt: skip
+    boxes = [Box(f"n{i}", 200, 60) for i in range(count)]
+    gaps = Spacing()
+    routes, width, height = layout(boxes, list(edges), gaps)
+    by_id = {box.id: box for box in boxes}
+    columns: dict[float, list[Box]] = {}
+    for box in boxes:
+        assert box.x >= 0 and box.x + box.width <= width and 0 <= box.y <= height - box.height
+        columns.setdefault(box.x, []).append(box)
+    for column in columns.values():
+        for i, a in enumerate(column):
+            for b in column[i + 1 :]:
+                assert not _overlap((a.y, a.y + a.height), (b.y, b.y + b.height))
+    for route in routes:
+        source, target = by_id[route.source], by_id[route.target]
+        assert source.layer < target.layer
+        assert route.points[0] == (source.x + source.width, source.y + source.height / 2)
+        assert route.points[-1] == (target.x, target.y + target.height / 2)
+        inner = route.points[1:-1]
+        for (x1, y1), (x2, y2) in zip(inner[::2], inner[1::2], strict=True):
+            assert y1 == y2 and x2 - x1 == 200  # straight through one column
+            for box in boxes:
+                if box.x == x1:
+                    lane = (y1 - gaps.waypoint / 2, y1 + gaps.waypoint / 2)
+                    assert not _overlap(lane, (box.y, box.y + box.height)), (route, box)
+
+
+def test_lineage_lines_fit_and_say_the_repo() -> None:
+    tag = Tag(name="a-very-long-tag-name-for-moons-data-2026-12", repo_id="github.com/acme/moons-preprocessing-pipeline",
+              run_name="prep-2", workflow="prep", owner=Owner(), created_at=1.0, files=1)  # fmt: skip
+    graph = graph_of([tag], [_run("prep-2", tag.repo_id, "prep", [])], {})
+    node = graph.nodes[f"tag:{tag.repo_id}:{tag.name}"]
+    name, subtitle, repo = node.lines
+    assert subtitle == "tag · 1 file"
+    assert name.endswith("…") and len(name) * 8.6 <= 230 - 2 * 14
+    assert repo.startswith("…") and repo.endswith("preprocessing-pipeline")
+    assert tag.repo_id in node.title and tag.name in node.title
+    assert graph.repos == {tag.repo_id: node.color}
