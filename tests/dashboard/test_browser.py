@@ -267,3 +267,35 @@ def test_lineage_of_several_repos_is_legible(served: Served, browser) -> None:  
     serve = driver.find_element(By.CSS_SELECTOR, f'a[data-node="run:local/main:{made["serve"]}"]')
     assert "repo local/main" in serve.text
     assert "local/main" in driver.find_element(By.ID, "repos").text
+
+
+def test_the_login_file_signs_the_browser_in(dstack_home: Path, browser) -> None:  # type: ignore[no-untyped-def]
+    """What `dstack dashboard` opens: its login file, in a real browser, lands on the repos
+    page signed in (the SameSite cookie set by a post from a file), the token never in the
+    address bar."""
+    import os
+    import subprocess
+    import sys
+
+    from selenium.webdriver.common.by import By
+
+    env = {**os.environ, "DSTACK_HOME": str(dstack_home), "NO_COLOR": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dstack", "dashboard", "--port", "0", "--no-browser"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        url = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        token = url.split("?token=", 1)[1]
+        said = ""
+        while "file://" not in said:
+            said = proc.stderr.readline()  # type: ignore[union-attr]
+            assert said, "no login file was printed"
+        login = "file://" + said.split("file://", 1)[1].split()[0]
+        browser.get(login)
+        wait_for(lambda: browser.find_element(By.TAG_NAME, "h1").text == "Repos", 30, "the repos")
+        assert browser.current_url.startswith(url.split("?")[0])
+        assert token not in browser.current_url
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
