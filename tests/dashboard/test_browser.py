@@ -269,7 +269,7 @@ def test_lineage_of_several_repos_is_legible(served: Served, browser) -> None:  
     assert "local/main" in driver.find_element(By.ID, "repos").text
 
 
-def test_the_login_file_signs_the_browser_in(dstack_home: Path, browser) -> None:  # type: ignore[no-untyped-def]
+def test_the_login_file_signs_the_browser_in(dstack_home: Path, store, browser) -> None:  # type: ignore[no-untyped-def]
     """What `dstack dashboard` opens: its login file, in a real browser, lands on the repos
     page signed in (the SameSite cookie set by a post from a file), the token never in the
     address bar."""
