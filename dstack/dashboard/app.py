@@ -59,7 +59,8 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
     def runs(request: Request) -> Response:
         repo_id = _checked_repo(request.query_params.get("repo", ""))
         if not state.repo_exists(ctx.storage, repo_id):
-            raise NotFoundError(f"no repo {repo_id} in this store: see the repos it has at /")
+            return page(request, "error.html", status_code=404, heading="No such repo",
+                        message=f"There is no repo {repo_id} in this store.")  # fmt: skip
         filters = pages.Filters(
             status=request.query_params.get("status", ""),
             workflow=request.query_params.get("workflow", "").strip(),

@@ -32,7 +32,7 @@ def test_an_unknown_repo_is_a_404_that_says_so(served: Served, store: Store) -> 
     seed_runs(store.storage(), REPO, 1)
     page = served.get("/runs", repo="github.com/acme/nope")
     assert page.status == 404
-    assert "no repo github.com/acme/nope in this store" in page.text
+    assert "There is no repo github.com/acme/nope in this store." in page.text
     assert "<table" not in page.text
     assert served.get("/runs", repo=REPO).status == 200
 
