@@ -288,9 +288,9 @@ def test_the_login_file_signs_the_browser_in(dstack_home: Path, store, browser) 
         url = proc.stdout.readline().strip()  # type: ignore[union-attr]
         token = url.split("?token=", 1)[1]
         said = ""
-        while "file://" not in said:
+        while "file://" not in said:  # the lines before "Press Ctrl+C to stop" name it
             said = proc.stderr.readline()  # type: ignore[union-attr]
-            assert said, "no login file was printed"
+            assert said and "Ctrl+C" not in said, "no login file was printed"
         login = "file://" + said.split("file://", 1)[1].split()[0]
         browser.get(login)
         wait_for(lambda: browser.find_element(By.TAG_NAME, "h1").text == "Repos", 30, "the repos")
