@@ -51,7 +51,10 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
 
     def failure(request: Request, exc: Exception) -> Response:
         code = 404 if isinstance(exc, (RunNotFoundError, NotFoundError)) else 502
-        return page(request, "error.html", status_code=code, message=str(exc))
+        message = str(exc)
+        if isinstance(exc, UnicodeError):  # a name in the store that is not UTF-8
+            message = f"the store holds a name this page cannot read ({exc})"
+        return page(request, "error.html", status_code=code, message=message)
 
     def repos(request: Request) -> Response:
         return page(request, "repos.html", repos=pages.repos(ctx))
@@ -188,7 +191,7 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
             async def wrapper_async(request: Request) -> Response:
                 try:
                     return await endpoint(request)
-                except DstackError as exc:
+                except (DstackError, UnicodeError) as exc:
                     return failure(request, exc)
 
             return wrapper_async
@@ -196,7 +199,7 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
         def wrapper(request: Request) -> Response:
             try:
                 return endpoint(request)
-            except DstackError as exc:
+            except (DstackError, UnicodeError) as exc:
                 return failure(request, exc)
 
         return wrapper

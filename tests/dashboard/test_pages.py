@@ -94,3 +94,6 @@ def test_a_run_page_with_a_file_name_that_is_not_utf8(served: Served, store: Sto
     assert page.status == 200
     # listed with U+FFFD once the store lists such names, or the listing's problem in a line
     assert "bad\ufffdname" in page.text or "cannot be listed" in page.text
+    for route in ("/", "/lineage"):  # every page of the store answers with a page, never a 500
+        reply = served.get(route)
+        assert reply.status in (200, 502) and "</html>" in reply.text, route
