@@ -10,9 +10,22 @@ import codecs
 import html
 import re
 
-# CSI (ESC [ params final), OSC (ESC ] ... BEL or ESC \), or a lone two-byte escape
-_ESCAPE = re.compile(r"\x1b(?:\[([0-9;:?]*)([@-~])|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
-_PARTIAL = re.compile(r"\x1b(?:\[[0-9;:?]*|\][^\x07\x1b]*\x1b?)?$")
+#: the longest OSC (ESC ] … BEL) or CSI kept waiting for its end; past it, or at a newline, the
+#: sequence is over. A terminal would wait for ever: a page must not, as one unterminated
+#: ``ESC ]`` would hide all later output and cost a rescan of it at every chunk.
+MAX_SEQUENCE = 4096
+_MAX_CSI = 64
+# CSI (ESC [ params final), OSC (ESC ] … BEL or ESC \, or cut short by a newline, an escape or
+# its length), or a lone two-byte escape
+_ESCAPE = re.compile(
+    rf"\x1b(?:\[([0-9;:?]{{0,{_MAX_CSI}}})([@-~])"
+    rf"|\][^\x07\x1b\n]{{0,{MAX_SEQUENCE}}}(?:\x07|\x1b\\)?"
+    r"|[@-Z\\-_])"
+)
+# the start of a sequence at the end of a chunk, short enough to wait for the next chunk
+_PARTIAL = re.compile(
+    rf"\x1b(?:\[[0-9;:?]{{0,{_MAX_CSI - 1}}}|\][^\x07\x1b\n]{{0,{MAX_SEQUENCE - 1}}}\x1b?)?$"
+)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]")
 
 

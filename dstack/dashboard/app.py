@@ -8,10 +8,12 @@ slashes. Every request has passed :class:`.auth.TokenGuard` before it gets here.
 from __future__ import annotations
 
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
+import anyio
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -21,7 +23,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from dstack import state
 from dstack.dashboard import auth, files, infra, lineage, logstream, pages, render
+from dstack.dashboard.files import printable
 from dstack.errors import DstackError, NotFoundError, RunNotFoundError
 from dstack.services import artifacts as artifact_service
 from dstack.services import infra as infra_service
@@ -34,23 +38,32 @@ HERE = Path(__file__).parent
 def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") -> Starlette:
     """The dashboard over ``ctx``'s store; every request must hold ``token``."""
     templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.finalize = render.finalize
     templates.env.globals.update(render.GLOBALS)
     templates.env.globals["form_token"] = auth.form_token(token)
     templates.env.globals["store"] = _home_relative(ctx.storage.describe())
     stops: dict[str, threading.Thread] = {}
+    streams = logstream.StreamCounter()
+    readers: list[anyio.CapacityLimiter] = []  # made on the first stream: it needs the loop
 
     def page(request: Request, name: str, status_code: int = 200, **values: Any) -> Response:
         return templates.TemplateResponse(request, name, values, status_code=status_code)
 
     def failure(request: Request, exc: Exception) -> Response:
         code = 404 if isinstance(exc, (RunNotFoundError, NotFoundError)) else 502
-        return page(request, "error.html", status_code=code, message=str(exc))
+        message = str(exc)
+        if isinstance(exc, UnicodeError):  # a name in the store that is not UTF-8
+            message = f"the store holds a name this page cannot read ({exc})"
+        return page(request, "error.html", status_code=code, message=message)
 
     def repos(request: Request) -> Response:
         return page(request, "repos.html", repos=pages.repos(ctx))
 
     def runs(request: Request) -> Response:
         repo_id = _checked_repo(request.query_params.get("repo", ""))
+        if not state.repo_exists(ctx.storage, repo_id):
+            return page(request, "error.html", status_code=404, heading="No such repo",
+                        message=f"There is no repo {repo_id} in this store.")  # fmt: skip
         filters = pages.Filters(
             status=request.query_params.get("status", ""),
             workflow=request.query_params.get("workflow", "").strip(),
@@ -68,14 +81,39 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
         repo_id, run_name = _run_params(request)
         detail = pages.run_detail(ctx, repo_id, run_name)
         multi = len(detail.jobs) > 1
-        return page(request, "run.html", run=detail, repo_id=repo_id,
-                    tree=files.tree(detail.artifacts, multi), stopping=run_name in stops)  # fmt: skip
+        kept, refused = files.readable(detail.artifacts)
+        tree = files.tree(kept, multi)
+        listing = files.folder_page(
+            tree, request.query_params.get("dir", ""), _int(request.query_params.get("files"), 1)
+        )
+        return page(request, "run.html", run=detail, repo_id=repo_id, tree=tree,
+                    listing=listing, fold_above=files.FOLDER_PAGE, refused=refused,
+                    stopping=run_name in stops)  # fmt: skip
 
-    def logs(request: Request) -> Response:
+    async def logs(request: Request) -> Response:
         repo_id, run_name = _run_params(request)
-        view = run_service.get_run(pages.repo_context(ctx, repo_id), run_name, refresh=False)
+        view = await run_in_threadpool(
+            run_service.get_run, pages.repo_context(ctx, repo_id), run_name, refresh=False
+        )
+        client = str(request.scope.get(auth.SESSION_KEY, ""))
+        if not streams.acquire(client):
+            message = (
+                f"too many live logs open ({streams.per_client} per browser, {streams.in_all} "
+                "in all): close some run pages, then reload this one"
+            )
+            return page(request, "error.html", status_code=429, message=message)
+        if not readers:
+            readers.append(anyio.CapacityLimiter(8))
+
+        async def events() -> AsyncIterator[str]:
+            try:
+                async for event in logstream.log_events(ctx.storage, view, readers[0]):
+                    yield event
+            finally:  # also when the browser goes away (the stream is cancelled)
+                streams.release(client)
+
         return StreamingResponse(
-            logstream.log_events(ctx.storage, view),
+            events(),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
@@ -83,14 +121,16 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
     def artifact(request: Request) -> Response:
         repo_id, run_name = _run_params(request)
         view = run_service.get_run(pages.repo_context(ctx, repo_id), run_name, refresh=False)
-        listing = artifact_service.list_artifacts(pages.repo_context(ctx, repo_id), view)
+        listing, _ = files.readable(
+            artifact_service.list_artifacts(pages.repo_context(ctx, repo_id), view)
+        )
         multi = len(view.jobs) > 1
         if "folder" in request.query_params:
             folder = request.query_params["folder"].strip("/")
             chosen = files.in_folder(listing, folder, multi)
             if not chosen:
                 raise NotFoundError(f"no artifacts under {folder or '/'} in run {run_name}")
-            name = (folder.rsplit("/", 1)[-1] or run_name) if folder else run_name
+            name = printable((folder.rsplit("/", 1)[-1] or run_name) if folder else run_name)
             return StreamingResponse(
                 files.zip_stream(ctx.storage, chosen, folder, multi),
                 media_type="application/zip",
@@ -100,7 +140,8 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
         found = files.find_file(listing, path, multi)
         if found is None:
             raise NotFoundError(f"no artifact {path!r} in run {run_name}")
-        headers = {**_attachment(path.rsplit("/", 1)[-1]), "Content-Length": str(found.size)}
+        shown = printable(files.shown_path(found, multi))
+        headers = {**_attachment(shown.rsplit("/", 1)[-1]), "Content-Length": str(found.size)}
         return StreamingResponse(
             ctx.storage.read_chunks(found.key), media_type="application/octet-stream",
             headers=headers,
@@ -150,7 +191,7 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
             async def wrapper_async(request: Request) -> Response:
                 try:
                     return await endpoint(request)
-                except DstackError as exc:
+                except (DstackError, UnicodeError) as exc:
                     return failure(request, exc)
 
             return wrapper_async
@@ -158,7 +199,7 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
         def wrapper(request: Request) -> Response:
             try:
                 return endpoint(request)
-            except DstackError as exc:
+            except (DstackError, UnicodeError) as exc:
                 return failure(request, exc)
 
         return wrapper
@@ -174,7 +215,7 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
         Route("/lineage", guarded(lineage_page)),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    middleware = [Middleware(auth.TokenGuard, token=token, cookie=cookie)]
+    middleware = [Middleware(auth.TokenGuard, sessions=auth.Sessions(token), cookie=cookie)]
     return Starlette(routes=routes, middleware=middleware)
 
 

@@ -3,8 +3,12 @@
 Nodes are runs and tags; edges go from what was produced to what consumed it: run → tag (the
 tag points at the run), tag → run (the run's dep named the tag and got what it points at now),
 run → run (a workflow dep, or a tag that has moved on since). The graph is read from every
-repo's tags and its most recent runs' records, and laid out in columns (longest path from a
-source), ordered within a column by where their inputs sit, for an SVG drawn by the page.
+repo's tags and its most recent runs' records, and laid out in layers (:mod:`.layout`) so
+that edges run between boxes, for an SVG drawn by the page.
+
+Each box says what it is in lines cut to fit it (the whole text in its tooltip): the name, what
+it is ("train · done", "tag · 1 file"), and its repo in full, marked by a colour that the
+legend names, since ``local/main`` alone reads like a branch.
 """
 
 from __future__ import annotations
@@ -13,12 +17,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from dstack import state
+from dstack.dashboard.layout import Box
+from dstack.dashboard.layout import layout as place
 from dstack.models import RunRecord, RunSummary, Tag
 from dstack.storage.base import Storage
 
 RECENT_RUNS = 200  # runs per repo whose deps are read (one record each)
-NODE_WIDTH, NODE_HEIGHT, GAP_X, GAP_Y, MARGIN = 220, 52, 90, 22, 16
-TOP = 40  # room above the first row for arcs that skip a column
+NODE_WIDTH, NODE_HEIGHT, PADDING = 230, 64, 14
+#: widest character of each line's font (13px bold, 11.5px), in pixels, so that a line cut
+#: to (width - padding) / this never overflows its box
+NAME_CHAR, DETAIL_CHAR = 8.6, 7.2
+REPO_COLORS = ("#2f5bd3", "#d9731a", "#1a9a8a", "#b03a8f", "#6b8e23", "#8a5cd6", "#c9362d")
 
 
 @dataclass
@@ -32,6 +41,30 @@ class GraphNode:
     layer: int = 0
     x: int = 0
     y: int = 0
+    color: str = ""
+
+    @property
+    def title(self) -> str:
+        """The box's whole text, for its tooltip."""
+        what = "tag :" + self.name if self.kind == "tag" else "run " + self.name
+        return f"{what}\n{self.subtitle}\nrepo {self.repo_id}"
+
+    @property
+    def subtitle(self) -> str:
+        if self.kind == "tag":
+            return f"tag · {self.detail}"
+        return " · ".join(part for part in (self.detail, self.status) if part)
+
+    @property
+    def lines(self) -> tuple[str, str, str]:
+        """The three lines the box shows, each cut to fit."""
+        name = f":{self.name}" if self.kind == "tag" else self.name
+        room = NODE_WIDTH - 2 * PADDING
+        return (
+            fit(name, int(room / NAME_CHAR)),
+            fit(self.subtitle, int(room / DETAIL_CHAR)),
+            fit(self.repo_id, int(room / DETAIL_CHAR) - 5, keep_end=True),
+        )
 
 
 @dataclass
@@ -48,6 +81,7 @@ class Graph:
     edges: list[GraphEdge] = field(default_factory=list)
     width: int = 0
     height: int = 0
+    repos: dict[str, str] = field(default_factory=dict)  # repo id: its colour
 
     def node(self, kind: str, repo_id: str, name: str) -> GraphNode:
         node_id = f"{kind}:{repo_id}:{name}"
@@ -81,7 +115,8 @@ def graph_of(tags: list[Tag], runs: list[RunRecord], summaries: dict[str, RunSum
     current = {(t.repo_id, t.name): t for t in tags}
     for tag in tags:
         node = graph.node("tag", tag.repo_id, tag.name)
-        node.detail = "uploaded files" if tag.run_name is None else f"{tag.files} files"
+        files = f"{tag.files} file" + ("" if tag.files == 1 else "s")
+        node.detail = "uploaded files" if tag.run_name is None else files
         if tag.run_name is not None:
             graph.connect(
                 _run_node(graph, tag.repo_id, tag.run_name, tag.workflow, summaries), node
@@ -123,41 +158,28 @@ def focus(graph: Graph, node_id: str) -> Graph:
 
 
 def layout(graph: Graph) -> None:
-    """Columns by longest path from a source; rows ordered by the mean row of the inputs."""
-    inputs: dict[str, list[str]] = {k: [] for k in graph.nodes}
-    for edge in graph.edges:
-        inputs[edge.target].append(edge.source)
-    for _ in range(len(graph.nodes)):  # relax until stable (the graph has no cycles)
-        changed = False
-        for key, node in graph.nodes.items():
-            layer = max((graph.nodes[s].layer + 1 for s in inputs[key]), default=0)
-            if layer != node.layer:
-                node.layer, changed = layer, True
-        if not changed:
-            break
-    columns: dict[int, list[GraphNode]] = {}
-    for node in sorted(graph.nodes.values(), key=lambda n: (n.repo_id, n.id)):
-        columns.setdefault(node.layer, []).append(node)
-    rows: dict[str, float] = {}
-    for layer in sorted(columns):
-        column = columns[layer]
-        column.sort(key=lambda n: _mean([rows[s] for s in inputs[n.id]], default=len(rows)))
-        for row, node in enumerate(column):
-            rows[node.id] = row
-            node.x = MARGIN + layer * (NODE_WIDTH + GAP_X)
-            node.y = MARGIN + TOP + row * (NODE_HEIGHT + GAP_Y)
-    for edge in graph.edges:
-        a, b = graph.nodes[edge.source], graph.nodes[edge.target]
-        x1, y1 = a.x + NODE_WIDTH, a.y + NODE_HEIGHT // 2
-        x2, y2 = b.x, b.y + NODE_HEIGHT // 2
-        bend = max((x2 - x1) // 2, 30)
-        if b.layer - a.layer > 1:  # over the columns between: arc above the nodes in its way
-            lift = NODE_HEIGHT + GAP_Y // 2
-            edge.path = f"M{x1},{y1} C{x1 + 60},{y1 - lift} {x2 - 60},{y2 - lift} {x2},{y2}"
-        else:
-            edge.path = f"M{x1},{y1} C{x1 + bend},{y1} {x2 - bend},{y2} {x2},{y2}"
-    graph.width = max((n.x + NODE_WIDTH for n in graph.nodes.values()), default=0) + MARGIN
-    graph.height = max((n.y + NODE_HEIGHT for n in graph.nodes.values()), default=0) + MARGIN
+    """Place the nodes and route the edges (:func:`.layout.layout`); colour the repos."""
+    boxes = [Box(key, NODE_WIDTH, NODE_HEIGHT) for key in graph.nodes]
+    routes, graph.width, graph.height = place(
+        boxes, [(edge.source, edge.target) for edge in graph.edges]
+    )
+    for box in boxes:
+        node = graph.nodes[box.id]
+        node.layer, node.x, node.y = box.layer, round(box.x), round(box.y)
+    for edge, route in zip(graph.edges, routes, strict=True):
+        edge.path = route.path
+    repo_ids = sorted({node.repo_id for node in graph.nodes.values()})
+    graph.repos = {r: REPO_COLORS[i % len(REPO_COLORS)] for i, r in enumerate(repo_ids)}
+    for node in graph.nodes.values():
+        node.color = graph.repos[node.repo_id]
+
+
+def fit(text: str, room: int, *, keep_end: bool = False) -> str:
+    """``text`` in at most ``room`` characters, cut with "…" (at the start if ``keep_end``:
+    a repo id says most at its end)."""
+    if len(text) <= room:
+        return text
+    return "…" + text[-(room - 1) :] if keep_end else text[: room - 1] + "…"
 
 
 def _run_node(
@@ -173,7 +195,3 @@ def _run_node(
     if summary is not None:
         node.status = summary.status.value
     return node
-
-
-def _mean(values: list[float], *, default: float) -> float:
-    return sum(values) / len(values) if values else default

@@ -6,14 +6,21 @@ Colors become HTML (:mod:`.ansi`). Events: ``reset`` first (a reconnecting page 
 ``log`` ({job, html}), ``status`` ({job, status, reason, exit_code}), and ``end`` once every job
 has finished and its last chunk has been sent. Unlike ``services.logs.follow`` this never
 records anything (no dead-runner check): it only reads.
+
+A stream waits without a thread: only its reads of the store take one, from a pool of their
+own (``readers``), so open streams never hold the threads that pages are served from. How
+many streams one browser may hold is :class:`StreamCounter`'s business.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
 
 from dstack import state
 from dstack.dashboard.ansi import AnsiToHtml
@@ -24,10 +31,47 @@ from dstack.storage.base import Storage
 KEEPALIVE = 15.0  # seconds between comments on a quiet stream, so proxies keep it open
 #: the longest wait between two looks at the store; the store's own interval if shorter
 MAX_POLL = 0.25
+#: live streams one browser (one session) may hold open, and all browsers together
+PER_CLIENT, IN_ALL = 12, 64
+
+T = TypeVar("T")
 
 
-def log_events(storage: Storage, view: RunView, *, poll: float | None = None) -> Iterator[str]:
-    """Encoded SSE events, until every job has finished (then ``end``)."""
+class StreamCounter:
+    """Open streams by client: a new one is refused past ``per_client`` for that client or
+    ``in_all`` altogether (each costs a look at the store every ``MAX_POLL``)."""
+
+    def __init__(self, per_client: int = PER_CLIENT, in_all: int = IN_ALL) -> None:
+        self.per_client, self.in_all = per_client, in_all
+        self._open: dict[str, int] = {}
+
+    def acquire(self, client: str) -> bool:
+        if self._open.get(client, 0) >= self.per_client or sum(self._open.values()) >= self.in_all:
+            return False
+        self._open[client] = self._open.get(client, 0) + 1
+        return True
+
+    def release(self, client: str) -> None:
+        left = self._open.get(client, 0) - 1
+        if left > 0:
+            self._open[client] = left
+        else:
+            self._open.pop(client, None)
+
+
+async def log_events(
+    storage: Storage,
+    view: RunView,
+    readers: anyio.CapacityLimiter,
+    *,
+    poll: float | None = None,
+) -> AsyncIterator[str]:
+    """Encoded SSE events, until every job has finished (then ``end``); the store is read in
+    threads limited by ``readers``."""
+
+    async def read(fn: Callable[..., T], *args: Any) -> T:
+        return await anyio.to_thread.run_sync(fn, *args, limiter=readers)
+
     interval = min(storage.poll_interval, MAX_POLL) if poll is None else poll
     converters = [AnsiToHtml() for _ in view.jobs]
     cursors: list[str | None] = [None] * len(view.jobs)
@@ -41,9 +85,10 @@ def log_events(storage: Storage, view: RunView, *, poll: float | None = None) ->
         sent = False
         for index, job in enumerate(view.jobs):
             prefix = state.logs_prefix(job.repo.repo_id, job.run_name, job.job_index)
-            for info in storage.list_objects(prefix, after=cursors[index]):
+            listed = await read(_listed, storage, prefix, cursors[index])
+            for info in listed:
                 cursors[index] = info.key
-                text = converters[index].feed(storage.get(info.key))
+                text = converters[index].feed(await read(storage.get, info.key))
                 if text:
                     sent = True
                     yield event("log", {"job": index, "html": text})
@@ -53,7 +98,9 @@ def log_events(storage: Storage, view: RunView, *, poll: float | None = None) ->
         for index, job in enumerate(view.jobs):
             if states[index].status.is_finished:
                 continue
-            fresh = state.read_job_state(storage, job.repo.repo_id, job.run_name, job.job_index)
+            fresh = await read(
+                state.read_job_state, storage, job.repo.repo_id, job.run_name, job.job_index
+            )
             if (fresh.status, fresh.attempt) != (states[index].status, states[index].attempt):
                 sent = True
                 yield event("status", _status(index, fresh))
@@ -65,7 +112,11 @@ def log_events(storage: Storage, view: RunView, *, poll: float | None = None) ->
             quiet_since = now
             yield ": keep-alive\n\n"
         if not all(s.status.is_finished for s in states):
-            time.sleep(interval)
+            await anyio.sleep(interval)
+
+
+def _listed(storage: Storage, prefix: str, after: str | None) -> list[Any]:
+    return list(storage.list_objects(prefix, after=after))
 
 
 def event(name: str, data: dict[str, Any]) -> str:

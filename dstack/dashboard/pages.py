@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from dstack import state
+from dstack.errors import StorageError
 from dstack.models import Dependency, JobSpec, JobState, JobStatus, RunSummary, Tag
 from dstack.services import artifacts as artifact_service
 from dstack.services import runs as run_service
@@ -82,6 +83,7 @@ class RunDetail:
     artifacts: list[artifact_service.ArtifactFile]
     has_infra: bool
     deps: list[Dependency] = field(default_factory=list)
+    artifacts_problem: str = ""
 
     @property
     def status(self) -> JobStatus:
@@ -148,9 +150,17 @@ def run_detail(ctx: Context, repo_id: str, run_name: str) -> RunDetail:
         for spec, job_state in zip(view.jobs, view.states, strict=True)
     ]
     tagged = tags_by_run(ctx.storage, repo_id).get(run_name, [])
-    files = artifact_service.list_artifacts(repo_ctx, view)
+    problem = ""
+    try:
+        files = artifact_service.list_artifacts(repo_ctx, view)
+    except (
+        StorageError,
+        UnicodeError,
+    ) as exc:  # a name the store cannot list: say so, show the rest
+        files, problem = [], f"The artifacts of {run_name} cannot be listed: {exc}"
     has_infra = bool(state.read_infra_records(ctx.storage, repo_id, run_name))
-    return RunDetail(view, jobs, tagged, files, has_infra, deps=list(view.run.deps))
+    return RunDetail(view, jobs, tagged, files, has_infra, deps=list(view.run.deps),
+                     artifacts_problem=problem)  # fmt: skip
 
 
 def tags_of(storage: Storage, repo_id: str) -> list[Tag]:

@@ -1,4 +1,5 @@
-"""Small formatting helpers the templates call: times, durations, sizes, status colors, links."""
+"""Small formatting helpers the templates call: times, durations, sizes, counts, status colors,
+links; and :func:`finalize`, which every value a template prints goes through."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
+from markupsafe import Markup
+
+from dstack.dashboard.files import printable
 from dstack.models import JobStatus
 
 STATUS_CHOICES = ["", "active", *[s.value for s in JobStatus]]
@@ -64,9 +68,24 @@ def size(n: int) -> str:
     return f"{n} B"
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 file``, ``2 files``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def url(route: str, /, **params: Any) -> str:
-    kept = {k: v for k, v in params.items() if v not in (None, "")}
+    kept = {k: printable(str(v)) for k, v in params.items() if v not in (None, "")}
     return route + ("?" + urlencode(kept) if kept else "")
+
+
+def finalize(value: Any) -> Any:
+    """What a template prints, as text a response can encode: a name made of bytes that are
+    not UTF-8 (an artifact's, from the file system) is shown with U+FFFD, never a 500."""
+    if isinstance(value, Markup):
+        return Markup(printable(value))
+    if isinstance(value, str):
+        return printable(value)
+    return value
 
 
 def run_url(repo_id: str, run_name: str) -> str:
@@ -79,6 +98,7 @@ GLOBALS = {
     "ago": ago,
     "duration": duration,
     "size": size,
+    "plural": plural,
     "url": url,
     "run_url": run_url,
 }

@@ -46,7 +46,17 @@ class Served:
 
     def __init__(self, host: str, port: int, token: str) -> None:
         self.host, self.port, self.token = host, port, token
-        self.cookie = f"dstack_dashboard_{port}={token}"
+        self.cookie_name = f"dstack_dashboard_{port}"
+        self._cookie: str | None = None
+
+    @property
+    def cookie(self) -> str:
+        """``name=session`` of a session signed in with the token (once, on first use)."""
+        if self._cookie is None:
+            reply = self.request("GET", "/", params={"token": self.token}, cookie=False)
+            assert reply.status == 303, reply
+            self._cookie = reply.headers["set-cookie"].split(";", 1)[0]
+        return self._cookie
 
     @property
     def url(self) -> str:

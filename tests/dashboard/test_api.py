@@ -43,7 +43,7 @@ def test_every_request_needs_the_token(served: Served) -> None:
     assert given.status == 303
     assert given.headers["location"] == "/runs?repo=a%2Fb"  # the token leaves the address bar
     cookie = given.headers["set-cookie"]
-    assert f"dstack_dashboard_{served.port}={served.token}" in cookie
+    assert cookie.startswith(f"dstack_dashboard_{served.port}=")
     assert "httponly" in cookie.lower() and "samesite=strict" in cookie.lower()
     assert served.get("/").status == 200
 

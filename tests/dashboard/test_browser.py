@@ -221,3 +221,81 @@ def test_infra_page(served: Served, dstack: Dstack, tmp_path: Path, browser) -> 
     assert "aws:ec2/securityGroup:SecurityGroup" in table
     assert "i-0abc123" in driver.find_element(By.TAG_NAME, "main").text
     shot(driver, "infra")
+
+
+LAYOUT_PROBLEMS = """
+const problems = [];
+const boxes = [...document.querySelectorAll("svg#lineage a.node")].map((node) => {
+  const rect = node.querySelector("rect.box");
+  const box = { id: node.dataset.node, x: rect.x.baseVal.value, y: rect.y.baseVal.value,
+                w: rect.width.baseVal.value, h: rect.height.baseVal.value };
+  for (const text of node.querySelectorAll("text")) {
+    const right = text.x.baseVal[0].value + text.getComputedTextLength();
+    if (right > box.x + box.w - 4) problems.push(`text overflows ${box.id}: ${text.textContent}`);
+  }
+  return box;
+});
+for (const path of document.querySelectorAll("svg#lineage path.edge")) {
+  const length = path.getTotalLength();
+  for (let at = 3; at < length - 3; at += 2) {
+    const p = path.getPointAtLength(at);
+    const hit = boxes.find((b) => p.x > b.x + 1 && p.x < b.x + b.w - 1 && p.y > b.y + 1 && p.y < b.y + b.h - 1);
+    if (hit) { problems.push(`an edge crosses ${hit.id} at ${p.x},${p.y}`); break; }
+  }
+}
+return problems;
+"""
+
+
+def test_lineage_of_several_repos_is_legible(served: Served, browser) -> None:  # type: ignore[no-untyped-def]
+    """Three repos' runs and tags: no edge crosses a box, no text leaves its box, counts are
+    in the singular when they are one, and each box names its repo in full (``local/main``
+    is said to be a repo)."""
+    from selenium.webdriver.common.by import By
+
+    from dstack.storage import default_storage
+    from tests.dashboard.seed import seed_lineage
+
+    made = seed_lineage(default_storage())
+    driver = browser
+    driver.get(f"{served.url}/lineage?token={served.token}")
+    driver.execute_script("document.querySelector('main').style.maxWidth = 'none'")
+    shot(driver, "lineage-repos")
+    assert driver.execute_script(LAYOUT_PROBLEMS) == []
+    svg = driver.find_element(By.ID, "lineage").text
+    assert "1 file" in svg and "1 files" not in svg
+    serve = driver.find_element(By.CSS_SELECTOR, f'a[data-node="run:local/main:{made["serve"]}"]')
+    assert "repo local/main" in serve.text
+    assert "local/main" in driver.find_element(By.ID, "repos").text
+
+
+def test_the_login_file_signs_the_browser_in(dstack_home: Path, store, browser) -> None:  # type: ignore[no-untyped-def]
+    """What `dstack dashboard` opens: its login file, in a real browser, lands on the repos
+    page signed in (the SameSite cookie set by a post from a file), the token never in the
+    address bar."""
+    import os
+    import subprocess
+    import sys
+
+    from selenium.webdriver.common.by import By
+
+    env = {**os.environ, "DSTACK_HOME": str(dstack_home), "NO_COLOR": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dstack", "dashboard", "--port", "0", "--no-browser"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        url = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        token = url.split("?token=", 1)[1]
+        said = ""
+        while "file://" not in said:  # the lines before "Press Ctrl+C to stop" name it
+            said = proc.stderr.readline()  # type: ignore[union-attr]
+            assert said and "Ctrl+C" not in said, "no login file was printed"
+        login = "file://" + said.split("file://", 1)[1].split()[0]
+        browser.get(login)
+        wait_for(lambda: browser.find_element(By.TAG_NAME, "h1").text == "Repos", 30, "the repos")
+        assert browser.current_url.startswith(url.split("?")[0])
+        assert token not in browser.current_url
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)

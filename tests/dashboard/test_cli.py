@@ -78,3 +78,55 @@ def test_the_rest_of_the_cli_does_not_import_web_libraries() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
     assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_the_browser_opens_a_login_file_not_the_token(dstack_home: Path, tmp_path: Path) -> None:
+    """`BROWSER=… dstack dashboard`: the browser's command line (which every user of the
+    machine can read in the process list) names an owner-only file, never the token; the file
+    signs a browser in by posting it."""
+    import re
+    import stat
+    import time
+    from urllib.parse import urlencode
+
+    seen = tmp_path / "browser-argv"
+    browser = tmp_path / "browser"
+    browser.write_text(
+        f'#!/bin/sh\nprintf "%s\\n" "$@" > "{seen}.part" && mv "{seen}.part" "{seen}"\n'
+    )
+    browser.chmod(0o755)
+    proc = subprocess.Popen(
+        [*DSTACK, "dashboard", "--port", "0"], env={**_env(dstack_home), "BROWSER": str(browser)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        url = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        token = url.split("?token=", 1)[1]
+        deadline = time.monotonic() + 60
+        while not seen.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        argv = seen.read_text()
+        assert token not in argv
+        assert argv.startswith("file://"), argv
+        login = Path(argv.strip().removeprefix("file://"))
+        assert stat.S_IMODE(login.stat().st_mode) == 0o600
+        page = login.read_text()
+        action = re.search(r'action="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+        host, port = action.removeprefix("http://").split("/")[0].split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        form = urlencode({"token": token, "next": "/"})
+        conn.request("POST", "/login", body=form,
+                     headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+        reply = conn.getresponse()
+        reply.read()
+        assert reply.status == 200
+        cookie = reply.getheader("set-cookie", "").split(";", 1)[0]
+        assert cookie.startswith(f"dstack_dashboard_{port}=") and token not in cookie
+        conn.request("GET", "/", headers={"Cookie": cookie})
+        home = conn.getresponse()
+        home.read()
+        assert home.status == 200
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    assert not login.exists(), "the login file outlived the server"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dstack.dashboard.ansi import AnsiToHtml
+from dstack.dashboard.ansi import MAX_SEQUENCE, AnsiToHtml
 from dstack.dashboard.files import find_file, in_folder, tree, zip_stream
 from dstack.dashboard.infra import key_inputs
 from dstack.dashboard.lineage import graph_of
@@ -30,6 +30,9 @@ from dstack.storage.local import LocalStorage
         ([b"\x1b[38;2;1;2;3mx"], '<span style="color:#010203">x</span>'),
         ([b"a\x1b[2Kb\x1b]0;title\x07c"], "abc"),
         ([b"caf\xc3", b"\xa9\r\n"], "caf\u00e9\n"),
+        ([b"a\x1b]0;t", b"itle\x1b", b"\\b"], "ab"),  # an OSC split across chunks
+        ([b"x\x1b]0;unterminated\nnext line\n"], "x\nnext line\n"),  # a newline ends it
+        ([b"\x1b]8;;" + b"u" * 5000 + b"\x07end"], "u" * (5003 - MAX_SEQUENCE) + "end"),
         (
             [b"\x1b[34mblue ", b"still blue"],
             '<span class="fg4">blue </span><span class="fg4">still blue</span>',
@@ -39,6 +42,19 @@ from dstack.storage.local import LocalStorage
 def test_ansi_to_html(chunks: list[bytes], expected: str) -> None:
     converter = AnsiToHtml()
     assert "".join(converter.feed(chunk) for chunk in chunks) == expected
+
+
+def test_an_unterminated_osc_hides_nothing_after_it() -> None:
+    """``printf 'starting\\n\\033]0;t'`` then a big log, fed in the store's chunk sizes:
+    every later line is shown (3edfc6c showed only ``starting``)."""
+    converter = AnsiToHtml()
+    lines = b"".join(b"line %d of the training log\n" % i for i in range(200_000))  # ~5 MB
+    data = b"starting\n\x1b]0;t" + lines
+    shown = "".join(converter.feed(data[i : i + 65536]) for i in range(0, len(data), 65536))
+    # the OSC ends at the first newline: its line is the title, as far as the page goes
+    assert shown.startswith("starting\n\nline 1 of")
+    assert shown.endswith("line 199999 of the training log\n")
+    assert shown.count("\n") == 200_001
 
 
 @pytest.mark.parametrize(
@@ -161,3 +177,61 @@ def test_plan_key_inputs() -> None:
         "policy": '{"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:x/*"}]}'
     })  # fmt: skip
     assert policy == [("IAM scope", "Allow s3:GetObject on arn:x/*")]
+
+
+def _overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_layered_layout_keeps_edges_and_boxes_apart(seed: int) -> None:
+    """Random graphs shaped like lineage (edges go forward in time): boxes of a column never
+    overlap, each edge runs through a column only at a waypoint clear of every box there, and
+    curves only in the gaps between columns."""
+    import random
+
+    from dstack.dashboard.layout import Box, Spacing, layout
+
+    chance = random.Random(seed)
+    count = chance.randint(2, 18)
+    edges = sorted(
+        {(f"n{a}", f"n{b}") for a in range(count) for b in range(a + 1, count)
+         if chance.random() < 0.18}
+    )  # fmt: skip
+    boxes = [Box(f"n{i}", 200, 60) for i in range(count)]
+    gaps = Spacing()
+    routes, width, height = layout(boxes, list(edges), gaps)
+    by_id = {box.id: box for box in boxes}
+    columns: dict[float, list[Box]] = {}
+    for box in boxes:
+        assert box.x >= 0 and box.x + box.width <= width and 0 <= box.y <= height - box.height
+        columns.setdefault(box.x, []).append(box)
+    for column in columns.values():
+        for i, a in enumerate(column):
+            for b in column[i + 1 :]:
+                assert not _overlap((a.y, a.y + a.height), (b.y, b.y + b.height))
+    for route in routes:
+        source, target = by_id[route.source], by_id[route.target]
+        assert source.layer < target.layer
+        assert route.points[0] == (source.x + source.width, source.y + source.height / 2)
+        assert route.points[-1] == (target.x, target.y + target.height / 2)
+        inner = route.points[1:-1]
+        for (x1, y1), (x2, y2) in zip(inner[::2], inner[1::2], strict=True):
+            assert y1 == y2 and x2 - x1 == 200  # straight through one column
+            for box in boxes:
+                if box.x == x1:
+                    lane = (y1 - gaps.waypoint / 2, y1 + gaps.waypoint / 2)
+                    assert not _overlap(lane, (box.y, box.y + box.height)), (route, box)
+
+
+def test_lineage_lines_fit_and_say_the_repo() -> None:
+    tag = Tag(name="a-very-long-tag-name-for-moons-data-2026-12", repo_id="github.com/acme/moons-preprocessing-pipeline",
+              run_name="prep-2", workflow="prep", owner=Owner(), created_at=1.0, files=1)  # fmt: skip
+    graph = graph_of([tag], [_run("prep-2", tag.repo_id, "prep", [])], {})
+    node = graph.nodes[f"tag:{tag.repo_id}:{tag.name}"]
+    name, subtitle, repo = node.lines
+    assert subtitle == "tag · 1 file"
+    assert name.endswith("…") and len(name) * 8.6 <= 230 - 2 * 14
+    assert repo.startswith("…") and repo.endswith("preprocessing-pipeline")
+    assert tag.repo_id in node.title and tag.name in node.title
+    assert graph.repos == {tag.repo_id: node.color}
