@@ -12,6 +12,7 @@ run, watched runs — and its stop when a sibling node fails are ``runner.extras
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -39,6 +40,7 @@ from dstack.units import format_size
 
 FINAL_WRITE_DEADLINE = 600.0
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 class Agent:
@@ -277,7 +279,12 @@ class Agent:
         reason: str | None = None,
         exit_code: int | None = None,
     ) -> None:
-        sink.close(deadline=FINAL_WRITE_DEADLINE)
+        why = f": {reason}" if reason else ""
+        logger.info(
+            "job %s: ends %s, exit code %s%s", self.spec.job_id, status.value, exit_code, why
+        )
+        if not sink.close(deadline=FINAL_WRITE_DEADLINE):
+            logger.warning("job %s: the last of its output could not be saved", self.spec.job_id)
         ended = self.state.model_copy(
             update={
                 "status": status,
@@ -304,6 +311,8 @@ class Agent:
             final=status.is_finished,
         )
         self.state = moved.state
+        logger.info("job %s: %s%s", self.spec.job_id, status.value,
+                    "" if moved.applied else f" refused (the job is {moved.state.status.value})")  # fmt: skip
         return moved.applied
 
     def _write_until_taken(self, write: Callable[[], T], *, final: bool) -> T:

@@ -25,6 +25,7 @@ failure, ``s3_probe`` answers `dstack config`. Credentials come only from the AW
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -45,6 +46,7 @@ from dstack.storage.s3.probe import BucketStatus
 from dstack.store_config import S3StoreConfig
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 MiB = 1 << 20
 DEFAULT_RETRY_DEADLINE = 60.0
@@ -301,6 +303,7 @@ class S3Storage(Storage):
         except DstackError:
             raise
         except Exception as exc:
+            logger.debug("s3://%s/%s: %s", self.bucket, key or "", aws_errors.brief(exc))
             mapped = self._map_error(exc, key=key, if_absent=if_absent)
             if mapped is None:
                 raise
