@@ -9,10 +9,11 @@ import pytest
 
 from dstack import backoff, state
 from dstack.errors import StorageError
-from dstack.models import JobSpec, JobStatus, Owner, RepoSnapshot, RunRecord
+from dstack.models import JobSpec, JobStatus
 from dstack.runner.agent import Agent
 from dstack.runner.logs import LogSink
 from dstack.storage.local import LocalStorage
+from tests.records import one_job_run
 
 
 class FakeClock:
@@ -102,14 +103,7 @@ class FlakyStorage(LocalStorage):
 
 def _agent(tmp_path: Path) -> tuple[Agent, FlakyStorage, JobSpec]:
     storage = FlakyStorage(tmp_path / "store")
-    repo = RepoSnapshot(repo_id="github.com/acme/mnist", code_key="codes/x.tar.gz")
-    run = RunRecord(
-        run_name="calm-cat-1", repo_id=repo.repo_id, workflow="train", provider="bash",
-        submitted_at=1000.0, owner=Owner(user="ada"), job_count=1, repo=repo,
-    )  # fmt: skip
-    spec = JobSpec(run_name="calm-cat-1", job_index=0, workflow="train", provider="bash",
-                   repo=repo, submitted_at=1000.0)  # fmt: skip
-    state.create_run(storage, run, [spec])
+    spec = one_job_run(storage)
     agent = Agent(storage, spec, work_root=tmp_path / "work", cache_dir=tmp_path / "cache")
     return agent, storage, spec
 

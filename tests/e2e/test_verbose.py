@@ -12,20 +12,13 @@ import pytest
 
 from dstack import settings
 from tests.e2e.cli import Dstack
+from tests.e2e.test_local_runs import WORKFLOWS  # its `hello` workflow
 
 LOCAL_ONLY = pytest.mark.parametrize("store", ["local"], indirect=True)
 #: the usual format: timestamp, level, logger, message
 RECORD = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) dstack\.\S+: "
 )
-
-WORKFLOWS = """\
-workflows:
-  - name: hello
-    provider: bash
-    commands:
-      - echo "hello from $RUN_NAME"
-"""
 
 
 @pytest.fixture
