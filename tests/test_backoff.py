@@ -13,22 +13,8 @@ from dstack.models import JobSpec, JobStatus
 from dstack.runner.agent import Agent
 from dstack.runner.logs import LogSink
 from dstack.storage.local import LocalStorage
+from tests.fakeclock import FakeClock
 from tests.records import one_job_run
-
-
-class FakeClock:
-    """Stands for time.monotonic and time.sleep together: sleeping moves the clock."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.waits: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
 
 
 def failing(times: int, error: BaseException, result: str = "ok"):  # type: ignore[no-untyped-def]
