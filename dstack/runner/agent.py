@@ -311,8 +311,8 @@ class Agent:
             final=status.is_finished,
         )
         self.state = moved.state
-        logger.info("job %s: %s%s", self.spec.job_id, status.value,
-                    "" if moved.applied else f" refused (the job is {moved.state.status.value})")  # fmt: skip
+        refused = "" if moved.applied else f" refused (the job is {moved.state.status.value})"
+        logger.info("job %s: %s%s", self.spec.job_id, status.value, refused)
         return moved.applied
 
     def _write_until_taken(self, write: Callable[[], T], *, final: bool) -> T:
