@@ -61,6 +61,16 @@ def runner_log_dir() -> Path:
     return dstack_home() / "runners"
 
 
+def runner_output_path(repo_id: str, job_id: str) -> Path:
+    """The file a local runner's stdout and stderr go to."""
+    return runner_log_dir() / f"{repo_id.replace('/', '_')}.{job_id}.log"
+
+
+def runner_log_path(repo_id: str, job_id: str) -> Path:
+    """The runner's ``logging`` file, beside its output (``dstack.diagnostics``)."""
+    return runner_output_path(repo_id, job_id).with_suffix(".runner.log")
+
+
 def max_code_size() -> int:
     """The largest code snapshot a run may ship, in bytes (``DSTACK_MAX_CODE_SIZE``)."""
     raw = os.environ.get("DSTACK_MAX_CODE_SIZE")

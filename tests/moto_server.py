@@ -12,10 +12,13 @@ Fixtures (import them into a ``conftest.py``)::
 - ``aws_test_env`` (session): the hermetic AWS environment described above;
 - ``moto_server`` (session): one server for the whole run;
 - ``s3_bucket`` (function): a fresh, empty bucket name; emptied and deleted afterwards.
+
+``fresh_bucket`` is that bucket as a context manager, for fixtures that name theirs otherwise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import uuid
@@ -138,13 +141,27 @@ def moto_server(aws_test_env: None) -> Iterator[MotoServer]:
         server.stop()
 
 
-@pytest.fixture
-def s3_bucket(moto_server: MotoServer) -> Iterator[str]:
-    """A fresh empty bucket on the session's moto server."""
-    client = moto_server.client()
-    name = f"test-{uuid.uuid4().hex[:20]}"
+@contextlib.contextmanager
+def fresh_bucket(
+    server: MotoServer, prefix: str = "test", *, tolerate_cleanup_errors: bool = False
+) -> Iterator[str]:
+    """A new empty bucket named ``PREFIX-<random>`` on ``server``; emptied and deleted on exit
+    (a failure to do so is raised unless ``tolerate_cleanup_errors``)."""
+    client = server.client()
+    name = f"{prefix}-{uuid.uuid4().hex[:16]}"
     client.create_bucket(Bucket=name)
     try:
         yield name
     finally:
-        empty_and_delete_bucket(client, name)
+        try:
+            empty_and_delete_bucket(client, name)
+        except Exception:
+            if not tolerate_cleanup_errors:
+                raise
+
+
+@pytest.fixture
+def s3_bucket(moto_server: MotoServer) -> Iterator[str]:
+    """A fresh empty bucket on the session's moto server."""
+    with fresh_bucket(moto_server) as name:
+        yield name

@@ -1,7 +1,7 @@
 """The `dstack` command: the typer app, its commands, and the one error boundary.
 
 A ``DstackError`` anywhere below is printed as one line on stderr and exits non-zero; a
-traceback is shown only with ``--debug``. Command modules import their services lazily so that
+traceback is shown only with ``--debug``, diagnostics (``logging``) only with ``-v``. Command modules import their services lazily so that
 `dstack --help` stays fast, and only the command being run has its parameters built.
 """
 
@@ -51,11 +51,17 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors."),
+    verbose: bool = typer.Option(
+        False, "-v", "--verbose", help="Show diagnostics on stderr (also: DSTACK_LOG_LEVEL)."
+    ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Show the version."
     ),
 ) -> None:
     """dstack runs the workflows of your git repository and keeps their output and artifacts."""
+    from dstack import diagnostics
+
+    diagnostics.setup_cli(verbose)
 
 
 for module in (
@@ -99,7 +105,7 @@ def app_for(args: list[str]) -> typer.Typer:
     """The app with only the command that ``args`` names (``run`` for ``--debug run train``),
     so that only that command's parameters are built; the whole app when they name none, or
     when the root itself is asked for its help or version. What the user sees is the same."""
-    name = next((arg for arg in args if arg != "--debug"), None)
+    name = next((arg for arg in args if arg not in _ROOT_FLAGS), None)
     if name is None or name.startswith("-"):
         return app
     commands = [info for info in app.registered_commands if info.name == name]
@@ -109,6 +115,10 @@ def app_for(args: list[str]) -> typer.Typer:
     narrow = copy.copy(app)
     narrow.registered_commands, narrow.registered_groups = commands, groups
     return narrow
+
+
+#: the root's options that take no value (``dstack -v run``: the command is ``run``)
+_ROOT_FLAGS = ("--debug", "-v", "--verbose")
 
 
 def _fail(message: str, code: int) -> None:

@@ -6,26 +6,23 @@ import sys
 
 import typer
 
-secrets_app = typer.Typer(
+from dstack.cli.groups import listing_group
+
+
+def _list_default(as_json: bool) -> None:
+    """`dstack secrets` alone: the list."""
+    list_command(as_json=as_json)
+
+
+secrets_app = listing_group(
+    "secrets",
     help="Secrets: variables every job of this repository gets, shown as *** in its logs.",
-    invoke_without_command=True,
+    list_items=_list_default,
 )
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(secrets_app, name="secrets")
-
-
-@secrets_app.callback()
-def _default(
-    ctx: typer.Context,
-    as_json: bool = typer.Option(False, "--json", help="With no command: print the list as JSON."),
-) -> None:
-    """With no command: list the secrets."""
-    if ctx.invoked_subcommand is None:
-        list_command(as_json=as_json)
-    elif as_json:
-        raise typer.BadParameter("--json goes after the command: `dstack secrets list --json`")
 
 
 @secrets_app.command("list", help="List the names of this repository's secrets (not values).")

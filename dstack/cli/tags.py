@@ -7,27 +7,24 @@ from pathlib import Path
 
 import typer
 
-tags_app = typer.Typer(
+from dstack.cli.groups import listing_group
+
+
+def _list_default(as_json: bool) -> None:
+    """`dstack tags` alone: the list."""
+    list_command(as_json=as_json)
+
+
+tags_app = listing_group(
+    "tags",
     help="Tags: a finished run's artifacts, or local folders, under a name that workflows can "
     "depend on (`deps: - tag: NAME`).",
-    invoke_without_command=True,
+    list_items=_list_default,
 )
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(tags_app, name="tags")
-
-
-@tags_app.callback()
-def _default(
-    ctx: typer.Context,
-    as_json: bool = typer.Option(False, "--json", help="With no command: print the list as JSON."),
-) -> None:
-    """With no command: list the tags."""
-    if ctx.invoked_subcommand is None:
-        list_command(as_json=as_json)
-    elif as_json:
-        raise typer.BadParameter("--json goes after the command: `dstack tags list --json`")
 
 
 @tags_app.command("list", help="List the tags of this repository.")

@@ -7,6 +7,7 @@ only through the state store.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -21,6 +22,8 @@ from dstack.errors import ComputeError
 from dstack.models import JobSpec, JobState
 from dstack.storage.base import Storage
 from dstack.store_config import dump_store
+
+logger = logging.getLogger(__name__)
 
 
 class LocalCompute(Compute):
@@ -65,9 +68,10 @@ class LocalCompute(Compute):
         already imported everything the runner needs, which saves a Python start-up per run);
         the supervisor forks the runner, which runs exactly what ``python -m dstack.runner``
         runs, and outlives it to record a killed runner and start retry attempts."""
-        log_dir = settings.runner_log_dir()
-        log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = log_dir / f"{job.repo.repo_id.replace('/', '_')}.{job.job_id}.log"
+        log_path = settings.runner_output_path(job.repo.repo_id, job.job_id)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        logger.debug("job %s: starting its runner; output in %s, log in %s", job.job_id,
+                     log_path, settings.runner_log_path(job.repo.repo_id, job.job_id))  # fmt: skip
         if hasattr(os, "fork"):
             self._fork_runner(storage, job, log_path)
             return

@@ -1,7 +1,8 @@
 """``python -m dstack.runner``: run one job of a run against a state store.
 
 Started by a Compute: detached on this machine, or by an instance's user data on AWS. It
-reads everything it needs from the store; its own diagnostics go to stderr. With ``--cloud
+reads everything it needs from the store; what it prints goes to stderr, its ``logging`` to a
+file beside that (``settings.runner_log_path``, ``dstack.diagnostics``). With ``--cloud
 aws`` it also watches the machine (``dstack.runner.cloud``): spot interruption notices, the
 run's maximum duration, and a store it can no longer reach (then it exits with
 ``STORE_LOST_EXIT`` and the boot script powers the instance off).
@@ -10,12 +11,16 @@ run's maximum duration, and a store it can no longer reach (then it exits with
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from dstack.store_config import StoreConfig, parse_store
+
+logger = logging.getLogger(__name__)
 
 #: the runner gave up on a store it could not reach for the whole ``--store-timeout``
 STORE_LOST_EXIT = 75
@@ -64,13 +69,16 @@ def run_job(
 ) -> int:
     """Run one job to its end; 0 when it is done. Never raises: a runner that cannot run the
     job says why in the job's record."""
-    from dstack import settings, state
+    from dstack import diagnostics, settings, state
     from dstack.lifecycle import Writer, set_state
     from dstack.models import JobState, JobStatus
     from dstack.processes import keep_out_of_reach
     from dstack.runner.agent import Agent
     from dstack.storage import open_storage
 
+    diagnostics.setup_runner(settings.runner_log_path(repo_id, f"{run_name}-{job_index}"))
+    logger.info("runner %d: job %d of run %s (%s), store %s", os.getpid(), job_index,
+                run_name, repo_id, store.type)  # fmt: skip
     keep_out_of_reach()  # the job's processes cannot read the runner's secrets or open files
     storage = open_storage(store)
     spec = state.read_job_spec(storage, repo_id, run_name, job_index)
@@ -89,11 +97,13 @@ def run_job(
             watch.stop()
     except Exception as exc:
         print(f"dstack runner: {exc!r}", file=sys.stderr)
+        logger.exception("runner error")
         failed = JobState(
             status=JobStatus.FAILED, reason=f"runner error: {exc}", updated_at=time.time()
         )
         set_state(storage, spec, "unknown", Writer.RUNNER, failed)
         return 1
+    logger.info("runner %d: the job ended %s", os.getpid(), final.status.value)
     return 0 if final.status is JobStatus.DONE else 1
 
 
@@ -109,6 +119,7 @@ def _watch_machine(agent: Any, max_duration: float | None, store_timeout: float 
         agent.state = agent.state.model_copy(update={"instance_id": instance_id})
 
     def request(kind: str) -> None:
+        logger.info("the machine asks the job to stop: %s", kind)
         agent.machine_request = kind
 
     def store_lost() -> None:

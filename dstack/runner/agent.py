@@ -12,6 +12,7 @@ run, watched runs — and its stop when a sibling node fails are ``runner.extras
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from dstack import processes, state
+from dstack import backoff, processes, state
 from dstack.errors import DstackError, StorageError
 from dstack.lifecycle import ABORT_REASON, Writer, conclude, move, tag_on_success
 from dstack.models import JobSpec, JobState, JobStatus
@@ -39,6 +40,7 @@ from dstack.units import format_size
 
 FINAL_WRITE_DEADLINE = 600.0
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 class Agent:
@@ -81,6 +83,8 @@ class Agent:
         self.machine_request: str | None = None
         #: the job's code as placed, given back for the next job when it ends
         self._placed: CodeReport | None = None
+        #: how the runner waits between retries of the store (tests pass one that does not)
+        self.sleep: Callable[[float], None] = time.sleep
 
     def run(self) -> JobState:
         """Run the job's attempt to its end; its final state. A job that is already finished,
@@ -257,20 +261,15 @@ class Agent:
         return None
 
     def _final_sync(self, artifacts: ArtifactSync, sink: LogSink) -> None:
-        deadline = time.monotonic() + FINAL_WRITE_DEADLINE
-        delay = 0.5
-        while True:
-            try:
-                if artifacts.sync_once():
-                    artifacts.write_manifest()  # checksums, for whoever downloads them
-                    return
-            except StorageError:
-                pass
-            if time.monotonic() > deadline:
-                sink.line("[dstack] error: some artifacts could not be saved to the store")
-                return
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
+        def sync() -> None:
+            if not artifacts.sync_once():
+                raise StorageError("some artifacts are not in the store yet")
+            artifacts.write_manifest()  # checksums, for whoever downloads them
+
+        try:
+            self._retry(sync, deadline=FINAL_WRITE_DEADLINE, first_wait=0.5, what="final sync")
+        except StorageError:
+            sink.line("[dstack] error: some artifacts could not be saved to the store")
 
     def _finish(
         self,
@@ -280,7 +279,12 @@ class Agent:
         reason: str | None = None,
         exit_code: int | None = None,
     ) -> None:
-        sink.close(deadline=FINAL_WRITE_DEADLINE)
+        why = f": {reason}" if reason else ""
+        logger.info(
+            "job %s: ends %s, exit code %s%s", self.spec.job_id, status.value, exit_code, why
+        )
+        if not sink.close(deadline=FINAL_WRITE_DEADLINE):
+            logger.warning("job %s: the last of its output could not be saved", self.spec.job_id)
         ended = self.state.model_copy(
             update={
                 "status": status,
@@ -307,20 +311,20 @@ class Agent:
             final=status.is_finished,
         )
         self.state = moved.state
+        refused = "" if moved.applied else f" refused (the job is {moved.state.status.value})"
+        logger.info("job %s: %s%s", self.spec.job_id, status.value, refused)
         return moved.applied
 
     def _write_until_taken(self, write: Callable[[], T], *, final: bool) -> T:
         """Retry a state write while the store fails: a final one for up to 10 minutes."""
-        deadline = time.monotonic() + (FINAL_WRITE_DEADLINE if final else 30.0)
-        delay = 0.2
-        while True:
-            try:
-                return write()
-            except StorageError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        deadline = FINAL_WRITE_DEADLINE if final else 30.0
+        return self._retry(write, deadline=deadline, first_wait=0.2, what="state write")
+
+    def _retry(self, fn: Callable[[], T], *, deadline: float, first_wait: float, what: str) -> T:
+        return backoff.retry_until(
+            fn, retry_on=backoff.errors_of(StorageError), deadline=deadline,
+            first_wait=first_wait, max_wait=10.0, what=what, sleep=self.sleep,
+        )  # fmt: skip
 
     def _heartbeat(self) -> None:
         while True:

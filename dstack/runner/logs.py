@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
-from dstack import state
+from dstack import backoff, state
 from dstack.errors import StorageError
 from dstack.models import JobSpec
 from dstack.runner.masking import Masker
@@ -37,6 +38,8 @@ class LogSink:
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="log-flusher", daemon=True)
         self.failures = 0
+        #: how ``close`` waits between retries of the store (tests pass one that does not)
+        self.sleep: Callable[[float], None] = time.sleep
 
     def start(self) -> LogSink:
         self._thread.start()
@@ -92,13 +95,18 @@ class LogSink:
         self._thread.join()
         with self._lock:
             self._buffer += self._masker.flush()
-        give_up = time.monotonic() + deadline
-        delay = 0.2
-        while not self.flush():
-            if time.monotonic() > give_up:
-                return False
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+
+        def flushed() -> None:
+            if not self.flush():
+                raise StorageError("the job's last output is not in the store yet")
+
+        try:
+            backoff.retry_until(
+                flushed, retry_on=backoff.errors_of(StorageError), deadline=deadline,
+                first_wait=0.2, max_wait=5.0, what="last log upload", sleep=self.sleep,
+            )  # fmt: skip
+        except StorageError:
+            return False
         return True
 
     def _loop(self) -> None:

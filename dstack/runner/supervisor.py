@@ -10,20 +10,24 @@ starts the next attempt if the job went back to ``submitted``.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
 from typing import Any
 
-from dstack import processes, state
+from dstack import diagnostics, processes, settings, state
 from dstack.lifecycle import Writer, conclude, move
 from dstack.models import JobStatus
 from dstack.storage import open_storage
 from dstack.store_config import StoreConfig
 
+logger = logging.getLogger(__name__)
+
 
 def supervise(store: StoreConfig, repo_id: str, run_name: str, job_index: int) -> int:
     """Run attempts of one job until one is final; 0 when the job ended ``done``."""
+    diagnostics.setup_runner(settings.runner_log_path(repo_id, f"{run_name}-{job_index}"))
     storage = open_storage(store)
     spec = state.read_job_spec(storage, repo_id, run_name, job_index)
     owner = state.read_run(storage, repo_id, run_name).owner.display
@@ -34,7 +38,10 @@ def supervise(store: StoreConfig, repo_id: str, run_name: str, job_index: int) -
     ).state  # fmt: skip
     while True:
         attempt = current.attempt
+        logger.info("supervisor %d: attempt %d of job %d starts", os.getpid(), attempt, job_index)
         wait_status = _run_attempt(store, repo_id, run_name, job_index)
+        logger.info("supervisor %d: attempt %d's runner ended (wait status %d)",
+                    os.getpid(), attempt, wait_status)  # fmt: skip
         current = state.read_latest_job_state(storage, spec)
         if current.status.is_active and current.attempt == attempt:
             lost = _runner_lost(current, wait_status)

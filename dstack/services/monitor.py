@@ -9,6 +9,7 @@ What follows (the end, or another attempt) is decided by ``dstack.lifecycle.conc
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from dstack import state
 from dstack.compute.base import Compute
@@ -21,6 +22,9 @@ from dstack.storage.base import Storage
 #: lost (see ``_beats_again``), and how often it looks meanwhile
 HEARTBEAT_GRACE = 8.0
 HEARTBEAT_GRACE_POLL = 0.5
+#: how the grace is waited and timed (tests pass a fake clock)
+sleep: Callable[[float], None] = time.sleep
+monotonic: Callable[[], float] = time.monotonic
 
 
 def refresh(
@@ -85,9 +89,9 @@ def _beats_again(storage: Storage, spec: JobSpec, beat: float) -> bool:
     waits up to 5 s between attempts) plus one heartbeat interval later. A reader on the
     runner's own machine asks the process instead and never waits here.
     """
-    deadline = time.monotonic() + HEARTBEAT_GRACE
-    while time.monotonic() < deadline:
-        time.sleep(min(HEARTBEAT_GRACE_POLL, max(0.0, deadline - time.monotonic())))
+    deadline = monotonic() + HEARTBEAT_GRACE
+    while monotonic() < deadline:
+        sleep(min(HEARTBEAT_GRACE_POLL, max(0.0, deadline - monotonic())))
         latest = state.last_heartbeat(storage, spec)
         if latest is not None and latest > beat:
             return True

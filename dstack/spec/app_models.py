@@ -19,7 +19,6 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
 from dstack.spec.fields import (
-    Args,
     FilePath,
     Name,
     PortCount,
@@ -28,7 +27,7 @@ from dstack.spec.fields import (
     RelativePath,
     scalar_text,
 )
-from dstack.spec.models import FILE_ALIASES, REQUIREMENTS_HELP, VERSION_ALIASES, WorkflowBase
+from dstack.spec.models import REQUIREMENTS_HELP, ScriptWorkflowBase, WorkflowBase
 
 _PACKAGE_VERSION = re.compile(r"^\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?$")
 _MORE_PORTS = "More ports: PORT_1, … (PORT_0 is the server's)"
@@ -105,30 +104,16 @@ class TensorboardWorkflow(WorkflowBase):
     ports: PortCount | None = Field(default=None, description=_MORE_PORTS)
 
 
-class TorchrunWorkflow(WorkflowBase):
+class TorchrunWorkflow(ScriptWorkflowBase):
     """A PyTorch script on `nodes` nodes: one job per node, started together, rank 0 the master."""
 
     provider: Literal["torchrun"] = Field(description="`torchrun`")
-    file: FilePath = Field(
-        validation_alias=FILE_ALIASES, description="The .py file, in working_dir"
-    )
-    args: Args = Field(default_factory=list, description="Arguments: a string or a list")
-    python: PythonVersion | None = Field(
-        default=None, validation_alias=VERSION_ALIASES, description="Python version, e.g. 3.10"
-    )
-    requirements: FilePath | None = Field(default=None, description=REQUIREMENTS_HELP)
     nodes: PositiveCount = Field(default=1, description="Number of nodes (jobs), 1 or more")
     launcher: Literal["torchrun", "python"] = Field(
         default="torchrun",
         description="`torchrun` (default), or `python`: one process per node, with the "
         "rendezvous variables set (for code that initialises torch.distributed itself)",
     )
-
-    @model_validator(mode="after")
-    def _inside_repo(self) -> TorchrunWorkflow:
-        self._check_inside_repo("file", self.file)
-        self._check_inside_repo("requirements", self.requirements)
-        return self
 
 
 BUILTIN_SOURCE = "(built in)"

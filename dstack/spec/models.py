@@ -298,10 +298,9 @@ class BashWorkflow(WorkflowBase):
         return self
 
 
-class PythonWorkflow(WorkflowBase):
-    """Runs `python FILE ARGS…` in a virtualenv with the requested Python."""
+class ScriptWorkflowBase(WorkflowBase):
+    """What the providers that run a Python file accept (``python``, ``torchrun``)."""
 
-    provider: Literal["python"] = Field(description="`python`")
     file: FilePath = Field(
         validation_alias=FILE_ALIASES, description="The .py file, in working_dir"
     )
@@ -312,10 +311,16 @@ class PythonWorkflow(WorkflowBase):
     requirements: FilePath | None = Field(default=None, description=REQUIREMENTS_HELP)
 
     @model_validator(mode="after")
-    def _inside_repo(self) -> PythonWorkflow:
+    def _inside_repo(self) -> ScriptWorkflowBase:
         self._check_inside_repo("file", self.file)
         self._check_inside_repo("requirements", self.requirements)
         return self
+
+
+class PythonWorkflow(ScriptWorkflowBase):
+    """Runs `python FILE ARGS…` in a virtualenv with the requested Python."""
+
+    provider: Literal["python"] = Field(description="`python`")
 
 
 class DockerWorkflow(WorkflowBase):

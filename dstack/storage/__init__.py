@@ -10,7 +10,10 @@ Nothing here imports boto3 or botocore at import time.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from dstack.storage.base import Storage
@@ -25,9 +28,12 @@ def open_storage(config: StoreConfig) -> Storage:
     if isinstance(config, LocalStoreConfig):
         from dstack.storage.local import LocalStorage
 
+        logger.debug("store: the folder %s", config.root)
         return LocalStorage(config.root)
     from dstack.storage.s3.storage import S3Storage
 
+    logger.debug("store: s3://%s/%s (region %s, profile %s, endpoint %s)", config.bucket,
+                 config.prefix, config.region, config.profile, config.endpoint_url)  # fmt: skip
     return S3Storage(
         config.bucket,
         region=config.region,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from dstack.store_config import S3StoreConfig
 from tests.moto_server import (  # noqa: F401
     MotoServer,
     aws_test_env,
-    empty_and_delete_bucket,
+    fresh_bucket,
     moto_server,
 )
 
@@ -86,16 +85,8 @@ def moto(engine_env: dict[str, str], moto_server: MotoServer) -> MotoServer:  # 
 
 @pytest.fixture
 def bucket(moto: MotoServer) -> Iterator[str]:
-    client = moto.client()
-    name = f"dstack-engine-{uuid.uuid4().hex[:12]}"
-    client.create_bucket(Bucket=name)
-    try:
+    with fresh_bucket(moto, "dstack-engine", tolerate_cleanup_errors=True) as name:
         yield name
-    finally:
-        try:
-            empty_and_delete_bucket(client, name)
-        except Exception:
-            pass
 
 
 @pytest.fixture

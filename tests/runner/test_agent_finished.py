@@ -6,23 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from dstack import state
-from dstack.models import JobSpec, JobState, JobStatus, Owner, RepoSnapshot, RunRecord
+from dstack.models import JobState, JobStatus
 from dstack.runner.agent import Agent
 from dstack.storage.local import LocalStorage
-from tests.records import put_job_state
-
-REPO = RepoSnapshot(repo_id="github.com/acme/mnist", code_key="codes/x.tar.gz")
+from tests.records import REPO, one_job_run, put_job_state
 
 
 def test_a_finished_job_is_refused(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path / "store")
-    run = RunRecord(
-        run_name="calm-cat-1", repo_id=REPO.repo_id, workflow="train", provider="bash",
-        submitted_at=1000.0, owner=Owner(user="ada"), job_count=1, repo=REPO,
-    )  # fmt: skip
-    spec = JobSpec(run_name="calm-cat-1", job_index=0, workflow="train", provider="bash",
-                   repo=REPO, submitted_at=1000.0)  # fmt: skip
-    state.create_run(storage, run, [spec])
+    spec = one_job_run(storage)
     failed = JobState(status=JobStatus.FAILED, reason="provisioning interrupted", updated_at=5.0)
     put_job_state(storage, spec, "ada", failed)
 

@@ -112,13 +112,27 @@ def test_the_next_job_sees_exactly_its_tree_whatever_the_last_one_did(
         assert "copy" in second.phases
 
 
+# The runner kills the job's process group; these left it (their own session). Each says
+# when it holds the folder (READY), waits to be told (GO), writes, and says so (DONE).
+_SIGNALS = "READY GO DONE"
 LEFT_RUNNING = {
-    # the runner kills the job's process group; these left it (their own session)
-    "working in the folder": (["sh", "-c", "sleep 1; echo late >> train.py; sleep 30"], "."),
+    "working in the folder": (
+        ["sh", "-c", 'touch "$1"; while [ ! -e "$2" ]; do sleep 0.01; done; '
+         'echo late >> train.py; touch "$3"; sleep 30', "sh"], "."),
     "holding a file open": (
-        [sys.executable, "-c", "import sys, time; f = open(sys.argv[1], 'a'); time.sleep(1); "
-         "f.write('late'); f.flush(); time.sleep(30)", "lib/a.py"], ".."),
+        [sys.executable, "-c", "import os, sys, time; f = open(sys.argv[1], 'a'); "
+         "open(sys.argv[2], 'w').close()\n"
+         "while not os.path.exists(sys.argv[3]): time.sleep(0.01)\n"
+         "f.write('late'); f.flush(); open(sys.argv[4], 'w').close(); time.sleep(30)",
+         "lib/a.py"], ".."),
 }  # fmt: skip
+
+
+def _wait_for_file(path: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"timed out waiting for {path.name}"
+        time.sleep(0.01)
 
 
 @pytest.mark.parametrize("how", list(LEFT_RUNNING))
@@ -130,16 +144,20 @@ def test_a_folder_a_process_still_uses_is_never_used_again(tmp_path: Path, how: 
     argv, cwd = LEFT_RUNNING[how]
     if cwd == "..":
         argv = [*argv[:-1], str(folder / argv[-1])]
-    process = subprocess.Popen(argv, cwd=folder / cwd, start_new_session=True)
+    ready, go, done = (tmp_path / name for name in _SIGNALS.split())
+    process = subprocess.Popen(
+        [*argv, str(ready), str(go), str(done)], cwd=folder / cwd, start_new_session=True
+    )
     try:
-        time.sleep(0.3)  # started: its working folder or its open file is there
+        _wait_for_file(ready)  # its working folder or its open file is there
         if recycle.in_use(folder) is None:
             pytest.skip("no /proc on this system: job folders are never used again here")
         assert not give_back(report, folder)
         shutil.rmtree(folder.parent)  # what the runner does with a folder not kept
         again = tmp_path / "w2" / "repo"
         assert "copy" in place_code(m.storage, spec, again, m.cache).phases
-        time.sleep(1.2)  # the process has written into its (removed) folder by now
+        go.touch()
+        _wait_for_file(done)  # the process has written into its (removed) folder
         assert listing(again) == tree_of(m.root)
     finally:
         process.kill()

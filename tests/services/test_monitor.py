@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from dstack.models import JobSpec, JobState, JobStatus, Owner, RepoSnapshot, Run
 from dstack.services import monitor
 from dstack.storage.base import Storage
 from dstack.storage.local import LocalStorage
+from tests.fakeclock import FakeClock
 from tests.records import put_job_state
 
 
@@ -56,26 +56,31 @@ def write_beat(storage: Storage, spec: JobSpec, at: float) -> None:
     storage.put(key, json.dumps({"t": at}).encode())
 
 
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    clock = FakeClock()
+    monkeypatch.setattr(monitor, "sleep", clock.sleep)
+    monkeypatch.setattr(monitor, "monotonic", clock)
+    return clock
+
+
 def test_a_runner_that_beats_again_after_an_outage_is_not_declared_lost(
-    running: tuple[Storage, JobSpec, JobState], monkeypatch: pytest.MonkeyPatch
+    running: tuple[Storage, JobSpec, JobState], monkeypatch: pytest.MonkeyPatch, clock: FakeClock
 ) -> None:
     storage, spec, job = running
     monkeypatch.setattr(monitor, "HEARTBEAT_GRACE", 5.0)
     monkeypatch.setattr(monitor, "HEARTBEAT_GRACE_POLL", 0.05)
-    beat = threading.Timer(0.3, lambda: write_beat(storage, spec, time.time()))
-    beat.start()
-    start = time.monotonic()
+    clock.at(0.3, lambda: write_beat(storage, spec, time.time()))
     after = monitor.refresh(storage, Elsewhere(), spec, job, "Ada")
-    beat.join()
     assert after.status is JobStatus.RUNNING
-    assert time.monotonic() - start < 2.0  # it stopped waiting at the fresh beat
+    assert clock.now == pytest.approx(0.3)  # it stopped waiting at the fresh beat
     assert state.read_job_state(storage, spec.repo.repo_id, spec.run_name, 0).status is (
         JobStatus.RUNNING
     )
 
 
 def test_a_runner_that_stays_silent_is_declared_lost(
-    running: tuple[Storage, JobSpec, JobState], monkeypatch: pytest.MonkeyPatch
+    running: tuple[Storage, JobSpec, JobState], monkeypatch: pytest.MonkeyPatch, clock: FakeClock
 ) -> None:
     storage, spec, job = running
     monkeypatch.setattr(monitor, "HEARTBEAT_GRACE", 0.3)
@@ -83,14 +88,14 @@ def test_a_runner_that_stays_silent_is_declared_lost(
     after = monitor.refresh(storage, Elsewhere(), spec, job, "Ada")
     assert after.status is JobStatus.INTERRUPTED
     assert after.reason is not None and "no heartbeat from the runner" in after.reason
+    assert clock.now == pytest.approx(0.3)  # the whole grace
 
 
 def test_a_fresh_heartbeat_costs_no_wait(
-    running: tuple[Storage, JobSpec, JobState], monkeypatch: pytest.MonkeyPatch
+    running: tuple[Storage, JobSpec, JobState], monkeypatch: pytest.MonkeyPatch, clock: FakeClock
 ) -> None:
     storage, spec, job = running
     monkeypatch.setattr(monitor, "HEARTBEAT_GRACE", 30.0)
     write_beat(storage, spec, time.time())
-    start = time.monotonic()
     assert monitor.refresh(storage, Elsewhere(), spec, job, "Ada").status is JobStatus.RUNNING
-    assert time.monotonic() - start < 1.0
+    assert clock.waits == []

@@ -10,7 +10,8 @@
 - ``driver``: the Pulumi Automation API (preview → up → destroy) and the engine check;
 - ``ec2``: the few boto3 EC2 calls (instance liveness, terminate, tagged-resource search);
 - ``prune``: finding and destroying stacks and resources whose runs are finished or gone;
-- ``bootstrap``: creating or adopting the bootstrap stack for ``dstack config``.
+- ``bootstrap``: creating or adopting the bootstrap stack for ``dstack config``;
+- ``handrun``: a stack's arguments from Pulumi config, for ``stacks/`` previewed by hand.
 
 Nothing here imports boto3 or pulumi at module import time.
 """

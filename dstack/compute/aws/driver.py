@@ -8,6 +8,7 @@ sequences and why: docs/design/cloud-runs.md.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +28,8 @@ from dstack.compute.aws.engine import brief as _brief
 from dstack.compute.aws.engine import is_locked as _locked
 from dstack.compute.aws.engine import lock_message as _lock_message
 from dstack.errors import ComputeError
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "ENGINE_MISSING",
@@ -145,9 +148,11 @@ class StackDriver:
         self, stack: StackLike, record: Recorder, *, refresh: bool, ephemeral: bool
     ) -> dict[str, Any]:
         name = stack.name
+        logger.info("stack %s: preview (refresh=%s)", name, refresh)
         try:
             preview = stack.preview(on_output=self._echo, diff=True, refresh=refresh or None)
         except BaseException as exc:
+            logger.debug("stack %s: preview failed", name, exc_info=True)
             record("plan", {"ok": False, "error": _brief(exc)})
             if _locked(exc):
                 raise ComputeError(_lock_message(name)) from exc
@@ -160,9 +165,11 @@ class StackDriver:
             "plan",
             {"ok": True, "summary": _summary(preview.change_summary), "diff": preview.stdout},
         )
+        logger.info("stack %s: up", name)
         try:
             result = stack.up(on_output=self._echo, refresh=refresh or None)
         except BaseException as exc:
+            logger.debug("stack %s: up failed", name, exc_info=True)
             record("up", {"ok": False, "error": _brief(exc)})
             if _locked(exc):  # another update holds the stack: this one changed nothing
                 raise ComputeError(_lock_message(name)) from exc
@@ -192,6 +199,7 @@ class StackDriver:
                 ) from None
             raise ComputeError(f"creating stack {name} failed: {_brief(exc)}; {left}") from exc
         outputs = {key: getattr(value, "value", value) for key, value in result.outputs.items()}
+        logger.info("stack %s: up done, outputs %s", name, sorted(outputs))
         record(
             "up",
             {
@@ -217,12 +225,15 @@ class StackDriver:
         """Destroy, retrying once after a refresh; then remove the stack. Pending creates are
         kept (the caller's sweep by tags finds what they launched). A Ctrl+C is recorded and
         goes on (`dstack prune` finishes the clean-up)."""
+        logger.info("stack %s: destroy", stack.name)
         try:
             try:
                 result = stack.destroy(on_output=self._echo)
             except KeyboardInterrupt:
                 raise
             except Exception:
+                logger.debug("stack %s: destroy failed; refresh, then again", stack.name,
+                             exc_info=True)  # fmt: skip
                 stack.refresh(on_output=self._echo)
                 result = stack.destroy(on_output=self._echo)
             self._remover(stack)
@@ -230,6 +241,7 @@ class StackDriver:
             record("destroy", {"ok": False, "error": "interrupted; run `dstack prune`"})
             raise
         except Exception as exc:
+            logger.debug("stack %s: destroy failed", stack.name, exc_info=True)
             record("destroy", {"ok": False, "error": f"{_brief(exc)}; run `dstack prune`"})
             return False
         record(
@@ -245,10 +257,11 @@ class StackDriver:
     def _remove_quietly(self, stack: StackLike) -> None:
         try:
             self._remover(stack)
-        except Exception:
-            pass  # an empty stack left behind costs nothing; `dstack prune` removes it
+        except Exception:  # an empty stack left behind costs nothing; `dstack prune` removes it
+            logger.debug("stack %s: not removed", stack.name, exc_info=True)
 
     def _echo(self, line: str) -> None:
+        logger.debug("engine: %s", line.rstrip())
         if self.on_output is not None:
             self.on_output(line.rstrip("\n"))
 

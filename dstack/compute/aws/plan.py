@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SECRET = "[secret]"
-_SIG_KEY = "4dabf18193072939515e22adb298388d"  # pulumi.runtime.rpc._special_sig_key
-_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"  # pulumi.runtime.rpc._special_secret_sig
 _ACCOUNT = "<account>"
 
 
@@ -77,8 +75,10 @@ def render(program: Callable[[], Any], *, project: str, stack: str) -> Rendering
 def redact(value: Any) -> Any:
     """``value`` with every Pulumi secret replaced by ``[secret]`` (and whole numbers, which
     the engine's wire format carries as doubles, as integers again)."""
+    from pulumi.runtime.rpc import is_rpc_secret  # the SDK's own test of its wire format
+
     if isinstance(value, dict):
-        if value.get(_SIG_KEY) == _SECRET_SIG:
+        if is_rpc_secret(value):
             return SECRET
         return {key: redact(item) for key, item in value.items()}
     if isinstance(value, list):

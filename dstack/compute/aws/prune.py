@@ -24,8 +24,12 @@ from dstack.store_config import S3StoreConfig
 from stacks import tags as tagging
 
 
-def prune(storage: Storage, compute: Any, *, dry_run: bool = False) -> PruneReport:
-    """Destroy what runs that are finished or gone left behind; ``compute`` is an AwsCompute."""
+def prune(
+    storage: Storage, compute: Any, *, dry_run: bool = False, now: float | None = None
+) -> PruneReport:
+    """Destroy what runs that are finished or gone left behind; ``compute`` is an AwsCompute.
+    ``now`` (the epoch time instances' lifetimes are checked against) is the clock's unless
+    given."""
     store = storage.config()
     if not isinstance(store, S3StoreConfig):
         raise ComputeError(
@@ -39,7 +43,7 @@ def prune(storage: Storage, compute: Any, *, dry_run: bool = False) -> PruneRepo
     remaining = _prune_stacks(storage, compute, store, stacks, verdicts, report)
     for region in regions:
         ec2 = compute.ec2() if region == regions[0] else _ec2_in(compute, region)
-        _prune_instances(ec2, store, verdicts, report)
+        _prune_instances(ec2, store, verdicts, report, time.time() if now is None else now)
         _prune_groups(ec2, store, verdicts, remaining, report)
     from dstack.compute.aws.prune_iam import prune_roles
 
@@ -103,7 +107,7 @@ def _prune_stacks(
 
 
 def _prune_instances(
-    ec2: Any, store: S3StoreConfig, verdicts: _Verdicts, report: PruneReport
+    ec2: Any, store: S3StoreConfig, verdicts: _Verdicts, report: PruneReport, now: float
 ) -> None:
     try:
         instances = ec2.tagged_instances(store.bucket, store.prefix)
@@ -111,7 +115,6 @@ def _prune_instances(
         report.errors.append(f"instances not checked: {exc}")
         return
     stale = []
-    now = time.time()
     for instance in instances:
         if not instance.run_name or not instance.repo_id:
             report.kept.append((f"instance {instance.instance_id}", "it names no run"))

@@ -17,14 +17,7 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_delay,
-    wait_random_exponential,
-)
-
+from dstack import backoff
 from dstack.errors import ConfigError
 
 T = TypeVar("T")
@@ -139,19 +132,10 @@ def call_with_deadline(fn: Callable[[], T], deadline: float) -> T:
     Final errors are raised at once. The last attempt starts at the deadline at the latest, so
     the whole call takes about ``deadline`` plus one attempt (bounded by the client's timeouts).
     """
-    backoff = wait_random_exponential(multiplier=BACKOFF_BASE, max=BACKOFF_MAX)
-
-    def wait(state: RetryCallState) -> float:
-        remaining = deadline - (state.seconds_since_start or 0.0)
-        return max(0.0, min(backoff(state), remaining))
-
-    retrying = Retrying(
-        retry=retry_if_exception(is_transient),
-        wait=wait,
-        stop=stop_after_delay(deadline),
-        reraise=True,
-    )
-    return retrying(fn)
+    return backoff.retry_until(
+        fn, retry_on=is_transient, deadline=deadline, first_wait=BACKOFF_BASE,
+        max_wait=BACKOFF_MAX, jitter=True, what="AWS request",
+    )  # fmt: skip
 
 
 def deadline_setting(value: float | None, env: str, default: float) -> float:

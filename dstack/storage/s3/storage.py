@@ -9,6 +9,7 @@ The details: docs/design/s3-store.md.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -29,6 +30,7 @@ from dstack.storage.s3.probe import BucketStatus
 from dstack.store_config import S3StoreConfig
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 MiB = 1 << 20
 DEFAULT_RETRY_DEADLINE = 60.0
@@ -285,6 +287,7 @@ class S3Storage(Storage):
         except DstackError:
             raise
         except Exception as exc:
+            logger.debug("s3://%s/%s: %s", self.bucket, key or "", aws_errors.brief(exc))
             mapped = self._map_error(exc, key=key, if_absent=if_absent)
             if mapped is None:
                 raise

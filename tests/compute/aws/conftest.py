@@ -3,19 +3,12 @@ and the double that stands in for the Pulumi Automation API."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from tests.compute.aws.doubles import FakeAutomation
-from tests.moto_server import (  # noqa: F401
-    MotoServer,
-    aws_test_env,
-    empty_and_delete_bucket,
-    moto_server,
-    s3_bucket,
-)
+from tests.moto_server import aws_test_env, fresh_bucket, moto_server, s3_bucket  # noqa: F401
 
 
 @pytest.fixture
@@ -26,14 +19,8 @@ def automation() -> FakeAutomation:
 @pytest.fixture
 def bucket(request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh bucket on the session's moto server, named like a dstack state bucket."""
-    moto: MotoServer = request.getfixturevalue("moto_server")
-    client = moto.client()
-    name = f"dstack-{uuid.uuid4().hex[:16]}"
-    client.create_bucket(Bucket=name)
-    try:
+    with fresh_bucket(request.getfixturevalue("moto_server"), "dstack") as name:
         yield name
-    finally:
-        empty_and_delete_bucket(client, name)
 
 
 @pytest.fixture(autouse=True)

@@ -97,6 +97,22 @@ def test_secrets_are_redacted_in_a_rendering() -> None:
     assert redact({"a": [1.0, 2.5]}) == {"a": [1, 2.5]}
 
 
+def test_redaction_follows_the_sdks_wire_format(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The secret marker is the SDK's to change: a rendering still hides the secret when the
+    SDK marks secrets otherwise (dstack keeps no copy of the marker)."""
+    import pulumi
+    import pulumi_aws as aws
+    from pulumi.runtime import rpc
+
+    monkeypatch.setattr(rpc, "_special_secret_sig", "0" * 32)
+
+    def program() -> None:
+        aws.ssm.Parameter("token", type="SecureString", value=pulumi.Output.secret("hunter2"))
+
+    (resource,) = render(program, project="dstack", stack="t").cloud_resources
+    assert resource.inputs["value"] == SECRET
+
+
 @pytest.mark.parametrize("variable", ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"])
 def test_plan_needs_no_credentials(
     repo_factory: Any, monkeypatch: pytest.MonkeyPatch, variable: str

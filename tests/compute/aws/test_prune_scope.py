@@ -132,9 +132,9 @@ def test_an_instance_past_its_lifetime_goes_whatever_its_run_says(
     repo = repo_factory({".dstack/workflows.yaml": WORKFLOWS})
     run = a.submit(repo, JobStatus.RUNNING)
     young = a.instance(run, **{tagging.LIFETIME: str(3600)})
-    old = a.instance(run, **{tagging.LIFETIME: "1"})
-    time.sleep(1.5)
-    report = prune(a.storage, a.compute)
+    old = a.instance(run, **{tagging.LIFETIME: "60"})
+    assert not [x for x in prune(a.storage, a.compute).actions if x.kind == "instance"]
+    report = prune(a.storage, a.compute, now=time.time() + 120)  # two minutes on
     (action,) = [x for x in report.actions if x.kind == "instance"]
     assert action.target == old and "outlived its lifetime" in action.why and action.done
     assert a.state_of(young) == "running"

@@ -1,4 +1,6 @@
-"""Reading a stack's arguments from ``pulumi.Config("dstack")``, for programs run by hand.
+"""A stack's arguments read from ``pulumi.Config("dstack")``, for the programs of ``stacks/``
+previewed by hand (``Pulumi.yaml``'s entry point, ``stacks/__main__.py``, calls these): the
+same user data and store scope dstack renders for a real run, so the preview shows them.
 
 Keys (see ``stacks/Pulumi.example.yaml`` for a run and ``Pulumi.bootstrap-example.yaml``)::
 
@@ -23,13 +25,19 @@ The region is Pulumi's own ``aws:region``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pulumi
-
+from dstack import __version__, state
+from dstack.compute.aws.scope import scope_for
+from dstack.compute.aws.userdata import Boot, render_user_data
+from dstack.store_config import S3StoreConfig
 from stacks import defaults
-from stacks.bootstrap import BootstrapArgs
-from stacks.run import InstanceArgs, RunStackArgs
+
+if TYPE_CHECKING:
+    import pulumi
+
+    from stacks.bootstrap import BootstrapArgs
+    from stacks.run import RunStackArgs
 
 
 def stack_kind(config: pulumi.Config) -> str:
@@ -40,6 +48,8 @@ def stack_kind(config: pulumi.Config) -> str:
 
 
 def bootstrap_args(config: pulumi.Config) -> BootstrapArgs:
+    from stacks.bootstrap import BootstrapArgs
+
     return BootstrapArgs(
         bucket_name=config.require("bucket"),
         adopt_bucket=config.get_bool("adoptBucket") or False,
@@ -53,10 +63,9 @@ def bootstrap_args(config: pulumi.Config) -> BootstrapArgs:
 
 def run_args(config: pulumi.Config) -> RunStackArgs:
     """The run stack of one job, with the user data dstack would render for it."""
-    from dstack import __version__, state
-    from dstack.compute.aws.scope import scope_for
-    from dstack.compute.aws.userdata import Boot, render_user_data
-    from dstack.store_config import S3StoreConfig
+    import pulumi
+
+    from stacks.run import InstanceArgs, RunStackArgs
 
     bucket = config.require("bucket")
     prefix = config.get("storePrefix") or ""
