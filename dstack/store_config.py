@@ -113,6 +113,13 @@ class LocalComputeConfig(_Strict):
     type: Literal["local"] = "local"
 
 
+class BudgetConfig(_Strict):
+    """USD a run may cost at most in the worst case, per run and per user and calendar month."""
+
+    per_run: float | None = Field(default=None, gt=0)
+    per_user_month: float | None = Field(default=None, gt=0)
+
+
 class AwsComputeConfig(_Strict):
     """Provisioning settings for runs on AWS (the file's ``compute`` section with ``type: aws``)."""
 
@@ -143,6 +150,8 @@ class AwsComputeConfig(_Strict):
     #: how Pulumi encrypts secrets in stack state; our stacks hold none (see README)
     secrets_provider: str = "passphrase"
     tags: dict[str, str] = Field(default_factory=dict)
+    #: refuse a run whose worst case (price × nodes × max_duration) exceeds what is left
+    budget: BudgetConfig | None = None
     bootstrap: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("tags")
