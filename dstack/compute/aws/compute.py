@@ -28,7 +28,7 @@ from dstack import state
 from dstack.compute.aws import plan as offline_plan
 from dstack.compute.aws import preflight
 from dstack.compute.aws.catalog import Catalog, InstanceType, Request
-from dstack.compute.aws.choice import JobChoice
+from dstack.compute.aws.choice import JobChoice, check_budget
 from dstack.compute.aws.config import PROJECT, AwsComputeConfig, state_backend_url
 from dstack.compute.aws.driver import (
     ProvisioningInterrupted,
@@ -87,8 +87,8 @@ class AwsCompute(Compute):
         local = [job for job in jobs if job.resources.local]
         if local:
             self.local.check(local)
-        for job in cloud:
-            self.choice_for(job)
+        choices = [self.choice_for(job) for job in cloud]
+        check_budget(self.config, choices, spent_this_month=None)  # per run; the month: quote
         if cloud and self._driver_factory is None:
             require_engine()
 

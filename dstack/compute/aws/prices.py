@@ -51,9 +51,11 @@ class PriceBook:
     fetched_at: float = 0.0
     #: why the catalog's prices are used (empty when live)
     reason: str = ""
+    #: the types asked about (a type the Pricing API does not price has no on-demand entry)
+    asked: list[str] = field(default_factory=list)
 
     def covers(self, names: Iterable[str]) -> bool:
-        return all(name in self.on_demand for name in names)
+        return set(names) <= set(self.asked)
 
 
 def price_book(
@@ -77,10 +79,12 @@ def price_book(
     except Exception as exc:  # no credentials, denied, unreachable: the catalog answers
         return catalog_book(region, names, catalog, _why(exc))
     live.fetched_at = now
+    live.asked = sorted(names)
     if cached is not None:  # keep what an earlier plan fetched for other types
         live.on_demand = {**cached.on_demand, **live.on_demand}
         live.spot = {**cached.spot, **live.spot}
         live.zones = {**cached.zones, **live.zones}
+        live.asked = sorted({*cached.asked, *names})
         live.fetched_at = min(now, cached.fetched_at)
     _write_cache(live)
     return live
