@@ -99,12 +99,16 @@ def plan_run(
 def _price_notes(choices: list[JobChoice]) -> list[str]:
     notes = []
     for reason in sorted({c.book.reason for c in choices if c.book.source == CATALOG}):
-        notes.append(
-            f"prices are the catalog's list prices ({reason}); a spot offer is priced at the "
-            "on-demand price, the most it can cost"
-        )
+        spot = any(o.market == "spot" for c in choices for o in c.offers)
+        also = "; a spot offer is priced at the on-demand price, the most it can cost"
+        notes.append(f"prices are the catalog's list prices ({reason}){also if spot else ''}")
     if any(c.offer.availability_zone is None for c in choices):
         notes.append("the zone is the configured subnet's (or the default VPC's choice)")
+    else:
+        notes.append(
+            "the instance starts in the configured subnet's zone (or the default VPC's "
+            "choice); an offer's zone is where its price applies"
+        )
     return notes
 
 
