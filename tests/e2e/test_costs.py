@@ -104,6 +104,8 @@ def test_max_price_refuses_at_submit_in_one_line(dstack_home: Path, repo: Path) 
 def test_per_run_budget_refuses_with_the_arithmetic(dstack_home: Path, repo: Path) -> None:
     write_config(dstack_home, {**AWS, "compute": {"type": "aws", "budget": {"per_run": 100}}})
     cli = Dstack(dstack_home, no_aws_env(dstack_home))
+    plan = cli("run", "--plan", "v100", "--max-duration", "40h", cwd=repo)
+    assert plan.code == 0 and "submit refuses this run: this run may cost up to" in plan.out
     allowed = cli("run", "t4", cwd=repo)  # $0.526/h × 72h = $37.87: within the budget
     assert allowed.code == 1 and "Pulumi engine is not installed" in allowed.err
     over = cli("run", "v100", "--max-duration", "40h", cwd=repo)

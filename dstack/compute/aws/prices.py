@@ -102,6 +102,8 @@ def fetch_live(region: str, names: list[str], *, profile: str | None = None) -> 
     from botocore.config import Config
 
     session = boto3.session.Session(profile_name=profile, region_name=region)
+    if session.get_credentials() is None:  # before loading any client's model: the plan is
+        raise LookupError("no AWS credentials")  # offline for a user without an account
     config = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5)
     pricing = session.client("pricing", region_name=PRICING_REGION, config=config)
     ec2 = session.client("ec2", config=config)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dstack.compute.aws.choice import JobChoice, cost_arithmetic, run_max_cost
+from dstack.compute.aws.choice import JobChoice, check_budget, cost_arithmetic, run_max_cost
 from dstack.compute.aws.config import PROJECT, state_backend_url
 from dstack.compute.aws.prices import CATALOG
 from dstack.compute.base import PlannedJob, RunPlan
+from dstack.errors import ComputeError
 from dstack.models import JobSpec, RunRecord
 from dstack.storage.base import Storage
 from dstack.store_config import S3StoreConfig
@@ -65,6 +66,10 @@ def plan_run(
             )
         )
     notes.extend(_price_notes(choices))
+    try:
+        check_budget(compute.config, choices, spent_this_month=None)
+    except ComputeError as exc:
+        notes.append(f"submit refuses this run: {exc}")
     caller = None
     if any(job.ports for job in jobs):
         caller = compute.caller_cidr(lookup=False)
