@@ -51,5 +51,5 @@ def test_flags() -> None:
     flagged = apply_overrides(spot, RunOverrides(spot_policy="on-demand", max_duration="30m"))
     assert flagged.market_policy == "on-demand" and not flagged.resources.interruptible
     assert flagged.max_duration == 1800
-    with pytest.raises(SpecError, match="^--max-price: "):
+    with pytest.raises(SpecError, match=r"^--max-price: "):
         apply_overrides(spot, RunOverrides(max_price=-1))
