@@ -52,10 +52,17 @@ def choose(
     catalog: Catalog,
     job: JobSpec,
     request: Request,
-    prices: PriceLookup,
+    prices: PriceLookup | None = None,
 ) -> JobChoice:
     """The job's offers; ComputeError when no type fits, max_price leaves none, or
-    max_duration exceeds the config's bound."""
+    max_duration exceeds the config's bound. ``prices`` defaults to ``prices.price_book`` in
+    the request's region."""
+    if prices is None:
+        from dstack.compute.aws.prices import price_book
+
+        def prices(names: list[str]) -> PriceBook:
+            return price_book(request.region, names, catalog, profile=config.profile)
+
     policy = job.spot_policy or ("spot" if job.resources.interruptible else "on-demand")
     where = f"workflow '{job.workflow}'"
     try:

@@ -245,20 +245,11 @@ class AwsCompute(Compute):
 
     def choice_for(self, job: JobSpec) -> JobChoice:
         """The job's offers, priced live (cached an hour) or from the catalog (``choice``)."""
-        from dstack.compute.aws import prices
         from dstack.compute.aws.choice import choose
 
         key = f"{job.job_id}/{job.workflow}"
         if key not in self._choices:
-            region = self.request_for(job).region
-
-            def lookup(names: list[str]) -> prices.PriceBook:
-                book = prices.price_book(region, names, self.catalog, profile=self.config.profile)
-                return book
-
-            self._choices[key] = choose(
-                self.config, self.catalog, job, self.request_for(job), lookup
-            )
+            self._choices[key] = choose(self.config, self.catalog, job, self.request_for(job))
         return self._choices[key]
 
     def request_for(self, job: JobSpec) -> Request:
