@@ -211,6 +211,16 @@ class JobSpec(Model):
     resources: Resources = Field(default_factory=Resources)
     deps: list[Dependency] = Field(default_factory=list)
     retry: RetryPolicy | None = None
+    spot_policy: str | None = Field(
+        default=None, description="cloud: spot, on-demand or auto (None: as resources say)"
+    )
+    max_price: float | None = Field(default=None, description="cloud: USD per hour per node")
+    max_duration: float | None = Field(
+        default=None, description="cloud: seconds the instance may run (None: the config's)"
+    )
+    price_per_hour: float | None = Field(
+        default=None, description="cloud: USD per hour of the offer it was quoted at submit"
+    )
     submitted_at: float = 0.0
     packages: list[str] = Field(
         default_factory=list,

@@ -131,6 +131,20 @@ class LocalComputeConfig(_Strict):
     type: Literal["local"] = Field(default="local", description="Jobs run on this machine.")
 
 
+class BudgetConfig(_Strict):
+    """USD a run may cost at most in the worst case, per run and per user and calendar month."""
+
+    per_run: float | None = Field(
+        default=None, gt=0, description="The most one run's worst case may cost, in USD."
+    )
+    per_user_month: float | None = Field(
+        default=None,
+        gt=0,
+        description="The most one user's runs may cost in a calendar month (UTC), in USD, "
+        "counting each run at its worst case.",
+    )
+
+
 class AwsComputeConfig(_Strict):
     """Provisioning settings for runs on AWS (the file's ``compute`` section with ``type: aws``)."""
 
@@ -220,6 +234,11 @@ class AwsComputeConfig(_Strict):
     tags: dict[str, str] = Field(
         default_factory=dict,
         description="Tags added to every resource (at most 43; no `aws:` or `dstack:` keys).",
+    )
+    budget: BudgetConfig | None = Field(
+        default=None,
+        description="Refuse a run whose worst case (price × nodes × max_duration) exceeds "
+        "what is left of a budget.",
     )
     bootstrap: dict[str, Any] = Field(
         default_factory=dict,

@@ -23,6 +23,9 @@ def dstack_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, machine_cache: 
     home.mkdir()
     monkeypatch.setenv("DSTACK_HOME", str(home))
     monkeypatch.setenv("DSTACK_CACHE_DIR", str(machine_cache))
+    # prices from the shipped catalog: no test reaches AWS's price APIs unless it points them
+    # at moto and the Pricing stand-in and removes this (tests/compute/aws/test_prices.py)
+    monkeypatch.setenv("DSTACK_OFFLINE_PRICES", "1")
     for name in (
         "DSTACK_AWS_S3_BUCKET",
         "DSTACK_AWS_REGION",

@@ -40,6 +40,9 @@ def plan_text(plan: Any) -> str:
         lines.append(f"  job {job.job_index}: {job.instance}, {market}")
         if job.request:
             lines.append(f"    for a request of {job.request}")
+        lines.extend(_price_lines(job))
+    if plan.cost:
+        lines.append(f"  max_cost: {plan.cost} (the worst case: every node for max_duration)")
     lines.append("")
     lines.extend(resources_text(plan.resources))
     lines.append("")
@@ -50,6 +53,27 @@ def plan_text(plan: Any) -> str:
         lines.append("Notes:")
         lines.extend(f"  - {note}" for note in plan.notes)
     return "\n".join(lines) + "\n"
+
+
+def _price_lines(job: Any) -> list[str]:
+    """The job's price and, when there are more, the offers tried after the first."""
+    if not job.price_source:
+        return []
+    zone = job.availability_zone or "any zone"
+    lines = [
+        f"    ${job.price_per_hour:.4g}/h per node ({job.price_source} price, {zone}), "
+        f"spot_policy {job.spot_policy}, max_duration {job.max_duration_hours:g}h"
+    ]
+    rest = job.offers[1:]
+    if rest:
+        shown = ", ".join(
+            f"{o['instance_type']} {o['market']} {o['availability_zone'] or ''} "
+            f"${o['price_per_hour']:.4g}".replace("  ", " ")
+            for o in rest[:4]
+        )
+        more = f" and {len(rest) - 4} more" if len(rest) > 4 else ""
+        lines.append(f"    then: {shown}{more}")
+    return lines
 
 
 def record_text(record: Any, *, verbose: bool = False) -> list[str]:

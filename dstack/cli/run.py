@@ -46,6 +46,13 @@ def run(
     retry: str = typer.Option(
         None, "--retry", help="Restart after events: EVENTS[:LIMIT], e.g. interruption,error:2."
     ),
+    spot_policy: str = typer.Option(
+        None, "--spot-policy", help="spot, on-demand, or auto (spot first, then on-demand)."
+    ),
+    max_price: float = typer.Option(None, "--max-price", help="USD per hour per node, at most."),
+    max_duration: str = typer.Option(
+        None, "--max-duration", help="Longest the run's instances live, e.g. 2h."
+    ),
     plan: bool = typer.Option(
         False, "--plan", help="Show the AWS resources the run would create, offline; run nothing."
     ),
@@ -59,6 +66,7 @@ def run(
         env=env, artifacts=artifact, deps=dep or None, working_dir=working_dir,
         interruptible=interruptible, local=local, cpu=cpu, memory=memory, gpu=gpu,
         gpu_name=gpu_name, gpu_memory=gpu_memory, shm_size=shm_size, ports=ports, retry=retry,
+        spot_policy=spot_policy, max_price=max_price, max_duration=max_duration,
     )  # fmt: skip
     if as_json and not plan:
         raise typer.BadParameter(

@@ -26,6 +26,17 @@ class PlannedJob:
     price_per_hour: float
     #: what the job asked for, sizes shown in MiB too (binary units: 64GB is 65,536 MiB)
     request: str = ""
+    #: the market of the offer it starts on (spot or on-demand), and that offer's zone
+    market: str = ""
+    availability_zone: str | None = None
+    #: ``live`` (the cloud's price APIs) or ``catalog`` (the shipped list prices)
+    price_source: str = ""
+    spot_policy: str = ""
+    #: every offer, in the order tried: {instance_type, market, availability_zone, price_per_hour}
+    offers: list[dict[str, Any]] = field(default_factory=list)
+    #: how long the instance may live, in hours, and the most it can cost in that time
+    max_duration_hours: float = 0.0
+    max_cost: float = 0.0
 
 
 @dataclass
@@ -43,6 +54,9 @@ class RunPlan:
     resources: list[Any]
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: the run's worst case in USD (price × nodes × max_duration), and its arithmetic
+    max_cost: float = 0.0
+    cost: str = ""
 
     @property
     def cloud_resources(self) -> list[Any]:
@@ -57,6 +71,7 @@ class RunPlan:
             "backend_url": self.backend_url,
             "region": self.region,
             "jobs": [job.__dict__ for job in self.jobs],
+            "max_cost": round(self.max_cost, 4),
             "resources": [r.as_dict() for r in self.resources],
             "notes": self.notes,
         }
@@ -80,6 +95,15 @@ class Compute(ABC):
     def check(self, jobs: list[JobSpec]) -> None:
         """Raise ``ComputeError`` if these jobs cannot run here (no GPU, no python X.Y, no Docker
         engine…). Called at submit, before anything is written. Fast and side-effect free."""
+
+    def quote(
+        self, storage: Storage, jobs: list[JobSpec], owner: str
+    ) -> dict[int, tuple[float, float]]:
+        """After ``check``, at submit: refuse (``ComputeError``, before anything is written)
+        jobs whose worst-case cost a budget does not allow, and return, per job index, the
+        price per hour and the seconds it was quoted for (recorded on its spec). A compute
+        that costs nothing returns ``{}``."""
+        return {}
 
     @abstractmethod
     def start(self, storage: Storage, job: JobSpec) -> None:

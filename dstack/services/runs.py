@@ -78,6 +78,7 @@ def submit(
         from_flags = overrides is not None and overrides.deps is not None
         where = "--dep" if from_flags else f"{workflow.source}: workflow {workflow.name!r}: deps"
         ctx.compute.check(prepared.draft)
+        quotes = ctx.compute.quote(ctx.storage, prepared.draft, prepared.owner.display)
         apps.check_watched_runs(ctx.storage, repo_id, prepared.draft)  # tensorboard RUN…
         resolved = dep_resolver.resolve(ctx.storage, repo_id, workflow.deps, where=where)
         if tag is not None and not replace_tag:
@@ -99,6 +100,8 @@ def submit(
     jobs = prepared.jobs(run_name)
     for job in jobs:
         job.deps = list(resolved)
+        if job.job_index in quotes:  # what budgets count this run at (compute.quote)
+            job.price_per_hour, job.max_duration = quotes[job.job_index]
     record = prepared.record(
         run_name, compute=ctx.compute.name, tag=tag, replace_tag=replace_tag, deps=resolved
     )

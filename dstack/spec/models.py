@@ -52,7 +52,7 @@ from dstack.spec.fields import (
     parse_env,
     suggest,
 )
-from dstack.spec.retry_spec import RetrySpec, _retry
+from dstack.spec.retry_spec import RetrySpec, _duration, _retry
 from dstack.units import parse_size_mib
 
 DEFAULT_PROVIDER = "bash"  # a workflow without `provider:` is a bash workflow
@@ -250,6 +250,19 @@ class WorkflowBase(Strict):
     retry: Annotated[RetrySpec | None, BeforeValidator(_retry)] = Field(
         default=None, description="Restart the job after interruptions or errors (default: never)"
     )
+    spot_policy: Literal["spot", "on-demand", "auto"] | None = Field(
+        default=None,
+        description="Cloud market: spot, on-demand, or auto (spot first, then on-demand); "
+        "default: spot with `interruptible`, else on-demand",
+    )
+    max_price: Annotated[float, Field(gt=0)] | None = Field(
+        default=None, description="USD per hour per node: dearer offers are not used"
+    )
+    max_duration: Annotated[float, BeforeValidator(_duration)] | None = Field(
+        default=None,
+        description="Longest a cloud job may run, e.g. 2h (default: the config's bound); "
+        "the instance powers itself off then",
+    )
 
     _source: str = PrivateAttr(default="")
     _notes: list[str] = PrivateAttr(default_factory=list)
@@ -269,6 +282,20 @@ class WorkflowBase(Strict):
         """Record the file this workflow came from; returns self."""
         self._source = source
         return self
+
+    @model_validator(mode="after")
+    def _one_market(self) -> WorkflowBase:
+        if self.resources.interruptible and self.spot_policy in ("on-demand", "auto"):
+            raise ValueError(
+                f"resources.interruptible asks for spot but spot_policy is {self.spot_policy}: "
+                "give one of them"
+            )
+        return self
+
+    @property
+    def market_policy(self) -> str:
+        """The spot policy in force: the key, else spot for `interruptible`, else on-demand."""
+        return self.spot_policy or ("spot" if self.resources.interruptible else "on-demand")
 
     def _check_inside_repo(self, field: str, path: str | None) -> None:
         joined = posixpath.normpath(posixpath.join(self.working_dir, path or "."))

@@ -33,6 +33,9 @@ FLAGS: dict[tuple[str, ...], str] = {
     ("resources", "gpu", "memory"): "--gpu-memory",
     ("resources", "shm_size"): "--shm-size",
     ("retry",): "--retry",
+    ("spot_policy",): "--spot-policy",
+    ("max_price",): "--max-price",
+    ("max_duration",): "--max-duration",
 }
 _RESOURCES = ("cpu", "memory", "shm_size", "interruptible", "local")
 
@@ -59,6 +62,9 @@ class RunOverrides(BaseModel):
     retry: str | None = Field(
         default=None, description="--retry EVENTS[:LIMIT], e.g. interruption,error:2"
     )
+    spot_policy: str | None = Field(default=None, description="--spot-policy")
+    max_price: float | None = Field(default=None, description="--max-price")
+    max_duration: str | None = Field(default=None, description="--max-duration")
 
     @field_validator("env", "artifacts", mode="before")
     @classmethod
@@ -86,6 +92,7 @@ def apply_overrides(workflow: Workflow, overrides: RunOverrides) -> Workflow:
     _apply_resources(data["resources"], overrides)
     if overrides.retry is not None:
         data["retry"] = parse_retry_flag(overrides.retry)
+    _apply_market(data, overrides)
     model = type(workflow)
     try:
         updated = model.model_validate(data)
@@ -106,6 +113,20 @@ def parse_retry_flag(value: str) -> dict[str, Any] | bool:
     if limit:
         retry["limit"] = limit.strip()
     return retry
+
+
+def _apply_market(data: dict[str, Any], overrides: RunOverrides) -> None:
+    """``-i`` means spot; ``--spot-policy`` replaces the file's market (and its
+    ``interruptible``, which means spot too)."""
+    if overrides.interruptible:
+        data["spot_policy"] = "spot"
+    if overrides.spot_policy is not None:
+        data["spot_policy"] = overrides.spot_policy
+        data["resources"]["interruptible"] = overrides.spot_policy == "spot"
+    if overrides.max_price is not None:
+        data["max_price"] = overrides.max_price
+    if overrides.max_duration is not None:
+        data["max_duration"] = overrides.max_duration
 
 
 def _apply_resources(resources: dict[str, Any], overrides: RunOverrides) -> None:

@@ -70,6 +70,7 @@ def test_bash_job_spec() -> None:
         ports=2,
         resources=Resources(cpu=4, memory_mib=16384, gpu_count=1, gpu_name="A100",
                             shm_size_mib=8192, interruptible=True),
+        spot_policy="spot",  # what `interruptible: true` means
         deps=[],
         submitted_at=100.0,
     )  # fmt: skip

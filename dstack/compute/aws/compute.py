@@ -28,6 +28,7 @@ from dstack import state
 from dstack.compute.aws import plan as offline_plan
 from dstack.compute.aws import preflight
 from dstack.compute.aws.catalog import Catalog, InstanceType, Request
+from dstack.compute.aws.choice import JobChoice, check_budget
 from dstack.compute.aws.config import PROJECT, AwsComputeConfig, state_backend_url
 from dstack.compute.aws.driver import (
     ProvisioningInterrupted,
@@ -77,6 +78,7 @@ class AwsCompute(Compute):
         self._wheel = wheel
         self._caller_ip = caller_ip
         self._iam: Any = iam
+        self._choices: dict[str, JobChoice] = {}
 
     # the Compute contract
 
@@ -85,10 +87,19 @@ class AwsCompute(Compute):
         local = [job for job in jobs if job.resources.local]
         if local:
             self.local.check(local)
-        for job in cloud:
-            self.instance_for(job)
+        choices = [self.choice_for(job) for job in cloud]
+        check_budget(self.config, choices, spent_this_month=None)  # per run; the month: quote
         if cloud and self._driver_factory is None:
             require_engine()
+
+    def quote(
+        self, storage: Storage, jobs: list[JobSpec], owner: str
+    ) -> dict[int, tuple[float, float]]:
+        from dstack.compute.aws import budget
+
+        choices = [self.choice_for(job) for job in jobs if not job.resources.local]
+        budget.enforce(self.config, storage, choices, owner, time.time())
+        return {c.job.job_index: (c.offer.price_per_hour, c.max_duration_seconds) for c in choices}
 
     def start(self, storage: Storage, job: JobSpec) -> None:
         if job.resources.local:
@@ -229,12 +240,17 @@ class AwsCompute(Compute):
         return self._catalog
 
     def instance_for(self, job: JobSpec) -> InstanceType:
-        """The cheapest catalog type for the job; ComputeError naming the closest if none."""
-        request = self.request_for(job)
-        try:
-            return self.catalog.select(request)
-        except ComputeError as exc:
-            raise ComputeError(f"workflow '{job.workflow}': {exc}") from None
+        """The type of the job's first offer; ComputeError naming the closest if none fits."""
+        return self.choice_for(job).offer.instance
+
+    def choice_for(self, job: JobSpec) -> JobChoice:
+        """The job's offers, priced live (cached an hour) or from the catalog (``choice``)."""
+        from dstack.compute.aws.choice import choose
+
+        key = f"{job.job_id}/{job.workflow}"
+        if key not in self._choices:
+            self._choices[key] = choose(self.config, self.catalog, job, self.request_for(job))
+        return self._choices[key]
 
     def request_for(self, job: JobSpec) -> Request:
         """What the job asks of an instance, the config's defaults filling the gaps."""
@@ -262,7 +278,7 @@ class AwsCompute(Compute):
 
         return run_stack_args(
             self.config, store, run, jobs, wheel_key,
-            instance_for=self.instance_for,
+            choice_for=self.choice_for,
             caller_cidr=lambda: caller_cidr or self.caller_cidr(),
             wheel_sha256=wheel_sha256,
         )  # fmt: skip

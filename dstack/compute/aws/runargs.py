@@ -1,9 +1,9 @@
 """A run and its jobs as the run stack's arguments (``stacks.run.RunStackArgs``).
 
-Per job: the instance type from the catalog, spot or not, and the boot script that installs
-this dstack and starts the job's runner. Per run: the ports (the same fixed numbers on every
-instance, ``PORT_BASE`` up), the caller's address they open to, the store keys the run's role
-may touch, and the provisioning settings of the config file.
+Per job: the instance type and market of its first offer (``choice``), how long it may live,
+and the boot script that installs this dstack and starts the job's runner. Per run: the ports
+(the same fixed numbers on every instance, ``PORT_BASE`` up), the caller's address they open
+to, the store keys the run's role may touch, and the provisioning settings of the config file.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from dstack import __version__, state
 from dstack.compute.aws import userdata
-from dstack.compute.aws.catalog import InstanceType
+from dstack.compute.aws.choice import JobChoice
 from dstack.compute.aws.config import PORT_BASE, AwsComputeConfig
 from dstack.compute.aws.scope import run_scope
 from dstack.compute.aws.wheel import boto3_requirement, pinned_requirements
@@ -33,7 +33,7 @@ def run_stack_args(
     jobs: list[JobSpec],
     wheel_key: str,
     *,
-    instance_for: Callable[[JobSpec], InstanceType],
+    choice_for: Callable[[JobSpec], JobChoice],
     caller_cidr: Callable[[], str | None],
     wheel_sha256: str | None = None,
     constraints: list[str] | None = None,
@@ -48,8 +48,11 @@ def run_stack_args(
     full = _full_key(store)
     pins = pinned_requirements() if constraints is None else constraints
     instances = []
+    lifetime = 0
     for job in jobs:
-        itype = instance_for(job)
+        choice = choice_for(job)
+        itype = choice.offer.instance
+        lifetime = max(lifetime, choice.max_duration_seconds)
         boot = userdata.Boot(
             storage=store,
             repo_id=run.repo_id,
@@ -59,7 +62,7 @@ def run_stack_args(
             wheel_key=full(wheel_key),
             boot_log_key=full(state.boot_log_key(run.repo_id, run.run_name, job.job_index)),
             version=__version__,
-            max_duration_seconds=config.max_duration_seconds,
+            max_duration_seconds=choice.max_duration_seconds,
             store_timeout_seconds=config.store_timeout_seconds,
             python=job.python,
             docker=job.image is not None,
@@ -72,7 +75,7 @@ def run_stack_args(
             InstanceArgs(
                 job_index=job.job_index,
                 instance_type=itype.name,
-                interruptible=job.resources.interruptible,
+                interruptible=choice.offer.market == "spot",
                 user_data=userdata.render_user_data(boot),
                 gpu=itype.gpu_count > 0,
                 root_volume_gb=config.root_volume_gb,
@@ -99,7 +102,7 @@ def run_stack_args(
         role_path=config.role_path,
         role_name_prefix=config.role_name_prefix,
         permissions_boundary=config.permissions_boundary,
-        lifetime_seconds=userdata.hard_limit_seconds(config.max_duration_seconds)
+        lifetime_seconds=userdata.hard_limit_seconds(lifetime or config.max_duration_seconds)
         + BOOT_ALLOWANCE_SECONDS,
         partition=config.partition,
         extra_tags=dict(config.tags),

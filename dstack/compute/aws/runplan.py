@@ -1,6 +1,7 @@
 """``AwsCompute.plan``: the run stack ``start`` would create, rendered offline.
 
-Each job's instance type is chosen from the catalog, and the run stack is rendered through
+Each job's offers are made (``choice``: the catalog's types priced live or from the catalog,
+the first offer being the one it starts on), the run's worst case is summed, and the run stack is rendered through
 Pulumi's mock runtime (``plan``). Nothing is written to the store and no cloud API is called,
 so no credentials are needed. What only a real submit knows is stood in for, and said so in the
 plan's notes: a region or bucket not configured yet, the caller's public address.
@@ -10,8 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from dstack.compute.aws.choice import JobChoice, check_budget, cost_arithmetic, run_max_cost
 from dstack.compute.aws.config import PROJECT, state_backend_url
+from dstack.compute.aws.prices import CATALOG
 from dstack.compute.base import PlannedJob, RunPlan
+from dstack.errors import ComputeError
 from dstack.models import JobSpec, RunRecord
 from dstack.storage.base import Storage
 from dstack.store_config import S3StoreConfig
@@ -40,19 +44,32 @@ def plan_run(
     compute = _with_region(compute, notes)
     store = _store(storage, compute, notes)
     planned = []
-    for job in jobs:
-        itype = compute.instance_for(job)
+    choices = [compute.choice_for(job) for job in jobs]
+    for job, choice in zip(jobs, choices, strict=True):
+        offer = choice.offer
         planned.append(
             PlannedJob(
                 job_index=job.job_index,
                 workflow=job.workflow,
-                instance_type=itype.name,
-                instance=itype.describe(),
-                spot=job.resources.interruptible,
-                price_per_hour=itype.price,
-                request=compute.request_for(job).describe(),
+                instance_type=offer.instance_type,
+                instance=offer.instance.describe(),
+                spot=offer.market == "spot",
+                price_per_hour=offer.price_per_hour,
+                request=choice.request.describe(),
+                market=offer.market,
+                availability_zone=offer.availability_zone,
+                price_source=choice.book.source,
+                spot_policy=choice.policy,
+                offers=[o.as_dict() for o in choice.offers],
+                max_duration_hours=choice.hours,
+                max_cost=round(choice.max_cost, 4),
             )
         )
+    notes.extend(_price_notes(choices))
+    try:
+        check_budget(compute.config, choices, spent_this_month=None)
+    except ComputeError as exc:
+        notes.append(f"submit refuses this run: {exc}")
     caller = None
     if any(job.ports for job in jobs):
         caller = compute.caller_cidr(lookup=False)
@@ -79,7 +96,25 @@ def plan_run(
         jobs=planned,
         resources=rendering.resources,
         notes=notes,
+        max_cost=run_max_cost(choices),
+        cost=cost_arithmetic(choices),
     )
+
+
+def _price_notes(choices: list[JobChoice]) -> list[str]:
+    notes = []
+    for reason in sorted({c.book.reason for c in choices if c.book.source == CATALOG}):
+        spot = any(o.market == "spot" for c in choices for o in c.offers)
+        also = "; a spot offer is priced at the on-demand price, the most it can cost"
+        notes.append(f"prices are the catalog's list prices ({reason}){also if spot else ''}")
+    if any(c.offer.availability_zone is None for c in choices):
+        notes.append("the zone is the configured subnet's (or the default VPC's choice)")
+    else:
+        notes.append(
+            "the instance starts in the configured subnet's zone (or the default VPC's "
+            "choice); an offer's zone is where its price applies"
+        )
+    return notes
 
 
 def _with_region(compute: AwsCompute, notes: list[str]) -> AwsCompute:

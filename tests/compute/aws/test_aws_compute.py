@@ -261,3 +261,27 @@ def test_is_alive_is_unknown_when_ec2_cannot_answer() -> None:
         ec2=Ec2("us-east-1", endpoint_url="http://127.0.0.1:9"),  # nothing listens
     )
     assert compute.is_alive(JobState(instance_id="i-0123456789abcdef0")) is None
+
+
+def test_a_monthly_budget_counts_the_users_earlier_runs(setup: Any) -> None:
+    """Each submit records its quote on the job specs; the next run of the same user this month
+    is refused once its worst case exceeds what is left, with the arithmetic, writing nothing."""
+    from dstack.store_config import BudgetConfig
+
+    ctx, storage, compute, _ = setup
+    config = compute.config.model_copy(update={"budget": BudgetConfig(per_user_month=50)})
+    ctx.compute = AwsCompute(
+        config, driver_factory=compute._driver_factory, ec2=compute._ec2, wheel=compute._wheel
+    )
+    first = api.submit(ctx, "train")  # g4dn.xlarge spot, offline: $0.526/h × 72h = $37.87
+    spec = state.read_job_spec(storage, first.run.repo_id, first.run.run_name, 0)
+    assert (spec.price_per_hour, spec.max_duration) == (0.526, 72 * 3600)
+    before = stored_keys(storage)
+    with pytest.raises(ComputeError) as caught:
+        api.submit(ctx, "train")
+    assert str(caught.value) == (
+        "this run may cost up to $0.526/h × 1 node × 72h = $37.87, more than the $12.13 left of "
+        "your monthly budget ($50.00 − $37.87 counted for your earlier runs this month; "
+        "compute.budget.per_user_month): lower max_duration or max_price, or wait for next month"
+    )
+    assert stored_keys(storage) == before

@@ -85,3 +85,28 @@ def test_catalog_shape(catalog: Catalog) -> None:
         assert itype.vcpus > 0 and itype.memory_mib > 0 and itype.price > 0, itype
         assert (itype.gpu_count > 0) == bool(itype.gpu_name), itype
     assert "hand-entered" in catalog.source or "Pricing API" in catalog.source
+
+
+@pytest.mark.parametrize(
+    ("gpu", "expected"),
+    [("V100", "p3.2xlarge"), ("T4", "g4dn.xlarge"), ("A10G", "g5.xlarge"), ("L4", "g6.xlarge")],
+)
+def test_one_gpu_of_each_model_is_one_gpu_type(catalog: Catalog, gpu: str, expected: str) -> None:
+    """`gpu: {name: V100, count: 1}` (the 2022 examples) was planned on p3dn.24xlarge, 8× V100
+    at ~$31/h: the catalog had no p3.2xlarge."""
+    request = Request(cpu=2, memory_mib=8 * GB, gpu_count=1, gpu_name=gpu)
+    chosen = catalog.select(request)
+    assert chosen.name == expected and chosen.gpu_count == 1
+
+
+def test_catalog_says_where_it_came_from() -> None:
+    import json
+
+    from dstack.compute.aws.catalog import CATALOG_PATH
+
+    head = json.loads(CATALOG_PATH.read_text())
+    assert head["spec_source"].startswith("EC2 DescribeInstanceTypes")
+    assert "moto" in head["spec_source"]  # no AWS account generated it: it says so
+    assert head["price_source"]
+    eight = {t["name"] for t in head["types"] if (t["gpu"] or {}).get("name") == "A100"}
+    assert eight == {"p4d.24xlarge", "p4de.24xlarge"}

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from tests.moto_server import DUMMY_AWS_ENV, MotoServer
+from tests.pricing_standin import start_pricing
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -52,3 +53,31 @@ def test_regenerates_specs_from_describe_instance_types(
 
     chosen = Catalog.load(out).select(Request(cpu=2, memory_mib=8192, gpu_count=1))
     assert chosen.name == "g5.xlarge"
+
+
+def test_prices_come_from_the_pricing_api(moto_server: MotoServer, tmp_path: Path) -> None:
+    """The Pricing API's answer (the stand-in for it: moto has none) becomes the prices; a type
+    it does not price is left out, and the file names its source."""
+    out = tmp_path / "instances.json"
+    pricing = start_pricing(
+        {("us-east-1", "g4dn.xlarge"): 0.5, ("us-east-1", "g4dn.2xlarge"): 0.75}
+    )
+    try:
+        result = subprocess.run(
+            [
+                sys.executable, str(ROOT / "scripts" / "update_catalog.py"),
+                "--endpoint-url", moto_server.endpoint_url,
+                "--pricing-endpoint-url", pricing.endpoint_url,
+                "--regions", "us-east-1", "--families", "g4dn", "--out", str(out),
+            ],
+            env={**os.environ, **DUMMY_AWS_ENV}, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        pricing.stop()
+    assert result.returncode == 0, result.stderr
+    catalog = json.loads(out.read_text())
+    assert catalog["price_source"].startswith("AWS Pricing API (us-east-1)")
+    prices = {t["name"]: t["price"] for t in catalog["types"]}
+    assert prices == {"g4dn.xlarge": 0.5, "g4dn.2xlarge": 0.75}
+    assert "left out (no price): g4dn.4xlarge" in result.stderr
+    assert pricing.calls >= 2
