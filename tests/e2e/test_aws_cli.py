@@ -29,6 +29,8 @@ workflows:
     resources: {gpu: 1, interruptible: true}
   - name: echo
     commands: [echo hello]
+  - name: ide
+    provider: code
 """
 HEAVY = ("pulumi", "pulumi_aws", "boto3", "botocore")
 
@@ -92,6 +94,23 @@ def test_cloud_run_without_the_engine_stops_with_one_line(dstack_home: Path, rep
         "on PATH (or in $PULUMI_HOME/bin), then retry; `dstack run --plan WORKFLOW` works "
         "without it"
     ]
+
+
+def test_code_on_aws_is_refused_at_submit_in_one_line(dstack_home: Path, repo: Path) -> None:
+    """No VS Code server can be installed on an instance: refused before anything is written
+    or created (the store's endpoint has nothing listening: no request may be sent)."""
+    write_config(dstack_home, {
+        "backend": "aws",
+        "aws": {"bucket": "acme-dstack-state", "region": "eu-west-1",
+                "endpoint_url": "http://127.0.0.1:9"},
+        "compute": {"type": "aws"},
+    })  # fmt: skip
+    cli = Dstack(dstack_home, no_aws_env(dstack_home, PATH=os.environ.get("PATH", "")))
+    result = cli("run", "ide", cwd=repo)
+    assert result.code == 1
+    [line] = result.err.strip().splitlines()
+    assert line.startswith("Error: workflow 'ide': provider code needs openvscode-server")
+    assert "use provider lab" in line
 
 
 def test_infra_shows_the_records_of_a_run(dstack_home: Path, repo: Path) -> None:

@@ -86,6 +86,7 @@ class AwsCompute(Compute):
         if local:
             self.local.check(local)
         for job in cloud:
+            _refuse_unserved_apps(job)
             self.instance_for(job)
         if cloud and self._driver_factory is None:
             require_engine()
@@ -363,6 +364,21 @@ class AwsCompute(Compute):
     def _say(self, line: str) -> None:
         if self.reporter is not None:
             self.reporter(line)
+
+
+def _refuse_unserved_apps(job: JobSpec) -> None:
+    """An app whose server must already be on the machine (``AppSpec.needs``: ``code``'s VS
+    Code server) cannot run on an instance: the user data installs none, and the one server
+    there is (openvscode-server) is released only on GitHub, which the instance's package
+    indexes do not serve. Refused at submit, before anything is created or paid for."""
+    for app in job.apps:
+        if app.needs:
+            raise ComputeError(
+                f"workflow '{job.workflow}': provider {job.provider} needs "
+                f"{' or '.join(app.needs)} on the machine, and AWS instances have none (dstack "
+                "installs it from no package index): use provider lab, or run it on this "
+                "machine with `resources: {local: true}`"
+            )
 
 
 def _s3_config(storage: Storage) -> S3StoreConfig:
