@@ -139,6 +139,31 @@ def test_infra_shows_the_records_of_a_run(dstack_home: Path, repo: Path) -> None
     assert [r["kind"] for r in as_json["records"]] == ["plan", "up", "destroy"]
 
 
+def test_infra_reads_records_of_the_earlier_layout_and_rm_removes_both(
+    dstack_home: Path, repo: Path
+) -> None:
+    """Stores written before the records left the run's prefix keep them at
+    ``repos/<repo>/runs/<run>/infra/<kind>.json``: still shown; `dstack rm` removes the
+    records wherever they are."""
+    from dstack.models import dump
+
+    cli = Dstack(dstack_home)
+    run = cli.run_detached("echo", cwd=repo)
+    cli.wait_status(run, repo, lambda s: s == "done")
+    storage = LocalStorage(dstack_home / "store")
+    repo_id = "github.com/acme/mnist"
+    plan = InfraRecord(kind="plan", stack=run, at=1.0, summary={"create": 5}, by="ada@laptop")
+    storage.put(state.legacy_infra_key(repo_id, run, "plan"), dump(plan))
+    up = InfraRecord(kind="up", stack=run, at=2.0, outputs={"instance_ids": {"0": "i-0abc"}})
+    state.write_infra_record(storage, repo_id, run, up)
+    assert state.infra_key(repo_id, run, "up") != state.legacy_infra_key(repo_id, run, "up")
+    as_json = json.loads(cli("infra", run, "--json", cwd=repo).out)
+    assert [r["kind"] for r in as_json["records"]] == ["plan", "up"]
+    assert cli("rm", run, "-y", cwd=repo).code == 0
+    assert not storage.exists(state.legacy_infra_key(repo_id, run, "plan"))
+    assert not storage.exists(state.infra_key(repo_id, run, "up"))
+
+
 def test_prune_on_a_local_store_says_what_it_needs(dstack_home: Path, repo: Path) -> None:
     result = Dstack(dstack_home)("prune", "-y", cwd=repo)
     assert result.code == 1
