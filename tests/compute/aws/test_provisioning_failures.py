@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from dstack import api, state
+from dstack.compute.aws import plan
 from dstack.compute.aws.failures import FailureClass, ProvisioningError, classify
 from dstack.errors import ComputeError
 from dstack.models import JobStatus
@@ -111,3 +112,39 @@ def test_a_permission_error_is_not_retried(
     automation.fail("up", EngineError("api error UnauthorizedOperation: You are not authorized"))
     with pytest.raises(ComputeError, match=r"^provisioning failed \(permission, Unauthorized"):
         api.submit(ctx, "patient")
+
+
+def test_a_multi_node_run_is_provisioned_once_without_reading_it_back(
+    setup: Any,  # noqa: F811 (the fixture imported above)
+    automation: FakeAutomation,
+    repo_factory: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The seam starts a run's jobs in one call: AWS renders one stack for every node from
+    the specs it is given, instead of reading the run and every spec again per job."""
+    from dstack.compute.aws import compute as aws_compute
+
+    ctx = setup[0]
+    ctx.repo_path = repo_factory({
+        ".dstack/workflows.yaml": (
+            "workflows:\n  - name: ddp\n    provider: torchrun\n    file: train.py\n"
+            "    nodes: 3\n    resources: {gpu: 1}\n"
+        ),
+        "train.py": "print('hi')\n",
+    })  # fmt: skip
+    reads: list[str] = []
+    for name in ("read_run", "read_job_spec", "read_job_state"):
+        real = getattr(state, name)
+        monkeypatch.setattr(
+            aws_compute.state, name,
+            lambda *a, _real=real, _name=name, **k: reads.append(_name) or _real(*a, **k),
+        )  # fmt: skip
+    submission = api.submit(ctx, "ddp")
+    assert submission.run.job_count == 3
+    assert automation.calls(submission.run.run_name).count("up") == 1
+    assert reads == []
+    rendering = plan.render(
+        automation.programs[submission.run.run_name], project="dstack", stack="x"
+    )
+    instances = [r for r in rendering.cloud_resources if r.type == "aws:ec2/instance:Instance"]
+    assert len(instances) == 3
