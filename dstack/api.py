@@ -26,6 +26,7 @@ from dstack.services.runs import (
     remove,
     stop,
     submit,
+    view_of,
 )
 from dstack.services.tags import (
     UploadFile,
@@ -67,4 +68,5 @@ __all__ = [
     "stop",
     "submit",
     "tags_by_run",
+    "view_of",
 ]

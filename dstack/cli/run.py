@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
+    from dstack.models import Tag
     from dstack.services.context import Context
     from dstack.spec.overrides import RunOverrides
 
@@ -80,10 +81,10 @@ def run(
     from dstack.cli.progress import CodeProgressView
 
     context.code_progress = CodeProgressView()
-    replace_tag = bool(tag) and _confirm_moving_tag(context, tag)
+    replace_tag, existing = _confirm_moving_tag(context, tag) if tag else (False, None)
     submission = api.submit(
         context, workflow, args=list(ctx.args), overrides=overrides, tag=tag,
-        replace_tag=replace_tag,
+        replace_tag=replace_tag, existing_tag=existing,
     )  # fmt: skip
     name = submission.run.run_name
     if detach:  # the name alone on stdout: RUN=$(dstack run train -d)
@@ -93,7 +94,7 @@ def run(
         return
     print(f"Run {name} (workflow {submission.run.workflow})", file=sys.stderr, flush=True)
     print_warnings(submission.warnings)
-    view = api.get_run(context, name, refresh=False)
+    view = api.view_of(context, submission)
     code = stream_run(context, view, attach=True, interactive=True, stop_on_signal=True)
     _warn_missing_artifacts(context, name)
     _release_if_finished(context, name)
@@ -148,16 +149,17 @@ def _release_if_finished(context: Context, name: str) -> None:
         print(f"Warning: {exc}", file=sys.stderr)
 
 
-def _confirm_moving_tag(context: Context, tag: str) -> bool:
+def _confirm_moving_tag(context: Context, tag: str) -> tuple[bool, Tag | None]:
     """``-t TAG`` on an existing tag: ask (in a terminal) whether to move it to this run when it
-    succeeds. Without a terminal, submit refuses it with a clear message instead."""
+    succeeds. Without a terminal, submit refuses it with a clear message instead. Also the
+    tag as read (None: absent), so that submit need not read it again."""
     from dstack import api
     from dstack.services.tags import describe
 
     existing = api.find_tag(context, tag)
     if existing is None or not sys.stdin.isatty():
-        return False
+        return False, existing
     question = f"Tag {tag} exists ({describe(existing)}). Move it to this run when it succeeds?"
     if not typer.confirm(question, default=False):
         raise typer.Exit(1)
-    return True
+    return True, existing

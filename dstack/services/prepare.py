@@ -54,8 +54,11 @@ class PreparedRun:
         )
 
     def jobs(self, run_name: str) -> list[JobSpec]:
-        """The run's jobs under its real name (providers are pure: the same specs as
-        ``draft`` but for the name)."""
+        """The run's jobs under its real name. Providers are pure: the same specs as
+        ``draft`` but for the name, so the draft's are copied unless the workflow writes the
+        run's name into them (``${{ run.name }}``): then they are built again."""
+        if not any(DRAFT_NAME in job.model_dump_json(exclude={"run_name"}) for job in self.draft):
+            return [job.model_copy(update={"run_name": run_name}, deep=True) for job in self.draft]
         from dstack.providers import build_jobs
 
         return build_jobs(replace(self.input, run_name=run_name))

@@ -9,22 +9,26 @@ from typing import TYPE_CHECKING
 
 from dstack import settings, state
 from dstack.errors import (
-    ComputeError,
     DamagedRecordError,
     DstackError,
     InvalidStateError,
     RunNotFoundError,
     TagExistsError,
 )
-from dstack.lifecycle import ABORT_REASON, Writer, move, set_state
-from dstack.models import JobSpec, JobState, JobStatus, Owner, RunRecord, RunSummary
+from dstack.lifecycle import ABORT_REASON, Writer, move
+from dstack.models import JobSpec, JobState, JobStatus, Owner, RunRecord, RunSummary, Tag
 from dstack.services import apps, monitor
 from dstack.services.context import Context
 from dstack.services.names import allocate_run_name
+from dstack.services.starts import start_jobs
 from dstack.state import actions
 
 if TYPE_CHECKING:  # the workflow files' models are loaded by `submit` only
     from dstack.spec.overrides import RunOverrides
+
+
+#: ``submit``'s ``existing_tag`` when the caller has not looked the tag up
+UNREAD: object = object()
 
 
 @dataclass
@@ -58,13 +62,15 @@ def submit(
     overrides: RunOverrides | None = None,
     tag: str | None = None,
     replace_tag: bool = False,
+    existing_tag: Tag | object | None = UNREAD,
 ) -> Submission:
     """Validate everything, then write the run and start its jobs.
 
     Nothing is written to the store until the workflow, the code snapshot, the compute's
     checks and the deps have all passed (bad input leaves no trace). Deps are resolved to runs
     here and recorded on the run and its jobs. With ``tag``, the runner tags the run when it
-    succeeds; a tag that exists already is refused unless ``replace_tag``.
+    succeeds; a tag that exists already is refused unless ``replace_tag``
+    (``existing_tag``: the tag as the caller just read it, None if absent, not read again).
     """
     from dstack.repo import store_code
     from dstack.services import deps as dep_resolver
@@ -82,8 +88,12 @@ def submit(
         apps.check_watched_runs(ctx.storage, repo_id, prepared.draft)  # tensorboard RUN…
         resolved = dep_resolver.resolve(ctx.storage, repo_id, workflow.deps, where=where)
         if tag is not None and not replace_tag:
-            existing = state.read_tag(ctx.storage, repo_id, tag)
-            if existing is not None:
+            existing = (
+                state.read_tag(ctx.storage, repo_id, tag)
+                if existing_tag is UNREAD
+                else existing_tag
+            )
+            if isinstance(existing, Tag):
                 raise TagExistsError(
                     f"-t {tag}: the tag exists ({state.describe_tag(existing)}); confirm moving "
                     f"it in a terminal, or delete it first (`dstack tags delete {tag}`)"
@@ -105,17 +115,22 @@ def submit(
     record = prepared.record(
         run_name, compute=ctx.compute.name, tag=tag, replace_tag=replace_tag, deps=resolved
     )
-    owner = prepared.owner
     warnings = prepared.warnings
     state.create_run(ctx.storage, record, jobs)
-    for job in jobs:
-        try:
-            ctx.compute.start(ctx.storage, job)
-        except ComputeError as exc:
-            failed = JobState(status=JobStatus.FAILED, reason=str(exc), updated_at=time.time())
-            set_state(ctx.storage, job, owner.display, Writer.SUBMITTER, failed)
-            raise
+    # a failed start fails its jobs, or starts their next attempt (``retry: no-capacity``)
+    start_jobs(ctx.storage, ctx.compute, record, jobs, Writer.SUBMITTER)
     return Submission(run=record, jobs=jobs, warnings=warnings, code_uploaded=stored.tree_stored)
+
+
+def view_of(ctx: Context, submission: Submission) -> RunView:
+    """The run just submitted, as written (its record and specs are not read again), with
+    its jobs' current states."""
+    run = submission.run
+    states = [
+        state.read_job_state(ctx.storage, run.repo_id, run.run_name, job.job_index)
+        for job in submission.jobs
+    ]
+    return RunView(run=run, jobs=submission.jobs, states=states)
 
 
 def get_run(ctx: Context, run_name: str, *, refresh: bool = True) -> RunView:
@@ -137,7 +152,7 @@ def get_run(ctx: Context, run_name: str, *, refresh: bool = True) -> RunView:
     ]
     if refresh:
         states = [
-            monitor.refresh(ctx.storage, ctx.compute, job, st, run.owner.display)
+            monitor.refresh(ctx.storage, ctx.compute, run, job, st)
             for job, st in zip(jobs, states, strict=True)
         ]
     return RunView(run=run, jobs=jobs, states=states)

@@ -249,7 +249,23 @@ def infra_prefix(repo_id: str, run_name: str) -> str:
     return run_prefix(repo_id, run_name) + "infra/"
 
 
+#: where a run's plan, up and destroy records live: outside the run's own prefix, which its
+#: instance's role may write, so that a job cannot rewrite the audit trail of its run
+INFRA_RECORDS_PREFIX = "infra/runs/"
+
+
+def infra_records_prefix(repo_id: str, run_name: str) -> str:
+    return f"{INFRA_RECORDS_PREFIX}{repo_id}/{run_name}/"
+
+
 def infra_key(repo_id: str, run_name: str, kind: str) -> str:
+    if kind not in INFRA_KINDS:
+        raise ValueError(f"unknown infrastructure record {kind!r}")
+    return f"{infra_records_prefix(repo_id, run_name)}{kind}.json"
+
+
+def legacy_infra_key(repo_id: str, run_name: str, kind: str) -> str:
+    """Where stores written before the records moved out of the run's prefix keep them."""
     if kind not in INFRA_KINDS:
         raise ValueError(f"unknown infrastructure record {kind!r}")
     return f"{infra_prefix(repo_id, run_name)}{kind}.json"

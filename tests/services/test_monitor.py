@@ -24,7 +24,7 @@ class Elsewhere(Compute):
     def check(self, jobs: list[JobSpec]) -> None:
         pass
 
-    def start(self, storage: Storage, job: JobSpec) -> None:
+    def start(self, storage: Storage, run: RunRecord, jobs: list[JobSpec]) -> None:
         raise AssertionError("nothing may be started")
 
     def is_alive(self, state: JobState) -> bool | None:
@@ -51,6 +51,10 @@ def running(tmp_path: Path) -> tuple[Storage, JobSpec, JobState]:
     return storage, spec, job
 
 
+def run_of(storage: Storage, spec: JobSpec) -> RunRecord:
+    return state.read_run(storage, spec.repo.repo_id, spec.run_name)
+
+
 def write_beat(storage: Storage, spec: JobSpec, at: float) -> None:
     key = state.heartbeat_key(spec.repo.repo_id, spec.run_name, spec.job_index)
     storage.put(key, json.dumps({"t": at}).encode())
@@ -71,7 +75,7 @@ def test_a_runner_that_beats_again_after_an_outage_is_not_declared_lost(
     monkeypatch.setattr(monitor, "HEARTBEAT_GRACE", 5.0)
     monkeypatch.setattr(monitor, "HEARTBEAT_GRACE_POLL", 0.05)
     clock.at(0.3, lambda: write_beat(storage, spec, time.time()))
-    after = monitor.refresh(storage, Elsewhere(), spec, job, "Ada")
+    after = monitor.refresh(storage, Elsewhere(), run_of(storage, spec), spec, job)
     assert after.status is JobStatus.RUNNING
     assert clock.now == pytest.approx(0.3)  # it stopped waiting at the fresh beat
     assert state.read_job_state(storage, spec.repo.repo_id, spec.run_name, 0).status is (
@@ -85,7 +89,7 @@ def test_a_runner_that_stays_silent_is_declared_lost(
     storage, spec, job = running
     monkeypatch.setattr(monitor, "HEARTBEAT_GRACE", 0.3)
     monkeypatch.setattr(monitor, "HEARTBEAT_GRACE_POLL", 0.05)
-    after = monitor.refresh(storage, Elsewhere(), spec, job, "Ada")
+    after = monitor.refresh(storage, Elsewhere(), run_of(storage, spec), spec, job)
     assert after.status is JobStatus.INTERRUPTED
     assert after.reason is not None and "no heartbeat from the runner" in after.reason
     assert clock.now == pytest.approx(0.3)  # the whole grace
@@ -97,5 +101,8 @@ def test_a_fresh_heartbeat_costs_no_wait(
     storage, spec, job = running
     monkeypatch.setattr(monitor, "HEARTBEAT_GRACE", 30.0)
     write_beat(storage, spec, time.time())
-    assert monitor.refresh(storage, Elsewhere(), spec, job, "Ada").status is JobStatus.RUNNING
+    assert (
+        monitor.refresh(storage, Elsewhere(), run_of(storage, spec), spec, job).status
+        is JobStatus.RUNNING
+    )
     assert clock.waits == []
