@@ -20,10 +20,12 @@ from dstack.models import (
 )
 from dstack.state.keys import (
     active_prefix,
+    artifacts_prefix,
     head_key,
     heads_prefix,
     inverted_time,
     job_head_stem,
+    logs_prefix,
     name_key,
     parse_head,
     repo_prefix,
@@ -233,8 +235,12 @@ def _summarize(heads: list[JobHead]) -> RunSummary:
 
 
 def delete_run(storage: Storage, run: RunRecord) -> None:
-    """Remove a run entirely: its heads and active markers first (so it vanishes from `ps`),
-    then its records, logs and artifacts, then its name reservation."""
+    """Remove a run entirely: its jobs' artifacts and logs first (the bulk: a failure there
+    leaves the run listed in `ps`, so `dstack rm` can be run again, never an orphan), then its
+    heads and active markers (it vanishes from `ps`), its records, its name reservation."""
+    for spec_index in range(run.job_count):
+        storage.delete_prefix(artifacts_prefix(run.repo_id, run.run_name, spec_index))
+        storage.delete_prefix(logs_prefix(run.repo_id, run.run_name, spec_index))
     for spec_index in range(run.job_count):
         stem = f"{inverted_time(run.submitted_at)};{run.run_name};{spec_index};"
         storage.delete_prefix(heads_prefix(run.repo_id) + stem)
