@@ -19,6 +19,7 @@ from dstack import processes, pythons, settings
 from dstack.compute.base import Compute
 from dstack.errors import ComputeError
 from dstack.models import JobSpec, JobState
+from dstack.state import pins
 from dstack.storage.base import Storage
 from dstack.store_config import dump_store
 
@@ -68,8 +69,14 @@ class LocalCompute(Compute):
         log_dir = settings.runner_log_dir()
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{job.repo.repo_id.replace('/', '_')}.{job.job_id}.log"
+        pin = pins.recall(storage, job.repo.repo_id, job.run_name, job.job_index)
+        if pin is None:
+            raise ComputeError(
+                f"job {job.job_id}: this machine did not submit it (no pin of its spec in "
+                f"{settings.dstack_home()}), so it starts no attempt of it"
+            )
         if hasattr(os, "fork"):
-            self._fork_runner(storage, job, log_path)
+            self._fork_runner(storage, job, log_path, pin)
             return
         cmd = [
             sys.executable, "-m", "dstack.runner",
@@ -77,6 +84,7 @@ class LocalCompute(Compute):
             "--repo", job.repo.repo_id,
             "--run", job.run_name,
             "--job", str(job.job_index),
+            "--spec-sha256", pin,
         ]  # fmt: skip
         try:
             with open(log_path, "ab") as log:
@@ -92,7 +100,7 @@ class LocalCompute(Compute):
         except OSError as exc:
             raise ComputeError(f"cannot start the runner: {exc}") from exc
 
-    def _fork_runner(self, storage: Storage, job: JobSpec, log_path: Path) -> None:
+    def _fork_runner(self, storage: Storage, job: JobSpec, log_path: Path, pin: str) -> None:
         config = storage.config()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -112,7 +120,7 @@ class LocalCompute(Compute):
             os.chdir(settings.dstack_home())
             from dstack.runner.supervisor import supervise
 
-            code = supervise(config, job.repo.repo_id, job.run_name, job.job_index)
+            code = supervise(config, job.repo.repo_id, job.run_name, job.job_index, pin)
         except BaseException:
             import traceback
 

@@ -16,16 +16,28 @@ import time
 from typing import Any
 
 from dstack import processes, state
+from dstack.errors import TamperedError
 from dstack.lifecycle import Writer, conclude, move
 from dstack.models import JobStatus
+from dstack.state.pins import read_pinned_spec
 from dstack.storage import open_storage
 from dstack.store_config import StoreConfig
 
 
-def supervise(store: StoreConfig, repo_id: str, run_name: str, job_index: int) -> int:
-    """Run attempts of one job until one is final; 0 when the job ended ``done``."""
+def supervise(
+    store: StoreConfig, repo_id: str, run_name: str, job_index: int, spec_sha256: str
+) -> int:
+    """Run attempts of one job until one is final; 0 when the job ended ``done``. Every
+    attempt's runner is given ``spec_sha256`` (the pin of the spec the submitter wrote), and
+    the supervisor itself reads the spec only through it."""
     storage = open_storage(store)
-    spec = state.read_job_spec(storage, repo_id, run_name, job_index)
+    try:
+        spec = read_pinned_spec(storage, repo_id, run_name, job_index, spec_sha256)
+    except TamperedError as exc:
+        from dstack.runner.__main__ import refuse
+
+        refuse(storage, repo_id, run_name, job_index, str(exc))
+        return 1
     owner = state.read_run(storage, repo_id, run_name).owner.display
     me = {"supervisor_pid": os.getpid(), "supervisor_started": processes.start_ticks(os.getpid())}
     current = move(
@@ -34,7 +46,7 @@ def supervise(store: StoreConfig, repo_id: str, run_name: str, job_index: int) -
     ).state  # fmt: skip
     while True:
         attempt = current.attempt
-        wait_status = _run_attempt(store, repo_id, run_name, job_index)
+        wait_status = _run_attempt(store, repo_id, run_name, job_index, spec_sha256)
         current = state.read_latest_job_state(storage, spec)
         if current.status.is_active and current.attempt == attempt:
             lost = _runner_lost(current, wait_status)
@@ -43,7 +55,9 @@ def supervise(store: StoreConfig, repo_id: str, run_name: str, job_index: int) -
             return 0 if current.status is JobStatus.DONE else 1
 
 
-def _run_attempt(store: StoreConfig, repo_id: str, run_name: str, index: int) -> int:
+def _run_attempt(
+    store: StoreConfig, repo_id: str, run_name: str, index: int, spec_sha256: str
+) -> int:
     """Fork the runner of the job's current attempt, wait for it; its wait status."""
     pid = os.fork()
     if pid == 0:
@@ -51,7 +65,7 @@ def _run_attempt(store: StoreConfig, repo_id: str, run_name: str, index: int) ->
         try:
             from dstack.runner.__main__ import run_job
 
-            code = run_job(store, repo_id, run_name, index)
+            code = run_job(store, repo_id, run_name, index, spec_sha256=spec_sha256)
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)

@@ -15,6 +15,7 @@ from dstack.compute.base import Compute
 from dstack.errors import ComputeError, StorageError
 from dstack.lifecycle import Writer, conclude
 from dstack.models import JobSpec, JobState, JobStatus
+from dstack.state import pins
 from dstack.storage.base import Storage
 
 #: how long a reader watches a stale heartbeat for a fresh beat before it declares the runner
@@ -42,6 +43,14 @@ def refresh(
     ended = latest.model_copy(
         update={"status": status, "reason": reason, "updated_at": now, "finished_at": now}
     )
+    if spec.retry is not None and (
+        pins.recall(storage, spec.repo.repo_id, spec.run_name, spec.job_index) is None
+    ):
+        # only the machine holding the pin of the submitter's spec starts another attempt
+        spec = spec.model_copy(update={"retry": None})
+        ended = ended.model_copy(
+            update={"reason": f"{reason}; not retried: only its submitter's machine retries it"}
+        )
     try:
         # recorded only if the job is still where the verdict saw it (a compare-and-swap)
         following = conclude(storage, spec, owner, ended, Writer.CONCLUDER, since=latest.version)

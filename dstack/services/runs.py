@@ -18,10 +18,10 @@ from dstack.errors import (
 )
 from dstack.lifecycle import ABORT_REASON, Writer, move, set_state
 from dstack.models import JobSpec, JobState, JobStatus, Owner, RunRecord, RunSummary
-from dstack.services import apps, monitor
+from dstack.services import apps, monitor, secrets
 from dstack.services.context import Context
 from dstack.services.names import allocate_run_name
-from dstack.state import actions
+from dstack.state import actions, pins
 
 if TYPE_CHECKING:  # the workflow files' models are loaded by `submit` only
     from dstack.spec.overrides import RunOverrides
@@ -97,14 +97,17 @@ def submit(
             progress.done()
     run_name = allocate_run_name(ctx.storage)
     jobs = prepared.jobs(run_name)
+    secret_names = secrets.givable_names(ctx.storage, repo_id)
     for job in jobs:
         job.deps = list(resolved)
+        job.secrets = list(secret_names)  # pinned with the spec: no secret added later is given
     record = prepared.record(
         run_name, compute=ctx.compute.name, tag=tag, replace_tag=replace_tag, deps=resolved
     )
     owner = prepared.owner
     warnings = prepared.warnings
-    state.create_run(ctx.storage, record, jobs)
+    digests = state.create_run(ctx.storage, record, jobs)
+    pins.remember(ctx.storage, repo_id, run_name, digests)  # later attempts started from here
     for job in jobs:
         try:
             ctx.compute.start(ctx.storage, job)

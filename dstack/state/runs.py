@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterator
 from itertools import islice
 
@@ -40,16 +41,20 @@ from dstack.state.records import load_record
 from dstack.storage.base import Storage
 
 
-def create_run(storage: Storage, run: RunRecord, jobs: list[JobSpec]) -> None:
-    """Write a new run: its record, its jobs' specs and ``submitted`` states, and heads.
+def create_run(storage: Storage, run: RunRecord, jobs: list[JobSpec]) -> dict[int, str]:
+    """Write a new run: its record, its jobs' specs and ``submitted`` states, and heads; the
+    SHA-256 of each spec as written, by job index (its pin: ``state.pins``).
 
     The run record is written only-if-absent, so nobody can overwrite another's run.
     """
     storage.put(run_key(run.repo_id, run.run_name), dump(run), if_absent=True)
+    digests: dict[int, str] = {}
     try:
         for spec in jobs:
             key = spec_key(run.repo_id, run.run_name, spec.job_index)
-            storage.put(key, dump(spec), if_absent=True)
+            data = dump(spec)
+            storage.put(key, data, if_absent=True)
+            digests[spec.job_index] = hashlib.sha256(data).hexdigest()
             state = JobState(status=JobStatus.SUBMITTED, updated_at=run.submitted_at, version=1)
             storage.put(active_prefix(run.repo_id) + job_head_stem(spec).rstrip(";"), b"")
             record_job_state(storage, spec, run.owner.display, state)
@@ -61,6 +66,7 @@ def create_run(storage: Storage, run: RunRecord, jobs: list[JobSpec]) -> None:
         with contextlib.suppress(Exception):
             storage.delete_prefix(run_prefix(run.repo_id, run.run_name))
         raise
+    return digests
 
 
 def record_job_state(storage: Storage, spec: JobSpec, owner: str, state: JobState) -> None:

@@ -42,6 +42,7 @@ from dstack.compute.aws.wheel import Wheel, ensure_wheel
 from dstack.compute.base import Compute, RunPlan
 from dstack.errors import ComputeError, DstackError
 from dstack.models import InfraRecord, JobSpec, JobState, RunRecord, StackRecord
+from dstack.state import pins
 from dstack.storage.base import Storage
 from dstack.store_config import S3StoreConfig
 from dstack.units import parse_size_mib
@@ -95,8 +96,20 @@ class AwsCompute(Compute):
             self.local.start(storage, job)
             return
         run = state.read_run(storage, job.repo.repo_id, job.run_name)
+        spec_pins = {}
+        for index in range(run.job_count):
+            pin = pins.recall(storage, run.repo_id, run.run_name, index)
+            if pin is None:
+                raise ComputeError(
+                    f"job {run.run_name}-{index}: this machine did not submit it (no pin of its "
+                    "spec in the dstack home), so it starts no attempt of it"
+                )
+            spec_pins[index] = pin
+        # what the instances run is what the submitter wrote: the specs are read through their
+        # pins here (nothing is provisioned for a rewritten one), and each runner gets its pin
         jobs = [
-            state.read_job_spec(storage, run.repo_id, run.run_name, i) for i in range(run.job_count)
+            pins.read_pinned_spec(storage, run.repo_id, run.run_name, i, spec_pins[i])
+            for i in range(run.job_count)
         ]
         cloud = [j for j in jobs if not j.resources.local]
         attempt = state.read_job_state(storage, run.repo_id, run.run_name, job.job_index).attempt
@@ -105,7 +118,9 @@ class AwsCompute(Compute):
         store = _s3_config(storage)
         try:
             wheel = ensure_wheel(storage, self._wheel)
-            args = self.stack_args(store, run, cloud, wheel.key, wheel_sha256=wheel.sha256)
+            args = self.stack_args(
+                store, run, cloud, wheel.key, wheel_sha256=wheel.sha256, spec_pins=spec_pins
+            )
             preflight.check_run(self, args)
             driver = self.driver(store)
             self._say(f"Provisioning run {run.run_name} on AWS (stack {run.run_name})")
@@ -255,6 +270,7 @@ class AwsCompute(Compute):
         *,
         caller_cidr: str | None = None,
         wheel_sha256: str | None = None,
+        spec_pins: dict[int, str] | None = None,
     ) -> Any:
         """The run stack's arguments (``stacks.run.RunStackArgs``) for these jobs; the
         caller's address is looked up only if ports are asked for and none is given."""
@@ -265,6 +281,7 @@ class AwsCompute(Compute):
             instance_for=self.instance_for,
             caller_cidr=lambda: caller_cidr or self.caller_cidr(),
             wheel_sha256=wheel_sha256,
+            spec_pins=spec_pins,
         )  # fmt: skip
 
     def caller_cidr(self, *, lookup: bool = True) -> str | None:
