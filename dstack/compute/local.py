@@ -114,6 +114,7 @@ class LocalCompute(Compute):
         code = 1
         try:
             os.setsid()
+            processes.keep_out_of_reach()  # its environment is the submitting shell's
             if os.fork():
                 os._exit(0)
             _redirect_stdio(log_path)

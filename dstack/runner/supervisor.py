@@ -21,7 +21,7 @@ from dstack.lifecycle import Writer, conclude, move
 from dstack.models import JobStatus
 from dstack.state.pins import read_pinned_spec
 from dstack.storage import open_storage
-from dstack.store_config import StoreConfig
+from dstack.store_config import S3StoreConfig, StoreConfig
 
 
 def supervise(
@@ -38,6 +38,7 @@ def supervise(
 
         refuse(storage, repo_id, run_name, job_index, str(exc))
         return 1
+    _keep_only_what_runners_need(spec, store)
     owner = state.read_run(storage, repo_id, run_name).owner.display
     me = {"supervisor_pid": os.getpid(), "supervisor_started": processes.start_ticks(os.getpid())}
     current = move(
@@ -70,6 +71,29 @@ def _run_attempt(
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     return status
+
+
+def _keep_only_what_runners_need(spec: Any, store: StoreConfig) -> None:
+    """Drop from this process's environment (a fork of the submitting CLI: the shell's whole
+    environment) every variable its runners and their tools do not need: what a job may take
+    from this machine, dstack's settings, the package tools' and the machine's, and the
+    store's credentials when it is in S3. A token of the shell (GITHUB_TOKEN) goes."""
+    from dstack.models import FROM_HOST
+    from dstack.runner.prepare import HOST_PREFIXES, HOST_VARIABLES
+
+    wanted = {key for key, value in spec.env.items() if value == FROM_HOST}
+    cloud = ("AWS_",) if isinstance(store, S3StoreConfig) else ()
+    prefixes = (*HOST_PREFIXES, *RUNNER_PREFIXES, *cloud)
+    for name in list(os.environ):
+        if name not in HOST_VARIABLES and name not in wanted and not name.startswith(prefixes):
+            del os.environ[name]
+
+
+#: variables the runner or the tools it starts (pip, uv, docker, git) read
+RUNNER_PREFIXES = (
+    "DSTACK_", "PIP_", "UV_", "DOCKER_", "XDG_", "SSL_CERT_", "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE", "NVIDIA_", "CUDA_", "VIRTUAL_ENV", "PYTHONPATH",
+)  # fmt: skip
 
 
 def _runner_lost(current: Any, wait_status: int) -> Any:
