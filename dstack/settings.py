@@ -102,7 +102,9 @@ def load_config() -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}{where}: invalid YAML: {problem}; fix or delete it") from exc
+        raise ConfigError(
+            f"{path}{where}: cannot be read (invalid YAML: {problem}); fix or delete it"
+        ) from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping; fix or delete it")
     return data
