@@ -17,7 +17,8 @@ botocore, yaml) are mapped to these once, where they happen, and chained with ``
     ├── TagNotFoundError         a tag name that is not in the store
     ├── TagExistsError           creating a tag whose name is taken (replacing is explicit)
     ├── InvalidStateError        the run is not in a state that allows the operation
-    └── RunnerError              the runner could not prepare or start a job
+    ├── RunnerError              the runner could not prepare or start a job
+    └── TamperedError            a job's spec is not the one its submitter pinned
 """
 
 from __future__ import annotations
@@ -97,3 +98,8 @@ class InvalidStateError(DstackError):
 
 class RunnerError(DstackError):
     """The runner could not prepare or start the job."""
+
+
+class TamperedError(DstackError):
+    """A record the runner trusts is not what its submitter wrote (its digest differs from the
+    one pinned by the launcher)."""

@@ -235,6 +235,10 @@ class JobSpec(Model):
         "store), so the other nodes start once it does",
     )
     apps: list[AppSpec] = Field(default_factory=list)
+    secrets: list[str] = Field(
+        default_factory=list,
+        description="the names of the repo's secrets at submit: the job gets these and no other",
+    )
     watch_runs: list[str] = Field(
         default_factory=list,
         description="runs of the repo whose artifacts are mirrored into $RUNS_DIR while it runs",

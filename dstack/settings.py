@@ -91,10 +91,19 @@ def load_config() -> dict[str, Any]:
         return {}
     import yaml
 
+    from dstack.yamlload import safe_load
+
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        data = safe_load(path.read_text()) or {}
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot be read ({exc}); fix or delete it") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(
+            f"{path}{where}: cannot be read (invalid YAML: {problem}); fix or delete it"
+        ) from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping; fix or delete it")
     return data

@@ -53,6 +53,7 @@ def _stream(
     stop_on_signal: bool,
 ) -> int:
     from dstack.cli.apps import AppAnnouncer
+    from dstack.cli.control_strings import ControlStringFilter
     from dstack.services.logs import Missing, Output, StatusChange, StoreProblem, follow
 
     name = view.run.run_name
@@ -61,13 +62,14 @@ def _stream(
     exit_codes: list[int | None] = [s.exit_code for s in view.states]
     spinner = _Spinner(enabled=interactive and attach and sys.stderr.isatty())
     out = sys.stdout.buffer
+    controls = ControlStringFilter()  # another user's output never drives your terminal
     announcer = AppAnnouncer(ctx, view, enabled=attach)  # prints app URLs once they answer
     hinted = False
     try:
         for event in follow(ctx, view, attach=attach, since=since):
             if isinstance(event, Output):
                 spinner.done()
-                out.write(event.data)
+                out.write(controls.feed(event.data))
                 out.flush()
             elif isinstance(event, StoreProblem):
                 spinner.done()
@@ -107,6 +109,8 @@ def _stream(
         ) from exc
     finally:
         announcer.close()
+        out.write(controls.flush())
+        out.flush()
     spinner.done()
     return _report(name, statuses, reasons, exit_codes, attach)
 

@@ -61,7 +61,12 @@ def run(
 ) -> None:
     from dstack import api
     from dstack.cli.follow import print_warnings, stream_run
+    from dstack.processes import keep_out_of_reach
     from dstack.spec.overrides import RunOverrides
+
+    # the jobs it starts and follows run as this user: they cannot read this process's
+    # environment (the shell's tokens) or memory through /proc, nor the supervisor's it forks
+    keep_out_of_reach()
 
     overrides = RunOverrides(
         env=env, artifacts=artifact, deps=dep or None, working_dir=working_dir,

@@ -20,6 +20,7 @@ from dstack import processes, pythons, settings
 from dstack.compute.base import Compute
 from dstack.errors import ComputeError
 from dstack.models import JobSpec, JobState, RunRecord
+from dstack.state import pins
 from dstack.storage.base import Storage
 from dstack.store_config import dump_store
 
@@ -81,8 +82,14 @@ class LocalCompute(Compute):
         log_path.parent.mkdir(parents=True, exist_ok=True)
         logger.debug("job %s: starting its runner; output in %s, log in %s", job.job_id,
                      log_path, settings.runner_log_path(job.repo.repo_id, job.job_id))  # fmt: skip
+        pin = pins.recall(storage, job.repo.repo_id, job.run_name, job.job_index)
+        if pin is None:
+            raise ComputeError(
+                f"job {job.job_id}: this machine did not submit it (no pin of its spec in "
+                f"{settings.dstack_home()}), so it starts no attempt of it"
+            )
         if hasattr(os, "fork"):
-            self._fork_runner(storage, job, log_path)
+            self._fork_runner(storage, job, log_path, pin)
             return
         cmd = [
             sys.executable, "-m", "dstack.runner",
@@ -90,6 +97,7 @@ class LocalCompute(Compute):
             "--repo", job.repo.repo_id,
             "--run", job.run_name,
             "--job", str(job.job_index),
+            "--spec-sha256", pin,
         ]  # fmt: skip
         try:
             with open(log_path, "ab") as log:
@@ -105,7 +113,7 @@ class LocalCompute(Compute):
         except OSError as exc:
             raise ComputeError(f"cannot start the runner: {exc}") from exc
 
-    def _fork_runner(self, storage: Storage, job: JobSpec, log_path: Path) -> None:
+    def _fork_runner(self, storage: Storage, job: JobSpec, log_path: Path, pin: str) -> None:
         config = storage.config()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -119,13 +127,14 @@ class LocalCompute(Compute):
         code = 1
         try:
             os.setsid()
+            processes.keep_out_of_reach()  # its environment is the submitting shell's
             if os.fork():
                 os._exit(0)
             _redirect_stdio(log_path)
             os.chdir(settings.dstack_home())
             from dstack.runner.supervisor import supervise
 
-            code = supervise(config, job.repo.repo_id, job.run_name, job.job_index)
+            code = supervise(config, job.repo.repo_id, job.run_name, job.job_index, pin)
         except BaseException:
             import traceback
 

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, TypeVar
 
 from dstack.errors import SpecError
 from dstack.models import Artifact, JobSpec, RepoSnapshot
-from dstack.providers.shellargs import substitute_script
+from dstack.providers.shellargs import check_evaluable, substitute_script
 from dstack.spec.models import EXPRESSION, WorkflowBase
 from dstack.spec.workflows import Workflow
 
@@ -58,7 +58,11 @@ class Provider(ABC):
 
 
 def substitute(text: str, *, run_name: str, args: list[str]) -> str:
-    """Replace ``${{ run.args }}`` (shell-quoted, space-joined) and ``${{ run.name }}``."""
+    """Replace ``${{ run.args }}`` (shell-quoted, space-joined) and ``${{ run.name }}``.
+    Arguments bash could evaluate are refused (``shellargs.check_evaluable``): a variable set
+    from them may meet bash arithmetic as well as a script."""
+    if RUN_ARGS.search(text):
+        check_evaluable(args)
     values = {"run.args": shlex.join(args), "run.name": run_name}
     return EXPRESSION.sub(lambda match: values.get(match.group(1), match.group(0)), text)
 

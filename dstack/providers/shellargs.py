@@ -9,10 +9,18 @@ bodies (the arguments joined by spaces), and the same closed and reopened around
 A reference is made only of ``$ { } [ ] @ * " '`` and letters, so even a context misjudged by
 :func:`contexts` cannot turn an argument into code.
 
-Two contexts take the value itself, checked: arithmetic (``$(( … ))``, ``(( … ))``), where
-bash would evaluate a referenced value as an expression (``a[$(cmd)]`` runs ``cmd``), takes
-whole numbers only; a quoted here-doc body (``<<'EOF'``), which expands nothing, takes the text
-as it is, unless an argument holds a line break (which could end the here-doc early).
+A lexer cannot know every place bash evaluates a value (``[[ $x -gt 0 ]]``, ``let``,
+``declare -i``, ``${a[$x]}``, ``${s:$x}``, ``$[ ]``, ``printf -v``, ``unset``, ``[[ -v ]]``…:
+a value ``a[$(cmd)]`` runs ``cmd`` in each), nor follow bash everywhere (``cat <<$'EOF'``, a
+here-doc inside backticks). So the rule is safe by construction, whatever it misjudges:
+
+* an argument bash could evaluate — one holding ``[``, ``$`` or a backtick — is refused at
+  submit whenever the workflow uses ``${{ run.args }}`` (:func:`check_evaluable`): without a
+  subscript or an expansion, no value runs anything wherever bash evaluates it;
+* the text of an argument is never pasted, so no misjudged context can make it code: the one
+  exception is a whole number in arithmetic (``$(( ${{ run.args }} + 1 ))``), which is inert
+  anywhere. In a quoted here-doc (``<<'EOF'``), which expands nothing, ``${{ run.args }}`` is
+  refused (an unquoted one takes the arguments as data).
 """
 
 from __future__ import annotations
@@ -68,7 +76,7 @@ def _replacement(
         return shlex.quote(run_name) if context in (UNQUOTED, COMMENT) else run_name
     if name != "run.args":
         return match.group(0)
-    joined = " ".join(args)
+    check_evaluable(args, where)
     if context == ARITH:
         bad = [a for a in args if not _INTEGER.fullmatch(a)]
         if bad:
@@ -76,14 +84,13 @@ def _replacement(
                 f"{where}${{{{ run.args }}}} inside an arithmetic expression takes whole numbers "
                 f"only, not {bad[0]!r}: pass it outside $(( … )) or as a number"
             )
-        return joined
+        return " ".join(args)
     if context == LITERAL_HEREDOC:
-        if any("\n" in a or "\r" in a for a in args):
-            raise SpecError(
-                f"{where}an argument with a line break cannot go into a quoted here-document "
-                "(it could end it early): pass it without the line break"
-            )
-        return joined
+        raise SpecError(
+            f"{where}${{{{ run.args }}}} cannot go into a quoted here-document (<<'EOF'), where "
+            "the shell expands nothing: use an unquoted one (<<EOF), which takes the arguments "
+            "as data"
+        )
     many = '"$@"' if shell == "sh" else f'"${{{ARRAY}[@]}}"'
     one = "$*" if shell == "sh" else f"${{{ARRAY}[*]}}"
     if context == SINGLE:
@@ -93,6 +100,23 @@ def _replacement(
     if context in (DOUBLE, HEREDOC):
         return one
     return many
+
+
+#: what makes an argument something bash could evaluate (a subscript, an expansion)
+EVALUABLE = ("[", "$", "`")
+
+
+def check_evaluable(args: list[str], where: str = "") -> None:
+    """SpecError if an argument holds what bash could evaluate (:data:`EVALUABLE`): called
+    whenever a workflow uses ``${{ run.args }}``, wherever it does."""
+    for arg in args:
+        found = next((c for c in EVALUABLE if c in arg), None)
+        if found is not None:
+            raise SpecError(
+                f"{where}the argument {arg[:40]!r} holds {found!r}, which bash could evaluate "
+                "where ${{ run.args }} is used (arithmetic, subscripts): pass it without "
+                f"{found!r}, or read it from a file or a variable"
+            )
 
 
 @dataclass

@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", required=True, help="repo id")
     parser.add_argument("--run", required=True, help="run name")
     parser.add_argument("--job", type=int, default=0, help="job index")
+    parser.add_argument(
+        "--spec-sha256", required=True, help="SHA-256 of the job's spec as its submitter wrote it"
+    )
     parser.add_argument("--work-root", type=Path, help="where job folders are made")
     parser.add_argument("--cache-dir", type=Path, help="machine cache folder")
     parser.add_argument("--keep-workdir", action="store_true")
@@ -45,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         args.repo,
         args.run,
         args.job,
+        spec_sha256=args.spec_sha256,
         work_root=args.work_root,
         cache_dir=args.cache_dir,
         keep_workdir=args.keep_workdir,
@@ -60,6 +64,7 @@ def run_job(
     run_name: str,
     job_index: int,
     *,
+    spec_sha256: str,
     work_root: Path | None = None,
     cache_dir: Path | None = None,
     keep_workdir: bool = False,
@@ -68,12 +73,15 @@ def run_job(
     store_timeout: float | None = None,
 ) -> int:
     """Run one job to its end; 0 when it is done. Never raises: a runner that cannot run the
-    job says why in the job's record."""
-    from dstack import diagnostics, settings, state
+    job says why in the job's record. The job's spec is read only if its bytes are the ones
+    ``spec_sha256`` pins (``state.pins``); anything else is refused, and nothing of it runs."""
+    from dstack import diagnostics, settings
+    from dstack.errors import TamperedError
     from dstack.lifecycle import Writer, set_state
     from dstack.models import JobState, JobStatus
     from dstack.processes import keep_out_of_reach
     from dstack.runner.agent import Agent
+    from dstack.state.pins import read_pinned_spec
     from dstack.storage import open_storage
 
     diagnostics.setup_runner(settings.runner_log_path(repo_id, f"{run_name}-{job_index}"))
@@ -81,7 +89,11 @@ def run_job(
                 run_name, repo_id, store.type)  # fmt: skip
     keep_out_of_reach()  # the job's processes cannot read the runner's secrets or open files
     storage = open_storage(store)
-    spec = state.read_job_spec(storage, repo_id, run_name, job_index)
+    try:
+        spec = read_pinned_spec(storage, repo_id, run_name, job_index, spec_sha256)
+    except TamperedError as exc:
+        refuse(storage, repo_id, run_name, job_index, str(exc))
+        return 1
     try:
         agent = Agent(
             storage,
@@ -105,6 +117,42 @@ def run_job(
         return 1
     logger.info("runner %d: the job ended %s", os.getpid(), final.status.value)
     return 0 if final.status is JobStatus.DONE else 1
+
+
+def refuse(storage: Any, repo_id: str, run_name: str, job_index: int, line: str) -> None:
+    """Record that the job was refused: ``line`` in its log (to stderr too) and a ``failed``
+    state. Nothing is taken from the refused spec but what locates the job's head (its
+    workflow and submit time come from the run's record when it is readable)."""
+    from dstack import state
+    from dstack.lifecycle import Writer, move
+    from dstack.models import JobSpec, JobState, JobStatus, RepoSnapshot
+
+    print(f"dstack runner: {line}", file=sys.stderr, flush=True)
+    try:
+        run = state.read_run(storage, repo_id, run_name)
+        workflow, provider, submitted_at = run.workflow, run.provider, run.submitted_at
+        owner = run.owner.display
+    except Exception:
+        workflow, provider, submitted_at, owner = "unknown", "bash", 0.0, "unknown"
+    where = JobSpec(
+        run_name=run_name,
+        job_index=job_index,
+        workflow=workflow,
+        provider=provider,
+        repo=RepoSnapshot(repo_id=repo_id, code_key="", code_size=0),
+        submitted_at=submitted_at,
+    )
+    try:
+        state.write_log_chunk(
+            storage, where, state.next_log_seq(storage, where), f"[dstack] {line}\n".encode()
+        )
+        failed = JobState(status=JobStatus.FAILED, reason=line, updated_at=time.time())
+        move(
+            storage, where, owner, Writer.RUNNER,
+            lambda now: failed.model_copy(update={"attempt": now.attempt}),
+        )  # fmt: skip
+    except Exception as exc:  # the store failed too: stderr is all there is
+        print(f"dstack runner: could not record the refusal: {exc}", file=sys.stderr)
 
 
 def _watch_machine(agent: Any, max_duration: float | None, store_timeout: float | None) -> Any:

@@ -31,6 +31,7 @@ from dstack.models import Dependency, JobSpec
 from dstack.runner import depcache
 from dstack.runner.copying import clone_or_copy
 from dstack.state import manifest
+from dstack.state.filenames import from_key
 from dstack.storage.base import Storage
 
 
@@ -59,12 +60,13 @@ def fetch_deps(storage: Storage, spec: JobSpec, workdir: Path, cache_dir: Path) 
         for source in _sources(storage, dep):
             root = store_cache / source.identity
             for info in storage.list_objects(source.prefix):
-                relative = info.key[len(source.prefix) :]
-                placed[relative] = root / relative
-                if root / relative not in sizes:
+                relative = info.key[len(source.prefix) :]  # the key form (``state.filenames``)
+                file = root / from_key(relative)
+                placed[from_key(relative)] = file
+                if file not in sizes:
                     roots[root] = roots.get(root, 0) + info.size
-                sizes[root / relative] = (info.key, info.size)
-                checks[root / relative] = (relative, source, f"dependency {dep.describe()}")
+                sizes[file] = (info.key, info.size)
+                checks[file] = (relative, source, f"dependency {dep.describe()}")
                 found += 1
         if not found and dep.run_name is None:
             raise RunnerError(f"dependency {dep.describe()}: its files are gone from the store")

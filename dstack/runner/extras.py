@@ -97,9 +97,9 @@ class JobExtras:
     def _secrets(self) -> dict[str, str]:
         repo_id = self.spec.repo.repo_id
         values: dict[str, str] = {}
-        for name in state.list_secret_names(self.storage, repo_id):
+        for name in self.spec.secrets:  # the names pinned at submit, never the store's list
             record = state.read_secret(self.storage, repo_id, name)
-            if record is not None:
-                values[record.name] = record.value
+            if record is not None and record.name == name:
+                values[name] = record.value
         self.sink.mask(list(values.values()))
         return values

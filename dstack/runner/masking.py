@@ -1,4 +1,4 @@
-"""Hiding secret values in a job's output before it reaches the store: each becomes ``***``.
+r"""Hiding secret values in a job's output before it reaches the store: each becomes ``***``.
 
 Output arrives in arbitrary pieces (a pipe read, a flush), so a secret may be split across two
 of them. :class:`Masker` therefore holds back the end of what it was given whenever that end
@@ -7,6 +7,12 @@ when the stream ends). Nothing else is held back, so output that merely ends a l
 delayed. Matching is leftmost-longest over the raw bytes: a secret inside a longer one is
 masked as part of the longer one. Only the values themselves are masked, not encodings of
 them (base64, URL-quoting) a program might print.
+
+Values are matched twice: over the raw bytes (a value inside an escape sequence's payload, a
+hyperlink's address), then over the text as a terminal displays it, escape sequences left out
+(``rich`` colours the digits of ``tok-12345-xyz``: ``tok-\e[1;36m12345\e[0m-xyz`` shows the
+value without holding it). A value found in the displayed text becomes ``***``, followed by the
+escape sequences it spanned, so the colours of what follows stay as they were.
 """
 
 from __future__ import annotations
@@ -14,10 +20,36 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from dstack.runner.shown import ShownMasker
+
 MASK = b"***"
 
 
 class Masker:
+    """A streaming replacer of ``values`` (non-empty strings) by :data:`MASK`, over the raw
+    bytes and then over the text as displayed (see the module's docstring)."""
+
+    def __init__(self, values: Iterable[str] = ()) -> None:
+        self._raw = _RawMasker(values)
+        self._shown = ShownMasker(values)
+
+    @property
+    def active(self) -> bool:
+        return self._raw.active
+
+    def add(self, values: Iterable[str]) -> None:
+        values = list(values)
+        self._raw.add(values)
+        self._shown.add(values)
+
+    def feed(self, data: bytes) -> bytes:
+        return self._shown.feed(self._raw.feed(data))
+
+    def flush(self) -> bytes:
+        return self._shown.feed(self._raw.flush()) + self._shown.flush()
+
+
+class _RawMasker:
     """A streaming replacer of ``values`` (non-empty strings) by :data:`MASK`.
 
     Cost is near-linear in the output, whatever the values' sizes: matches are found by one

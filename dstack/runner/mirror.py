@@ -15,6 +15,7 @@ from pathlib import Path
 from dstack import state
 from dstack.errors import RunnerError, RunNotFoundError, StorageError
 from dstack.models import JobSpec
+from dstack.state.filenames import from_key
 from dstack.storage.base import Storage
 
 
@@ -60,7 +61,7 @@ class RunsMirror:
         listed: dict[str, int] = {}
         for prefix, folder in self._sources:
             for info in self.storage.list_objects(prefix):
-                path = folder / info.key[len(prefix) :]
+                path = folder / from_key(info.key[len(prefix) :])
                 if self._sizes.get(path) != info.size:
                     items.append((info.key, path))
                     sizes[path] = info.size

@@ -19,6 +19,7 @@ from dstack.errors import StorageError
 from dstack.models import JobSpec
 from dstack.runner import artifact_paths
 from dstack.state import manifest
+from dstack.state.filenames import from_key, to_key
 from dstack.storage.base import Storage
 
 #: files uploaded at once by a pass (each large one is also split in parts by the store)
@@ -81,7 +82,8 @@ class ArtifactSync:
                 except OSError:
                     continue
                 inside = path.relative_to(root).as_posix()
-                rel = saved_as if inside == "." else f"{saved_as}/{inside}"
+                # the key form: a name that is not UTF-8 is escaped (``state.filenames``)
+                rel = saved_as if inside == "." else f"{saved_as}/{to_key(inside)}"
                 stamp = (st.st_size, st.st_mtime_ns)
                 if self._synced.get(rel) != stamp:
                     result.append((path, self.prefix + rel, stamp))
@@ -126,7 +128,8 @@ class ArtifactSync:
         for rel, (size, _) in saved.items():
             # an absolute artifact is saved as _absolute/<path> but read where the job wrote it
             absolute = rel.startswith(artifact_paths.ABSOLUTE_FOLDER + "/")
-            path = Path(rel[len(artifact_paths.ABSOLUTE_FOLDER) :]) if absolute else workdir / rel
+            name = from_key(rel)
+            path = Path(name[len(artifact_paths.ABSOLUTE_FOLDER) :]) if absolute else workdir / name
             with contextlib.suppress(OSError):
                 entries[rel] = (size, manifest.file_sha256(path))
         key = manifest.job_manifest_key(self.spec.repo.repo_id, self.spec.run_name,
@@ -145,7 +148,7 @@ def restore_artifacts(storage: Storage, spec: JobSpec, repo_dir: Path) -> dict[s
     prefix = state.artifacts_prefix(spec.repo.repo_id, spec.run_name, spec.job_index)
     workdir = repo_dir / spec.working_dir
     infos = list(storage.list_objects(prefix))
-    items = [(info.key, workdir / info.key[len(prefix) :]) for info in infos]
+    items = [(info.key, workdir / from_key(info.key[len(prefix) :])) for info in infos]
     storage.download_tree(items, sizes={info.key: info.size for info in infos})
     restored: dict[str, Stamp] = {}
     for info, (_, path) in zip(infos, items, strict=True):

@@ -14,13 +14,14 @@ from dstack.models import Tag
 from dstack.services.context import Context
 from dstack.services.runs import RunView
 from dstack.state import manifest
+from dstack.state.filenames import from_key
 from dstack.storage.base import ProgressCallback
 
 
 @dataclass(frozen=True)
 class ArtifactFile:
     job_index: int
-    path: str  # relative to the job's working directory, as the job wrote it
+    path: str  # relative to the job's working directory, in key form (``state.filenames``)
     size: int
     key: str
     manifest_key: str | None = None  # the producer's checksums (``state.manifest``)
@@ -67,7 +68,8 @@ def download_artifacts(
     root = output.resolve()
     items: list[tuple[str, Path]] = []
     for file in files:
-        relative = f"job-{file.job_index}/{file.path}" if multi_job else file.path
+        name = from_key(file.path)  # the name the job wrote (``state.filenames``)
+        relative = f"job-{file.job_index}/{name}" if multi_job else name
         target = (root / relative).resolve()
         if root not in target.parents:
             raise DstackError(f"artifact {file.path!r} would be written outside {output}")

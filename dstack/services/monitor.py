@@ -17,6 +17,7 @@ from dstack.errors import StorageError
 from dstack.lifecycle import Writer, conclude
 from dstack.models import JobSpec, JobState, JobStatus, RunRecord
 from dstack.services import starts
+from dstack.state import pins
 from dstack.storage.base import Storage
 
 #: how long a reader watches a stale heartbeat for a fresh beat before it declares the runner
@@ -35,7 +36,12 @@ def refresh(
     a next attempt nothing else starts (a cloud's) is started (``starts``)."""
     if job_state.status.is_finished:
         return job_state
-    if starts.needs_start(job_state) and run.compute == compute.name:
+    if (
+        starts.needs_start(job_state)
+        and run.compute == compute.name
+        # only the machine holding the pin of the submitter's spec starts another attempt
+        and pins.recall(storage, spec.repo.repo_id, spec.run_name, spec.job_index) is not None
+    ):
         return starts.start_next_attempt(storage, compute, run, spec, job_state)
     owner = run.owner.display
     verdict = _verdict(storage, compute, spec, job_state)
@@ -51,6 +57,14 @@ def refresh(
     ended = latest.model_copy(
         update={"status": status, "reason": reason, "updated_at": now, "finished_at": now}
     )
+    if spec.retry is not None and (
+        pins.recall(storage, spec.repo.repo_id, spec.run_name, spec.job_index) is None
+    ):
+        # only the machine holding the pin of the submitter's spec starts another attempt
+        spec = spec.model_copy(update={"retry": None})
+        ended = ended.model_copy(
+            update={"reason": f"{reason}; not retried: only its submitter's machine retries it"}
+        )
     try:
         # recorded only if the job is still where the verdict saw it (a compare-and-swap)
         following = conclude(storage, spec, owner, ended, Writer.CONCLUDER, since=latest.version)

@@ -17,11 +17,11 @@ from dstack.errors import (
 )
 from dstack.lifecycle import ABORT_REASON, Writer, move
 from dstack.models import JobSpec, JobState, JobStatus, Owner, RunRecord, RunSummary, Tag
-from dstack.services import apps, monitor
+from dstack.services import apps, monitor, secrets
 from dstack.services.context import Context
 from dstack.services.names import allocate_run_name
 from dstack.services.starts import start_jobs
-from dstack.state import actions
+from dstack.state import actions, pins
 
 if TYPE_CHECKING:  # the workflow files' models are loaded by `submit` only
     from dstack.spec.overrides import RunOverrides
@@ -108,15 +108,18 @@ def submit(
             progress.done()
     run_name = allocate_run_name(ctx.storage)
     jobs = prepared.jobs(run_name)
+    secret_names = secrets.givable_names(ctx.storage, repo_id)
     for job in jobs:
         job.deps = list(resolved)
         if job.job_index in quotes:  # what budgets count this run at (compute.quote)
             job.price_per_hour, job.max_duration = quotes[job.job_index]
+        job.secrets = list(secret_names)  # pinned with the spec: no secret added later is given
     record = prepared.record(
         run_name, compute=ctx.compute.name, tag=tag, replace_tag=replace_tag, deps=resolved
     )
     warnings = prepared.warnings
-    state.create_run(ctx.storage, record, jobs)
+    digests = state.create_run(ctx.storage, record, jobs)
+    pins.remember(ctx.storage, repo_id, run_name, digests)  # later attempts started from here
     # a failed start fails its jobs, or starts their next attempt (``retry: no-capacity``)
     start_jobs(ctx.storage, ctx.compute, record, jobs, Writer.SUBMITTER)
     return Submission(run=record, jobs=jobs, warnings=warnings, code_uploaded=stored.tree_stored)

@@ -17,6 +17,7 @@ from dstack import state
 from dstack.errors import DstackError
 from dstack.models import SecretRecord
 from dstack.services.context import Context
+from dstack.storage.base import Storage
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Variables dstack sets for a job: a secret of the same name would silently replace them.
@@ -29,6 +30,19 @@ RESERVED = frozenset(
     }
 )  # fmt: skip
 _RESERVED_PREFIXES = ("DSTACK_", "PORT_", "JOB_PORT_", "MASTER_")
+# Variables that change what a job's shell, loader or interpreter runs: whoever may write the
+# store could set one's value, so no secret may have such a name.
+CODE_VARIABLES = frozenset(
+    {
+        "BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "PROMPT_COMMAND", "PS4", "IFS", "CDPATH",
+        "GLOBIGNORE", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONINSPECT",
+        "PYTHONUSERBASE", "PERL5OPT", "PERL5LIB", "RUBYOPT", "NODE_OPTIONS", "JAVA_TOOL_OPTIONS",
+        "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_CONFIG_FILE", "UV_INDEX_URL",
+        "UV_EXTRA_INDEX_URL", "GIT_SSH_COMMAND", "GIT_CONFIG_GLOBAL", "SSL_CERT_FILE",
+        "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "TMPDIR",
+    }
+)  # fmt: skip
+_CODE_PREFIXES = ("LD_", "BASH_FUNC_", "GCONV_", "MALLOC_", "GLIBC_")
 
 
 MAX_NAME = 128
@@ -59,7 +73,24 @@ def validate_name(name: str) -> str:
         )
     if name in RESERVED or name.startswith(_RESERVED_PREFIXES):
         raise DstackError(f"{name!r} is a variable dstack sets for every job; pick another name")
+    if name in CODE_VARIABLES or name.startswith(_CODE_PREFIXES):
+        raise DstackError(
+            f"{name!r} changes what a job's shell or interpreter runs, so it cannot be a secret "
+            "(anyone who may write the store could set it); pick another name"
+        )
     return name
+
+
+def givable_names(storage: Storage, repo_id: str) -> list[str]:
+    """The names of the repo's secrets a job submitted now gets (pinned in its spec): those
+    with a valid name (one planted in the store under any other name is left out)."""
+    names = []
+    for name in state.list_secret_names(storage, repo_id):
+        try:
+            names.append(validate_name(name))
+        except DstackError:
+            continue
+    return names
 
 
 def list_names(ctx: Context) -> list[str]:

@@ -26,6 +26,7 @@ from dstack.errors import (
 from dstack.models import JobStatus, Tag
 from dstack.services.context import Context
 from dstack.state import manifest
+from dstack.state.filenames import to_key
 from dstack.storage.base import ProgressCallback
 
 # The rule of workflow and dep names in .dstack/workflows.yaml, so every tag can be a dep.
@@ -99,7 +100,7 @@ def collect_upload(paths: list[Path], base: Path) -> list[UploadFile]:
             raise DstackError(f"-a {given}: no such file or folder")
         anchor = base if root == base or base in root.parents else root.parent
         for path in _walk(root):
-            relative = path.relative_to(anchor).as_posix()
+            relative = to_key(path.relative_to(anchor).as_posix())  # the key form of its name
             files[relative] = UploadFile(path, relative, path.stat().st_size)
     if not files:
         raise DstackError(f"nothing to upload: {', '.join(str(p) for p in paths)} holds no files")

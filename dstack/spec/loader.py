@@ -19,6 +19,7 @@ from dstack.spec.base import field_aliases
 from dstack.spec.legacy import strip_legacy_keys
 from dstack.spec.models import DEFAULT_PROVIDER, YamlFloat, suggest
 from dstack.spec.workflows import WORKFLOW_MODELS, Workflow, WorkflowsFile
+from dstack.yamlload import BoundedSafeLoader
 
 MAIN_FILE = ".dstack/workflows.yaml"
 EXTRA_FOLDER = ".dstack/workflows"
@@ -287,7 +288,7 @@ def _dep_problems(catalog: Catalog) -> list[tuple[str | None, str]]:
 _KEY_AS_TEXT = {f"tag:yaml.org,2002:{kind}" for kind in ("bool", "int", "float", "null")}
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(BoundedSafeLoader):
     """Safe YAML that keeps floats' text, rejects duplicate keys, and reads every mapping key
     as the text written (YAML 1.1 would read the key `on:` of `retry` as the boolean true)."""
 
@@ -338,7 +339,7 @@ def read_yaml(path: Path, source: str) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{source}: cannot read: {exc}") from exc
     try:
-        return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: safe
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass, bounded: safe
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterator
 from itertools import islice
 
@@ -20,11 +21,13 @@ from dstack.models import (
 )
 from dstack.state.keys import (
     active_prefix,
+    artifacts_prefix,
     head_key,
     heads_prefix,
     infra_records_prefix,
     inverted_time,
     job_head_stem,
+    logs_prefix,
     name_key,
     parse_head,
     repo_prefix,
@@ -39,16 +42,20 @@ from dstack.state.records import load_record
 from dstack.storage.base import Storage
 
 
-def create_run(storage: Storage, run: RunRecord, jobs: list[JobSpec]) -> None:
-    """Write a new run: its record, its jobs' specs and ``submitted`` states, and heads.
+def create_run(storage: Storage, run: RunRecord, jobs: list[JobSpec]) -> dict[int, str]:
+    """Write a new run: its record, its jobs' specs and ``submitted`` states, and heads; the
+    SHA-256 of each spec as written, by job index (its pin: ``state.pins``).
 
     The run record is written only-if-absent, so nobody can overwrite another's run.
     """
     storage.put(run_key(run.repo_id, run.run_name), dump(run), if_absent=True)
+    digests: dict[int, str] = {}
     try:
         for spec in jobs:
             key = spec_key(run.repo_id, run.run_name, spec.job_index)
-            storage.put(key, dump(spec), if_absent=True)
+            data = dump(spec)
+            storage.put(key, data, if_absent=True)
+            digests[spec.job_index] = hashlib.sha256(data).hexdigest()
             state = JobState(status=JobStatus.SUBMITTED, updated_at=run.submitted_at, version=1)
             storage.put(active_prefix(run.repo_id) + job_head_stem(spec).rstrip(";"), b"")
             record_job_state(storage, spec, run.owner.display, state)
@@ -60,6 +67,7 @@ def create_run(storage: Storage, run: RunRecord, jobs: list[JobSpec]) -> None:
         with contextlib.suppress(Exception):
             storage.delete_prefix(run_prefix(run.repo_id, run.run_name))
         raise
+    return digests
 
 
 def record_job_state(storage: Storage, spec: JobSpec, owner: str, state: JobState) -> None:
@@ -234,8 +242,12 @@ def _summarize(heads: list[JobHead]) -> RunSummary:
 
 
 def delete_run(storage: Storage, run: RunRecord) -> None:
-    """Remove a run entirely: its heads and active markers first (so it vanishes from `ps`),
-    then its records, logs and artifacts, then its name reservation."""
+    """Remove a run entirely: its jobs' artifacts and logs first (the bulk: a failure there
+    leaves the run listed in `ps`, so `dstack rm` can be run again, never an orphan), then its
+    heads and active markers (it vanishes from `ps`), its records, its name reservation."""
+    for spec_index in range(run.job_count):
+        storage.delete_prefix(artifacts_prefix(run.repo_id, run.run_name, spec_index))
+        storage.delete_prefix(logs_prefix(run.repo_id, run.run_name, spec_index))
     for spec_index in range(run.job_count):
         stem = f"{inverted_time(run.submitted_at)};{run.run_name};{spec_index};"
         storage.delete_prefix(heads_prefix(run.repo_id) + stem)

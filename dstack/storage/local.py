@@ -65,10 +65,12 @@ class LocalStorage(Storage):
         base = self.root / folder if folder else self.root
         found: list[ObjectInfo] = []
         self._collect(base, folder + "/" if folder else "", start, found)
-        found.sort(key=lambda info: info.key.encode())
+        # a file name that is not UTF-8 (written by a version that did not escape such names,
+        # ``state.filenames``) is listed with its bytes as surrogates, so it can be deleted
+        found.sort(key=lambda info: _key_bytes(info.key))
         if after is not None:
-            after_bytes = after.encode()
-            found = [info for info in found if info.key.encode() > after_bytes]
+            after_bytes = _key_bytes(after)
+            found = [info for info in found if _key_bytes(info.key) > after_bytes]
         yield from found
 
     def delete(self, key: str) -> None:
@@ -236,6 +238,10 @@ def _make_private_dirs(folder: Path) -> None:
             os.mkdir(path, 0o700)
         except FileExistsError:
             pass
+
+
+def _key_bytes(key: str) -> bytes:
+    return key.encode("utf-8", "surrogateescape")
 
 
 def validate_key(key: str) -> None:

@@ -62,4 +62,4 @@ if not expected or not digest.startswith(expected):
 PY
 /opt/dstack/venv/bin/pip install -q --disable-pip-version-check /opt/dstack/dstack-0.1.0-py3-none-any.whl
 /opt/dstack/venv/bin/uv python install 3.11
-/opt/dstack/venv/bin/python -m dstack.runner --storage '{"type":"s3","bucket":"acme-dstack-state","region":"eu-west-1","profile":null,"endpoint_url":null,"prefix":""}' --repo github.com/acme/mnist --run wise-owl-1 --job 0 --cloud aws --max-duration 259200 --store-timeout 1200
+/opt/dstack/venv/bin/python -m dstack.runner --storage '{"type":"s3","bucket":"acme-dstack-state","region":"eu-west-1","profile":null,"endpoint_url":null,"prefix":""}' --repo github.com/acme/mnist --run wise-owl-1 --job 0 --spec-sha256 5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e --cloud aws --max-duration 259200 --store-timeout 1200

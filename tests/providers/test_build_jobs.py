@@ -88,7 +88,7 @@ def test_bash_ignores_args_without_the_placeholder() -> None:
     assert job(workflow(commands=["python train.py"]), "--x", "1").commands == ["python train.py"]
 
 
-@pytest.mark.parametrize("args", [[], ["a b"], ["it's", "$HOME", "x;y"], ["--flag=1", "plain"]])
+@pytest.mark.parametrize("args", [[], ["a b"], ["it's", "~/x", "x;y"], ["--flag=1", "plain"]])
 def test_run_args_are_data_not_text(args: list[str]) -> None:
     spec = job(workflow(commands=["run ${{ run.args }}"]), *args)
     assert spec.commands == ['run "${DSTACK_RUN_ARGS[@]}"'] and spec.args == args
@@ -195,7 +195,7 @@ def test_overrides_reach_the_job_spec() -> None:
 
 # ----------------------------------------------------------------------- quoting, through a shell
 
-TRICKY = ["plain", "two words", "it's", 'say "hi"', "$HOME", "`id`", "back\\slash", "a;b", ""]
+TRICKY = ["plain", "two words", "it's", 'say "hi"', "~root", "(id)", "back\\slash", "a;b", ""]
 
 
 @pytest.mark.parametrize(

@@ -111,3 +111,39 @@ def test_large_values_split_anywhere_are_masked() -> None:
     out = stream(Masker(values), pieces)
     assert not any(v.encode() in out for v in values) and out.count(MASK) == 12
     assert out.endswith(b"end")
+
+
+# ---- values with escape sequences inside: matched on the text as displayed -------------------
+
+COLOURED = b"using token tok-\x1b[1;36m12345\x1b[0m-xyz\n"
+
+
+def _displayed(data: bytes) -> bytes:
+    import re
+
+    return re.sub(rb"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[ -/]*[0-~])", b"", data)
+
+
+def test_a_value_coloured_inside_is_masked_and_the_colours_kept() -> None:
+    masked = stream(Masker(["tok-12345-xyz"]), [COLOURED])
+    assert masked == b"using token ***\x1b[1;36m\x1b[0m\n"
+    assert b"12345" not in masked
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_coloured_value_split_anywhere_is_masked(seed: int) -> None:
+    rng = random.Random(seed)
+    data = COLOURED * 3 + b"\x1b]8;;https://x.example/tok-12345-xyz\x07link\x1b]8;;\x07 tail"
+    cuts = sorted(rng.sample(range(1, len(data)), rng.randint(1, 12)))
+    pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+    masked = stream(Masker(["tok-12345-xyz"]), pieces)
+    assert b"12345" not in _displayed(masked)
+    assert b"tok-12345-xyz" not in masked  # the hyperlink's address too
+    assert masked.count(MASK) == 4
+    assert masked.endswith(b"link\x1b]8;;\x07 tail")
+
+
+def test_colours_without_values_pass_unchanged_and_unheld() -> None:
+    masker = Masker(["s3cr3t"])
+    data = b"\x1b[32mepoch 1\x1b[0m done\n"
+    assert masker.feed(data) == data

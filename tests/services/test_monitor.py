@@ -106,3 +106,47 @@ def test_a_fresh_heartbeat_costs_no_wait(
         is JobStatus.RUNNING
     )
     assert clock.waits == []
+
+
+class Recording(Elsewhere):
+    """A compute that records what it is asked to start (stands for ``LocalCompute``, whose
+    starting of pinned attempts the e2e retry tests run for real)."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def start(self, storage: Storage, run: RunRecord, jobs: list[JobSpec]) -> None:
+        self.started.extend(job.job_id for job in jobs)
+
+
+@pytest.mark.parametrize("has_pin", [False, True])
+def test_only_the_machine_holding_the_pin_starts_a_lost_runners_next_attempt(
+    running: tuple[Storage, JobSpec, JobState],
+    monkeypatch: pytest.MonkeyPatch,
+    dstack_home: Path,
+    has_pin: bool,
+) -> None:
+    """Another user's reader must not start an attempt from a spec it cannot check: it records
+    the end instead (``state.pins``)."""
+    from dstack.models import RetryPolicy
+    from dstack.state import pins
+
+    storage, spec, job = running
+    monkeypatch.setattr(monitor, "HEARTBEAT_GRACE", 0.1)
+    monkeypatch.setattr(monitor, "HEARTBEAT_GRACE_POLL", 0.05)
+    spec = spec.model_copy(update={"retry": RetryPolicy(on=["interruption"], limit=2)})
+    if has_pin:
+        pins.remember(storage, spec.repo.repo_id, spec.run_name, {0: "ab" * 32})
+    compute = Recording()
+    after = monitor.refresh(storage, compute, run_of(storage, spec), spec, job)
+    if has_pin:
+        assert (after.status, after.attempt, compute.started) == (
+            JobStatus.SUBMITTED,
+            2,
+            [spec.job_id],
+        )
+    else:
+        assert (after.status, compute.started) == (JobStatus.INTERRUPTED, [])
+        assert (
+            after.reason is not None and "only its submitter's machine retries it" in after.reason
+        )

@@ -43,6 +43,7 @@ from dstack.compute.aws.wheel import Wheel, ensure_wheel
 from dstack.compute.base import Compute, RunPlan
 from dstack.errors import ComputeError, DstackError
 from dstack.models import InfraRecord, JobSpec, JobState, RunRecord, StackRecord
+from dstack.state import pins
 from dstack.storage.base import Storage
 from dstack.store_config import S3StoreConfig
 from dstack.units import parse_size_mib
@@ -114,28 +115,34 @@ class AwsCompute(Compute):
         if len(local) == len(jobs):
             return
         requested = [job.job_index for job in jobs if not job.resources.local]
-        if len(jobs) < run.job_count:
-            given = {job.job_index: job for job in jobs}
-            jobs = [
-                given.get(i) or state.read_job_spec(storage, run.repo_id, run.run_name, i)
-                for i in range(run.job_count)
-            ]
         try:
-            self._provision(storage, run, [job for job in jobs if not job.resources.local])
+            # what the instances run is what the submitter wrote: a spec is used only if its
+            # bytes are the pinned ones (nothing is provisioned for a rewritten one), and each
+            # runner gets its pin in the user data
+            jobs, spec_pins = pins.pinned_run_specs(
+                storage, run.repo_id, run.run_name, run.job_count, jobs
+            )
+            self._provision(
+                storage, run, [job for job in jobs if not job.resources.local], spec_pins
+            )
         except ProvisioningInterrupted:
             raise
         except ComputeError as exc:
             exc.job_indices = exc.job_indices or requested
             raise ProvisioningError.of(exc) from exc.__cause__
 
-    def _provision(self, storage: Storage, run: RunRecord, cloud: list[JobSpec]) -> None:
+    def _provision(
+        self, storage: Storage, run: RunRecord, cloud: list[JobSpec], spec_pins: dict[int, str]
+    ) -> None:
         """Create (or update) the run's stack for its cloud jobs, recording each step."""
         # a stack that exists already (a later attempt) is refreshed before it is updated
         existing = state.read_stack_record(storage, run.run_name) is not None
         store = _s3_config(storage)
         try:
             wheel = ensure_wheel(storage, self._wheel)
-            args = self.stack_args(store, run, cloud, wheel.key, wheel_sha256=wheel.sha256)
+            args = self.stack_args(
+                store, run, cloud, wheel.key, wheel_sha256=wheel.sha256, spec_pins=spec_pins
+            )
             preflight.check_run(self, args)
             driver = self.driver(store)
             self._say(f"Provisioning run {run.run_name} on AWS (stack {run.run_name})")
@@ -290,6 +297,7 @@ class AwsCompute(Compute):
         *,
         caller_cidr: str | None = None,
         wheel_sha256: str | None = None,
+        spec_pins: dict[int, str] | None = None,
     ) -> Any:
         """The run stack's arguments (``stacks.run.RunStackArgs``) for these jobs; the
         caller's address is looked up only if ports are asked for and none is given."""
@@ -300,6 +308,7 @@ class AwsCompute(Compute):
             choice_for=self.choice_for,
             caller_cidr=lambda: caller_cidr or self.caller_cidr(),
             wheel_sha256=wheel_sha256,
+            spec_pins=spec_pins,
         )  # fmt: skip
 
     def caller_cidr(self, *, lookup: bool = True) -> str | None:

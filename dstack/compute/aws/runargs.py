@@ -21,6 +21,9 @@ from dstack.models import JobSpec, RunRecord
 from dstack.store_config import S3StoreConfig
 from stacks.outputs import BUCKET_KMS_KEY_ARN
 
+#: what a plan shows for a job's spec pin (the SHA-256 of its spec, known once it is written)
+PLANNED_PIN = "SHA256-OF-THE-SPEC-AT-SUBMIT"
+
 #: how long provisioning and boot may take before the instance's own clock starts: an instance
 #: older than its hard limit plus this is terminated by `dstack prune`, whatever its run says
 BOOT_ALLOWANCE_SECONDS = 30 * 60
@@ -37,9 +40,11 @@ def run_stack_args(
     caller_cidr: Callable[[], str | None],
     wheel_sha256: str | None = None,
     constraints: list[str] | None = None,
+    spec_pins: dict[int, str] | None = None,
 ) -> Any:
     """``caller_cidr`` is called only when the run asks for ports; ``constraints`` default to
-    the versions this CLI runs with (``pinned_requirements``)."""
+    the versions this CLI runs with (``pinned_requirements``); ``spec_pins`` are the SHA-256
+    of each job's stored spec (``state.pins``), :data:`PLANNED_PIN` in a plan."""
     from stacks.run import InstanceArgs, RunStackArgs
 
     region = config.require_region()
@@ -70,6 +75,7 @@ def run_stack_args(
             boto3_requirement=boto3_requirement(),
             wheel_sha256=wheel_sha256,
             constraints=pins,
+            spec_sha256=(spec_pins or {}).get(job.job_index, PLANNED_PIN),
         )
         instances.append(
             InstanceArgs(

@@ -48,6 +48,9 @@ class Boot:
     wheel_sha256: str | None = None
     #: ``name==version`` lines pip installs the wheel's dependencies under
     constraints: Sequence[str] = field(default_factory=tuple)
+    #: the SHA-256 of the job's spec as its submitter wrote it: the runner refuses any other
+    #: (the bucket can change the spec, not the user data)
+    spec_sha256: str = ""
 
     @property
     def expected_wheel_digest(self) -> str:
@@ -79,6 +82,7 @@ def render_user_data(boot: Boot) -> str:
         "--repo", boot.repo_id,
         "--run", boot.run_name,
         "--job", str(boot.job_index),
+        "--spec-sha256", boot.spec_sha256,
         "--cloud", "aws",
         "--max-duration", str(boot.max_duration_seconds),
         "--store-timeout", str(boot.store_timeout_seconds),

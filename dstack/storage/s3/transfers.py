@@ -50,8 +50,16 @@ class Transfers:
         on_uploaded: Callable[[str], None] | None,
     ) -> None:
         _validate([key for _, key in files])
+        if files and not all(_utf8_path(path) for path, _ in files):
+            # the CRT takes a path as UTF-8 text: a file name that is not goes through botocore
+            odd = [item for item in files if not _utf8_path(item[0])]
+            self.upload_tree(
+                [item for item in files if _utf8_path(item[0])], progress, workers, on_uploaded
+            )
+            files, crt = odd, None
+        else:
+            crt = self.crt() if files else None
         modes = [_file_mode(Path(path)) for path, _ in files]
-        crt = self.crt() if files else None
         if crt is None:
 
             def one(item: tuple[tuple[Path, str], str]) -> None:
@@ -95,8 +103,18 @@ class Transfers:
             threshold = max(threshold, self.store.tree_multipart_threshold)
         crt = self.crt() if items else None
         known, small = sizes or {}, self.store.multipart_threshold
-        whole = [item for item in items if crt is not None and known.get(item[0], 0) < small]
-        rest = [item for item in items if crt is None or known.get(item[0], 0) >= small]
+        # the CRT takes a path as UTF-8 text: a file name that is not goes through botocore
+        by_crt = [crt is not None and _utf8_path(path) for _, path in items]
+        whole = [
+            item
+            for item, ok in zip(items, by_crt, strict=True)
+            if ok and known.get(item[0], 0) < small
+        ]
+        rest = [
+            item
+            for item, ok in zip(items, by_crt, strict=True)
+            if not ok or known.get(item[0], 0) >= small
+        ]
 
         def larger() -> None:
             self._parallel(rest, workers, lambda p: self._download(p[0], p[1], progress, threshold))
@@ -278,3 +296,11 @@ def _place(tmp: Path, target: Path, mode: int) -> None:
         os.replace(tmp, target)
     except OSError as exc:
         raise StorageError(f"cannot write {target}: {exc.strerror}") from exc
+
+
+def _utf8_path(path: Path | str) -> bool:
+    try:
+        str(path).encode()
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -35,9 +35,16 @@ def boot(**changes: object) -> Boot:
         docker=False,
         ports=[10000],
         boto3_requirement="boto3>=1.35.16",
+        spec_sha256="5e" * 32,
     )
     values.update(changes)
     return Boot(**values)
+
+
+def test_the_runner_gets_the_pin_of_its_spec_from_the_user_data() -> None:
+    """The bucket can rewrite a spec, not an instance's user data: the pin travels there."""
+    command = runner_command(render_user_data(boot()))
+    assert command[command.index("--spec-sha256") + 1] == "5e" * 32
 
 
 def test_user_data_golden() -> None:
