@@ -88,7 +88,7 @@ def run(
     view = api.get_run(context, name, refresh=False)
     code = stream_run(context, view, attach=True, interactive=True, stop_on_signal=True)
     _warn_missing_artifacts(context, name)
-    _release_if_finished(context, name)
+    release_if_finished(context, name)
     raise typer.Exit(code)
 
 
@@ -128,7 +128,7 @@ def _print_plan(
         sys.stdout.write(plan_text(result))
 
 
-def _release_if_finished(context: Context, name: str) -> None:
+def release_if_finished(context: Context, name: str) -> None:
     """A finished cloud run's stack is destroyed now that its artifacts have landed; a
     detached or still running one is left to `dstack stop`/`dstack prune`."""
     from dstack.errors import DstackError
