@@ -15,9 +15,16 @@ if TYPE_CHECKING:
 def register(app: typer.Typer) -> None:
     app.command(
         "run",
-        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-        help="Run a workflow of .dstack/workflows.yaml. Arguments after the workflow name that "
-        "dstack does not know go to the workflow as ${{ run.args }}.",
+        context_settings={
+            "allow_extra_args": True,
+            "ignore_unknown_options": True,
+            "allow_interspersed_args": False,  # what follows the workflow is the workflow's
+        },
+        help="Run a workflow of .dstack/workflows.yaml. dstack's options go before the workflow "
+        "name; everything after it goes to the workflow as ${{ run.args }} (so `dstack run "
+        "python train.py --help` shows the script's help), as in dstack 2022, except -d and -t "
+        "TAG, which are dstack's anywhere. `--` after the name passes even those to the "
+        "workflow. One of dstack's options after the name goes to the workflow with a warning.",
     )(run)
 
 
@@ -52,8 +59,13 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="With --plan: print JSON."),
 ) -> None:
     from dstack import api
+    from dstack.cli import run_args
     from dstack.cli.follow import print_warnings, stream_run
     from dstack.spec.overrides import RunOverrides
+
+    after = run_args.split(workflow, list(ctx.args), ctx.command)
+    detach, tag = detach or after.detach, after.tag or tag
+    print_warnings(after.warnings)
 
     overrides = RunOverrides(
         env=env, artifacts=artifact, deps=dep or None, working_dir=working_dir,
@@ -66,7 +78,7 @@ def run(
         )
     context = api.Context()
     if plan:
-        _print_plan(context, workflow, list(ctx.args), overrides, tag, as_json)
+        _print_plan(context, workflow, after.args, overrides, tag, as_json)
         return
     context.compute.reporter = lambda line: print(line, file=sys.stderr)
     from dstack.cli.progress import CodeProgressView
@@ -74,7 +86,7 @@ def run(
     context.code_progress = CodeProgressView()
     replace_tag = bool(tag) and _confirm_moving_tag(context, tag)
     submission = api.submit(
-        context, workflow, args=list(ctx.args), overrides=overrides, tag=tag,
+        context, workflow, args=after.args, overrides=overrides, tag=tag,
         replace_tag=replace_tag,
     )  # fmt: skip
     name = submission.run.run_name

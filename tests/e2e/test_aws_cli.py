@@ -68,7 +68,7 @@ def test_run_plan_offline_without_credentials_or_engine(dstack_home: Path, repo:
     assert "+ aws:ec2/instance:Instance  planned-run-1-job-0" in result.out
     assert "httpTokens" in result.out and '"203.0.113.7/32"' in result.out
     assert time.monotonic() - started < 30
-    as_json = cli("run", "--plan", "train", "--json", cwd=repo)
+    as_json = cli("run", "--plan", "--json", "train", cwd=repo)
     assert as_json.code == 0, as_json.err
     plan = json.loads(as_json.out)
     assert plan["jobs"][0]["instance_type"] == "g4dn.xlarge"
