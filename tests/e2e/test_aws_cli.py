@@ -83,7 +83,9 @@ def test_cloud_run_without_the_engine_stops_with_one_line(dstack_home: Path, rep
                 "endpoint_url": "http://127.0.0.1:9"},  # nothing listens: nothing may be sent
         "compute": {"type": "aws"},
     })  # fmt: skip
-    cli = Dstack(dstack_home, no_aws_env(dstack_home))
+    # credentials (never used: nothing listens), so that what is missing is the engine alone
+    keys = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    cli = Dstack(dstack_home, no_aws_env(dstack_home, **keys))
     result = cli("run", "echo", cwd=repo)
     assert result.code == 1
     lines = result.err.strip().splitlines()

@@ -88,6 +88,7 @@ class AwsCompute(Compute):
         for job in cloud:
             self.instance_for(job)
         if cloud and self._driver_factory is None:
+            self.require_credentials()  # what the user must fix first, before the engine
             require_engine()
 
     def start(self, storage: Storage, job: JobSpec) -> None:
@@ -203,6 +204,8 @@ class AwsCompute(Compute):
         """Create or adopt the bucket and the bootstrap stack (``bootstrap.BootstrapResult``)."""
         from dstack.compute.aws.bootstrap import create_or_adopt_bootstrap
 
+        self.require_credentials()
+
         return create_or_adopt_bootstrap(
             _s3_config(storage),
             region=self.config.require_region(),
@@ -213,6 +216,17 @@ class AwsCompute(Compute):
         )  # fmt: skip
 
     # building blocks, also used by `dstack run --plan` and `dstack prune`
+
+    def require_credentials(self) -> None:
+        """ComputeError saying how to get AWS credentials when there are none (read locally,
+        nothing sent). A compute given its own driver (a test double) is not asked."""
+        from dstack.storage import aws_credentials_problem
+
+        if self._driver_factory is not None:
+            return
+        problem = aws_credentials_problem(self.config.profile)
+        if problem:
+            raise ComputeError(f"{problem}; `dstack run --plan WORKFLOW` works without them")
 
     @property
     def local(self) -> Compute:
