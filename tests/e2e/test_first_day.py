@@ -134,3 +134,31 @@ def test_runs_before_the_remote_notice_is_said_once_per_repo(
     git(repo, "remote", "add", "origin", "https://github.com/acme/first-day.git")
     said = [("had a git remote" in dstack("ps", cwd=repo).err) for _ in range(3)]
     assert said == [True, False, False]
+
+
+@LOCAL_ONLY
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (  # PyYAML: expected <block end>, but found '?'
+            "workflows:\n  - name: hello\n    provider: bash\n  commands:\n    - echo hi\n",
+            ["line 4: `commands:` is indented 2 spaces", "indent it 4 spaces, like `provider:`"],
+        ),
+        (  # PyYAML: line 6, column 1: could not find expected ':' (in a 5-line file)
+            "workflows:\n  - name: hello\n    provider: bash\n    commands\n      - echo hi\n",
+            ["line 4: `commands` has no `:`", "`commands:`"],
+        ),
+        (  # the missing `-`: expected a list of workflows, got {'name': 'hello', 'provider'…
+            "workflows:\n  name: hello\n  provider: bash\n  commands:\n    - echo hi\n",
+            ["line 2: `name: hello`", "starts with `- `", "`- name: hello`"],
+        ),
+    ],
+    ids=["found-key", "no-colon", "no-dash"],
+)
+def test_yaml_errors_point_at_the_line_as_written(
+    dstack: Dstack, tmp_path: Path, text: str, words: list[str]
+) -> None:
+    repo = make_repo(tmp_path / "r", {".dstack/workflows.yaml": text})
+    line = _one_error_line(dstack("run", "hello", cwd=repo))
+    assert all(word in line for word in words), line
+    assert "<block end>" not in line and "{'name'" not in line
