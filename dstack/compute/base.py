@@ -26,6 +26,13 @@ class PlannedJob:
     price_per_hour: float
     #: what the job asked for, sizes shown in MiB too (binary units: 64GB is 65,536 MiB)
     request: str = ""
+    #: the instance type's GPUs (all of them are paid for, whatever the job asked)
+    gpu_count: int = 0
+    gpu_name: str | None = None
+    vcpus: int = 0
+    memory_mib: int = 0
+    #: the GPUs the job asked for
+    requested_gpus: int = 0
 
 
 @dataclass

@@ -162,3 +162,24 @@ def test_yaml_errors_point_at_the_line_as_written(
     line = _one_error_line(dstack("run", "hello", cwd=repo))
     assert all(word in line for word in words), line
     assert "<block end>" not in line and "{'name'" not in line
+
+
+def test_the_plan_says_the_gpus_per_instance_and_that_all_are_paid(
+    dstack_home: Path, tmp_path: Path
+) -> None:
+    """One V100 with 700GB of memory only fits an 8-GPU type: the summary says "8× V100",
+    and that all eight are paid for, before anything is created."""
+    from tests.e2e.test_aws_cli import no_aws_env
+
+    text = (
+        "workflows:\n  - name: gpu-v100\n    commands: [nvidia-smi]\n    resources:\n"
+        "      memory: 700GB\n      gpu:\n        name: V100\n        count: 1\n"
+    )
+    repo = make_repo(tmp_path / "r", {".dstack/workflows.yaml": text})
+    cli = Dstack(dstack_home, no_aws_env(dstack_home, AWS_REGION="us-east-1"))
+    result = cli("run", "--plan", "gpu-v100", cwd=repo, timeout=300)
+    assert result.code == 0, result.err
+    summary = next(line for line in result.out.splitlines() if "instances:" in line)
+    assert "(8× V100, " in summary and " × 1;" in summary, summary
+    note = next(line for line in result.out.splitlines() if "note: job 0" in line)
+    assert "asks for 1 GPU(s)" in note and "all 8 are paid for" in note

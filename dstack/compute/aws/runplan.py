@@ -51,6 +51,11 @@ def plan_run(
                 spot=job.resources.interruptible,
                 price_per_hour=itype.price,
                 request=compute.request_for(job).describe(),
+                gpu_count=itype.gpu_count,
+                gpu_name=itype.gpu_name,
+                vcpus=itype.vcpus,
+                memory_mib=itype.memory_mib,
+                requested_gpus=job.resources.gpu_count,
             )
         )
     caller = None
