@@ -103,6 +103,7 @@ def _view_row(view) -> dict:  # type: ignore[no-untyped-def]
         "dirty": view.run.repo.dirty,
         "args": view.run.args,
         "tag": view.run.tag,
+        "restarted_from": view.run.restarted_from,
         "deps": [
             {"repo": d.repo_id, "run": d.run_name, "tag": d.tag, "workflow": d.workflow}
             for d in view.run.deps

@@ -8,8 +8,12 @@ dstack say them all again. A marker that cannot be written only means the notice
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 from dstack import settings
+
+if TYPE_CHECKING:
+    from dstack.storage.base import Storage
 
 
 def first_time(topic: str, about: str) -> bool:
@@ -26,3 +30,11 @@ def first_time(topic: str, about: str) -> bool:
     except OSError:
         pass
     return True
+
+
+def unshared_repo_due(storage: Storage, repo_id: str) -> bool:
+    """Whether to say "this repo's runs cannot be shared" now: always with a shared store
+    (where it matters), else once per repo on this machine."""
+    from dstack.storage.local import LocalStorage
+
+    return not isinstance(storage, LocalStorage) or first_time("", repo_id)

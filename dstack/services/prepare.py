@@ -194,12 +194,9 @@ def check_files_shipped(workflow: Workflow, shipped: frozenset[str]) -> None:
 def _worth_saying_unshared(ctx: Context, workflow: Workflow, repo_id: str) -> bool:
     """ "This repo's runs cannot be shared" matters with a shared store or another repo's deps;
     otherwise it is said once per repo on this machine."""
-    from dstack.services.notices import first_time
-    from dstack.storage.local import LocalStorage
+    from dstack.services.notices import unshared_repo_due
 
-    if not isinstance(ctx.storage, LocalStorage) or any(d.repo for d in workflow.deps):
-        return True
-    return first_time("", repo_id)
+    return any(d.repo for d in workflow.deps) or unshared_repo_due(ctx.storage, repo_id)
 
 
 def identity_notice(owner: Owner, repo_id: str) -> str | None:

@@ -183,3 +183,10 @@ def test_the_plan_says_the_gpus_per_instance_and_that_all_are_paid(
     assert "(8× V100, " in summary and " × 1;" in summary, summary
     note = next(line for line in result.out.splitlines() if "note: job 0" in line)
     assert "asks for 1 GPU(s)" in note and "all 8 are paid for" in note
+
+
+@LOCAL_ONLY
+def test_tags_says_the_unshared_repo_notice_once(dstack: Dstack, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {".dstack/workflows.yaml": WORKFLOWS}, remote=None)
+    said = [("cannot be shared" in dstack("tags", cwd=repo).err) for _ in range(2)]
+    assert said == [True, False]

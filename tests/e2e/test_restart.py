@@ -43,6 +43,7 @@ def test_restart_runs_the_recorded_code_not_the_working_tree(
     shown = json.loads(dstack("ps", "-a", "--json", cwd=repo).out)
     assert {row["run"] for row in shown} == {old, new}  # the old run is left as it was
     assert dstack.peek_status(old, repo) == "done"
+    assert dstack.ps_json(new, repo)["restarted_from"] == old
 
 
 def test_restart_of_an_unknown_run_is_one_line(dstack: Dstack, tmp_path: Path) -> None:

@@ -218,15 +218,9 @@ class AwsCompute(Compute):
     # building blocks, also used by `dstack run --plan` and `dstack prune`
 
     def require_credentials(self) -> None:
-        """ComputeError saying how to get AWS credentials when there are none (read locally,
-        nothing sent). A compute given its own driver (a test double) is not asked."""
-        from dstack.storage import aws_credentials_problem
-
-        if self._driver_factory is not None:
-            return
-        problem = aws_credentials_problem(self.config.profile)
-        if problem:
-            raise ComputeError(f"{problem}; `dstack run --plan WORKFLOW` works without them")
+        """Before the engine: credentials (not asked of a compute given a test double driver)."""
+        if self._driver_factory is None:
+            preflight.require_credentials(self.config.profile)
 
     @property
     def local(self) -> Compute:
