@@ -294,6 +294,9 @@ class RunRecord(Model):
     compute: str = "local"
     repo: RepoSnapshot
     deps: list[Dependency] = Field(default_factory=list)
+    restarted_from: str | None = Field(
+        default=None, description="the run whose code, arguments and deps this run re-ran"
+    )
 
 
 class Tag(Model):

@@ -300,6 +300,8 @@ def parse_compute(section: Any, aws: AwsSection | None = None) -> ComputeConfig:
         raise ConfigError("config: compute: expected a mapping; run `dstack config`")
     data = dict(section)
     data.setdefault("type", "local")
+    if data["type"] == "local":  # AWS settings kept for when `--backend aws` turns them back on
+        return LocalComputeConfig()
     for name in ("tags", "bootstrap"):
         if name in data and data[name] is None:
             data[name] = {}

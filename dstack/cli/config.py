@@ -79,8 +79,12 @@ def config(
     if new_bucket and region is None:
         aws = aws.merged(region="")  # the saved region was the old bucket's: ask the new one
     if ask:
+        # the answers are of no use without credentials: say so before asking for them
+        if profile is None and not service.has_profiles():
+            service.require_credentials(aws.profile or service.default_profile())
         if profile is None:
             aws = _ask_profile(aws)
+        service.require_credentials(aws.profile or None)
         if region is None and not new_bucket:
             aws = _ask_region(aws, keep_bucket=bucket is not None)
         # the subnet matters for cloud runs only: asked when the config already sends runs
@@ -151,7 +155,7 @@ def _choose(question: str, default: str, choices: tuple[str, ...]) -> str:
 def _done(path: Path, description: str) -> None:
     from dstack.services import config as service
 
-    print(f"Saved {path}: {description}")
+    print(f"Saved {path}: {description}; {service.runs_where()}")
     overrides = service.env_overrides()
     if overrides:
         verb = "overrides" if len(overrides) == 1 else "override"

@@ -64,7 +64,9 @@ def _stream(
     out = sys.stdout.buffer
     controls = ControlStringFilter()  # another user's output never drives your terminal
     announcer = AppAnnouncer(ctx, view, enabled=attach)  # prints app URLs once they answer
-    hinted = False
+    if attach and interactive and not view.status.is_finished:
+        # before anything of the job's: whatever the job prints first, this line comes first
+        print("To interrupt, press Ctrl+C.\n", file=sys.stderr, flush=True)
     try:
         for event in follow(ctx, view, attach=attach, since=since):
             if isinstance(event, Output):
@@ -94,9 +96,6 @@ def _stream(
                     spinner.start("Downloading deps...")
                 elif event.state.status is JobStatus.RUNNING:
                     spinner.done()
-                    if attach and interactive and not hinted:  # once, however many jobs
-                        print("To interrupt, press Ctrl+C.\n", file=sys.stderr)
-                        hinted = True
     except KeyboardInterrupt:
         spinner.done()
         return _on_interrupt(ctx, name, interactive, stop_on_signal)

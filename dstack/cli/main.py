@@ -23,6 +23,7 @@ from dstack.cli import (
     logs,
     prune,
     ps,
+    restart,
     rm,
     run,
     schema,
@@ -65,8 +66,8 @@ def _root(
 
 
 for module in (
-    run, ps, logs, stop, rm, artifacts, tags, secrets_cli, infra, prune, config, schema, workflows,
-    dashboard,
+    run, restart, ps, logs, stop, rm, artifacts, tags, secrets_cli, infra, prune, config, schema,
+    workflows, dashboard,
 ):  # fmt: skip
     module.register(app)
 

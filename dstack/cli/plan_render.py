@@ -41,6 +41,7 @@ def plan_text(plan: Any) -> str:
         if job.request:
             lines.append(f"    for a request of {job.request}")
         lines.extend(_price_lines(job))
+    lines.extend(instances_summary(plan.jobs))
     if plan.cost:
         lines.append(f"  max_cost: {plan.cost} (the worst case: every node for max_duration)")
     lines.append("")
@@ -74,6 +75,38 @@ def _price_lines(job: Any) -> list[str]:
         more = f" and {len(rest) - 4} more" if len(rest) > 4 else ""
         lines.append(f"    then: {shown}{more}")
     return lines
+
+
+def instances_summary(jobs: list[Any]) -> list[str]:
+    """What will be paid for, GPUs first: ``p3dn.24xlarge (8× V100, 96 vCPU, 768 GiB) × 1``,
+    and a warning when an instance has more GPUs than its job asked for (all are paid)."""
+    if not jobs:
+        return []
+    counts: dict[tuple[str, str, float], int] = {}
+    for job in jobs:
+        key = (job.instance_type, instance_shape(job), job.price_per_hour)
+        counts[key] = counts.get(key, 0) + 1
+    total = sum(job.price_per_hour for job in jobs)
+    each = "; ".join(f"{name} ({shape}) × {n}" for (name, shape, _), n in counts.items())
+    lines = [f"  instances: {each}; ${total:g}/h in all"]
+    for job in jobs:
+        if job.requested_gpus and job.gpu_count > job.requested_gpus:
+            lines.append(
+                f"  note: job {job.job_index} asks for {job.requested_gpus} GPU(s); "
+                f"{job.instance_type} has {job.gpu_count}× {job.gpu_name}, and all "
+                f"{job.gpu_count} are paid for"
+            )
+    return lines
+
+
+def instance_shape(job: Any) -> str:
+    """``8× V100, 96 vCPU, 768 GiB``: GPUs first, then CPUs and memory."""
+    parts = [f"{job.gpu_count}× {job.gpu_name}"] if job.gpu_count else ["no GPU"]
+    if job.vcpus:
+        parts.append(f"{job.vcpus} vCPU")
+    if job.memory_mib:
+        parts.append(f"{job.memory_mib / 1024:g} GiB")
+    return ", ".join(parts)
 
 
 def record_text(record: Any, *, verbose: bool = False) -> list[str]:

@@ -10,14 +10,18 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    app.command("ps", help="Show runs: the unfinished ones and the latest, or all with -a.")(ps)
+    app.command(
+        "ps",
+        help="Show runs: the unfinished ones and the latest, or all with -a. Newest first, in the "
+        "table as in --json (-n N: the N newest).",
+    )(ps)
 
 
 def ps(
     run_name: str = typer.Argument(None, metavar="RUN", help="Show only this run."),
     all_runs: bool = typer.Option(False, "-a", "--all", help="Show all runs."),
     watch: bool = typer.Option(False, "-w", "--watch", help="Refresh every second."),
-    last: int = typer.Option(None, "-n", "--last", help="Show at most this many runs."),
+    last: int = typer.Option(None, "-n", "--last", help="Show the N newest runs."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     repo: str = typer.Option(
         None, "--repo", metavar="REPO", help="Another repo's runs: HOST/OWNER/NAME or local/NAME."
@@ -56,10 +60,11 @@ def _stopped_by(ctx, view) -> dict:  # type: ignore[no-untyped-def]
 
 
 def _hint_local_runs(ctx) -> None:  # type: ignore[no-untyped-def]
+    from dstack.services.notices import first_time
     from dstack.services.runs import runs_left_under_local_id
 
     old = runs_left_under_local_id(ctx)
-    if old:
+    if old and first_time("local-runs", ctx.repo_id):  # once per repo, as the other notices
         print(
             f"Runs made before this repo had a git remote are under {old}; see them with "
             f"`dstack ps -a --repo {old}`",
@@ -98,6 +103,7 @@ def _view_row(view) -> dict:  # type: ignore[no-untyped-def]
         "dirty": view.run.repo.dirty,
         "args": view.run.args,
         "tag": view.run.tag,
+        "restarted_from": view.run.restarted_from,
         "deps": [
             {"repo": d.repo_id, "run": d.run_name, "tag": d.tag, "workflow": d.workflow}
             for d in view.run.deps
@@ -123,7 +129,6 @@ def _show(rows: list[dict], as_json: bool) -> None:
         )
         return
     now = time.time()
-    # newest last, nearest the prompt
     table_rows = [
         [
             r["run"],
@@ -133,7 +138,7 @@ def _show(rows: list[dict], as_json: bool) -> None:
             render.status_text(r["status"])
             + (f" ({r['exit_code']})" if r.get("exit_code") not in (None, 0) else ""),
         ]
-        for r in reversed(rows)
+        for r in rows  # newest first, as --json and the dashboard list them
     ]
     render.table(["RUN", "WORKFLOW", "SUBMITTED", "OWNER", "STATUS"], table_rows)
     if len(rows) == 1 and rows[0].get("reason"):

@@ -16,9 +16,16 @@ if TYPE_CHECKING:
 def register(app: typer.Typer) -> None:
     app.command(
         "run",
-        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-        help="Run a workflow of .dstack/workflows.yaml. Arguments after the workflow name that "
-        "dstack does not know go to the workflow as ${{ run.args }}.",
+        context_settings={
+            "allow_extra_args": True,
+            "ignore_unknown_options": True,
+            "allow_interspersed_args": False,  # what follows the workflow is the workflow's
+        },
+        help="Run a workflow of .dstack/workflows.yaml. dstack's options go before the workflow "
+        "name; everything after it goes to the workflow as ${{ run.args }} (so `dstack run "
+        "python train.py --help` shows the script's help), as in dstack 2022, except -d and -t "
+        "TAG, which are dstack's anywhere. `--` after the name passes even those to the "
+        "workflow. One of dstack's options after the name goes to the workflow with a warning.",
     )(run)
 
 
@@ -60,6 +67,7 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="With --plan: print JSON."),
 ) -> None:
     from dstack import api
+    from dstack.cli import run_args
     from dstack.cli.follow import print_warnings, stream_run
     from dstack.processes import keep_out_of_reach
     from dstack.spec.overrides import RunOverrides
@@ -67,6 +75,9 @@ def run(
     # the jobs it starts and follows run as this user: they cannot read this process's
     # environment (the shell's tokens) or memory through /proc, nor the supervisor's it forks
     keep_out_of_reach()
+    after = run_args.split(workflow, list(ctx.args), ctx.command)
+    detach, tag = detach or after.detach, after.tag or tag
+    print_warnings(after.warnings)
 
     overrides = RunOverrides(
         env=env, artifacts=artifact, deps=dep or None, working_dir=working_dir,
@@ -80,7 +91,7 @@ def run(
         )
     context = api.Context()
     if plan:
-        _print_plan(context, workflow, list(ctx.args), overrides, tag, as_json)
+        _print_plan(context, workflow, after.args, overrides, tag, as_json)
         return
     context.compute.reporter = lambda line: print(line, file=sys.stderr)
     from dstack.cli.progress import CodeProgressView
@@ -88,7 +99,7 @@ def run(
     context.code_progress = CodeProgressView()
     replace_tag, existing = _confirm_moving_tag(context, tag) if tag else (False, None)
     submission = api.submit(
-        context, workflow, args=list(ctx.args), overrides=overrides, tag=tag,
+        context, workflow, args=after.args, overrides=overrides, tag=tag,
         replace_tag=replace_tag, existing_tag=existing,
     )  # fmt: skip
     name = submission.run.run_name
@@ -102,7 +113,7 @@ def run(
     view = api.view_of(context, submission)
     code = stream_run(context, view, attach=True, interactive=True, stop_on_signal=True)
     _warn_missing_artifacts(context, name)
-    _release_if_finished(context, name)
+    release_if_finished(context, name)
     raise typer.Exit(code)
 
 
@@ -142,7 +153,7 @@ def _print_plan(
         sys.stdout.write(plan_text(result))
 
 
-def _release_if_finished(context: Context, name: str) -> None:
+def release_if_finished(context: Context, name: str) -> None:
     """A finished cloud run's stack is destroyed now that its artifacts have landed; a
     detached or still running one is left to `dstack stop`/`dstack prune`."""
     from dstack.errors import DstackError

@@ -32,11 +32,16 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.
     from dstack import api
     from dstack.cli import render
     from dstack.cli.render import files_text
+    from dstack.services.notices import unshared_repo_due
     from dstack.units import format_size
 
     ctx = api.Context()
+    ctx.repo_id  # noqa: B018 — what git says of the repo comes first, apart from the tags'
+    about_repo = list(ctx.warnings)
     tags = api.list_tags(ctx)
-    for line in ctx.warnings:
+    # "this repo's runs cannot be shared": once per repo, as `dstack run` says it
+    said = about_repo if unshared_repo_due(ctx.storage, ctx.repo_id) else []
+    for line in said + ctx.warnings[len(about_repo) :]:  # then each damaged tag record
         print(f"Warning: {line}", file=sys.stderr)
     if as_json:
         render.print_json(

@@ -37,6 +37,13 @@ class PlannedJob:
     #: how long the instance may live, in hours, and the most it can cost in that time
     max_duration_hours: float = 0.0
     max_cost: float = 0.0
+    #: the instance type's GPUs (all of them are paid for, whatever the job asked)
+    gpu_count: int = 0
+    gpu_name: str | None = None
+    vcpus: int = 0
+    memory_mib: int = 0
+    #: the GPUs the job asked for
+    requested_gpus: int = 0
 
 
 @dataclass

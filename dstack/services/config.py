@@ -109,20 +109,38 @@ def check_bucket(aws: AwsConfig) -> AwsConfig:
 
 
 def save_local() -> Path:
-    """Make this machine's folder the state store (an ``aws`` section is kept for later)."""
+    """Make this machine the place of both halves: the state store is its folder, and runs run
+    on it. The ``aws`` section and a ``compute`` section's AWS settings are kept for later
+    (``compute.type`` becomes ``local``; `dstack config --backend aws` turns it back)."""
     config = settings.load_config()
     config["backend"] = "local"
+    if isinstance(config.get("compute"), dict):
+        config["compute"] = {**config["compute"], "type": "local"}
     return settings.save_config(_ordered(config))
 
 
 def save_aws(aws: AwsConfig) -> Path:
-    """Make ``aws`` the state store. Check it first with ``check_bucket``."""
+    """Make ``aws`` the state store; runs go to AWS again if a ``compute`` section was set up
+    (`dstack config --create`), else they stay on this machine. Check it first with
+    ``check_bucket``."""
     if not aws.bucket:
         raise ConfigError("the aws backend needs a bucket: pass --bucket NAME")
     config = settings.load_config()
     config["backend"] = "aws"
     config["aws"] = aws.as_dict()
+    if isinstance(config.get("compute"), dict):
+        config["compute"] = {**config["compute"], "type": "aws"}
     return settings.save_config(_ordered(config))
+
+
+def runs_where() -> str:
+    """Where runs run under the saved config, for the line `dstack config` ends with."""
+    section = settings.load_config().get("compute")
+    if isinstance(section, dict) and section.get("type", "local") == "aws":
+        return "runs run on AWS (`dstack run -l` runs one here)"
+    if isinstance(section, dict):
+        return "runs run on this machine (the AWS compute settings are kept for --backend aws)"
+    return "runs run on this machine (`dstack config --create` sets up runs on AWS)"
 
 
 def create_bootstrap(aws: AwsConfig, reporter: Callable[[str], None]) -> Path:
@@ -157,6 +175,23 @@ def _kept_compute_section(config: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(section, dict) or section.get("type") != "aws":
         return {}
     return {k: v for k, v in section.items() if k not in ("type", "region", "bootstrap")}
+
+
+def require_credentials(profile: str | None) -> None:
+    """ConfigError saying how to get AWS credentials when ``profile`` has none: before any
+    question whose answer could not be used without them."""
+    from dstack.storage import aws_credentials_problem
+
+    problem = aws_credentials_problem(profile)
+    if problem:
+        raise ConfigError(problem)
+
+
+def has_profiles() -> bool:
+    """Whether ~/.aws names any profile (so asking which one is worth it)."""
+    from dstack.storage import aws_profiles
+
+    return bool(aws_profiles())
 
 
 def default_profile() -> str | None:

@@ -112,10 +112,14 @@ def prepare_run(
         root, max_size=settings.max_code_size(), cache_dir=settings.cache_dir(),
         progress=ctx.code_progress.hashing if ctx.code_progress else None, is_root=True,
     ) as snapshot:  # fmt: skip
+        from_flag = overrides is not None and overrides.working_dir is not None
+        check_working_dir(workflow, snapshot.paths, from_flag=from_flag)
         check_files_shipped(workflow, snapshot.paths)
         owner = snapshot.owner or read_owner(root)
         if snapshot.unshared and _worth_saying_unshared(ctx, workflow, snapshot.repo.repo_id):
             notes.append(snapshot.unshared)
+        if identity := identity_notice(owner, snapshot.repo.repo_id):
+            notes.append(identity)
         draft = build_jobs(
             RunInput(workflow=workflow, run_name=DRAFT_NAME, repo=snapshot.repo,
                      args=arguments, submitted_at=when)
@@ -130,6 +134,43 @@ def prepare_run(
             snapshot=snapshot,
             warnings=[*notes, *snapshot.warnings],
         )
+
+
+def check_working_dir(workflow: Workflow, shipped: frozenset[str], *, from_flag: bool) -> None:
+    """``working_dir`` is a folder of the snapshot (a typo would otherwise be made an empty
+    folder, and the job fail later on a missing file). A workflow with deps may get the folder
+    from a dep's artifacts, so it is let through."""
+    import difflib
+    import posixpath
+
+    from dstack.errors import SpecError
+
+    folder = posixpath.normpath(workflow.working_dir)
+    if folder == "." or workflow.deps:
+        return
+    every: set[str] = set()  # every folder that holds a shipped file, however deep
+    for path in shipped:
+        parent = posixpath.dirname(path)
+        while parent and parent not in every:
+            every.add(parent)
+            parent = posixpath.dirname(parent)
+    if folder in every:
+        return
+    where = "-w" if from_flag else f"{workflow.source}: workflow {workflow.name!r}: working_dir"
+    if folder in shipped:
+        raise SpecError(f"{where}: {folder} is a file, not a folder of the repo")
+    close = difflib.get_close_matches(folder, sorted(every), n=1)
+    top = sorted(f for f in every if "/" not in f)[:5]
+    if close:
+        hint = f"did you mean {close[0]}?"
+    elif top:
+        hint = f"the repo's folders are {', '.join(top)}{', …' if len(top) == 5 else ''} (or .)"
+    else:
+        hint = "the repo has no folders: leave working_dir out"
+    raise SpecError(
+        f"{where}: {folder} is not a folder of the repo (none of its files is under it, and "
+        f"dstack would run the job in an empty folder); {hint}"
+    )
 
 
 def check_files_shipped(workflow: Workflow, shipped: frozenset[str]) -> None:
@@ -155,19 +196,21 @@ def check_files_shipped(workflow: Workflow, shipped: frozenset[str]) -> None:
 
 def _worth_saying_unshared(ctx: Context, workflow: Workflow, repo_id: str) -> bool:
     """ "This repo's runs cannot be shared" matters with a shared store or another repo's deps;
-    otherwise it is said once per repo on this machine (a marker under ``DSTACK_HOME``)."""
-    import hashlib
+    otherwise it is said once per repo on this machine."""
+    from dstack.services.notices import unshared_repo_due
 
-    from dstack.storage.local import LocalStorage
+    return any(d.repo for d in workflow.deps) or unshared_repo_due(ctx.storage, repo_id)
 
-    if not isinstance(ctx.storage, LocalStorage) or any(d.repo for d in workflow.deps):
-        return True
-    marker = settings.dstack_home() / "notices" / hashlib.sha256(repo_id.encode()).hexdigest()[:16]
-    if marker.exists():
-        return False
-    try:
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(repo_id + "\n")
-    except OSError:
-        pass
-    return True
+
+def identity_notice(owner: Owner, repo_id: str) -> str | None:
+    """Once per repo on this machine, when git has no ``user.name``: whose name the runs get
+    instead, and how to set one (in a shared store every such run shows as the OS user)."""
+    from dstack.services.notices import first_time
+
+    if owner.git_name or not first_time("identity", repo_id):
+        return None
+    return (
+        f"git has no user.name here, so runs are recorded as {owner.user!r} (this machine's "
+        "user) with no email; set yours with `git config --global user.name 'Your Name'` and "
+        "`git config --global user.email you@example.com`"
+    )

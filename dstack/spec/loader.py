@@ -341,10 +341,9 @@ def read_yaml(path: Path, source: str) -> Any:
     try:
         return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass, bounded: safe
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(f"{source}{where}: invalid YAML: {problem}") from exc
+        from dstack.spec.yaml_errors import describe_yaml_error
+
+        raise SpecError(describe_yaml_error(exc, text, source)) from exc
 
 
 def _read_entries(path: Path, source: str) -> list[Any]:
@@ -362,5 +361,7 @@ def _read_entries(path: Path, source: str) -> list[Any]:
         raise SpecError(f"{source}: missing `workflows:` (a list of workflows)")
     entries = data["workflows"]
     if not isinstance(entries, list):
-        raise SpecError(f"{source}: workflows: expected a list of workflows, got {entries!r:.40}")
+        from dstack.spec.yaml_errors import describe_not_a_list
+
+        raise SpecError(describe_not_a_list(entries, path.read_text(encoding="utf-8"), source))
     return entries

@@ -78,3 +78,20 @@ def aws_default_bucket(profile: str | None, region: str) -> str | None:
     from dstack.storage.s3.probe import default_bucket
 
     return default_bucket(profile, region)
+
+
+def aws_credentials_problem(profile: str | None) -> str | None:
+    """Why no AWS call can be made with ``profile`` (one line saying what to do), or None."""
+    from dstack.storage.s3.probe import credentials_problem
+
+    return credentials_problem(profile)
+
+
+def aws_profiles() -> list[str]:
+    """The profiles of ~/.aws/config and ~/.aws/credentials (none when they cannot be read)."""
+    try:
+        import boto3
+
+        return list(boto3.session.Session().available_profiles)
+    except Exception:  # an unreadable config file: no profiles to offer
+        return []

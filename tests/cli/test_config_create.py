@@ -14,7 +14,8 @@ from tests.e2e.cli import Dstack
 
 @pytest.mark.skipif(shutil.which("pulumi") is not None, reason="a Pulumi engine is installed")
 def test_create_without_engine_says_what_to_install(dstack_home: Path, tmp_path: Path) -> None:
-    result = Dstack(dstack_home)(
+    keys = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}  # never sent
+    result = Dstack(dstack_home, keys)(
         "config", "--backend", "aws", "--bucket", "my-dstack-state", "--region", "eu-west-1",
         "--create", "-y", cwd=tmp_path,
     )  # fmt: skip

@@ -64,7 +64,7 @@ def test_a_commands_help_is_the_same_from_the_narrowed_app(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "args", [["run"], ["run", "hello", "--cpu", "x"], ["ps", "--bogus"], ["tags", "bogus"]]
+    "args", [["run"], ["run", "--cpu", "x", "hello"], ["ps", "--bogus"], ["tags", "bogus"]]
 )
 def test_a_usage_error_is_the_same_from_the_narrowed_app(args: list[str]) -> None:
     narrowed = output(app_for(args), args)

@@ -70,7 +70,7 @@ def test_run_plan_offline_without_credentials_or_engine(dstack_home: Path, repo:
     assert "+ aws:ec2/instance:Instance  planned-run-1-job-0" in result.out
     assert "httpTokens" in result.out and '"203.0.113.7/32"' in result.out
     assert time.monotonic() - started < 30
-    as_json = cli("run", "--plan", "train", "--json", cwd=repo)
+    as_json = cli("run", "--plan", "--json", "train", cwd=repo)
     assert as_json.code == 0, as_json.err
     plan = json.loads(as_json.out)
     assert plan["jobs"][0]["instance_type"] == "g4dn.xlarge"
@@ -85,7 +85,9 @@ def test_cloud_run_without_the_engine_stops_with_one_line(dstack_home: Path, rep
                 "endpoint_url": "http://127.0.0.1:9"},  # nothing listens: nothing may be sent
         "compute": {"type": "aws"},
     })  # fmt: skip
-    cli = Dstack(dstack_home, no_aws_env(dstack_home))
+    # credentials (never used: nothing listens), so that what is missing is the engine alone
+    keys = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    cli = Dstack(dstack_home, no_aws_env(dstack_home, **keys))
     result = cli("run", "echo", cwd=repo)
     assert result.code == 1
     lines = result.err.strip().splitlines()

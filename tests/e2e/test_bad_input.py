@@ -153,7 +153,7 @@ def test_bad_input_writes_nothing_to_a_bucket(
     _, text, args, words = next(c for c in CASES if c[0] == case)
     assert text is not None
     repo = make_repo(tmp_path / "repo", {".dstack/workflows.yaml": text})
-    workflow_args = args if args and not args[0].startswith("-") else ["train", *args]
+    workflow_args = [*args, "train"] if args and args[0].startswith("-") else args or ["train"]
     result = Dstack(dstack_home, {**store.env, **bare_machine(tmp_path)})(
         "run", *workflow_args, cwd=repo
     )

@@ -154,7 +154,7 @@ def test_json_everywhere_a_list_is_shown(cli: Dstack, tmp_path: Path) -> None:
         result = cli(*args, cwd=repo)
         assert result.code == 0, (args, result.err)
         assert isinstance(json.loads(result.out), list)
-    refused = cli("run", "w", "--json", cwd=repo)
+    refused = cli("run", "--json", "w", cwd=repo)
     assert refused.code == 2 and "--plan" in refused.err
 
 
@@ -264,14 +264,14 @@ def test_memory_units_are_shown_in_the_plan_and_when_nothing_fits(
     text = ("workflows:\n  - name: big\n    commands: [echo]\n    resources: {memory: 64GB}\n"
             "  - name: huge\n    commands: [echo]\n    resources: {memory: 64TB}\n")  # fmt: skip
     repo = make_repo(tmp_path / "r", {".dstack/workflows.yaml": text})
-    plan = cli("run", "big", "--plan", cwd=repo, timeout=300)
+    plan = cli("run", "--plan", "big", cwd=repo, timeout=300)
     assert plan.code == 0, plan.err
     assert "64GB+ memory (65,536 MiB)" in plan.out  # binary: 64 GiB, not 2022's 61,035 MiB
     counted = re.search(r"(\d+) AWS resources to create, in (\d+) component", plan.out)
     assert counted is not None
     listed = [line for line in plan.out.splitlines() if line[:2] in ("+ ", "= ")]
     assert int(counted.group(1)) + int(counted.group(2)) == len(listed)
-    huge = cli("run", "huge", "--plan", cwd=repo, timeout=300)
+    huge = cli("run", "--plan", "huge", cwd=repo, timeout=300)
     assert huge.code != 0 and "(67,108,864 MiB)" in huge.err
 
 

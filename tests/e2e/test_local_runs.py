@@ -147,7 +147,7 @@ def test_python_version_is_honoured(dstack: Dstack, repo: Path, machine_cache: P
 
 
 def test_env_and_args_reach_the_commands(dstack: Dstack, repo: Path) -> None:
-    result = dstack("run", "envargs", "-e", "EXTRA=x=1", "alpha", "beta gamma", cwd=repo)
+    result = dstack("run", "-e", "EXTRA=x=1", "envargs", "alpha", "beta gamma", cwd=repo)
     assert result.code == 0, result.err
     greeting, args, extra, name, run_name, repo_id, unbuffered = (
         "\n".join(result.job_lines).strip().split("|")

@@ -130,7 +130,7 @@ def test_without_retry_a_failing_command_runs_once(dstack: Dstack, repo: Path) -
     assert [line for line in result.out.splitlines() if line.startswith("attempt ")] == [
         "attempt 1"
     ]
-    override = cli("run", "failing", "--retry", "error:1", cwd=repo)
+    override = cli("run", "--retry", "error:1", "failing", cwd=repo)
     assert override.code == 3
     assert override.out.count("attempt ") >= 2
     assert [line for line in override.out.splitlines() if line.startswith("attempt ")] == [

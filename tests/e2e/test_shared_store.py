@@ -57,7 +57,10 @@ def test_ps_shows_each_runs_owner(tmp_path: Path, store: Store, repo_factory) ->
         table = cli("ps", "-a", cwd=repo).out.splitlines()
         assert table[0].split() == ["RUN", "WORKFLOW", "SUBMITTED", "OWNER", "STATUS"]
         at = table[0].index("OWNER")
-        assert [line[at:].split()[0] for line in table[1:]] == ["Ada", "Bob"]  # newest last
+        assert [line[at:].split()[0] for line in table[1:]] == [
+            "Bob",
+            "Ada",
+        ]  # newest first, as --json
     detail = ada.ps_json(ps_all(ada, ada_repo)[0]["run"], ada_repo)
     assert detail["owner"] == "Bob"
     assert detail["owner_email"] == "bob@example.com"

@@ -112,7 +112,7 @@ def test_outage_and_throttling_mid_run_lose_nothing(
     release, mirror, download = tmp_path / "release", tmp_path / "mirror", tmp_path / "download"
     mirror.mkdir()
     proc = cli.popen(
-        "run", "steady", "-e", f"RELEASE={release}", "-e", f"MIRROR={mirror}", cwd=repo
+        "run", "-e", f"RELEASE={release}", "-e", f"MIRROR={mirror}", "steady", cwd=repo
     )
     lines = Lines(proc)
     lines.wait_more(10)
@@ -157,7 +157,7 @@ def test_store_gone_past_the_retry_bound_is_one_clear_line(
     release, mirror = tmp_path / "release", tmp_path / "mirror"
     mirror.mkdir()
     proc = cli.popen(
-        "run", "steady", "-e", f"RELEASE={release}", "-e", f"MIRROR={mirror}", cwd=repo
+        "run", "-e", f"RELEASE={release}", "-e", f"MIRROR={mirror}", "steady", cwd=repo
     )
     lines = Lines(proc)
     lines.wait_more(5)

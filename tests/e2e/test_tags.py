@@ -166,7 +166,7 @@ def test_a_dep_on_a_tag_of_another_repo(dstack: Dstack, repo: Path, repo_factory
     assert "0 1 2" in result.out
     [dep] = dstack.ps_json(latest_run(dstack, repo), repo)["deps"]
     assert (dep["repo"], dep["tag"]) == ("github.com/acme/datasets", "mnist")
-    wrong = dstack("run", "use-other-repo", "--dep", "acme/datasets/nope", cwd=repo)
+    wrong = dstack("run", "--dep", "acme/datasets/nope", "use-other-repo", cwd=repo)
     assert wrong.code != 0 and "--dep: no tag 'nope' in github.com/acme/datasets" in wrong.err
 
 
@@ -177,14 +177,14 @@ def test_dep_flag_replaces_the_files_deps(dstack: Dstack, repo: Path) -> None:
     (repo / "raw").mkdir()
     (repo / "raw/a.txt").write_text("alpha\n")
     ok(dstack("tags", "add", "other", "-a", "raw", cwd=repo))
-    result = ok(dstack("run", "use-made", "--dep", "make", "--dep", ":other", cwd=repo))
+    result = ok(dstack("run", "--dep", "make", "--dep", ":other", "use-made", cwd=repo))
     assert f"made by {newest}" in result.out  # the latest make, not the tagged one
     deps = dstack.ps_json(latest_run(dstack, repo), repo)["deps"]
     assert [(d["workflow"], d["tag"], d["run"]) for d in deps] == [
         ("make", None, newest),
         (None, "other", None),
     ]
-    malformed = dstack("run", "use-made", "--dep", "a/b", cwd=repo)
+    malformed = dstack("run", "--dep", "a/b", "use-made", cwd=repo)
     assert malformed.code != 0 and "--dep:" in malformed.err and "owner/repo/TAG" in malformed.err
 
 

@@ -93,6 +93,7 @@ class AwsCompute(Compute):
         choices = [self.choice_for(job) for job in cloud]
         check_budget(self.config, choices, spent_this_month=None)  # per run; the month: quote
         if cloud and self._driver_factory is None:
+            self.require_credentials()  # what the user must fix first, before the engine
             require_engine()
 
     def quote(
@@ -240,6 +241,8 @@ class AwsCompute(Compute):
         """Create or adopt the bucket and the bootstrap stack (``bootstrap.BootstrapResult``)."""
         from dstack.compute.aws.bootstrap import create_or_adopt_bootstrap
 
+        self.require_credentials()
+
         return create_or_adopt_bootstrap(
             _s3_config(storage),
             region=self.config.require_region(),
@@ -250,6 +253,11 @@ class AwsCompute(Compute):
         )  # fmt: skip
 
     # building blocks, also used by `dstack run --plan` and `dstack prune`
+
+    def require_credentials(self) -> None:
+        """Before the engine: credentials (not asked of a compute given a test double driver)."""
+        if self._driver_factory is None:
+            preflight.require_credentials(self.config.profile)
 
     @property
     def local(self) -> Compute:

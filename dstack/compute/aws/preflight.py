@@ -38,6 +38,16 @@ def check_run(compute: Any, args: Any) -> None:
         done.add("spot")
 
 
+def require_credentials(profile: str | None) -> None:
+    """ComputeError saying how to get AWS credentials when there are none (read locally,
+    nothing sent): what a user must fix first, before the Pulumi engine."""
+    from dstack.storage import aws_credentials_problem
+
+    problem = aws_credentials_problem(profile)
+    if problem:
+        raise ComputeError(f"{problem}; `dstack run --plan WORKFLOW` works without them")
+
+
 def iam_client(profile: str | None, endpoint_url: str | None = None) -> Any:
     import boto3
 

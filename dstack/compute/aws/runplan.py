@@ -63,6 +63,11 @@ def plan_run(
                 offers=[o.as_dict() for o in choice.offers],
                 max_duration_hours=choice.hours,
                 max_cost=round(choice.max_cost, 4),
+                gpu_count=offer.instance.gpu_count,
+                gpu_name=offer.instance.gpu_name,
+                vcpus=offer.instance.vcpus,
+                memory_mib=offer.instance.memory_mib,
+                requested_gpus=job.resources.gpu_count,
             )
         )
     notes.extend(_price_notes(choices))

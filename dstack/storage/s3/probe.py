@@ -75,3 +75,28 @@ def default_bucket(profile: str | None, region: str) -> str | None:
     except Exception:  # no credentials or no network: no default to offer
         return None
     return f"dstack-{account}-{region}"
+
+
+def credentials_problem(profile: str | None) -> str | None:
+    """Why AWS cannot be asked anything with ``profile`` (no such profile, no credentials at
+    all), as one line saying what to do; None when boto3 finds credentials. Nothing is sent:
+    only the local chain is read (environment, ~/.aws files, and the instance's own role)."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ProfileNotFound
+
+    try:
+        credentials = boto3.session.Session(profile_name=profile).get_credentials()
+    except ProfileNotFound:
+        return (
+            f"AWS profile {profile!r} not found: check ~/.aws/config or run "
+            f"`aws configure --profile {profile}`"
+        )
+    except BotoCoreError as exc:
+        return f"AWS credentials cannot be read: {exc}"
+    if credentials is None:
+        which = f" for the profile {profile!r}" if profile else ""
+        return (
+            f"no AWS credentials found{which}: run `aws configure`, or set AWS_PROFILE (or "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+        )
+    return None
