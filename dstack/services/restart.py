@@ -16,11 +16,13 @@ import time
 
 from dstack import state
 from dstack.errors import ComputeError, DstackError
-from dstack.lifecycle import Writer, set_state
-from dstack.models import JobSpec, JobState, JobStatus, RunRecord
+from dstack.lifecycle import Writer
+from dstack.models import JobSpec, RunRecord
 from dstack.services.context import Context
 from dstack.services.names import allocate_run_name
 from dstack.services.runs import Submission, get_run, who
+from dstack.services.starts import start_jobs
+from dstack.state import pins
 
 
 def restart(ctx: Context, run_name: str) -> Submission:
@@ -31,6 +33,7 @@ def restart(ctx: Context, run_name: str) -> Submission:
     """
     view = get_run(ctx, run_name, refresh=False)
     old = view.run
+    recorded = _pinned_jobs(ctx, old, view.jobs)
     if not ctx.storage.exists(old.repo.code_key):
         raise DstackError(
             f"run {run_name}: its code ({old.repo.code_key}) is no longer in the store, so it "
@@ -43,10 +46,10 @@ def restart(ctx: Context, run_name: str) -> Submission:
                 "cannot be restarted with the same inputs"
             )
     ctx.compute.check([_renamed(job, run_name, "validating-run-0", job.submitted_at)
-                       for job in view.jobs])  # fmt: skip
+                       for job in recorded])  # fmt: skip
     new_name = allocate_run_name(ctx.storage)
     now = time.time()
-    jobs = [_renamed(job, run_name, new_name, now) for job in view.jobs]
+    jobs = [_renamed(job, run_name, new_name, now) for job in recorded]
     owner = who(ctx)
     record = RunRecord(
         run_name=new_name,
@@ -62,15 +65,23 @@ def restart(ctx: Context, run_name: str) -> Submission:
         deps=list(old.deps),
         restarted_from=run_name,
     )
-    state.create_run(ctx.storage, record, jobs)
-    for job in jobs:
-        try:
-            ctx.compute.start(ctx.storage, job)
-        except ComputeError as exc:
-            failed = JobState(status=JobStatus.FAILED, reason=str(exc), updated_at=time.time())
-            set_state(ctx.storage, job, owner.display, Writer.SUBMITTER, failed)
-            raise
+    digests = state.create_run(ctx.storage, record, jobs)
+    pins.remember(ctx.storage, old.repo_id, new_name, digests)  # later attempts started here
+    start_jobs(ctx.storage, ctx.compute, record, jobs, Writer.SUBMITTER)
     return Submission(run=record, jobs=jobs)
+
+
+def _pinned_jobs(ctx: Context, run: RunRecord, jobs: list[JobSpec]) -> list[JobSpec]:
+    """The run's specs as its submitter wrote them: read through their pins when this machine
+    submitted the run (a spec rewritten in the store since is refused), as found otherwise (the
+    restarting user then submits what the store holds, as `ps RUN` shows it)."""
+    if pins.recall(ctx.storage, run.repo_id, run.run_name, 0) is None:
+        return jobs
+    try:
+        specs, _ = pins.pinned_run_specs(ctx.storage, run.repo_id, run.run_name, run.job_count, [])
+    except ComputeError as exc:
+        raise DstackError(f"run {run.run_name} cannot be restarted: {exc}") from None
+    return specs
 
 
 def _run_exists(ctx: Context, repo_id: str, run_name: str) -> bool:

@@ -29,7 +29,7 @@ def saved(home: Path) -> dict:
 def test_backend_local_sends_runs_here_too(dstack_home: Path, tmp_path: Path) -> None:
     (dstack_home / "config.yaml").write_text(yaml.safe_dump(CLOUD))
     repo = make_repo(tmp_path / "r", {".dstack/workflows.yaml": HELLO})
-    cli = Dstack(dstack_home, no_aws_env(dstack_home))
+    cli = Dstack(dstack_home, no_aws_env(dstack_home), whole=True)
     chosen = cli("config", "--backend", "local", cwd=repo)
     assert chosen.code == 0, chosen.err
     assert "runs run on this machine" in chosen.out
@@ -54,7 +54,7 @@ def test_no_credentials_is_said_before_the_engine(
 ) -> None:
     (dstack_home / "config.yaml").write_text(yaml.safe_dump(CLOUD))
     repo = make_repo(tmp_path / "r", {".dstack/workflows.yaml": HELLO})
-    result = Dstack(dstack_home, no_aws_env(dstack_home))(*args, cwd=repo)
+    result = Dstack(dstack_home, no_aws_env(dstack_home), whole=True)(*args, cwd=repo)
     assert result.code != 0
     [line] = result.err.strip().splitlines()
     assert "no AWS credentials found" in line and "aws configure" in line, line

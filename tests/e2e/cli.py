@@ -30,11 +30,15 @@ class Result:
 
 
 class Dstack:
-    """Runs `dstack` in ``cwd`` with its own DSTACK_HOME (and any extra environment)."""
+    """Runs `dstack` in ``cwd`` with its own DSTACK_HOME (and any extra environment; with
+    ``whole``, ``env`` is the whole environment, nothing of this process's is added)."""
 
-    def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, home: Path, env: dict[str, str] | None = None, *, whole: bool = False
+    ) -> None:
         self.home = home
-        self.env = {**os.environ, "DSTACK_HOME": str(home), "NO_COLOR": "1", **(env or {})}
+        base = {} if whole else dict(os.environ)
+        self.env = {**base, "DSTACK_HOME": str(home), "NO_COLOR": "1", **(env or {})}
         self._storage: Any = None
         self._repo_ids: dict[Path, str] = {}
 
@@ -63,8 +67,12 @@ class Dstack:
             stderr=subprocess.PIPE,
         )
 
-    def run_detached(self, workflow: str, *args: str, cwd: Path) -> str:
-        result = self("run", "-d", workflow, *args, cwd=cwd)
+    def run_detached(
+        self, workflow: str, *args: str, cwd: Path, options: tuple[str, ...] = ()
+    ) -> str:
+        """Submit ``workflow`` detached: ``options`` are dstack's (before the name), ``args``
+        the workflow's."""
+        result = self("run", "-d", *options, workflow, *args, cwd=cwd)
         assert result.code == 0, result.err
         return result.err.split("Run ", 1)[1].split()[0]
 

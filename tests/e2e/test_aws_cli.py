@@ -59,7 +59,7 @@ def write_config(home: Path, config: dict[str, Any]) -> None:
 
 
 def test_run_plan_offline_without_credentials_or_engine(dstack_home: Path, repo: Path) -> None:
-    cli = Dstack(dstack_home, no_aws_env(dstack_home, DSTACK_CALLER_IP="203.0.113.7"))
+    cli = Dstack(dstack_home, no_aws_env(dstack_home, DSTACK_CALLER_IP="203.0.113.7"), whole=True)
     started = time.monotonic()
     result = cli("run", "--plan", "train", cwd=repo)
     assert result.code == 0, result.err
@@ -87,7 +87,7 @@ def test_cloud_run_without_the_engine_stops_with_one_line(dstack_home: Path, rep
     })  # fmt: skip
     # credentials (never used: nothing listens), so that what is missing is the engine alone
     keys = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-    cli = Dstack(dstack_home, no_aws_env(dstack_home, **keys))
+    cli = Dstack(dstack_home, no_aws_env(dstack_home, **keys), whole=True)
     result = cli("run", "echo", cwd=repo)
     assert result.code == 1
     lines = result.err.strip().splitlines()

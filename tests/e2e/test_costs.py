@@ -49,7 +49,7 @@ def plan_json(cli: Dstack, repo: Path, *args: str) -> dict[str, Any]:
 
 
 def test_one_v100_plans_on_p3_2xlarge_with_its_worst_case(dstack_home: Path, repo: Path) -> None:
-    cli = Dstack(dstack_home, no_aws_env(dstack_home, AWS_REGION="us-east-1"))
+    cli = Dstack(dstack_home, no_aws_env(dstack_home, AWS_REGION="us-east-1"), whole=True)
     plan = plan_json(cli, repo, "v100")
     [job] = plan["jobs"]
     assert job["instance_type"] == "p3.2xlarge"
@@ -70,26 +70,26 @@ def test_one_v100_plans_on_p3_2xlarge_with_its_worst_case(dstack_home: Path, rep
 
 
 def test_spot_policy_key_and_flags(dstack_home: Path, repo: Path) -> None:
-    cli = Dstack(dstack_home, no_aws_env(dstack_home, AWS_REGION="us-east-1"))
-    auto = plan_json(cli, repo, "t4", "--spot-policy", "auto")["jobs"][0]
+    cli = Dstack(dstack_home, no_aws_env(dstack_home, AWS_REGION="us-east-1"), whole=True)
+    auto = plan_json(cli, repo, "--spot-policy", "auto", "t4")["jobs"][0]
     markets = [o["market"] for o in auto["offers"]]
     assert markets[0] == "spot" and "on-demand" in markets
     assert markets == sorted(markets, key=lambda m: m != "spot")  # every spot offer first
     assert auto["spot_policy"] == "auto" and auto["market"] == "spot"
-    interruptible = plan_json(cli, repo, "t4", "-i")["jobs"][0]
+    interruptible = plan_json(cli, repo, "-i", "t4")["jobs"][0]
     assert {o["market"] for o in interruptible["offers"]} == {"spot"}
     # 72h, the config's bound, when the workflow sets no max_duration
     default = plan_json(cli, repo, "t4")
     assert default["max_cost"] == pytest.approx(default["jobs"][0]["price_per_hour"] * 72)
 
-    bad = cli("run", "--plan", "t4", "--spot-policy", "sometimes", cwd=repo)
+    bad = cli("run", "--plan", "--spot-policy", "sometimes", "t4", cwd=repo)
     assert bad.code != 0 and "--spot-policy" in bad.err and "Traceback" not in bad.err
 
 
 def test_max_price_refuses_at_submit_in_one_line(dstack_home: Path, repo: Path) -> None:
     write_config(dstack_home, AWS)
-    cli = Dstack(dstack_home, no_aws_env(dstack_home))
-    result = cli("run", "v100", "--max-price", "1", cwd=repo)
+    cli = Dstack(dstack_home, no_aws_env(dstack_home), whole=True)
+    result = cli("run", "--max-price", "1", "v100", cwd=repo)
     assert result.code == 1
     assert result.err.strip().splitlines() == [
         "Error: workflow 'v100': no on-demand offer costs at most max_price $1/h; the cheapest "
@@ -103,12 +103,12 @@ def test_max_price_refuses_at_submit_in_one_line(dstack_home: Path, repo: Path) 
 
 def test_per_run_budget_refuses_with_the_arithmetic(dstack_home: Path, repo: Path) -> None:
     write_config(dstack_home, {**AWS, "compute": {"type": "aws", "budget": {"per_run": 100}}})
-    cli = Dstack(dstack_home, no_aws_env(dstack_home))
-    plan = cli("run", "--plan", "v100", "--max-duration", "40h", cwd=repo)
+    cli = Dstack(dstack_home, no_aws_env(dstack_home), whole=True)
+    plan = cli("run", "--plan", "--max-duration", "40h", "v100", cwd=repo)
     assert plan.code == 0 and "submit refuses this run: this run may cost up to" in plan.out
     allowed = cli("run", "t4", cwd=repo)  # $0.526/h × 72h = $37.87: within the budget
     assert allowed.code == 1 and "Pulumi engine is not installed" in allowed.err
-    over = cli("run", "v100", "--max-duration", "40h", cwd=repo)
+    over = cli("run", "--max-duration", "40h", "v100", cwd=repo)
     assert over.code == 1
     assert over.err.strip().splitlines() == [
         "Error: this run may cost up to $3.06/h × 1 node × 40h = $122.40, over the budget of "
@@ -118,8 +118,8 @@ def test_per_run_budget_refuses_with_the_arithmetic(dstack_home: Path, repo: Pat
 
 
 def test_max_duration_beyond_the_configs_bound_is_refused(dstack_home: Path, repo: Path) -> None:
-    cli = Dstack(dstack_home, no_aws_env(dstack_home, AWS_REGION="us-east-1"))
-    result = cli("run", "--plan", "v100", "--max-duration", "100h", cwd=repo)
+    cli = Dstack(dstack_home, no_aws_env(dstack_home, AWS_REGION="us-east-1"), whole=True)
+    result = cli("run", "--plan", "--max-duration", "100h", "v100", cwd=repo)
     assert result.code == 1
     assert result.err.strip().splitlines() == [
         "Error: workflow 'v100': max_duration 100h is longer than the config's bound of 72h: "
@@ -150,7 +150,7 @@ def test_live_prices_in_the_plan_cached_then_catalog_when_denied(
         "DSTACK_CACHE_DIR": str(dstack_home / "cache"),
     }
     cli = Dstack(dstack_home, env)
-    job = plan_json(cli, repo, "t4", "--spot-policy", "auto")["jobs"][0]
+    job = plan_json(cli, repo, "--spot-policy", "auto", "t4")["jobs"][0]
     assert job["price_source"] == "live"
     spot = [o for o in job["offers"] if o["market"] == "spot"]
     assert spot and all(o["availability_zone"].startswith("us-east-1") for o in spot)
@@ -161,7 +161,7 @@ def test_live_prices_in_the_plan_cached_then_catalog_when_denied(
     assert (dstack_home / "cache" / "prices" / "us-east-1.json").exists()
     calls = pricing.calls
 
-    again = plan_json(cli, repo, "t4", "--spot-policy", "auto")["jobs"][0]
+    again = plan_json(cli, repo, "--spot-policy", "auto", "t4")["jobs"][0]
     assert again["price_source"] == "live" and pricing.calls == calls  # within the hour: cached
 
     (dstack_home / "cache" / "prices" / "us-east-1.json").unlink()

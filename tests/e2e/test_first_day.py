@@ -176,7 +176,7 @@ def test_the_plan_says_the_gpus_per_instance_and_that_all_are_paid(
         "      memory: 700GB\n      gpu:\n        name: V100\n        count: 1\n"
     )
     repo = make_repo(tmp_path / "r", {".dstack/workflows.yaml": text})
-    cli = Dstack(dstack_home, no_aws_env(dstack_home, AWS_REGION="us-east-1"))
+    cli = Dstack(dstack_home, no_aws_env(dstack_home, AWS_REGION="us-east-1"), whole=True)
     result = cli("run", "--plan", "gpu-v100", cwd=repo, timeout=300)
     assert result.code == 0, result.err
     summary = next(line for line in result.out.splitlines() if "instances:" in line)

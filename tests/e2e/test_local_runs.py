@@ -178,7 +178,7 @@ def test_failing_command_sets_exit_code_and_stops(dstack: Dstack, repo: Path) ->
 
 def test_artifact_is_saved_while_the_job_runs(dstack: Dstack, repo: Path, tmp_path: Path) -> None:
     release = tmp_path / "release"
-    run = dstack.run_detached("slow", "-e", f"RELEASE={release}", cwd=repo)
+    run = dstack.run_detached("slow", cwd=repo, options=("-e", f"RELEASE={release}"))
 
     def artifact_listed() -> bool:
         out = dstack("artifacts", "list", run, "--json", cwd=repo).out
@@ -195,7 +195,7 @@ def test_artifact_is_saved_while_the_job_runs(dstack: Dstack, repo: Path, tmp_pa
 
 
 def test_stop_mid_run_saves_artifacts(dstack: Dstack, repo: Path, tmp_path: Path) -> None:
-    run = dstack.run_detached("slow", "-e", f"RELEASE={tmp_path / 'never'}", cwd=repo)
+    run = dstack.run_detached("slow", cwd=repo, options=("-e", f"RELEASE={tmp_path / 'never'}"))
     dstack.wait_status(run, repo, lambda s: s == "running")
     result = dstack("stop", run, cwd=repo)
     assert result.code == 0, result.err
@@ -207,7 +207,7 @@ def test_stop_mid_run_saves_artifacts(dstack: Dstack, repo: Path, tmp_path: Path
 
 
 def test_abort_does_not_wait(dstack: Dstack, repo: Path, tmp_path: Path) -> None:
-    run = dstack.run_detached("slow", "-e", f"RELEASE={tmp_path / 'never'}", cwd=repo)
+    run = dstack.run_detached("slow", cwd=repo, options=("-e", f"RELEASE={tmp_path / 'never'}"))
     dstack.wait_status(run, repo, lambda s: s == "running")
     assert dstack("stop", "-x", run, cwd=repo).code == 0
     assert dstack.ps_json(run, repo)["status"] == "aborted"
@@ -222,7 +222,7 @@ def _runner_pid(store: Store, run: str) -> int:
 def test_killed_runner_is_recorded_as_interrupted(
     dstack: Dstack, repo: Path, tmp_path: Path, store: Store
 ) -> None:
-    run = dstack.run_detached("slow", "-e", f"RELEASE={tmp_path / 'never'}", cwd=repo)
+    run = dstack.run_detached("slow", cwd=repo, options=("-e", f"RELEASE={tmp_path / 'never'}"))
     dstack.wait_status(run, repo, lambda s: s == "running")
     os.kill(_runner_pid(store, run), signal.SIGKILL)
     row = dstack.wait_status(run, repo, lambda s: s in FINISHED, timeout=15)
@@ -310,7 +310,7 @@ def test_code_replaced_in_the_store_is_refused_then_stored_anew(
 def test_rm_deletes_finished_runs_only(dstack: Dstack, repo: Path, tmp_path: Path) -> None:
     assert dstack("run", "hello", cwd=repo).code == 0
     done = json.loads(dstack("ps", "-a", "--json", cwd=repo).out)[0]["run"]
-    running = dstack.run_detached("slow", "-e", f"RELEASE={tmp_path / 'never'}", cwd=repo)
+    running = dstack.run_detached("slow", cwd=repo, options=("-e", f"RELEASE={tmp_path / 'never'}"))
     refused = dstack("rm", running, "-y", cwd=repo)
     assert refused.code != 0 and "stop it first" in refused.err
     assert dstack("rm", done, "-y", cwd=repo).code == 0

@@ -49,7 +49,7 @@ def test_a_spec_rewritten_between_attempts_is_refused(
 ) -> None:
     gate, marker = tmp_path / "gate", tmp_path / "pwned"
     repo = make_repo(tmp_path / "repo", {".dstack/workflows.yaml": _workflows(gate)})
-    run = dstack.run_detached("train", "--retry", "error:1", cwd=repo)
+    run = dstack.run_detached("train", cwd=repo, options=("--retry", "error:1"))
     storage = dstack.storage()
     log_key = state.logs_prefix(REPO_ID, run, 0)
     deadline = time.monotonic() + 60

@@ -204,7 +204,7 @@ def test_a_tagged_run_survives_rm(dstack: Dstack, repo: Path) -> None:
 
 def test_tagging_refusals(dstack: Dstack, repo: Path, tmp_path: Path) -> None:
     release = tmp_path / "release"
-    slow = dstack.run_detached("slow", "-e", f"RELEASE={release}", cwd=repo)
+    slow = dstack.run_detached("slow", cwd=repo, options=("-e", f"RELEASE={release}"))
     dstack.wait_status(slow, repo, lambda s: s == "running")
     busy = dstack("tags", "add", "early", slow, cwd=repo)
     assert busy.code != 0 and f"run {slow} is running" in busy.err
