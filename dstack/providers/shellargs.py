@@ -1,26 +1,11 @@
 """Placing ``${{ run.args }}`` in shell text as data, never as code.
 
-The run's arguments are handed to the job's shell as data: the job script starts by assigning
-them (``DSTACK_RUN_ARGS=('a' 'b c')`` for bash, ``set -- 'a' 'b c'`` for a ``sh`` script; see
-``dstack.runner.prepare.script_header``), and each ``${{ run.args }}`` in the text becomes a *reference* the shell
-expands without parsing the value again: ``"${DSTACK_RUN_ARGS[@]}"`` where words are split
-(one word per argument), ``${DSTACK_RUN_ARGS[*]}`` inside double quotes and unquoted here-doc
-bodies (the arguments joined by spaces), and the same closed and reopened around single quotes.
-A reference is made only of ``$ { } [ ] @ * " '`` and letters, so even a context misjudged by
-:func:`contexts` cannot turn an argument into code.
-
-A lexer cannot know every place bash evaluates a value (``[[ $x -gt 0 ]]``, ``let``,
-``declare -i``, ``${a[$x]}``, ``${s:$x}``, ``$[ ]``, ``printf -v``, ``unset``, ``[[ -v ]]``…:
-a value ``a[$(cmd)]`` runs ``cmd`` in each), nor follow bash everywhere (``cat <<$'EOF'``, a
-here-doc inside backticks). So the rule is safe by construction, whatever it misjudges:
-
-* an argument bash could evaluate — one holding ``[``, ``$`` or a backtick — is refused at
-  submit whenever the workflow uses ``${{ run.args }}`` (:func:`check_evaluable`): without a
-  subscript or an expansion, no value runs anything wherever bash evaluates it;
-* the text of an argument is never pasted, so no misjudged context can make it code: the one
-  exception is a whole number in arithmetic (``$(( ${{ run.args }} + 1 ))``), which is inert
-  anywhere. In a quoted here-doc (``<<'EOF'``), which expands nothing, ``${{ run.args }}`` is
-  refused (an unquoted one takes the arguments as data).
+The job script assigns the run's arguments first (``DSTACK_RUN_ARGS=(...)`` for bash, ``set --``
+for ``sh``; ``dstack.runner.prepare.script_header``), and each ``${{ run.args }}`` becomes a
+reference the shell expands without parsing the value again. Safe by construction, whatever a
+context is misjudged as: an argument holding ``[``, ``$`` or a backtick is refused at submit
+(:func:`check_evaluable`), and an argument's text is never pasted (a whole number in
+arithmetic excepted). The reasoning and the cases: docs/design/run-args.md.
 """
 
 from __future__ import annotations

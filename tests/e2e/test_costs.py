@@ -103,7 +103,9 @@ def test_max_price_refuses_at_submit_in_one_line(dstack_home: Path, repo: Path) 
 
 def test_per_run_budget_refuses_with_the_arithmetic(dstack_home: Path, repo: Path) -> None:
     write_config(dstack_home, {**AWS, "compute": {"type": "aws", "budget": {"per_run": 100}}})
-    cli = Dstack(dstack_home, no_aws_env(dstack_home), whole=True)
+    # credentials, so that a run within the budget goes on to the (missing) engine
+    keys = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    cli = Dstack(dstack_home, no_aws_env(dstack_home, **keys), whole=True)
     plan = cli("run", "--plan", "--max-duration", "40h", "v100", cwd=repo)
     assert plan.code == 0 and "submit refuses this run: this run may cost up to" in plan.out
     allowed = cli("run", "t4", cwd=repo)  # $0.526/h × 72h = $37.87: within the budget
