@@ -149,6 +149,8 @@ class Hypervisor(_Server):
         self.instances: dict[str, Instance] = {}
         self.booted = threading.Condition()
         self.instance_of_role: dict[str, str] = {}
+        #: a pip.conf the next instance boots with (a test breaking its package index)
+        self.next_pip_conf: str | None = None
         super().__init__()
 
     # -- the API the Instance stand-in and the instances' shutdown call --------------------
@@ -189,6 +191,9 @@ class Hypervisor(_Server):
         for ca in local_cas:
             shutil.copyfile(ca, root / "usr/local/share/ca-certificates" / ca.name)
         (root / "etc/systemd/system").mkdir(parents=True, exist_ok=True)  # a VM has systemd
+        if self.next_pip_conf:
+            (root / "etc/pip.conf").write_text(self.next_pip_conf)
+            self.next_pip_conf = None
         script = root / "var/lib/cloud/instance/user-data.txt"
         script.parent.mkdir(parents=True, exist_ok=True)
         script.write_text(user_data)
@@ -200,8 +205,9 @@ class Hypervisor(_Server):
             "DSTACK_IMDS_ENDPOINT": imds.url,
             "UV_PYTHON_DOWNLOADS_JSON_URL": f"{self.python_mirror}/downloads.json",
         }
-        if local_cas and os.environ.get("SSL_CERT_FILE"):  # uv reads no system store otherwise
-            env["SSL_CERT_FILE"] = os.environ["SSL_CERT_FILE"]
+        for name in ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE"):
+            if local_cas and os.environ.get(name):  # uv and pip read their own CAs otherwise
+                env[name] = os.environ[name]
         prepare = "update-ca-certificates >/dev/null 2>&1; " if local_cas else ""
         command = [
             "unshare", "--mount", "--pid", "--fork", "--kill-child=SIGKILL",
