@@ -71,7 +71,12 @@ class AlreadyExistsError(StorageError):
 
 
 class ComputeError(DstackError):
-    """The compute backend cannot run the job as asked."""
+    """The compute backend cannot run the job as asked.
+
+    ``job_indices``: the jobs it concerns, when a start failed for some jobs of a run only
+    (None: all of them)."""
+
+    job_indices: list[int] | None = None
 
 
 class RunNotFoundError(DstackError):

@@ -253,6 +253,9 @@ class JobState(Model):
     supervisor_pid: int | None = Field(default=None, description="local: restarts attempts")
     supervisor_started: int | None = None
     instance_id: str | None = Field(default=None, description="cloud: the runner's instance")
+    start_requested_at: float | None = Field(
+        default=None, description="cloud: when a reader asked the compute to start this attempt"
+    )
     version: int = Field(
         default=0, description="how many states of the job were recorded, this one included"
     )

@@ -82,11 +82,15 @@ class Compute(ABC):
         engine…). Called at submit, before anything is written. Fast and side-effect free."""
 
     @abstractmethod
-    def start(self, storage: Storage, job: JobSpec) -> None:
-        """Start the runner of ``job`` against ``storage`` and return without waiting for it.
+    def start(self, storage: Storage, run: RunRecord, jobs: list[JobSpec]) -> None:
+        """Start the runners of ``jobs`` of ``run`` against ``storage`` and return without
+        waiting for them: every job of the run at submit, the job of a next attempt at a
+        retry. One call per run, whatever the compute starts per job (a process here) or per
+        run (a cloud stack holding every job).
 
-        The job's spec and ``submitted`` state are already in the store. Raises
-        ``ComputeError`` if the runner could not be started (nothing is left running then).
+        The jobs' specs and ``submitted`` states are already in the store. Raises
+        ``ComputeError`` if the runners could not be started (nothing is left running for
+        the jobs it names, ``ComputeError.job_indices``; all of ``jobs`` when None).
         """
 
     @abstractmethod

@@ -18,7 +18,7 @@ from pathlib import Path
 from dstack import processes, pythons, settings
 from dstack.compute.base import Compute
 from dstack.errors import ComputeError
-from dstack.models import JobSpec, JobState
+from dstack.models import JobSpec, JobState, RunRecord
 from dstack.storage.base import Storage
 from dstack.store_config import dump_store
 
@@ -60,7 +60,16 @@ class LocalCompute(Compute):
                     raise ComputeError(f"workflow '{job.workflow}': {problem}")
             pythons.find_interpreter(job.python, settings.cache_dir())
 
-    def start(self, storage: Storage, job: JobSpec) -> None:
+    def start(self, storage: Storage, run: RunRecord, jobs: list[JobSpec]) -> None:
+        """Start each job detached, one supervised runner per job (see ``_start_one``)."""
+        for job in jobs:
+            try:
+                self._start_one(storage, job)
+            except ComputeError as exc:
+                exc.job_indices = [job.job_index]
+                raise
+
+    def _start_one(self, storage: Storage, job: JobSpec) -> None:
         """Start the job detached. On POSIX the CLI forks a supervisor from itself (it has
         already imported everything the runner needs, which saves a Python start-up per run);
         the supervisor forks the runner, which runs exactly what ``python -m dstack.runner``

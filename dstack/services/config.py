@@ -21,7 +21,7 @@ from typing import Any
 
 from dstack import settings
 from dstack.errors import ConfigError
-from dstack.store_config import AwsComputeConfig, AwsSection
+from dstack.store_config import AwsSection, parse_compute
 
 _BUCKET_NAME = re.compile(r"^(?!xn--)(?!.*-s3alias$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _NAMING_RULES = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html"
@@ -136,13 +136,27 @@ def create_bootstrap(aws: AwsConfig, reporter: Callable[[str], None]) -> Path:
         raise ConfigError("--create needs a bucket: pass --bucket NAME")
     validate_bucket_name(aws.bucket)
     region = aws.region or default_region(aws.profile)
-    compute = open_compute(AwsComputeConfig(region=region, profile=aws.profile))
+    # what the admin set in the compute section (role_path, permissions_boundary, tags,
+    # subnet_id…) stays: it fences the bootstrap's role too, and is merged into what is saved
+    kept = _kept_compute_section(settings.load_config())
+    compute_config = parse_compute({**kept, "type": "aws", "region": region,
+                                    **({"profile": aws.profile} if aws.profile else {})})  # fmt: skip
+    compute = open_compute(compute_config)
     compute.reporter = reporter
     result = compute.configure(open_storage(aws.merged(region=region).store()))
     save_aws(aws.merged(region=region))
     config = settings.load_config()
-    config["compute"] = result.config_section(region)
+    config["compute"] = {**kept, **result.config_section(region)}
     return settings.save_config(_ordered(config))
+
+
+def _kept_compute_section(config: dict[str, Any]) -> dict[str, Any]:
+    """The saved ``compute`` section's settings that `--create` keeps: all of an ``aws``
+    section's but its outputs and region (written anew); nothing of a local one."""
+    section = config.get("compute")
+    if not isinstance(section, dict) or section.get("type") != "aws":
+        return {}
+    return {k: v for k, v in section.items() if k not in ("type", "region", "bootstrap")}
 
 
 def default_profile() -> str | None:

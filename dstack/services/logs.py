@@ -57,7 +57,6 @@ def follow(
     """Yield the run's output from the start (or from ``since``), then, with ``attach``, new
     output and status changes as they happen until every job has finished."""
     storage = ctx.storage
-    owner = view.run.owner.display
     cursors: list[str | None] = [None] * len(view.jobs)
     expected = [0] * len(view.jobs)  # the next chunk number of each job
     states = list(view.states)
@@ -93,7 +92,7 @@ def follow(
             if states[i].status.is_finished:
                 continue
             fresh = state.read_job_state(storage, job.repo.repo_id, job.run_name, job.job_index)
-            fresh = monitor.refresh(storage, ctx.compute, job, fresh, owner)
+            fresh = monitor.refresh(storage, ctx.compute, view.run, job, fresh)
             if fresh.status != states[i].status:
                 yield StatusChange(i, fresh)
             states[i] = fresh

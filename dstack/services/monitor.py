@@ -12,9 +12,10 @@ import time
 
 from dstack import state
 from dstack.compute.base import Compute
-from dstack.errors import ComputeError, StorageError
+from dstack.errors import StorageError
 from dstack.lifecycle import Writer, conclude
-from dstack.models import JobSpec, JobState, JobStatus
+from dstack.models import JobSpec, JobState, JobStatus, RunRecord
+from dstack.services import starts
 from dstack.storage.base import Storage
 
 #: how long a reader watches a stale heartbeat for a fresh beat before it declares the runner
@@ -24,11 +25,15 @@ HEARTBEAT_GRACE_POLL = 0.5
 
 
 def refresh(
-    storage: Storage, compute: Compute, spec: JobSpec, job_state: JobState, owner: str
+    storage: Storage, compute: Compute, run: RunRecord, spec: JobSpec, job_state: JobState
 ) -> JobState:
-    """``job_state``, or the state it must now be recorded as because its runner is gone."""
+    """``job_state``, or the state it must now be recorded as because its runner is gone;
+    a next attempt nothing else starts (a cloud's) is started (``starts``)."""
     if job_state.status.is_finished:
         return job_state
+    if starts.needs_start(job_state) and run.compute == compute.name:
+        return starts.start_next_attempt(storage, compute, run, spec, job_state)
+    owner = run.owner.display
     verdict = _verdict(storage, compute, spec, job_state)
     if verdict is None:
         return job_state
@@ -46,8 +51,9 @@ def refresh(
         # recorded only if the job is still where the verdict saw it (a compare-and-swap)
         following = conclude(storage, spec, owner, ended, Writer.CONCLUDER, since=latest.version)
         if following.status.is_active and following.attempt > ended.attempt:
-            compute.start(storage, spec)  # the retry policy asks for another attempt
-    except (StorageError, ComputeError):
+            # the retry policy asks for another attempt
+            following = starts.start_next_attempt(storage, compute, run, spec, following)
+    except StorageError:
         return job_state
     return following
 

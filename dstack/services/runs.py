@@ -9,18 +9,18 @@ from typing import TYPE_CHECKING
 
 from dstack import settings, state
 from dstack.errors import (
-    ComputeError,
     DamagedRecordError,
     DstackError,
     InvalidStateError,
     RunNotFoundError,
     TagExistsError,
 )
-from dstack.lifecycle import ABORT_REASON, Writer, move, set_state
+from dstack.lifecycle import ABORT_REASON, Writer, move
 from dstack.models import JobSpec, JobState, JobStatus, Owner, RunRecord, RunSummary
 from dstack.services import apps, monitor
 from dstack.services.context import Context
 from dstack.services.names import allocate_run_name
+from dstack.services.starts import start_jobs
 from dstack.state import actions
 
 if TYPE_CHECKING:  # the workflow files' models are loaded by `submit` only
@@ -102,16 +102,10 @@ def submit(
     record = prepared.record(
         run_name, compute=ctx.compute.name, tag=tag, replace_tag=replace_tag, deps=resolved
     )
-    owner = prepared.owner
     warnings = prepared.warnings
     state.create_run(ctx.storage, record, jobs)
-    for job in jobs:
-        try:
-            ctx.compute.start(ctx.storage, job)
-        except ComputeError as exc:
-            failed = JobState(status=JobStatus.FAILED, reason=str(exc), updated_at=time.time())
-            set_state(ctx.storage, job, owner.display, Writer.SUBMITTER, failed)
-            raise
+    # a failed start fails its jobs, or starts their next attempt (``retry: no-capacity``)
+    start_jobs(ctx.storage, ctx.compute, record, jobs, Writer.SUBMITTER)
     return Submission(run=record, jobs=jobs, warnings=warnings, code_uploaded=stored.tree_stored)
 
 
@@ -134,7 +128,7 @@ def get_run(ctx: Context, run_name: str, *, refresh: bool = True) -> RunView:
     ]
     if refresh:
         states = [
-            monitor.refresh(ctx.storage, ctx.compute, job, st, run.owner.display)
+            monitor.refresh(ctx.storage, ctx.compute, run, job, st)
             for job, st in zip(jobs, states, strict=True)
         ]
     return RunView(run=run, jobs=jobs, states=states)

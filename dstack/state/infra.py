@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from dstack.errors import StorageError
 from dstack.models import InfraRecord, StackRecord, dump
-from dstack.state.keys import INFRA_KINDS, STACK_RECORDS_PREFIX, infra_key, stack_record_key
+from dstack.state.keys import (
+    INFRA_KINDS,
+    STACK_RECORDS_PREFIX,
+    infra_key,
+    legacy_infra_key,
+    stack_record_key,
+)
 from dstack.state.records import load_record
 from dstack.storage.base import Storage
 
@@ -20,6 +26,9 @@ def read_infra_records(storage: Storage, repo_id: str, run_name: str) -> list[In
     for kind in INFRA_KINDS:
         key = infra_key(repo_id, run_name, kind)
         data = storage.get_or_none(key)
+        if data is None:  # a run recorded before the records moved out of its prefix
+            key = legacy_infra_key(repo_id, run_name, kind)
+            data = storage.get_or_none(key)
         if data is not None:
             records.append(load_record(InfraRecord, data, key))
     return records

@@ -30,7 +30,10 @@ in milliseconds, zero-padded to 13 digits, so that a plain ascending listing is 
                                                 ``<upload>`` is new for every upload
     repos/<repo>/tagdata/<tag>/<upload>.manifest.json  size and SHA-256 of each uploaded file
     repos/<repo>/removed/<run>.json             who removed the run, and when
-    repos/<repo>/runs/<run>/infra/<kind>.json   InfraRecord of a cloud run: plan, up, destroy
+    infra/runs/<repo>/<run>/<kind>.json         InfraRecord of a cloud run: plan, up, destroy
+                                                (outside the run's prefix, which its instance
+                                                may write; earlier stores: under the run's
+                                                ``infra/``, still read)
     repos/<repo>/runs/<run>/infra/boot-<i>.log  the instance's boot log, uploaded at shutdown
     infra/stacks/<stack>.json                   StackRecord: the run a live cloud stack serves
     infra/bootstrap/<kind>.json                 InfraRecord of the bootstrap stack (`dstack config`)
@@ -297,7 +300,23 @@ def infra_prefix(repo_id: str, run_name: str) -> str:
     return run_prefix(repo_id, run_name) + "infra/"
 
 
+#: where a run's plan, up and destroy records live: outside the run's own prefix, which its
+#: instance's role may write, so that a job cannot rewrite the audit trail of its run
+INFRA_RECORDS_PREFIX = "infra/runs/"
+
+
+def infra_records_prefix(repo_id: str, run_name: str) -> str:
+    return f"{INFRA_RECORDS_PREFIX}{repo_id}/{run_name}/"
+
+
 def infra_key(repo_id: str, run_name: str, kind: str) -> str:
+    if kind not in INFRA_KINDS:
+        raise ValueError(f"unknown infrastructure record {kind!r}")
+    return f"{infra_records_prefix(repo_id, run_name)}{kind}.json"
+
+
+def legacy_infra_key(repo_id: str, run_name: str, kind: str) -> str:
+    """Where stores written before the records moved out of the run's prefix keep them."""
     if kind not in INFRA_KINDS:
         raise ValueError(f"unknown infrastructure record {kind!r}")
     return f"{infra_prefix(repo_id, run_name)}{kind}.json"

@@ -22,6 +22,7 @@ from dstack.state.keys import (
     active_prefix,
     head_key,
     heads_prefix,
+    infra_records_prefix,
     inverted_time,
     job_head_stem,
     name_key,
@@ -240,6 +241,7 @@ def delete_run(storage: Storage, run: RunRecord) -> None:
         storage.delete_prefix(heads_prefix(run.repo_id) + stem)
         storage.delete(active_prefix(run.repo_id) + stem.rstrip(";"))
     storage.delete_prefix(run_prefix(run.repo_id, run.run_name))
+    storage.delete_prefix(infra_records_prefix(run.repo_id, run.run_name))
     storage.delete(name_key(run.run_name))
 
 
@@ -261,6 +263,7 @@ def delete_damaged_run(storage: Storage, repo_id: str, run_name: str) -> None:
             if info.key[len(prefix) :].split(";")[1:2] == [run_name]:
                 storage.delete(info.key)
     storage.delete_prefix(run_prefix(repo_id, run_name))
+    storage.delete_prefix(infra_records_prefix(repo_id, run_name))
     storage.delete(name_key(run_name))
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from dstack import api
 from dstack.compute.local import LocalCompute
-from dstack.models import JobSpec
+from dstack.models import JobSpec, RunRecord
 from dstack.storage.base import Storage
 
 
@@ -29,10 +29,10 @@ class DeferredCompute(LocalCompute):
 
     def __init__(self) -> None:
         super().__init__()
-        self.pending: list[tuple[Storage, JobSpec]] = []
+        self.pending: list[tuple[Storage, RunRecord, list[JobSpec]]] = []
 
-    def start(self, storage: Storage, job: JobSpec) -> None:
-        self.pending.append((storage, job))
+    def start(self, storage: Storage, run: RunRecord, jobs: list[JobSpec]) -> None:
+        self.pending.append((storage, run, jobs))
 
 
 def main(count: int, workflow: str) -> int:
@@ -57,8 +57,8 @@ def main(count: int, workflow: str) -> int:
     for thread in threads:
         thread.join()
     for compute in computes:
-        for storage, job in compute.pending:
-            LocalCompute.start(compute, storage, job)
+        for storage, run, jobs in compute.pending:
+            LocalCompute.start(compute, storage, run, jobs)
     print("\n".join(names))
     for failure in failures:
         print(failure, file=sys.stderr)

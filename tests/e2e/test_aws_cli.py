@@ -29,6 +29,8 @@ workflows:
     resources: {gpu: 1, interruptible: true}
   - name: echo
     commands: [echo hello]
+  - name: ide
+    provider: code
 """
 HEAVY = ("pulumi", "pulumi_aws", "boto3", "botocore")
 
@@ -94,6 +96,23 @@ def test_cloud_run_without_the_engine_stops_with_one_line(dstack_home: Path, rep
     ]
 
 
+def test_code_on_aws_is_refused_at_submit_in_one_line(dstack_home: Path, repo: Path) -> None:
+    """No VS Code server can be installed on an instance: refused before anything is written
+    or created (the store's endpoint has nothing listening: no request may be sent)."""
+    write_config(dstack_home, {
+        "backend": "aws",
+        "aws": {"bucket": "acme-dstack-state", "region": "eu-west-1",
+                "endpoint_url": "http://127.0.0.1:9"},
+        "compute": {"type": "aws"},
+    })  # fmt: skip
+    cli = Dstack(dstack_home, no_aws_env(dstack_home, PATH=os.environ.get("PATH", "")))
+    result = cli("run", "ide", cwd=repo)
+    assert result.code == 1
+    [line] = result.err.strip().splitlines()
+    assert line.startswith("Error: workflow 'ide': provider code needs openvscode-server")
+    assert "use provider lab" in line
+
+
 def test_infra_shows_the_records_of_a_run(dstack_home: Path, repo: Path) -> None:
     cli = Dstack(dstack_home)
     run = cli.run_detached("echo", cwd=repo)
@@ -118,6 +137,31 @@ def test_infra_shows_the_records_of_a_run(dstack_home: Path, repo: Path) -> None
     assert "instanceType: g5.xlarge" in verbose.out
     as_json = json.loads(cli("infra", run, "--json", cwd=repo).out)
     assert [r["kind"] for r in as_json["records"]] == ["plan", "up", "destroy"]
+
+
+def test_infra_reads_records_of_the_earlier_layout_and_rm_removes_both(
+    dstack_home: Path, repo: Path
+) -> None:
+    """Stores written before the records left the run's prefix keep them at
+    ``repos/<repo>/runs/<run>/infra/<kind>.json``: still shown; `dstack rm` removes the
+    records wherever they are."""
+    from dstack.models import dump
+
+    cli = Dstack(dstack_home)
+    run = cli.run_detached("echo", cwd=repo)
+    cli.wait_status(run, repo, lambda s: s == "done")
+    storage = LocalStorage(dstack_home / "store")
+    repo_id = "github.com/acme/mnist"
+    plan = InfraRecord(kind="plan", stack=run, at=1.0, summary={"create": 5}, by="ada@laptop")
+    storage.put(state.legacy_infra_key(repo_id, run, "plan"), dump(plan))
+    up = InfraRecord(kind="up", stack=run, at=2.0, outputs={"instance_ids": {"0": "i-0abc"}})
+    state.write_infra_record(storage, repo_id, run, up)
+    assert state.infra_key(repo_id, run, "up") != state.legacy_infra_key(repo_id, run, "up")
+    as_json = json.loads(cli("infra", run, "--json", cwd=repo).out)
+    assert [r["kind"] for r in as_json["records"]] == ["plan", "up"]
+    assert cli("rm", run, "-y", cwd=repo).code == 0
+    assert not storage.exists(state.legacy_infra_key(repo_id, run, "plan"))
+    assert not storage.exists(state.infra_key(repo_id, run, "up"))
 
 
 def test_prune_on_a_local_store_says_what_it_needs(dstack_home: Path, repo: Path) -> None:

@@ -24,7 +24,7 @@ class Elsewhere(Compute):
     def check(self, jobs: list[JobSpec]) -> None:
         pass
 
-    def start(self, storage: Storage, job: JobSpec) -> None:
+    def start(self, storage: Storage, run: RunRecord, jobs: list[JobSpec]) -> None:
         raise AssertionError("nothing may be started")
 
     def is_alive(self, state: JobState) -> bool | None:
@@ -51,6 +51,10 @@ def running(tmp_path: Path) -> tuple[Storage, JobSpec, JobState]:
     return storage, spec, job
 
 
+def run_of(storage: Storage, spec: JobSpec) -> RunRecord:
+    return state.read_run(storage, spec.repo.repo_id, spec.run_name)
+
+
 def write_beat(storage: Storage, spec: JobSpec, at: float) -> None:
     key = state.heartbeat_key(spec.repo.repo_id, spec.run_name, spec.job_index)
     storage.put(key, json.dumps({"t": at}).encode())
@@ -65,7 +69,7 @@ def test_a_runner_that_beats_again_after_an_outage_is_not_declared_lost(
     beat = threading.Timer(0.3, lambda: write_beat(storage, spec, time.time()))
     beat.start()
     start = time.monotonic()
-    after = monitor.refresh(storage, Elsewhere(), spec, job, "Ada")
+    after = monitor.refresh(storage, Elsewhere(), run_of(storage, spec), spec, job)
     beat.join()
     assert after.status is JobStatus.RUNNING
     assert time.monotonic() - start < 2.0  # it stopped waiting at the fresh beat
@@ -80,7 +84,7 @@ def test_a_runner_that_stays_silent_is_declared_lost(
     storage, spec, job = running
     monkeypatch.setattr(monitor, "HEARTBEAT_GRACE", 0.3)
     monkeypatch.setattr(monitor, "HEARTBEAT_GRACE_POLL", 0.05)
-    after = monitor.refresh(storage, Elsewhere(), spec, job, "Ada")
+    after = monitor.refresh(storage, Elsewhere(), run_of(storage, spec), spec, job)
     assert after.status is JobStatus.INTERRUPTED
     assert after.reason is not None and "no heartbeat from the runner" in after.reason
 
@@ -92,5 +96,8 @@ def test_a_fresh_heartbeat_costs_no_wait(
     monkeypatch.setattr(monitor, "HEARTBEAT_GRACE", 30.0)
     write_beat(storage, spec, time.time())
     start = time.monotonic()
-    assert monitor.refresh(storage, Elsewhere(), spec, job, "Ada").status is JobStatus.RUNNING
+    assert (
+        monitor.refresh(storage, Elsewhere(), run_of(storage, spec), spec, job).status
+        is JobStatus.RUNNING
+    )
     assert time.monotonic() - start < 1.0

@@ -10,7 +10,7 @@ import pytest
 from dstack import state
 from dstack.compute.base import Compute
 from dstack.errors import DstackError, InvalidStateError, TagExistsError
-from dstack.models import JobSpec, JobState, JobStatus
+from dstack.models import JobSpec, JobState, JobStatus, RunRecord
 from dstack.services import tags
 from dstack.services.context import Context
 from dstack.services.runs import remove
@@ -27,7 +27,7 @@ class AliveCompute(Compute):
     def check(self, jobs: list[JobSpec]) -> None:
         pass
 
-    def start(self, storage: Storage, job: JobSpec) -> None:
+    def start(self, storage: Storage, run: RunRecord, jobs: list[JobSpec]) -> None:
         pass
 
     def is_alive(self, state: JobState) -> bool | None:

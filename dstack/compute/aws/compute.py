@@ -1,12 +1,11 @@
 """``AwsCompute``: each run becomes an ephemeral Pulumi stack on AWS.
 
 ``check`` picks every job's instance type from the catalog (the cheapest that fits; the error
-names the closest) and makes sure the Pulumi engine is here. ``start`` (for a run's first
-cloud job; the stack holds every job of the run) stores this dstack's wheel in the bucket,
-renders the run stack offline, previews it and records the plan (``infra/plan.json``) before
-anything is created, then runs ``up`` and records the outputs (``infra/up.json``). The
-instance's user data installs dstack and starts the runner against the S3 store; from there the
-CLI follows the run from the store exactly as with local compute.
+names the closest) and makes sure the Pulumi engine is here. ``start`` (once per run: the
+stack holds every job) stores this dstack's wheel in the bucket, renders the stack offline,
+previews it and records the plan before anything is created, then runs ``up`` and records
+the outputs; a failure is classified (``failures``). The instance's user data installs dstack
+and starts the runner against the S3 store; the CLI follows the run from the store.
 
 Who destroys the stack: the instance powers itself off when its job ends (or the store is
 lost, or the time limit passes) and terminates — that alone stops the cost. The stack's other
@@ -37,6 +36,7 @@ from dstack.compute.aws.driver import (
     require_engine,
 )
 from dstack.compute.aws.ec2 import Ec2
+from dstack.compute.aws.failures import ProvisioningError
 from dstack.compute.aws.runargs import program_of
 from dstack.compute.aws.wheel import Wheel, ensure_wheel
 from dstack.compute.base import Compute, RunPlan
@@ -86,22 +86,40 @@ class AwsCompute(Compute):
         if local:
             self.local.check(local)
         for job in cloud:
+            preflight.refuse_unserved_apps(job)
             self.instance_for(job)
         if cloud and self._driver_factory is None:
             require_engine()
 
-    def start(self, storage: Storage, job: JobSpec) -> None:
-        if job.resources.local:
-            self.local.start(storage, job)
+    def start(self, storage: Storage, run: RunRecord, jobs: list[JobSpec]) -> None:
+        """Jobs with ``resources.local`` start here; the others are the run's stack: created
+        at submit, updated at a retry (the refresh notices the terminated instance and the
+        update replaces it). The stack declares every cloud job of the run, so a retry of
+        some of them reads the specs of the others."""
+        local = [job for job in jobs if job.resources.local]
+        if local:
+            self.local.start(storage, run, local)
+        if len(local) == len(jobs):
             return
-        run = state.read_run(storage, job.repo.repo_id, job.run_name)
-        jobs = [
-            state.read_job_spec(storage, run.repo_id, run.run_name, i) for i in range(run.job_count)
-        ]
-        cloud = [j for j in jobs if not j.resources.local]
-        attempt = state.read_job_state(storage, run.repo_id, run.run_name, job.job_index).attempt
-        if attempt == 1 and job.job_index != cloud[0].job_index:
-            return  # the run's stack, made for its first cloud job, holds every job
+        requested = [job.job_index for job in jobs if not job.resources.local]
+        if len(jobs) < run.job_count:
+            given = {job.job_index: job for job in jobs}
+            jobs = [
+                given.get(i) or state.read_job_spec(storage, run.repo_id, run.run_name, i)
+                for i in range(run.job_count)
+            ]
+        try:
+            self._provision(storage, run, [job for job in jobs if not job.resources.local])
+        except ProvisioningInterrupted:
+            raise
+        except ComputeError as exc:
+            exc.job_indices = exc.job_indices or requested
+            raise ProvisioningError.of(exc) from exc.__cause__
+
+    def _provision(self, storage: Storage, run: RunRecord, cloud: list[JobSpec]) -> None:
+        """Create (or update) the run's stack for its cloud jobs, recording each step."""
+        # a stack that exists already (a later attempt) is refreshed before it is updated
+        existing = state.read_stack_record(storage, run.run_name) is not None
         store = _s3_config(storage)
         try:
             wheel = ensure_wheel(storage, self._wheel)
@@ -128,7 +146,7 @@ class AwsCompute(Compute):
         try:
             # a later attempt (a retried spot interruption) updates the same stack: the
             # refresh notices the terminated instance, and up replaces it
-            driver.provision(run.run_name, program_of(args), record, refresh=attempt > 1)
+            driver.provision(run.run_name, program_of(args), record, refresh=existing)
         except ComputeError:
             # whatever the destroy did, instances the engine launched but lost track of (an
             # interrupted create) are found by their tags
@@ -274,7 +292,7 @@ class AwsCompute(Compute):
 
         raw = self._caller_ip or self.config.caller_ip or os.environ.get("DSTACK_CALLER_IP")
         if not raw and lookup:
-            raw = _lookup_public_ip()
+            raw = preflight.lookup_public_ip()
         if not raw:
             return None
         try:
@@ -383,14 +401,3 @@ def _who() -> str:
         return f"{getpass.getuser()}@{socket.gethostname()}"
     except Exception:
         return "unknown"
-
-
-def _lookup_public_ip() -> str | None:
-    """This machine's public address as AWS sees it; only on a real submit with ports."""
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen("https://checkip.amazonaws.com", timeout=5) as response:
-            return str(response.read().decode().strip()) or None
-    except OSError:
-        return None

@@ -10,7 +10,9 @@ each instead of an engine error half-way through a create:
   ``AWSServiceRoleForEC2Spot``; if the account lacks it, it is created (once per account), and
   when these credentials may not, the message says who must and how.
 
-Each check runs once per ``AwsCompute``; EC2 and IAM are asked through boto3.
+Each check runs once per ``AwsCompute``; EC2 and IAM are asked through boto3. Also here: the
+jobs an instance cannot serve (an app whose server it lacks), refused at submit, and the
+submitter's public address for a run that opens ports.
 """
 
 from __future__ import annotations
@@ -118,3 +120,29 @@ def ensure_spot_role(iam: Any) -> None:
             f"create-service-linked-role --aws-service-name {SPOT_SERVICE}` once per account, "
             "or the workflow drops `interruptible`"
         ) from exc
+
+
+def refuse_unserved_apps(job: Any) -> None:
+    """An app whose server must already be on the machine (``AppSpec.needs``: ``code``'s VS
+    Code server) cannot run on an instance: the user data installs none, and the one server
+    there is (openvscode-server) is released only on GitHub, which the instance's package
+    indexes do not serve. Refused at submit, before anything is created or paid for."""
+    for app in job.apps:
+        if app.needs:
+            raise ComputeError(
+                f"workflow '{job.workflow}': provider {job.provider} needs "
+                f"{' or '.join(app.needs)} on the machine, and AWS instances have none (dstack "
+                "installs it from no package index): use provider lab, or run it on this "
+                "machine with `resources: {local: true}`"
+            )
+
+
+def lookup_public_ip() -> str | None:
+    """This machine's public address as AWS sees it; only on a real submit with ports."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen("https://checkip.amazonaws.com", timeout=5) as response:
+            return str(response.read().decode().strip()) or None
+    except OSError:
+        return None

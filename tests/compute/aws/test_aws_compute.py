@@ -15,7 +15,7 @@ from dstack.compute.aws.ec2 import Ec2
 from dstack.compute.aws.wheel import Wheel, build_wheel
 from dstack.compute.base import Compute
 from dstack.errors import ComputeError
-from dstack.models import JobSpec, JobState, JobStatus
+from dstack.models import JobSpec, JobState, JobStatus, RunRecord
 from dstack.storage.local import LocalStorage
 from dstack.storage.s3.storage import S3Storage
 from tests.compute.aws.doubles import FakeAutomation
@@ -55,8 +55,8 @@ class RecordingLocal(Compute):
     def check(self, jobs: list[JobSpec]) -> None:
         self.calls.append(("check", [j.workflow for j in jobs]))
 
-    def start(self, storage: Any, job: JobSpec) -> None:
-        self.calls.append(("start", job.workflow))
+    def start(self, storage: Any, run: RunRecord, jobs: list[JobSpec]) -> None:
+        self.calls.extend(("start", job.workflow) for job in jobs)
 
     def is_alive(self, state: JobState) -> bool | None:
         self.calls.append(("is_alive", state.hostname))
@@ -71,6 +71,9 @@ def setup(
     moto_server: MotoServer, bucket: str, automation: FakeAutomation, wheel: Wheel,
     repo_factory: Any,
 ) -> tuple[api.Context, S3Storage, AwsCompute, RecordingLocal]:  # fmt: skip
+    # moto builds its EC2 region on the first call, which can outlast Ec2's short read
+    # timeout on a loaded machine: made here, with boto3's default timeout
+    moto_server.client("ec2").describe_vpcs()
     storage = S3Storage(bucket, endpoint_url=moto_server.endpoint_url, retry_deadline=5)
     local = RecordingLocal()
     compute = AwsCompute(

@@ -84,6 +84,9 @@ def make_context(
     storage: S3Storage, moto: MotoServer, automation: FakeAutomation, repo: Path, wheel: Wheel,
     **config: Any,
 ) -> api.Context:  # fmt: skip
+    # moto builds its EC2 region on the first call, which can outlast Ec2's short read
+    # timeout on a loaded machine: made here, with boto3's default timeout
+    moto.client("ec2").describe_vpcs()
     compute = AwsCompute(
         AwsComputeConfig(region="us-east-1", **config),
         driver_factory=automation.driver,
@@ -276,3 +279,69 @@ def test_the_runner_runs_the_wheels_code(wheel_dir: Path) -> None:
         cwd=wheel_dir, capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert result.stdout.strip().startswith(str(wheel_dir))
+
+
+RESUMABLE = """\
+workflows:
+  - name: resumable
+    provider: bash
+    commands:
+      - |
+        if [ -e out/partial.txt ]; then echo "resumed from $(cat out/partial.txt)"; exit 0; fi
+        mkdir -p out && echo partial > out/partial.txt
+        echo started
+        sleep 60
+    artifacts:
+      - path: out
+    retry: {on: [interruption], limit: 1}
+    resources:
+      interruptible: true
+"""
+
+
+def test_an_interrupted_spot_run_with_retry_boots_a_second_instance(
+    moto_server: MotoServer, bucket: str, automation: FakeAutomation, imds: FakeImds,
+    wheel: Wheel, wheel_dir: Path, repo_factory: Any, tmp_path: Path, dstack_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """`retry: interruption` on AWS: the runner records the next attempt and its instance
+    powers off; `dstack ps RUN` (any reader of the run) provisions it: a second `up`, a second
+    instance, and the run ends done with 2 attempts, resumed from its artifacts."""
+    from tests.cli.test_config import InProcess
+
+    repo = repo_factory({".dstack/workflows.yaml": RESUMABLE})
+    storage = S3Storage(bucket, endpoint_url=moto_server.endpoint_url, retry_deadline=5)
+    ctx = make_context(storage, moto_server, automation, repo, wheel)
+    stand_in = InstanceStandIn(moto_server.client("ec2"), imds, wheel_dir, tmp_path)
+
+    def boot(stack: str, program: Any) -> None:
+        imds.notice = None  # a new instance has no interruption notice
+        stand_in.on_up(stack, program)
+
+    automation.on_up = boot
+    monkeypatch.setattr(api, "Context", lambda **_: ctx)  # `dstack ps` on this store/compute
+    cli = InProcess(dstack_home)
+    try:
+        submission = api.submit(ctx, "resumable")
+        run, repo_id = submission.run.run_name, submission.run.repo_id
+        deadline = time.monotonic() + 60
+        while "started" not in output_of(ctx, run):
+            assert time.monotonic() < deadline, "the job never started"
+            time.sleep(0.1)
+        imds.notice = {"action": "terminate", "time": "2026-11-27T10:00:00Z"}
+        assert stand_in.runners[0].wait(30) == 1  # the first instance is gone
+        second = state.read_job_state(storage, repo_id, run, 0)
+        assert (second.status, second.attempt) == (JobStatus.SUBMITTED, 2), second
+        shown = cli("ps", run, cwd=repo)  # the user looks at the run
+        assert shown.code == 0, shown.err
+        assert automation.calls(run).count("up") == 2  # the second attempt's instance
+        final = wait_finished(storage, run, repo_id, timeout=60)
+        codes = stand_in.wait(30)
+    finally:
+        stand_in.kill()
+    assert final.status is JobStatus.DONE, final
+    assert final.attempt == 2
+    assert codes == [1, 0]  # two instances: the reclaimed one, then the one that finished
+    assert "resumed from partial" in output_of(ctx, run)
+    shown = cli("ps", run, cwd=repo)
+    assert "attempt 1: interrupted" in shown.out and "attempt 2: done" in shown.out, shown.out

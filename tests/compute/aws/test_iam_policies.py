@@ -120,3 +120,148 @@ def test_the_user_policy_covers_every_resource_the_run_stack_declares() -> None:
     for type_ in declared:
         action, resource = creates[type_]
         assert iam_eval.allowed(policy, action, resource, context), type_
+
+
+# What terraform-provider-aws calls for each resource type the run stack declares, on create,
+# read (after create, and at every refresh), update and delete, with the request's resource
+# and condition keys. Read from the provider's source: internal/service/ec2/ec2_instance.go
+# (resourceInstanceCreate/Read/Update/Delete, buildInstanceOpts, readBlockDevices,
+# flattenInstanceLaunchTemplate; the spot request read of resourceInstanceRead is in its
+# newer releases), internal/service/ec2/vpc_security_group.go, internal/service/iam/role.go,
+# role_policy.go and instance_profile.go, and the data sources ssm/parameter_data_source.go and
+# ec2/vpc_subnet_data_source.go. Describe* calls take no resource-level permission ("*").
+_ROLE = f"arn:aws:iam::{ACCOUNT}:role/dstack/wise-owl-1-runner-a1b2c3d"
+_PROFILE = f"arn:aws:iam::{ACCOUNT}:instance-profile/dstack/wise-owl-1-runner-a1b2c3d"
+_OURS = {"aws:ResourceTag/dstack:bucket": BUCKET}
+_FENCED = {"iam:PermissionsBoundary": BOUNDARY}
+_ANY = "*"
+PROVIDER_CALLS: dict[str, dict[str, list[tuple[str, str, dict[str, str]]]]] = {
+    "aws:ec2/instance:Instance": {
+        "create": [
+            ("ec2:DescribeImages", _ANY, {}),  # buildInstanceOpts: the AMI's root device
+            ("ec2:RunInstances", _ec2("instance"), TAGGED),
+            ("ec2:RunInstances", _ec2("volume"), TAGGED),
+            ("ec2:RunInstances", "arn:aws:ec2:eu-west-1::image/ami-1", {}),
+            ("ec2:RunInstances", _ec2("subnet"), {}),
+            ("ec2:RunInstances", _ec2("network-interface"), {}),
+            ("ec2:RunInstances", _ec2("security-group"), _OURS),
+            ("ec2:CreateTags", _ec2("instance"), {"ec2:CreateAction": "RunInstances"}),
+            ("ec2:CreateTags", _ec2("volume"), {"ec2:CreateAction": "RunInstances"}),
+            ("iam:PassRole", _ROLE, {"iam:PassedToService": "ec2.amazonaws.com"}),
+            ("ec2:DescribeInstances", _ANY, {}),  # WaitInstanceCreated
+        ],
+        "read": [
+            ("ec2:DescribeInstances", _ANY, {}),
+            ("ec2:DescribeInstanceTypes", _ANY, {}),
+            ("ec2:DescribeSpotInstanceRequests", _ANY, {}),  # every spot instance
+            ("ec2:DescribeTags", _ANY, {}),  # its launch template tag
+            ("ec2:DescribeVolumes", _ANY, {}),  # readBlockDevices
+            ("ec2:DescribeInstanceCreditSpecifications", _ANY, {}),  # burstable types
+            ("ec2:DescribeInstanceAttribute", _ec2("instance"), {}),  # API stop/termination,
+            # user data, shutdown behaviour
+        ],
+        "update": [("ec2:ModifyInstanceAttribute", _ec2("instance"), _OURS)],
+        "delete": [
+            ("ec2:ModifyInstanceAttribute", _ec2("instance"), _OURS),
+            ("ec2:TerminateInstances", _ec2("instance"), _OURS),
+            ("ec2:DescribeInstances", _ANY, {}),  # WaitInstanceDeleted
+        ],
+    },
+    "aws:ec2/securityGroup:SecurityGroup": {
+        "create": [
+            ("ec2:CreateSecurityGroup", _ec2("security-group"), TAGGED),
+            ("ec2:CreateSecurityGroup", _ec2("vpc"), {}),
+            ("ec2:CreateTags", _ec2("security-group"), {"ec2:CreateAction": "CreateSecurityGroup"}),
+            ("ec2:DescribeSecurityGroups", _ANY, {}),
+            ("ec2:RevokeSecurityGroupEgress", _ec2("security-group"), _OURS),  # AWS's default
+            ("ec2:AuthorizeSecurityGroupIngress", _ec2("security-group"), _OURS),
+            ("ec2:AuthorizeSecurityGroupEgress", _ec2("security-group"), _OURS),
+        ],
+        "read": [("ec2:DescribeSecurityGroups", _ANY, {})],
+        "update": [
+            ("ec2:AuthorizeSecurityGroupIngress", _ec2("security-group"), _OURS),
+            ("ec2:RevokeSecurityGroupIngress", _ec2("security-group"), _OURS),
+            ("ec2:CreateTags", _ec2("security-group"), _OURS),
+        ],
+        "delete": [
+            ("ec2:DescribeNetworkInterfaces", _ANY, {}),  # lingering ENIs
+            ("ec2:DeleteSecurityGroup", _ec2("security-group"), _OURS),
+            ("ec2:DescribeSecurityGroups", _ANY, {}),  # waits until gone
+        ],
+    },
+    "aws:iam/role:Role": {
+        "create": [("iam:CreateRole", _ROLE, _FENCED), ("iam:TagRole", _ROLE, {}),
+                   ("iam:GetRole", _ROLE, {})],
+        "read": [("iam:GetRole", _ROLE, {}), ("iam:ListRolePolicies", _ROLE, {}),
+                 ("iam:GetRolePolicy", _ROLE, {}), ("iam:ListAttachedRolePolicies", _ROLE, {})],
+        "update": [("iam:TagRole", _ROLE, {}), ("iam:UntagRole", _ROLE, {})],
+        "delete": [
+            ("iam:ListInstanceProfilesForRole", _ROLE, {}),
+            ("iam:RemoveRoleFromInstanceProfile", _PROFILE, {}),
+            ("iam:ListAttachedRolePolicies", _ROLE, {}),
+            ("iam:ListRolePolicies", _ROLE, {}),
+            ("iam:DeleteRolePolicy", _ROLE, _FENCED),
+            ("iam:DeleteRole", _ROLE, {}),
+        ],
+    },
+    "aws:iam/rolePolicy:RolePolicy": {
+        "create": [("iam:PutRolePolicy", _ROLE, _FENCED)],
+        "read": [("iam:GetRolePolicy", _ROLE, {})],
+        "update": [("iam:PutRolePolicy", _ROLE, _FENCED)],
+        "delete": [("iam:DeleteRolePolicy", _ROLE, _FENCED)],
+    },
+    "aws:iam/instanceProfile:InstanceProfile": {
+        "create": [("iam:CreateInstanceProfile", _PROFILE, {}),
+                   ("iam:TagInstanceProfile", _PROFILE, {}),
+                   ("iam:AddRoleToInstanceProfile", _PROFILE, {}),
+                   ("iam:GetInstanceProfile", _PROFILE, {})],
+        "read": [("iam:GetInstanceProfile", _PROFILE, {}),
+                 ("iam:ListInstanceProfileTags", _PROFILE, {})],
+        "update": [("iam:TagInstanceProfile", _PROFILE, {}),
+                   ("iam:UntagInstanceProfile", _PROFILE, {})],
+        "delete": [("iam:RemoveRoleFromInstanceProfile", _PROFILE, {}),
+                   ("iam:DeleteInstanceProfile", _PROFILE, {})],
+    },
+    # the data sources the run program reads, and the provider's own start
+    "data": {
+        "read": [
+            ("ssm:GetParameter", "arn:aws:ssm:eu-west-1::parameter/aws/service/ami", {}),
+            ("ec2:DescribeSubnets", _ANY, {}),
+            ("sts:GetCallerIdentity", _ANY, {}),
+        ],
+    },
+}  # fmt: skip
+
+
+def test_the_user_policy_allows_every_call_the_provider_makes_for_the_run_stack() -> None:
+    """Create, read (every refresh), update and delete of each resource type the run stack
+    declares: a call the user policy denies fails the run (or leaves it for prune)."""
+    from stacks.program import run_program
+    from tests.stacks.harness import deploy
+    from tests.stacks.test_run_stack import make_args
+
+    args = make_args(role_path="/dstack/", permissions_boundary=BOUNDARY)
+    declared = {d.type for d in deploy(lambda: run_program(args)).declared if d.custom}
+    assert declared <= set(PROVIDER_CALLS), declared - set(PROVIDER_CALLS)
+    policy = _policy("dstack-user-policy.json")
+    denied = [
+        (type_, step, action, resource)
+        for type_, steps in PROVIDER_CALLS.items()
+        for step, calls in steps.items()
+        for action, resource, context in calls
+        if not iam_eval.allowed(policy, action, resource, context)
+    ]
+    assert denied == []
+
+
+def test_every_permission_the_user_policy_grants_is_documented() -> None:
+    guide = (IAM.parent / "docs" / "guides" / "aws-permissions.md").read_text()
+    policy = _policy("dstack-user-policy.json")
+    actions = {
+        action
+        for statement in policy["Statement"]
+        if statement["Effect"] == "Allow"
+        for action in iam_eval._list(statement["Action"])
+    }
+    missing = sorted(a for a in actions if f"`{a}`" not in guide)
+    assert missing == []

@@ -112,3 +112,29 @@ def test_a_run_that_cannot_fit_is_refused_up_front() -> None:
             repo_id=REPO, run_name="wise-owl-1", submitted_at=0.0, code_key="c", wheel_key="w",
             dep_prefixes=deps,
         )  # fmt: skip
+
+
+def test_the_job_cannot_rewrite_its_runs_infra_records() -> None:
+    """The plan and the outputs of up/destroy are the audit trail of what was created: the
+    run's role writes its boot logs, never those records (the job runs as root on the
+    instance, one metadata call from the role's credentials)."""
+    policy = _policy()
+    for kind in state.INFRA_KINDS:
+        key = state.infra_key(REPO, "wise-owl-1", kind)
+        for action in ("s3:PutObject", "s3:DeleteObject"):
+            assert not iam_eval.allowed(policy, action, _object(key)), (kind, action)
+    boot_log = state.boot_log_key(REPO, "wise-owl-1", 0)
+    assert iam_eval.allowed(policy, "s3:PutObject", _object(boot_log))
+
+
+def test_the_job_reads_code_blobs_only_by_a_hash_it_knows() -> None:
+    """Blobs are stored once per content for every repo (content-addressed, under one
+    prefix); the role may read one whose sha256 it knows, but cannot list them nor read
+    another snapshot's manifest, which is where hashes are learnt."""
+    policy = _policy()
+    assert iam_eval.allowed(policy, "s3:GetObject", _object("codes/c.tar.gz"))
+    assert not iam_eval.allowed(policy, "s3:GetObject", _object("codes/other.tar.gz"))
+    other_tree = state.CODE_TREES_PREFIX + "0" * 64 + ".json.gz"
+    assert not iam_eval.allowed(policy, "s3:GetObject", _object(other_tree))
+    for prefix in (state.CODE_BLOBS_PREFIX, state.CODE_TREES_PREFIX, "codes/", ""):
+        assert not iam_eval.allowed(policy, "s3:ListBucket", ARN, {"s3:prefix": prefix}), prefix
