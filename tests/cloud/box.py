@@ -164,7 +164,7 @@ class Hypervisor(_Server):
             self.end(json.loads(body)["instance_id"])
             return 200, "{}"
         if method == "POST" and len(parts) == 3 and parts[0] == "i" and parts[2] == "shutdown":
-            minutes = int(path.split("minutes=")[1]) if "minutes=" in path else 0
+            minutes = float(path.split("minutes=")[1]) if "minutes=" in path else 0.0
             self.shutdown(parts[1], minutes)
             return 200, "{}"
         return 404, ""
@@ -226,7 +226,7 @@ class Hypervisor(_Server):
         threading.Thread(target=self._watch, args=(instance,), daemon=True).start()
         return instance
 
-    def shutdown(self, instance_id: str, minutes: int) -> None:
+    def shutdown(self, instance_id: str, minutes: float) -> None:
         instance = self.instances.get(instance_id)
         if instance is None:
             return

@@ -129,6 +129,9 @@ def box(tmp_path_factory: pytest.TempPathFactory, aws_test_env: None) -> Iterato
     })  # fmt: skip
     saved_count = moto.settings.INITIAL_NO_AUTH_ACTION_COUNT
     moto.settings.INITIAL_NO_AUTH_ACTION_COUNT = 0  # IAM enforcement from here on
+    saved_env = dict(os.environ)
+    os.environ.pop("AWS_SESSION_TOKEN", None)  # this process reads the store as the admin
+    os.environ.update(admin.env())
     mirror = PythonMirror(Path(BOX_PYTHON))
     plugins = tmp_path_factory.mktemp("plugins")
     script = plugins / "pulumi-resource-pulumi-python"
@@ -164,6 +167,8 @@ def box(tmp_path_factory: pytest.TempPathFactory, aws_test_env: None) -> Iterato
         boxed.hypervisor.close()
         mirror.close()
         moto.settings.INITIAL_NO_AUTH_ACTION_COUNT = saved_count
+        os.environ.clear()
+        os.environ.update(saved_env)
         server.stop()
 
 

@@ -71,6 +71,7 @@ def test_d_a_failed_boot_is_reported_within_two_minutes(cli: Dstack, box: Box, r
     finally:
         if process.poll() is None:
             process.kill()
+        cli("stop", "-a", "-y", cwd=repo, timeout=600)  # the run the CLI left waiting
     _nothing_left(box)
 
 
@@ -97,3 +98,17 @@ def test_e_ctrl_c_during_boot_then_stop_during_the_job_then_prune(
     pruned = cli("prune", "-y", cwd=repo, timeout=600)
     assert pruned.code == 0, pruned.err
     _nothing_left(box)
+
+
+def test_g_a_code_workflow_is_refused_at_submit(cli: Dstack, box: Box, repo_factory: Any) -> None:
+    """No VS Code server can be installed on an instance: one error line, nothing created."""
+    repo = repo_factory(
+        {".dstack/workflows.yaml": "workflows:\n  - name: ide\n    provider: code\n"}
+    )
+    booted = len(box.hypervisor.instances)
+    result = cli("run", "ide", cwd=repo, timeout=300)
+    assert result.code == 1, result.err
+    [line] = result.err.strip().splitlines()
+    assert line.startswith("Error: workflow 'ide': provider code needs"), line
+    assert len(box.hypervisor.instances) == booted
+    assert leftovers(box) == {}
