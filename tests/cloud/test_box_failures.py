@@ -32,11 +32,11 @@ workflows:
 """
 
 
-def _nothing_left(box: Box, timeout: float = 180) -> None:
+def _nothing_left(box: Box, before: dict[str, list[str]], timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
-    while leftovers(box) and time.monotonic() < deadline:
+    while leftovers(box, before) and time.monotonic() < deadline:
         time.sleep(1)
-    assert leftovers(box) == {}
+    assert leftovers(box, before) == {}
 
 
 @pytest.fixture
@@ -55,6 +55,7 @@ def repo(repo_factory: Any) -> Path:
 def test_d_a_failed_boot_is_reported_within_two_minutes(cli: Dstack, box: Box, repo: Path) -> None:
     """A boot that fails on the boot script's own pip install: the instance powers off; the
     user sees the boot log's last lines and one clear error line, within two minutes."""
+    before = leftovers(box)
     # the next instance's package index is unreachable: its boot script's pip install fails
     box.hypervisor.next_pip_conf = "[global]\nindex-url = http://127.0.0.1:9/simple\n"
     booted = len(box.hypervisor.instances)
@@ -72,12 +73,13 @@ def test_d_a_failed_boot_is_reported_within_two_minutes(cli: Dstack, box: Box, r
         if process.poll() is None:
             process.kill()
         cli("stop", "-a", "-y", cwd=repo, timeout=600)  # the run the CLI left waiting
-    _nothing_left(box)
+    _nothing_left(box, before)
 
 
 def test_e_ctrl_c_during_boot_then_stop_during_the_job_then_prune(
     cli: Dstack, box: Box, repo: Path
 ) -> None:
+    before = leftovers(box)
     booted = len(box.hypervisor.instances)
     process = cli.popen("run", "long", cwd=repo)
     box.hypervisor.wait_for(booted + 1, timeout=BOOT_TIMEOUT)
@@ -97,7 +99,7 @@ def test_e_ctrl_c_during_boot_then_stop_during_the_job_then_prune(
     assert row["status"] == "stopped", row
     pruned = cli("prune", "-y", cwd=repo, timeout=600)
     assert pruned.code == 0, pruned.err
-    _nothing_left(box)
+    _nothing_left(box, before)
 
 
 def test_g_a_code_workflow_is_refused_at_submit(cli: Dstack, box: Box, repo_factory: Any) -> None:
@@ -105,10 +107,11 @@ def test_g_a_code_workflow_is_refused_at_submit(cli: Dstack, box: Box, repo_fact
     repo = repo_factory(
         {".dstack/workflows.yaml": "workflows:\n  - name: ide\n    provider: code\n"}
     )
+    before = leftovers(box)
     booted = len(box.hypervisor.instances)
     result = cli("run", "ide", cwd=repo, timeout=300)
     assert result.code == 1, result.err
     [line] = result.err.strip().splitlines()
     assert line.startswith("Error: workflow 'ide': provider code needs"), line
     assert len(box.hypervisor.instances) == booted
-    assert leftovers(box) == {}
+    assert leftovers(box, before) == {}

@@ -41,8 +41,8 @@ print(f"python {platform.python_version()} (six {six.__version__}) on", sys.plat
 BOOT_TIMEOUT = 900  # a first boot downloads uv, CPython and the pins
 
 
-def leftovers(box: Box) -> dict[str, list[str]]:
-    """What a finished run must not leave in the account."""
+def leftovers(box: Box, before: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """What a finished run must not leave in the account (less what was there ``before``)."""
     ec2, iam = box.client("ec2"), box.client("iam")
     running = [
         i["InstanceId"]
@@ -64,6 +64,10 @@ def leftovers(box: Box) -> dict[str, list[str]]:
     profiles = [p["InstanceProfileName"] for p in iam.list_instance_profiles()["InstanceProfiles"]]
     found = {"instances": running, "security groups": groups, "spot requests": spot,
              "roles": roles, "instance profiles": profiles}  # fmt: skip
+    before = before or {}
+    found = {
+        kind: [i for i in items if i not in before.get(kind, [])] for kind, items in found.items()
+    }
     return {kind: items for kind, items in found.items() if items}
 
 
@@ -85,6 +89,7 @@ def test_a_bash_and_a_python_workflow_on_an_older_instance_python(
     repo: Path = repo_factory({
         ".dstack/workflows.yaml": WORKFLOWS, "train.py": TRAIN, "requirements.txt": "six\n",
     })  # fmt: skip
+    before = leftovers(box)
     started = time.monotonic()
     hello = cli("run", "hello", cwd=repo, timeout=BOOT_TIMEOUT)
     first = time.monotonic() - started
@@ -106,9 +111,9 @@ def test_a_bash_and_a_python_workflow_on_an_older_instance_python(
     assert box.mirror.requests, "uv did not download its CPython from the stand-in mirror"
 
     deadline = time.monotonic() + 120
-    while leftovers(box) and time.monotonic() < deadline:
+    while leftovers(box, before) and time.monotonic() < deadline:
         time.sleep(1)
-    assert leftovers(box) == {}
+    assert leftovers(box, before) == {}
     with capsys.disabled():
         print(f"\n[box] first `dstack run` (cold instance) to its end: {first:.0f}s")
         for instance in instances:

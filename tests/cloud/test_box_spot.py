@@ -38,6 +38,7 @@ def test_b_a_spot_interruption_resumes_on_a_second_instance(
     cli: Dstack, box: Box, repo_factory: Any
 ) -> None:
     repo: Path = repo_factory({".dstack/workflows.yaml": WORKFLOWS})
+    before = leftovers(box)
     booted = len(box.hypervisor.instances)
     run = cli.run_detached("resumable", cwd=repo)
     first = box.hypervisor.wait_for(booted + 1, timeout=BOOT_TIMEOUT)[-1]
@@ -53,6 +54,6 @@ def test_b_a_spot_interruption_resumes_on_a_second_instance(
     assert len(box.hypervisor.instances) == booted + 2
     assert "resumed after step 1" in cli("logs", run, cwd=repo).out
     deadline = time.monotonic() + 180
-    while leftovers(box) and time.monotonic() < deadline:
+    while leftovers(box, before) and time.monotonic() < deadline:
         time.sleep(1)
-    assert leftovers(box) == {}
+    assert leftovers(box, before) == {}
