@@ -30,7 +30,10 @@ PY
 }
 trap finish EXIT
 mkdir -p /opt/dstack/home
+step() { echo "dstack-boot $(date -u +%H:%M:%S.%N | cut -c1-12) $*"; }
+step boot
 if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+  step installing python3-venv
   if command -v apt-get >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q && apt-get install -yq python3-venv
@@ -41,8 +44,18 @@ fi
 if ! command -v docker >/dev/null; then
   apt-get update -q && apt-get install -yq docker.io && systemctl start docker
 fi
-python3 -m venv /opt/dstack/venv
-/opt/dstack/venv/bin/pip install -q --disable-pip-version-check 'boto3>=1.35.16'
+step installing uv
+python3 -m venv /opt/dstack/uv
+cat >/opt/dstack/uv-requirements.txt <<'TXT'
+uv==0.13.8 --hash=sha256:e18a57b8b352eb7c8feb317b9f6f533c8f0ad9673fd6cf34bbe3cf1a9f6a8984 --hash=sha256:0b3e8b1a4f5e405e31e2ff33de8af4744831e9f7338539671efbd8c3c94e791d
+TXT
+/opt/dstack/uv/bin/pip install -q --disable-pip-version-check --require-hashes -r /opt/dstack/uv-requirements.txt
+step installing Python 3.11
+/opt/dstack/uv/bin/uv python install 3.11
+/opt/dstack/uv/bin/uv venv -q --python 3.11 /opt/dstack/venv
+step installing boto3
+/opt/dstack/uv/bin/uv pip install -q --python /opt/dstack/venv/bin/python 'boto3>=1.35.16'
+step downloading the dstack wheel
 /opt/dstack/venv/bin/python - <<"PY"
 import hashlib, sys, time
 import boto3
@@ -62,5 +75,7 @@ with open(path, 'rb') as wheel:
 if not expected or not digest.startswith(expected):
     sys.exit(f'dstack wheel {key}: sha256 {digest}, expected {expected}: not installed')
 PY
-/opt/dstack/venv/bin/pip install -q --disable-pip-version-check /opt/dstack/dstack-0.1.0-py3-none-any.whl
+step installing dstack
+/opt/dstack/uv/bin/uv pip install -q --python /opt/dstack/venv/bin/python /opt/dstack/dstack-0.1.0-py3-none-any.whl
+step starting the runner
 /opt/dstack/venv/bin/python -m dstack.runner --storage '{"type":"s3","bucket":"acme-dstack-state","region":"eu-west-1","profile":null,"endpoint_url":null,"prefix":""}' --repo github.com/acme/mnist --run wise-owl-1 --job 0 --spec-sha256 5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e --cloud aws --max-duration 259200 --store-timeout 1200

@@ -16,7 +16,7 @@ from dstack.compute.aws import userdata
 from dstack.compute.aws.choice import JobChoice
 from dstack.compute.aws.config import PORT_BASE, AwsComputeConfig
 from dstack.compute.aws.scope import run_scope
-from dstack.compute.aws.wheel import boto3_requirement, pinned_requirements
+from dstack.compute.aws.wheel import boto3_requirement, pinned_requirements, python_version
 from dstack.models import JobSpec, RunRecord
 from dstack.store_config import S3StoreConfig
 from stacks.outputs import BUCKET_KMS_KEY_ARN
@@ -70,6 +70,7 @@ def run_stack_args(
             max_duration_seconds=choice.max_duration_seconds,
             store_timeout_seconds=config.store_timeout_seconds,
             python=job.python,
+            runner_python=python_version(),
             docker=job.image is not None,
             ports=ports[: job.ports],
             boto3_requirement=boto3_requirement(),

@@ -4,6 +4,9 @@ It installs this same dstack (the wheel the CLI stored, checked by its SHA-256) 
 runner against the S3 store; nothing secret is in it. Whatever happens, the machine powers
 itself off (and so terminates): at the end of the script, at the hard time limit, after a
 reboot. The whole sequence: docs/design/cloud-runs.md.
+The runner runs on the client's own Python X.Y, brought by uv (an AMI's ``python3`` is older,
+and the client's pins resolve only for its own Python); ``dstack-boot <UTC time> <step>`` lines
+in the boot log say where the time went.
 """
 
 from __future__ import annotations
@@ -18,6 +21,16 @@ from dstack.store_config import S3StoreConfig, dump_store
 #: the power-off at boot comes this long after the maximum duration (the graceful stop's grace)
 HARD_LIMIT_GRACE_MINUTES = 10
 VENV = "/opt/dstack/venv"
+#: the AMI python3's virtualenv holding uv (nothing else runs from it)
+UV_VENV = "/opt/dstack/uv"
+UV = f"{UV_VENV}/bin/uv"
+UV_REQUIREMENTS = "/opt/dstack/uv-requirements.txt"
+#: the uv the instance installs, and the SHA-256 of its Linux wheels (x86_64, aarch64)
+UV_VERSION = "0.13.8"
+UV_WHEEL_SHA256 = (
+    "e18a57b8b352eb7c8feb317b9f6f533c8f0ad9673fd6cf34bbe3cf1a9f6a8984",
+    "0b3e8b1a4f5e405e31e2ff33de8af4744831e9f7338539671efbd8c3c94e791d",
+)
 HOME = "/opt/dstack/home"
 BOOT_LOG = "/var/log/dstack-boot.log"
 CONSTRAINTS = "/opt/dstack/constraints.txt"
@@ -41,6 +54,8 @@ class Boot:
     max_duration_seconds: int
     store_timeout_seconds: int
     python: str | None = None
+    #: the Python (X.Y) the runner runs on: the client's, so its pins resolve (see above)
+    runner_python: str = "3.11"
     docker: bool = False
     ports: Sequence[int] = field(default_factory=tuple)
     boto3_requirement: str = "boto3"
@@ -117,7 +132,10 @@ def render_user_data(boot: Boot) -> str:
         "}",
         "trap finish EXIT",
         f"mkdir -p {HOME}",
+        'step() { echo "dstack-boot $(date -u +%H:%M:%S.%N | cut -c1-12) $*"; }',
+        "step boot",
         "if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then",
+        "  step installing python3-venv",
         "  if command -v apt-get >/dev/null; then",
         "    export DEBIAN_FRONTEND=noninteractive",
         "    apt-get update -q && apt-get install -yq python3-venv",
@@ -126,15 +144,31 @@ def render_user_data(boot: Boot) -> str:
         "  fi",
         "fi",
         *_docker_lines(boot),
-        f"python3 -m venv {VENV}",
+        "step installing uv",
+        f"python3 -m venv {UV_VENV}",
+        f"cat >{UV_REQUIREMENTS} <<'TXT'",
+        f"uv=={UV_VERSION} " + " ".join(f"--hash=sha256:{h}" for h in UV_WHEEL_SHA256),
+        "TXT",
+        f"{UV_VENV}/bin/pip install -q --disable-pip-version-check --require-hashes "
+        f"-r {UV_REQUIREMENTS}",
+        f"step installing Python {boot.runner_python}",
+        f"{UV} python install {q(boot.runner_python)}",
+        f"{UV} venv -q --python {q(boot.runner_python)} {VENV}",
         *_constraints_lines(boot),
-        f"{VENV}/bin/pip install -q --disable-pip-version-check{constrained} "
-        f"{q(boot.boto3_requirement)}" + (" uv" if boot.python else ""),
+        "step installing boto3",
+        f"{UV} pip install -q --python {VENV}/bin/python{constrained} {q(boot.boto3_requirement)}",
+        "step downloading the dstack wheel",
         f'{VENV}/bin/python - <<"PY"',
         *_download_lines(boot, wheel_file),
         "PY",
-        f"{VENV}/bin/pip install -q --disable-pip-version-check{constrained} {q(wheel_file)}",
-        *([f"{VENV}/bin/uv python install {q(boot.python)}"] if boot.python else []),
+        "step installing dstack",
+        f"{UV} pip install -q --python {VENV}/bin/python{constrained} {q(wheel_file)}",
+        *(
+            [f"step installing Python {boot.python}", f"{UV} python install {q(boot.python)}"]
+            if boot.python and boot.python != boot.runner_python
+            else []
+        ),
+        "step starting the runner",
         " ".join(q(part) for part in runner),
         "",
     ]

@@ -104,6 +104,13 @@ def boto3_requirement() -> str:
     return "boto3"
 
 
+def python_version() -> str:
+    """X.Y of this Python: the runner's Python on an instance, for which the pins resolve."""
+    import sys
+
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
 def pinned_requirements() -> list[str]:
     """``name==version`` of every package the runner installs (dstack's dependencies and boto3,
     with theirs), at the versions this CLI runs with: the instance's pip constraints, so every

@@ -37,11 +37,15 @@ SUBMITTED_AT = 1767225600.0  # 2026-01-01T00:00:00Z
 
 @pytest.fixture(autouse=True)
 def _pinned_boto3(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The installed metadata's boto3 floor would make the golden files depend on the venv."""
+    """The installed metadata's boto3 floor, pins and Python would make the golden files
+    depend on the venv."""
     import dstack.compute.aws.runargs as module
 
     monkeypatch.setattr(module, "boto3_requirement", lambda: "boto3>=1.35.16")
     monkeypatch.setattr(module, "pinned_requirements", lambda: ["boto3==1.35.16", "pyyaml==6.0.2"])
+    # the runner's Python is the client's X.Y, for which its pins resolve (checked for real by
+    # test_userdata_checks and, on an older instance Python, by the box tier: tests/cloud)
+    monkeypatch.setattr(module, "python_version", lambda: "3.11")
 
 
 def planned(repo_factory: Any, **config: Any) -> Any:

@@ -93,8 +93,35 @@ def test_a_reboot_powers_the_instance_off() -> None:
 def test_dependencies_are_installed_under_the_constraints() -> None:
     script = render_user_data(boot(constraints=["boto3==1.35.16", "pydantic==2.9.2"]))
     assert "boto3==1.35.16\npydantic==2.9.2\n" in script
-    installs = [line for line in script.splitlines() if "/bin/pip install" in line]
-    assert len(installs) == 2 and all(f"-c {userdata.CONSTRAINTS}" in line for line in installs)
+    installs = [line for line in script.splitlines() if " pip install " in line]
+    runner_installs = [line for line in installs if f"--python {userdata.VENV}/" in line]
+    assert len(runner_installs) == 2
+    assert all(f"-c {userdata.CONSTRAINTS}" in line for line in runner_installs)
+
+
+def test_the_runner_venv_is_the_clients_python_for_which_the_pins_resolve() -> None:
+    """The pins are this client's installed versions; some need this client's Python (from a
+    3.11 client, typer and annotated-doc need >= 3.11). The runner's virtualenv must be made from
+    a Python of the same X.Y, not from the AMI's python3 (3.9 or 3.10): pip cannot resolve the
+    pins there, and dstack itself needs 3.10. The box tier proves the install on Python 3.9."""
+    import sys
+    from importlib import metadata
+
+    from packaging.specifiers import SpecifierSet
+
+    from dstack.compute.aws.wheel import pinned_requirements, python_version
+
+    here = python_version()
+    assert here == f"{sys.version_info.major}.{sys.version_info.minor}"
+    script = render_user_data(boot(runner_python=here, constraints=pinned_requirements()))
+    made = [line for line in script.splitlines() if line.endswith(f" {userdata.VENV}")]
+    assert made == [f"{userdata.UV} venv -q --python {here} {userdata.VENV}"], made
+    assert f"{userdata.UV} python install {here}" in script.splitlines()
+    micro = f"{here}.{sys.version_info.micro}"
+    for pin in pinned_requirements():
+        name = pin.split("==")[0]
+        requires = metadata.distribution(name).metadata.get("Requires-Python") or ""
+        assert micro in SpecifierSet(requires), f"{pin} needs Python {requires}"
 
 
 def test_pinned_requirements_are_what_this_cli_runs_with() -> None:

@@ -1,0 +1,117 @@
+"""Runs that do not go to plan, in the box: a boot that fails, and a user who stops a run.
+Each ends with nothing left in the account (see ``test_box_runs`` for the tier itself)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cloud.conftest import Box
+from tests.cloud.test_box_runs import BOOT_TIMEOUT, leftovers
+from tests.e2e.cli import Dstack
+
+pytestmark = pytest.mark.slow
+
+WORKFLOWS = """\
+workflows:
+  - name: broken
+    provider: bash
+    python: "3.11"
+    requirements: requirements.txt
+    commands:
+      - echo never
+  - name: long
+    provider: bash
+    commands:
+      - echo started
+      - sleep 600
+"""
+
+
+def _nothing_left(box: Box, before: dict[str, list[str]], timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while leftovers(box, before) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert leftovers(box, before) == {}
+
+
+@pytest.fixture
+def repo(repo_factory: Any) -> Path:
+    return repo_factory({  # type: ignore[no-any-return]
+        ".dstack/workflows.yaml": WORKFLOWS,
+        "requirements.txt": "this-package-does-not-exist-dstack-box==0.0.1\n",
+    })  # fmt: skip
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a failed boot is noticed only by the 20-minute start timeout "
+    "(services/monitor.py); the boot log is uploaded only once the runner's venv exists",
+)
+def test_d_a_failed_boot_is_reported_within_two_minutes(cli: Dstack, box: Box, repo: Path) -> None:
+    """A boot that fails on the boot script's own pip install: the instance powers off; the
+    user sees the boot log's last lines and one clear error line, within two minutes."""
+    before = leftovers(box)
+    # the next instance's package index is unreachable: its boot script's pip install fails
+    box.hypervisor.next_pip_conf = "[global]\nindex-url = http://127.0.0.1:9/simple\n"
+    booted = len(box.hypervisor.instances)
+    process = cli.popen("run", "long", cwd=repo)
+    try:
+        instance = box.hypervisor.wait_for(booted + 1, timeout=BOOT_TIMEOUT)[-1]
+        assert instance.ended.wait(BOOT_TIMEOUT)
+        ended = time.monotonic()
+        _, err = process.communicate(timeout=180)
+        assert time.monotonic() - ended < 120
+        text = err.decode()
+        assert process.returncode != 0
+        assert "boot" in text.splitlines()[-1]
+    finally:
+        if process.poll() is None:
+            process.kill()
+        cli("stop", "-a", "-y", cwd=repo, timeout=600)  # the run the CLI left waiting
+    _nothing_left(box, before)
+
+
+def test_e_ctrl_c_during_boot_then_stop_during_the_job_then_prune(
+    cli: Dstack, box: Box, repo: Path
+) -> None:
+    before = leftovers(box)
+    booted = len(box.hypervisor.instances)
+    process = cli.popen("run", "long", cwd=repo)
+    box.hypervisor.wait_for(booted + 1, timeout=BOOT_TIMEOUT)
+    process.send_signal(signal.SIGINT)  # Ctrl+C while the instance boots
+    _, err = process.communicate(timeout=600)
+    assert process.returncode != 0, err.decode()
+    assert "Traceback" not in err.decode(), err.decode()
+
+    run = cli.run_detached("long", cwd=repo)
+    deadline = time.monotonic() + BOOT_TIMEOUT
+    while "started" not in cli("logs", run, cwd=repo).out:
+        assert time.monotonic() < deadline, cli("logs", run, cwd=repo)
+        time.sleep(2)
+    stopped = cli("stop", run, cwd=repo, timeout=600)
+    assert stopped.code == 0, stopped.err
+    row = cli.wait_status(run, repo, lambda s: s in ("stopped", "done", "failed"), timeout=600)
+    assert row["status"] == "stopped", row
+    pruned = cli("prune", "-y", cwd=repo, timeout=600)
+    assert pruned.code == 0, pruned.err
+    _nothing_left(box, before)
+
+
+def test_g_a_code_workflow_is_refused_at_submit(cli: Dstack, box: Box, repo_factory: Any) -> None:
+    """No VS Code server can be installed on an instance: one error line, nothing created."""
+    repo = repo_factory(
+        {".dstack/workflows.yaml": "workflows:\n  - name: ide\n    provider: code\n"}
+    )
+    before = leftovers(box)
+    booted = len(box.hypervisor.instances)
+    result = cli("run", "ide", cwd=repo, timeout=300)
+    assert result.code == 1, result.err
+    [line] = result.err.strip().splitlines()
+    assert line.startswith("Error: workflow 'ide': provider code needs"), line
+    assert len(box.hypervisor.instances) == booted
+    assert leftovers(box, before) == {}
