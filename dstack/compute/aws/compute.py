@@ -31,18 +31,18 @@ from dstack.compute.aws.choice import JobChoice, check_budget
 from dstack.compute.aws.config import PROJECT, AwsComputeConfig, state_backend_url
 from dstack.compute.aws.driver import (
     ProvisioningInterrupted,
-    Recorder,
     StackDriver,
     Workspace,
     require_engine,
 )
 from dstack.compute.aws.ec2 import Ec2
 from dstack.compute.aws.failures import ProvisioningError
+from dstack.compute.aws.infra_records import run_recorder
 from dstack.compute.aws.runargs import program_of
 from dstack.compute.aws.wheel import Wheel, ensure_wheel
 from dstack.compute.base import Compute, RunPlan
-from dstack.errors import ComputeError, DstackError
-from dstack.models import InfraRecord, JobSpec, JobState, RunRecord, StackRecord
+from dstack.errors import ComputeError
+from dstack.models import JobSpec, JobState, RunRecord, StackRecord
 from dstack.state import pins
 from dstack.storage.base import Storage
 from dstack.store_config import S3StoreConfig
@@ -162,7 +162,7 @@ class AwsCompute(Compute):
             ),
         )
         outcome: dict[str, bool] = {}
-        record = self._recorder(storage, run, driver, rendering, outcome)
+        record = run_recorder(storage, run, driver, rendering, self._say, outcome)
         try:
             # a later attempt (a retried spot interruption) updates the same stack: the
             # refresh notices the terminated instance, and up replaces it
@@ -208,7 +208,7 @@ class AwsCompute(Compute):
         store = _s3_config(storage)
         driver = self.driver(store)
         self._say(f"Destroying stack {run.run_name} (the run is finished)")
-        record = self._recorder(storage, run, driver, None)
+        record = run_recorder(storage, run, driver, None, self._say)
         done = driver.destroy(run.run_name, record)
         self.sweep(store, run.run_name)
         if not done:
@@ -375,43 +375,6 @@ class AwsCompute(Compute):
 
     # helpers
 
-    def _recorder(
-        self,
-        storage: Storage,
-        run: RunRecord,
-        driver: StackDriver,
-        rendering: offline_plan.Rendering | None,
-        outcome: dict[str, bool] | None = None,
-    ) -> Recorder:
-        """Writes each step as the run's InfraRecord, notes its outcome, and reports it."""
-        by = _who()
-
-        def record(kind: str, fields: dict[str, Any]) -> None:
-            if kind == "plan" and rendering is not None:
-                fields = {**fields, "resources": [r.as_dict() for r in rendering.resources]}
-            entry = InfraRecord(
-                kind=kind,
-                stack=run.run_name,
-                project=PROJECT,
-                backend_url=driver.workspace.backend_url,
-                at=time.time(),
-                by=by,
-                **fields,
-            )
-            if outcome is not None:
-                outcome[kind] = entry.ok
-            try:
-                state.write_infra_record(storage, run.repo_id, run.run_name, entry)
-            except DstackError as exc:
-                self._say(f"could not record the {kind} of stack {run.run_name}: {exc}")
-            summary = ", ".join(f"{n} to {op}" for op, n in entry.summary.items())
-            status = "" if entry.ok else f" failed: {entry.error}"
-            self._say(
-                f"Stack {run.run_name}: {kind}{status}" + (f" ({summary})" if summary else "")
-            )
-
-        return record
-
     def _say(self, line: str) -> None:
         if self.reporter is not None:
             self.reporter(line)
@@ -425,13 +388,3 @@ def _s3_config(storage: Storage) -> S3StoreConfig:
             f"store is {storage.describe()}: run `dstack config --backend aws`"
         )
     return config
-
-
-def _who() -> str:
-    import getpass
-    import socket
-
-    try:
-        return f"{getpass.getuser()}@{socket.gethostname()}"
-    except Exception:
-        return "unknown"
