@@ -81,7 +81,10 @@ def test_a_full_store_is_said_within_seconds(
     assert "cannot be written" in said and "No space left on device" in said
     os.unlink(filler)
     release.touch()
-    out, _ = proc.communicate(timeout=120)
+    # stdout to its end (the job ends once released); stderr stays with its reader thread,
+    # which communicate() would race for the same pipe
+    out = proc.stdout.read()
+    proc.wait(timeout=120)
     assert proc.returncode == 0
     ticks = [line for line in (first + out).splitlines() if line.startswith("tick")]
     assert ticks == [f"tick {i}" for i in range(1, len(ticks) + 1)]  # nothing lost
