@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ import yaml
 from tests.cloud.box import Hypervisor, PythonMirror
 from tests.cloud.standins import as_moto_enforces
 from tests.e2e.cli import Dstack
+from tests.engine.plugin import write_dynamic_plugin
 from tests.moto_server import MotoServer, aws_test_env, start_moto  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,12 +134,7 @@ def box(tmp_path_factory: pytest.TempPathFactory, aws_test_env: None) -> Iterato
     os.environ.update(admin.env())
     mirror = PythonMirror(Path(BOX_PYTHON))
     plugins = tmp_path_factory.mktemp("plugins")
-    script = plugins / "pulumi-resource-pulumi-python"
-    script.write_text(
-        "#!/bin/sh\n# runs pulumi.dynamic resources, as the CLI distribution's script does\n"
-        f'unset DSTACK_TEST_CLOUDLESS\nexec "{sys.executable}" -u -m pulumi.dynamic "$@"\n'
-    )
-    script.chmod(0o755)
+    write_dynamic_plugin(plugins)
     boxed = Box(server, None, mirror, user, admin, {})  # type: ignore[arg-type]
     boxed.hypervisor = Hypervisor(
         Path(BOX_ROOT), tmp_path_factory.mktemp("instances"), server.endpoint_url,

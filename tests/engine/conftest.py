@@ -13,7 +13,6 @@ the provider process does not need).
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import pytest
 from dstack.compute.aws.config import state_backend_url
 from dstack.compute.aws.driver import StackDriver, Workspace
 from dstack.store_config import S3StoreConfig
+from tests.engine.plugin import write_dynamic_plugin
 from tests.moto_server import (  # noqa: F401
     MotoServer,
     aws_test_env,
@@ -55,12 +55,7 @@ def engine_env(
     provider is pickled by reference), nothing of the user's Pulumi settings."""
     assert ENGINE, "DSTACK_TEST_ENGINE is not set"
     plugins = tmp_path_factory.mktemp("plugins")
-    script = plugins / "pulumi-resource-pulumi-python"
-    script.write_text(
-        "#!/bin/sh\n# runs pulumi.dynamic resources, as the CLI distribution's script does\n"
-        f'unset DSTACK_TEST_CLOUDLESS\nexec "{sys.executable}" -u -m pulumi.dynamic "$@"\n'
-    )
-    script.chmod(0o755)
+    write_dynamic_plugin(plugins)
     saved = dict(os.environ)
     for key in [k for k in os.environ if k.startswith("PULUMI_")]:
         del os.environ[key]
