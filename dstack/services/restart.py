@@ -72,13 +72,15 @@ def restart(ctx: Context, run_name: str) -> Submission:
 
 
 def _pinned_jobs(ctx: Context, run: RunRecord, jobs: list[JobSpec]) -> list[JobSpec]:
-    """The run's specs as its submitter wrote them: read through their pins when this machine
-    submitted the run (a spec rewritten in the store since is refused), as found otherwise (the
-    restarting user then submits what the store holds, as `ps RUN` shows it)."""
+    """The run's specs as its submitter wrote them: checked against their pins when this
+    machine submitted the run (a spec rewritten in the store since is refused), as found
+    otherwise (the restarting user then submits what the store holds, as `ps RUN` shows it)."""
     if pins.recall(ctx.storage, run.repo_id, run.run_name, 0) is None:
         return jobs
     try:
-        specs, _ = pins.pinned_run_specs(ctx.storage, run.repo_id, run.run_name, run.job_count, [])
+        specs, _ = pins.pinned_run_specs(
+            ctx.storage, run.repo_id, run.run_name, run.job_count, jobs
+        )
     except ComputeError as exc:
         raise DstackError(f"run {run.run_name} cannot be restarted: {exc}") from None
     return specs
