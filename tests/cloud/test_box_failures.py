@@ -47,6 +47,35 @@ def repo(repo_factory: Any) -> Path:
     })  # fmt: skip
 
 
+# e runs before d: `dstack prune` exits non-zero while any stack of the bucket fails to be
+# destroyed, and d leaves a failed run's stack whose destroy can fail (a known gap, see
+# docs/testing/cloud-tier.md), so e would judge d's leftover rather than its own.
+def test_e_ctrl_c_during_boot_then_stop_during_the_job_then_prune(
+    cli: Dstack, box: Box, repo: Path
+) -> None:
+    before = leftovers(box)
+    booted = len(box.hypervisor.instances)
+    process = cli.popen("run", "long", cwd=repo)
+    box.hypervisor.wait_for(booted + 1, timeout=BOOT_TIMEOUT)
+    process.send_signal(signal.SIGINT)  # Ctrl+C while the instance boots
+    _, err = process.communicate(timeout=600)
+    assert process.returncode != 0, err.decode()
+    assert "Traceback" not in err.decode(), err.decode()
+
+    run = cli.run_detached("long", cwd=repo)
+    deadline = time.monotonic() + BOOT_TIMEOUT
+    while "started" not in cli("logs", run, cwd=repo).out:
+        assert time.monotonic() < deadline, cli("logs", run, cwd=repo)
+        time.sleep(2)
+    stopped = cli("stop", run, cwd=repo, timeout=600)
+    assert stopped.code == 0, stopped.err
+    row = cli.wait_status(run, repo, lambda s: s in ("stopped", "done", "failed"), timeout=600)
+    assert row["status"] == "stopped", row
+    pruned = cli("prune", "-y", cwd=repo, timeout=600)
+    assert pruned.code == 0, pruned.err
+    _nothing_left(box, before)
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="a failed boot is noticed only by the 20-minute start timeout "
@@ -73,32 +102,6 @@ def test_d_a_failed_boot_is_reported_within_two_minutes(cli: Dstack, box: Box, r
         if process.poll() is None:
             process.kill()
         cli("stop", "-a", "-y", cwd=repo, timeout=600)  # the run the CLI left waiting
-    _nothing_left(box, before)
-
-
-def test_e_ctrl_c_during_boot_then_stop_during_the_job_then_prune(
-    cli: Dstack, box: Box, repo: Path
-) -> None:
-    before = leftovers(box)
-    booted = len(box.hypervisor.instances)
-    process = cli.popen("run", "long", cwd=repo)
-    box.hypervisor.wait_for(booted + 1, timeout=BOOT_TIMEOUT)
-    process.send_signal(signal.SIGINT)  # Ctrl+C while the instance boots
-    _, err = process.communicate(timeout=600)
-    assert process.returncode != 0, err.decode()
-    assert "Traceback" not in err.decode(), err.decode()
-
-    run = cli.run_detached("long", cwd=repo)
-    deadline = time.monotonic() + BOOT_TIMEOUT
-    while "started" not in cli("logs", run, cwd=repo).out:
-        assert time.monotonic() < deadline, cli("logs", run, cwd=repo)
-        time.sleep(2)
-    stopped = cli("stop", run, cwd=repo, timeout=600)
-    assert stopped.code == 0, stopped.err
-    row = cli.wait_status(run, repo, lambda s: s in ("stopped", "done", "failed"), timeout=600)
-    assert row["status"] == "stopped", row
-    pruned = cli("prune", "-y", cwd=repo, timeout=600)
-    assert pruned.code == 0, pruned.err
     _nothing_left(box, before)
 
 
