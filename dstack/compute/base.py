@@ -16,6 +16,15 @@ from dstack.models import JobSpec, JobState, RunRecord
 from dstack.storage.base import Storage
 
 
+@dataclass(frozen=True)
+class StartFailure:
+    """A runner that will never start: one line saying why, and what the user should see of
+    how it went (for the job's log)."""
+
+    reason: str
+    log: str = ""
+
+
 @dataclass
 class PlannedJob:
     job_index: int
@@ -128,6 +137,14 @@ class Compute(ABC):
     def is_alive(self, state: JobState) -> bool | None:
         """Whether the runner that owns ``state`` is still alive: True, False, or None when this
         compute cannot tell (then the heartbeat decides). Fast; never blocks on the network."""
+
+    def start_failure(
+        self, storage: Storage, spec: JobSpec, state: JobState
+    ) -> StartFailure | None:
+        """Why the runner of a ``submitted`` job will never start, when the compute can tell
+        before ``start_timeout`` (a cloud instance whose boot failed), else None. Cheap enough
+        to ask at every look at the job (it may answer from a cache)."""
+        return None
 
     @abstractmethod
     def kill(self, state: JobState) -> None:

@@ -2,7 +2,8 @@
 
 Whoever looks at a job (an attached CLI, `ps`, `logs`) checks it: on the runner's own machine
 by its process, elsewhere by its heartbeat. A dead runner's job is recorded as ``interrupted``
-and its leftover processes are killed; a runner that never started is recorded as ``failed``.
+and its leftover processes are killed; a runner that never started (or whose compute says it
+never will: a cloud instance whose boot failed) is recorded as ``failed``.
 What follows (the end, or another attempt) is decided by ``dstack.lifecycle.conclude``.
 """
 
@@ -12,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from dstack import state
-from dstack.compute.base import Compute
+from dstack.compute.base import Compute, StartFailure
 from dstack.errors import StorageError
 from dstack.lifecycle import Writer, conclude
 from dstack.models import JobSpec, JobState, JobStatus, RunRecord
@@ -52,6 +53,12 @@ def refresh(
     latest = state.read_latest_job_state(storage, spec)
     if latest.version != job_state.version:
         return latest
+    if isinstance(reason, StartFailure):
+        if reason.log:  # what the user sees of it, kept with the job's log
+            state.write_log_chunk(
+                storage, spec, state.next_log_seq(storage, spec), reason.log.encode()
+            )
+        reason = reason.reason
     compute.kill(job_state)
     now = time.time()
     ended = latest.model_copy(
@@ -78,13 +85,16 @@ def refresh(
 
 def _verdict(
     storage: Storage, compute: Compute, spec: JobSpec, job_state: JobState
-) -> tuple[JobStatus, str] | None:
+) -> tuple[JobStatus, str | StartFailure] | None:
     now = time.time()
     if (
         job_state.status is JobStatus.SUBMITTED
         and not job_state.runner_pid
         and not job_state.supervisor_pid
     ):
+        failure = compute.start_failure(storage, spec, job_state)
+        if failure is not None:
+            return JobStatus.FAILED, failure
         timeout = compute.start_timeout
         if now - max(job_state.updated_at, spec.submitted_at) > timeout:
             return JobStatus.FAILED, f"the runner did not start within {timeout:.0f}s"

@@ -21,11 +21,60 @@ WantedBy=multi-user.target
 UNIT
 systemctl enable dstack-reboot-guard.service || true
 finish() {
-  if [ -x /opt/dstack/venv/bin/python ]; then /opt/dstack/venv/bin/python - <<"PY" || true
-import boto3
-boto3.client('s3').upload_file("/var/log/dstack-boot.log", "acme-dstack-state", "repos/github.com/acme/mnist/runs/wise-owl-1/infra/boot-0.log")
+python3 - acme-dstack-state repos/github.com/acme/mnist/runs/wise-owl-1/infra/boot-0.log /var/log/dstack-boot.log eu-west-1 <<'PY' || true
+import datetime, hashlib, hmac, json, os, sys, time, urllib.parse, urllib.request
+bucket, key, path, region = sys.argv[1:5]
+def call(url, headers, method="GET", data=None):
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    with urllib.request.urlopen(request, timeout=20) as response:
+        return response.read().decode()
+def credentials():
+    imds = os.environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://169.254.169.254")
+    imds = imds.rstrip("/") + "/latest/"
+    token = call(imds + "api/token", {"X-aws-ec2-metadata-token-ttl-seconds": "300"}, "PUT")
+    auth = {"X-aws-ec2-metadata-token": token}
+    where = imds + "meta-data/iam/security-credentials/"
+    return json.loads(call(where + call(where, auth).split()[0], auth))
+def put(body):
+    creds = credentials()
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    endpoint = (endpoint or "https://s3.%s.amazonaws.com" % region).rstrip("/")
+    url = endpoint + "/" + bucket + "/" + urllib.parse.quote(key, safe="/-_.~")
+    parts = urllib.parse.urlsplit(url)
+    stamp = datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%SZ")
+    digest = hashlib.sha256(body).hexdigest()
+    headers = {"host": parts.netloc, "x-amz-content-sha256": digest, "x-amz-date": stamp,
+               "x-amz-security-token": creds["Token"]}
+    names = ";".join(sorted(headers))
+    canonical = "\n".join(["PUT", parts.path, "",
+                           "".join("%s:%s\n" % (n, headers[n]) for n in sorted(headers)),
+                           names, digest])
+    scope = "%s/%s/s3/aws4_request" % (stamp[:8], region)
+    text = "\n".join(["AWS4-HMAC-SHA256", stamp, scope,
+                      hashlib.sha256(canonical.encode()).hexdigest()])
+    signing = ("AWS4" + creds["SecretAccessKey"]).encode()
+    for part in (stamp[:8], region, "s3", "aws4_request"):
+        signing = hmac.new(signing, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(signing, text.encode(), hashlib.sha256).hexdigest()
+    headers["Authorization"] = (
+        "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s"
+        % (creds["AccessKeyId"], scope, names, signature))
+    del headers["host"]
+    headers["Content-Type"] = "text/plain; charset=utf-8"  # urllib would say a form
+    call(url, headers, "PUT", body)
+with open(path, "rb") as log:
+    log.seek(0, 2)
+    log.seek(max(0, log.tell() - 1048576))
+    body = log.read()
+for attempt in range(3):
+    try:
+        put(body)
+        break
+    except Exception as exc:
+        print("dstack: boot log upload failed (%s)" % exc, file=sys.stderr)
+        if attempt < 2:
+            time.sleep(3 * (attempt + 1))
 PY
-  fi
   shutdown -h now 'dstack: the runner has ended'
 }
 trap finish EXIT

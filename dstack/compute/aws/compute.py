@@ -26,6 +26,7 @@ from typing import Any
 from dstack import state
 from dstack.compute.aws import plan as offline_plan
 from dstack.compute.aws import preflight
+from dstack.compute.aws.boot_watch import BootWatch
 from dstack.compute.aws.catalog import Catalog, InstanceType, Request
 from dstack.compute.aws.choice import JobChoice, check_budget
 from dstack.compute.aws.config import PROJECT, AwsComputeConfig, state_backend_url
@@ -40,7 +41,7 @@ from dstack.compute.aws.failures import ProvisioningError
 from dstack.compute.aws.infra_records import run_recorder
 from dstack.compute.aws.runargs import program_of
 from dstack.compute.aws.wheel import Wheel, ensure_wheel
-from dstack.compute.base import Compute, RunPlan
+from dstack.compute.base import Compute, RunPlan, StartFailure
 from dstack.errors import ComputeError
 from dstack.models import JobSpec, JobState, RunRecord, StackRecord
 from dstack.state import pins
@@ -80,6 +81,7 @@ class AwsCompute(Compute):
         self._caller_ip = caller_ip
         self._iam: Any = iam
         self._choices: dict[str, JobChoice] = {}
+        self._boot_watch = BootWatch()
 
     # the Compute contract
 
@@ -182,6 +184,12 @@ class AwsCompute(Compute):
         if state.instance_id:
             return self.ec2().is_alive(state.instance_id)
         return self.local.is_alive(state)
+
+    def start_failure(
+        self, storage: Storage, spec: JobSpec, state: JobState
+    ) -> StartFailure | None:
+        """A boot that failed, read from the boot log the instance uploaded (``boot_watch``)."""
+        return None if spec.resources.local else self._boot_watch.failure(storage, spec, state)
 
     def kill(self, state: JobState) -> None:
         if not state.instance_id:

@@ -16,6 +16,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from dstack.compute.aws.bootlog import upload_lines
 from dstack.store_config import S3StoreConfig, dump_store
 
 #: the power-off at boot comes this long after the maximum duration (the graceful stop's grace)
@@ -122,12 +123,7 @@ def render_user_data(boot: Boot) -> str:
         f"shutdown -h +{hard_minutes} 'dstack: the run reached its maximum duration'",
         *_reboot_guard_lines(),
         "finish() {",
-        f'  if [ -x {VENV}/bin/python ]; then {VENV}/bin/python - <<"PY" || true',
-        "import boto3",
-        f"boto3.client('s3').upload_file({_py(BOOT_LOG)}, {_py(boot.bucket)}, "
-        f"{_py(boot.boot_log_key)})",
-        "PY",
-        "  fi",
+        *upload_lines(boot.bucket, boot.boot_log_key, BOOT_LOG, boot.region),
         "  shutdown -h now 'dstack: the runner has ended'",
         "}",
         "trap finish EXIT",
