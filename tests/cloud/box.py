@@ -151,6 +151,9 @@ class Hypervisor(_Server):
         self.instance_of_role: dict[str, str] = {}
         #: a pip.conf the next instance boots with (a test breaking its package index)
         self.next_pip_conf: str | None = None
+        #: when set, the next boot request is answered only once this event is set: the
+        #: engine's create of that instance is still in flight (a test's Ctrl+C lands in `up`)
+        self.hold_next_boot: threading.Event | None = None
         super().__init__()
 
     # -- the API the Instance stand-in and the instances' shutdown call --------------------
@@ -159,6 +162,9 @@ class Hypervisor(_Server):
         if method == "POST" and parts == ["boot"]:
             request = json.loads(body)
             self.boot(request["instance_id"], request["user_data"], request.get("profile"))
+            hold, self.hold_next_boot = self.hold_next_boot, None
+            if hold is not None:
+                hold.wait(600)
             return 200, "{}"
         if method == "POST" and parts == ["terminate"]:
             self.end(json.loads(body)["instance_id"])

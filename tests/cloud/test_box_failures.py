@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,39 @@ def _why(cli: Dstack, repo: Path, said: str) -> str:
     """What prune said, with `dstack infra -v` of every run it named."""
     names = set(re.findall(r"stack ([a-z]+-[a-z]+-\d+)", said))
     return said + "".join(cli("infra", "-v", name, cwd=repo).out for name in sorted(names))
+
+
+def test_e_ctrl_c_while_the_instance_is_being_created_leaves_nothing(
+    cli: Dstack, box: Box, repo: Path
+) -> None:
+    """Ctrl+C while the engine is still creating the instance: the engine cancels gracefully,
+    what it created is destroyed at once, the CLI says so, and `dstack prune` finds nothing."""
+    before = leftovers(box)
+    booted = len(box.hypervisor.instances)
+    hold = box.hypervisor.hold_next_boot = threading.Event()
+    process = cli.popen("run", "long", cwd=repo)
+    try:
+        box.hypervisor.wait_for(booted + 1, timeout=BOOT_TIMEOUT)
+        process.send_signal(signal.SIGINT)  # the instance's create has not returned yet
+        said = b""
+        assert process.stderr is not None
+        while b"cancelling gracefully" not in said:  # the engine got the Ctrl+C
+            line = process.stderr.readline()
+            assert line, said.decode()
+            said += line
+        hold.set()
+        said += process.communicate(timeout=600)[1]
+    finally:
+        hold.set()
+        if process.poll() is None:
+            process.kill()
+    text = said.decode()
+    assert process.returncode != 0, text
+    assert "Traceback" not in text, text
+    assert "what it had created was destroyed" in text, text
+    pruned = cli("prune", "-y", cwd=repo, timeout=600)
+    assert pruned.code == 0, _why(cli, repo, pruned.out + pruned.err)
+    _nothing_left(box, before)
 
 
 def test_d_a_failed_boot_is_reported_within_two_minutes(cli: Dstack, box: Box, repo: Path) -> None:
