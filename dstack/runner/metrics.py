@@ -26,7 +26,7 @@ from pathlib import Path
 from dstack import backoff, state
 from dstack.errors import StorageError
 from dstack.models import JobSpec
-from dstack.runner.tail import LineTail
+from dstack.runner.tail import LineTail, TailLine
 from dstack.state import StoredPoint
 from dstack.storage.base import Storage
 
@@ -40,6 +40,8 @@ MAX_STEP = 2**63
 CHUNK_POINTS = 5000
 #: points waiting for the store beyond which the file is not read further until they are sent
 MAX_BUFFERED = 20000
+#: bytes of the file read at a time: the points waiting are at most MAX_BUFFERED and one read's
+READ_LIMIT = 1 << 18
 
 
 def metrics_dir(job_dir: Path) -> Path:
@@ -122,7 +124,8 @@ class MetricsShipper:
         """Read the file to its end (the job has exited), ship the rest, retrying the store
         until ``deadline`` seconds pass; the warning line for the job's log, if any."""
         self._closed.set()
-        self._thread.join()
+        if self._thread.ident is not None:  # started
+            self._thread.join()
 
         def drain() -> None:
             while True:
@@ -161,9 +164,14 @@ class MetricsShipper:
             self._flush()
 
     def _poll(self, *, final: bool = False) -> None:
-        if len(self._buffer) >= MAX_BUFFERED:
-            return  # the store is behind: the rest waits in the file
-        lines = self.tail.read(final=final)
+        """Read what the job has written, while fewer than MAX_BUFFERED points wait (the store
+        is behind: the rest waits in the file)."""
+        while len(self._buffer) < MAX_BUFFERED:
+            self._take(self.tail.read(final=final, limit=READ_LIMIT))
+            if not self.tail.more:
+                return
+
+    def _take(self, lines: list[TailLine]) -> None:
         now = time.time()
         for line in lines:
             parsed = None if line.data is None else parse_line(line.data)
