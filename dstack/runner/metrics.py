@@ -26,14 +26,13 @@ from pathlib import Path
 from dstack import backoff, state
 from dstack.errors import StorageError
 from dstack.models import JobSpec
+from dstack.runner.docker import METRICS_MOUNT
 from dstack.runner.tail import LineTail, TailLine
 from dstack.state import StoredPoint
 from dstack.storage.base import Storage
 
 VARIABLE = "DSTACK_METRICS"
 FILE_NAME = "metrics.jsonl"
-#: where a container sees the job's metrics folder (``runner.docker`` mounts it there)
-CONTAINER_DIR = "/dstack/metrics"
 MAX_LINE = 64 * 1024
 MAX_NAME = 200
 MAX_STEP = 2**63
@@ -56,7 +55,7 @@ def prepare_file(job_dir: Path, *, in_container: bool) -> tuple[Path, str]:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / FILE_NAME
     path.unlink(missing_ok=True)
-    return path, f"{CONTAINER_DIR}/{FILE_NAME}" if in_container else str(path)
+    return path, f"{METRICS_MOUNT}/{FILE_NAME}" if in_container else str(path)
 
 
 def parse_line(data: bytes) -> tuple[int | None, dict[str, float]] | str | None:
