@@ -186,7 +186,7 @@ class Agent:
             process = JobProcess(script, workdir, env, sink)
         self._metrics = metrics.MetricsShipper(
             self.storage, self.spec, self.state.attempt, metrics_file, mask=sink.mask_text,
-            interval=max(0.25, self.storage.log_flush_interval * 4),
+            interval=max(0.5, self.storage.log_flush_interval * 4),
         )  # fmt: skip
         self._metrics.sleep = self.sleep
         self._metrics.start()
