@@ -150,6 +150,7 @@ def test_a_store_that_never_comes_back_is_one_more_warning(tmp_path: Path) -> No
 def test_the_job_sees_the_container_path_in_a_container(tmp_path: Path) -> None:
     path, seen = prepare_file(tmp_path / "job", in_container=True)
     assert seen == "/dstack/metrics/metrics.jsonl"
+    assert path.parent.stat().st_mode & 0o777 == 0o777  # the image's user may not be ours
     assert path == tmp_path / "job" / "metrics" / "metrics.jsonl"
     _, seen = prepare_file(tmp_path / "job", in_container=False)
     assert seen == str(path)
