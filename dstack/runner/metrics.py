@@ -55,8 +55,10 @@ def prepare_file(job_dir: Path, *, in_container: bool) -> tuple[Path, str]:
     fresh file for each attempt (one left by an earlier attempt in a kept folder is removed)."""
     folder = metrics_dir(job_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    if in_container:  # whatever user the image runs as may create the file (the folders
-        folder.chmod(0o777)  # above it, the runner's own, keep it from this machine's users)
+    if in_container:
+        # whatever user the image runs as may create the file; the job's folder above it
+        # (0700, the runner's) keeps this machine's other users out
+        folder.chmod(0o777)
     path = folder / FILE_NAME
     path.unlink(missing_ok=True)
     return path, f"{METRICS_MOUNT}/{FILE_NAME}" if in_container else str(path)
