@@ -15,7 +15,7 @@ from dstack.errors import RunNotFoundError
 from dstack.models import JobSpec, Owner, RunRecord
 from dstack.services.context import Context
 from dstack.services.metrics import MetricPoint, last_values, read_run_metrics
-from dstack.state import StoredPoint
+from dstack.state import StoredPoint, actions
 from dstack.storage.local import LocalStorage
 from tests.records import REPO
 
@@ -83,3 +83,16 @@ def test_a_run_with_no_metrics_has_none_and_an_unknown_run_is_an_error(ctx: Cont
     assert last_values([]) == {}
     with pytest.raises(RunNotFoundError, match="no run named 'nope'"):
         read_run_metrics(ctx, "nope")
+
+
+def test_a_removed_run_says_who_removed_it(ctx: Context) -> None:
+    [first, _] = two_job_run(ctx.storage)  # type: ignore[arg-type]
+    state.write_metric_chunk(ctx.storage, first, 1, 0, [point(1, a=1)])
+    run = state.read_run(ctx.storage, REPO.repo_id, "calm-cat-1")
+    state.delete_run(ctx.storage, run)  # what `dstack rm` does (services.runs.remove)
+    actions.record_removal(ctx.storage, REPO.repo_id, "calm-cat-1", Owner(git_name="Ada"))
+    with pytest.raises(
+        RunNotFoundError, match=r"run calm-cat-1 was removed by Ada \(unknown@unknown\) at "
+    ):
+        read_run_metrics(ctx, "calm-cat-1")
+    assert not list(ctx.storage.list_objects(state.metrics_prefix(REPO.repo_id, "calm-cat-1", 0)))
