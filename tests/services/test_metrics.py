@@ -75,6 +75,9 @@ def test_a_damaged_line_is_left_out_and_the_rest_is_read(ctx: Context) -> None:
     assert [p.step for p in read_run_metrics(ctx, "calm-cat-1")] == [2]
     ctx.storage.put(state.metrics_prefix(REPO.repo_id, "calm-cat-1", 0) + "notes.txt", b"hi")
     assert [p.step for p in read_run_metrics(ctx, "calm-cat-1")] == [2]
+    data = state.encode_points([point(1, a=1), point(2, a=2), point(3, a=3)])
+    ctx.storage.put(key, data.replace(b'"step":2', b'"step":2,,'))  # line 2 is not JSON
+    assert [p.step for p in read_run_metrics(ctx, "calm-cat-1")] == [1, 3]
 
 
 def test_a_run_with_no_metrics_has_none_and_an_unknown_run_is_an_error(ctx: Context) -> None:
