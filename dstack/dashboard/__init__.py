@@ -5,7 +5,8 @@ only `dstack dashboard` imports this package (the web libraries are the ``dashbo
 ``server`` binds the socket and signs browsers in (``auth``), ``app`` holds the routes, ``pages``
 reads what each page shows, ``logstream`` follows a run's output; ``ansi``, ``files``,
 ``lineage`` with ``layout``, and ``infra`` render colors, artifacts, the lineage graph and a
-cloud run's plan. The server never writes to the store, except when someone confirms Stop.
+cloud run's plan. The server never writes to the store, except when someone confirms Stop
+or Restart.
 """
 
 from __future__ import annotations

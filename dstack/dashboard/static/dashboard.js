@@ -13,9 +13,9 @@ function setStatus(element, status) {
   element.className = "status status-" + (STATUS_CLASS[status] || "pending");
 }
 
-// Stop asks first; the server refuses a stop that was not confirmed.
-function wireStop() {
-  const form = document.querySelector("form.stop");
+// Stop and Restart ask first; the server refuses either when it was not confirmed.
+function wireConfirmed(selector, busy) {
+  const form = document.querySelector(selector);
   if (!form) return;
   form.addEventListener("submit", (event) => {
     if (!window.confirm(form.dataset.confirm)) {
@@ -23,7 +23,7 @@ function wireStop() {
       return;
     }
     form.elements.confirm.value = "yes";
-    form.querySelector("button").textContent = "Stopping…";
+    form.querySelector("button").textContent = busy;
   });
 }
 
@@ -81,7 +81,8 @@ function wireLogs() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  wireStop();
+  wireConfirmed("form.stop", "Stopping…");
+  wireConfirmed("form.restart", "Restarting…");
   wireRunsRefresh();
   wireLogs();
 });
