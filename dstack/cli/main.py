@@ -21,6 +21,7 @@ from dstack.cli import (
     dashboard,
     infra,
     logs,
+    metrics,
     prune,
     ps,
     restart,
@@ -66,8 +67,8 @@ def _root(
 
 
 for module in (
-    run, restart, ps, logs, stop, rm, artifacts, tags, secrets_cli, infra, prune, config, schema,
-    workflows, dashboard,
+    run, restart, ps, logs, metrics, stop, rm, artifacts, tags, secrets_cli, infra, prune, config,
+    schema, workflows, dashboard,
 ):  # fmt: skip
     module.register(app)
 

@@ -28,7 +28,7 @@ from dstack import backoff, processes, state
 from dstack.errors import DstackError, StorageError
 from dstack.lifecycle import ABORT_REASON, Writer, conclude, move, tag_on_success
 from dstack.models import JobSpec, JobState, JobStatus
-from dstack.runner import artifact_paths, deps, docker, prepare, workdirs
+from dstack.runner import artifact_paths, deps, docker, metrics, prepare, workdirs
 from dstack.runner.code import CodeReport, give_back
 from dstack.runner.executor import JobProcess, exit_code_of
 from dstack.runner.extras import JobExtras
@@ -83,6 +83,8 @@ class Agent:
         self.machine_request: str | None = None
         #: the job's code as placed, given back for the next job when it ends
         self._placed: CodeReport | None = None
+        #: ships the points the job writes to ``$DSTACK_METRICS`` while it runs
+        self._metrics: metrics.MetricsShipper | None = None
         #: how the runner waits between retries of the store (tests pass one that does not)
         self.sleep: Callable[[float], None] = time.sleep
 
@@ -167,16 +169,26 @@ class Agent:
         if with_extras is None or state.stop_requested(self.storage, self.spec):
             self._finish(sink, JobStatus.STOPPED, reason="stopped before it started")
             return
-        env = with_extras
+        metrics_file, seen_as = metrics.prepare_file(job_dir, in_container=is_docker)
+        env = {**with_extras, metrics.VARIABLE: seen_as}
         if is_docker:
             variables = docker.container_variables(self.spec, env) + self.extras.names
-            argv = docker.docker_command(self.spec, repo_dir, script, variables, ports)
+            argv = docker.docker_command(
+                self.spec, repo_dir, script, variables, ports,
+                metrics_dir=metrics_file.parent,
+            )  # fmt: skip
             process = JobProcess(
                 script, workdir, env, sink, argv=argv,
                 on_kill=lambda: docker.remove_container(self.spec),
             )  # fmt: skip
         else:
             process = JobProcess(script, workdir, env, sink)
+        self._metrics = metrics.MetricsShipper(
+            self.storage, self.spec, self.state.attempt, metrics_file, mask=sink.mask_text,
+            interval=max(0.25, self.storage.log_flush_interval * 4),
+        )  # fmt: skip
+        self._metrics.sleep = self.sleep
+        self._metrics.start()
         self._set(JobStatus.RUNNING, process_group=process.pgid, ports=ports)
         artifacts = ArtifactSync(
             self.storage, self.spec, repo_dir, self.artifact_interval, synced=restored,
@@ -283,6 +295,11 @@ class Agent:
         logger.info(
             "job %s: ends %s, exit code %s%s", self.spec.job_id, status.value, exit_code, why
         )
+        if self._metrics is not None:  # the job has exited: its last points, then the log's
+            warning = self._metrics.close(deadline=FINAL_WRITE_DEADLINE)
+            self._metrics = None
+            if warning:
+                sink.line(f"[dstack] warning: {warning}")
         if not sink.close(deadline=FINAL_WRITE_DEADLINE):
             logger.warning("job %s: the last of its output could not be saved", self.spec.job_id)
         ended = self.state.model_copy(

@@ -1,6 +1,7 @@
 """Running a `docker` provider job: the `docker run` command line, and cleaning up after it.
 
-The job's code is mounted at ``/workflow``; the job script at ``/dstack/job.sh``. Variables are
+The job's code is mounted at ``/workflow``; the job script at ``/dstack/job.sh``; the folder of
+its ``$DSTACK_METRICS`` file at ``/dstack/metrics``. Variables are
 passed by name (``-e NAME``) so their values never appear in the process list. Only the
 workflow's and dstack's variables cross into the container, not this machine's environment.
 """
@@ -15,6 +16,7 @@ from dstack.models import JobSpec
 
 WORKFLOW_MOUNT = "/workflow"
 SCRIPT_MOUNT = "/dstack/job.sh"
+METRICS_MOUNT = "/dstack/metrics"  # runner.metrics.CONTAINER_DIR
 
 
 def container_name(spec: JobSpec) -> str:
@@ -22,9 +24,17 @@ def container_name(spec: JobSpec) -> str:
 
 
 def docker_command(
-    spec: JobSpec, repo_dir: Path, script: Path, variables: list[str], ports: list[int]
+    spec: JobSpec,
+    repo_dir: Path,
+    script: Path,
+    variables: list[str],
+    ports: list[int],
+    *,
+    metrics_dir: Path | None = None,
 ) -> list[str]:
-    """The `docker run` argv for ``spec``; ``variables`` are names forwarded from the env."""
+    """The `docker run` argv for ``spec``; ``variables`` are names forwarded from the env;
+    ``metrics_dir``, the folder of the job's ``$DSTACK_METRICS``, is mounted at
+    ``runner.metrics.CONTAINER_DIR`` for the runner to follow."""
     assert spec.image is not None
     resources = spec.resources
     cmd = [
@@ -34,6 +44,8 @@ def docker_command(
         "-v", f"{script}:{SCRIPT_MOUNT}:ro",
         "-w", posixpath.join(WORKFLOW_MOUNT, spec.working_dir),
     ]  # fmt: skip
+    if metrics_dir is not None:
+        cmd += ["-v", f"{metrics_dir}:{METRICS_MOUNT}"]
     for name in sorted(variables):
         cmd += ["-e", name]
     for port in ports:

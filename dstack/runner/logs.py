@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dstack import backoff, state
 from dstack.errors import StorageError
 from dstack.models import JobSpec
-from dstack.runner.masking import Masker
+from dstack.runner.masking import MASK, Masker
 from dstack.storage.base import Storage
 
 
@@ -32,6 +32,7 @@ class LogSink:
         self._buffer = bytearray()
         self._pending: tuple[str, bytes] | None = None  # a chunk that failed: resent as is
         self._masker = Masker()  # secrets become *** before anything is buffered
+        self._secrets: list[str] = []  # the values masked, longest first
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
@@ -57,6 +58,17 @@ class LogSink:
         even when a value is split across writes (see ``runner.masking``)."""
         with self._lock:
             self._masker.add(values)
+            known = set(self._secrets)
+            self._secrets += [v for v in values if v and v not in known]
+            self._secrets.sort(key=len, reverse=True)
+
+    def mask_text(self, text: str) -> str:
+        """``text`` (a metric's name) with the values masked in the log replaced by ``***``."""
+        with self._lock:
+            secrets = list(self._secrets)
+        for value in secrets:
+            text = text.replace(value, MASK.decode())
+        return text
 
     def line(self, text: str) -> None:
         """A line of dstack's own (e.g. why the job failed before it started)."""

@@ -133,9 +133,11 @@ DSTACK_VARIABLES = frozenset(
     {
         "RUN_NAME", "JOB_ID", "JOB_INDEX", "WORKFLOW_NAME", "REPO_ID", "REPO_USER_NAME",
         "REPO_NAME", "REPO_BRANCH", "REPO_HASH", "PYTHONUNBUFFERED", "DSTACK_ATTEMPT",
+        "DSTACK_METRICS",
     }
 )  # fmt: skip
-"""The variables dstack sets for every job (besides PORT_i and JOB_PORT_i)."""
+"""The variables dstack sets for every job (besides PORT_i and JOB_PORT_i; ``DSTACK_METRICS``
+is set by the runner, ``runner.metrics``)."""
 
 
 def free_ports(count: int) -> list[int]:

@@ -8,6 +8,7 @@ What each module owns:
 * :mod:`.runs`     run and job records, heads, listing and deleting runs
 * :mod:`.jobs`     what a live job writes: heartbeats, stop requests, logs, attempts, app
   tokens, the rendezvous of a multi-node run
+* :mod:`.metrics`  a job's metric points: the chunks its runner writes, and reading them
 * :mod:`.tags`     tags, uploaded tag data, succeeded markers, dependency sources
 * :mod:`.infra`    cloud infrastructure records and stack records
 * :mod:`.secrets`  a repo's secrets
@@ -68,7 +69,10 @@ from dstack.state.keys import (
     legacy_infra_key,
     log_chunk_key,
     logs_prefix,
+    metric_chunk_key,
+    metrics_prefix,
     name_key,
+    parse_metric_chunk_key,
     pulumi_stacks_prefix,
     rendezvous_key,
     repo_prefix,
@@ -90,6 +94,15 @@ from dstack.state.keys import (
 from dstack.state.keys import head_key as head_key
 from dstack.state.keys import inverted_time as inverted_time
 from dstack.state.keys import job_head_stem as job_head_stem
+from dstack.state.metrics import (
+    MetricChunk,
+    StoredPoint,
+    decode_points,
+    finite_number,
+    list_metric_chunks,
+    next_metric_seq,
+    write_metric_chunk,
+)
 from dstack.state.repos import list_repos
 from dstack.state.runs import (
     create_run,
@@ -146,6 +159,8 @@ __all__ = [
     "STACK_RECORDS_PREFIX",
     "WHEELS_PREFIX",
     "ArtifactSource",
+    "MetricChunk",
+    "StoredPoint",
     "active_prefix",
     "app_token_key",
     "artifacts_prefix",
@@ -162,6 +177,7 @@ __all__ = [
     "create_run",
     "create_tag",
     "damaged_tag_line",
+    "decode_points",
     "delete_damaged_run",
     "delete_damaged_tag",
     "delete_run",
@@ -171,6 +187,7 @@ __all__ = [
     "delete_tag_data",
     "dependency_sources",
     "describe_tag",
+    "finite_number",
     "heads_prefix",
     "heartbeat_key",
     "infra_key",
@@ -184,6 +201,7 @@ __all__ = [
     "list_active_runs",
     "list_attempts",
     "list_heads",
+    "list_metric_chunks",
     "list_repos",
     "list_runs",
     "list_secret_names",
@@ -192,8 +210,12 @@ __all__ = [
     "log_chunk_key",
     "logs_prefix",
     "mark_job_succeeded",
+    "metric_chunk_key",
+    "metrics_prefix",
     "name_key",
     "next_log_seq",
+    "next_metric_seq",
+    "parse_metric_chunk_key",
     "pulumi_stacks_prefix",
     "read_app_token",
     "read_infra_records",
@@ -235,6 +257,7 @@ __all__ = [
     "write_app_token",
     "write_infra_record",
     "write_log_chunk",
+    "write_metric_chunk",
     "write_rendezvous",
     "write_secret",
     "write_stack_record",

@@ -90,6 +90,10 @@ def logs_prefix(repo_id: str, run_name: str, job_index: int) -> str:
     return job_prefix(repo_id, run_name, job_index) + "logs/"
 
 
+def metrics_prefix(repo_id: str, run_name: str, job_index: int) -> str:
+    return job_prefix(repo_id, run_name, job_index) + "metrics/"
+
+
 def artifacts_prefix(repo_id: str, run_name: str, job_index: int) -> str:
     return job_prefix(repo_id, run_name, job_index) + "artifacts/"
 
@@ -234,6 +238,25 @@ def log_chunk_key(spec: JobSpec, seq: int, at: float) -> str:
 def chunk_time(key: str) -> float:
     """When a log chunk was written, from its key."""
     return int(key.rsplit("-", 1)[-1]) / 1000
+
+
+# ---- metric chunks -----------------------------------------------------------------------
+
+
+def metric_chunk_key(spec: JobSpec, attempt: int, seq: int, points: int) -> str:
+    """A chunk of the job's metric points: its attempt, its number within the attempt, and
+    how many points it holds (so a reader can skip it without reading it)."""
+    prefix = metrics_prefix(spec.repo.repo_id, spec.run_name, spec.job_index)
+    return f"{prefix}{attempt:04d}-{seq:010d}-{points}"
+
+
+def parse_metric_chunk_key(key: str) -> tuple[int, int, int] | None:
+    """(attempt, seq, points) of a metric chunk, from its key (None if not a chunk's)."""
+    parts = key.rsplit("/", 1)[-1].split("-")
+    if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in parts):
+        return None
+    attempt, seq, points = (int(part) for part in parts)
+    return attempt, seq, points
 
 
 # ---- cloud infrastructure ----------------------------------------------------------------

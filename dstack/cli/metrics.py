@@ -1,0 +1,57 @@
+"""`dstack metrics RUN [--json]`: the last value of each metric a run's jobs wrote to
+``$DSTACK_METRICS``; with ``--json``, every point."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "metrics",
+        help="Show a run's metrics: the last value of each (--json: every point). Jobs write "
+        "them as JSON lines to the file $DSTACK_METRICS names.",
+    )(metrics)
+
+
+def metrics(
+    run_name: str = typer.Argument(
+        ..., metavar="RUN", help="The run's name, as `dstack ps` shows it."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print every point as JSON."),
+) -> None:
+    from dstack import api
+    from dstack.cli import render
+    from dstack.services.metrics import last_values, point_counts, read_run_metrics
+
+    ctx = api.Context()
+    points = read_run_metrics(ctx, run_name)
+    if as_json:
+        render.print_json(
+            [
+                {
+                    "job": p.job,
+                    "attempt": p.attempt,
+                    "at": render.iso(p.at),
+                    "step": p.step,
+                    "values": p.values,
+                }
+                for p in points
+            ]
+        )
+        return
+    if not points:
+        print(
+            f"No metrics yet in run {run_name}: its jobs write them as JSON lines to the file "
+            "$DSTACK_METRICS names (see `dstack metrics --help`)",
+            file=sys.stderr,
+        )
+        return
+    counts = point_counts(points)
+    rows = [
+        [name, "" if step is None else str(step), f"{value:.6g}", str(counts[name])]
+        for name, (step, value) in sorted(last_values(points).items())
+    ]
+    render.table(["METRIC", "STEP", "VALUE", "POINTS"], rows)
