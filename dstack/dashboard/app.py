@@ -1,4 +1,4 @@
-"""The Starlette application: pages, the live log stream, downloads, Stop and Restart.
+"""The Starlette application: pages, the live log stream, metrics, downloads, Stop and Restart.
 
 Endpoints are plain functions (Starlette runs them in its thread pool, since the store is read
 with blocking calls). Repos and runs are named in query parameters, because repo ids hold
@@ -18,13 +18,13 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from dstack import state
-from dstack.dashboard import auth, files, infra, lineage, logstream, pages, render
+from dstack.dashboard import auth, charts, files, infra, lineage, logstream, pages, render
 from dstack.dashboard.files import printable
 from dstack.errors import DstackError, NotFoundError, RunNotFoundError
 from dstack.services import artifacts as artifact_service
@@ -43,6 +43,7 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
     templates.env.globals.update(render.GLOBALS)
     templates.env.globals["form_token"] = auth.form_token(token)
     templates.env.globals["store"] = _home_relative(ctx.storage.describe())
+    templates.env.globals["max_compared"] = charts.MAX_COMPARED
     stops: dict[str, threading.Thread] = {}
     streams = logstream.StreamCounter()
     readers: list[anyio.CapacityLimiter] = []  # made on the first stream: it needs the loop
@@ -72,11 +73,39 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
         )
         number = _int(request.query_params.get("page"), 1)
         found = pages.runs_page(ctx, repo_id, filters, number)
+        metric = request.query_params.get("metric", "").strip()
+        column = {}
+        if metric:
+            names = [row.summary.run_name for row in found.rows]
+            column = charts.last_values(pages.repo_context(ctx, repo_id), names, metric)
         query = {"repo": repo_id, "status": filters.status, "workflow": filters.workflow,
-                 "owner": filters.owner}  # fmt: skip
+                 "owner": filters.owner, "metric": metric}  # fmt: skip
         template = "runs_table.html" if request.query_params.get("fragment") else "runs.html"
         return page(request, template, runs=found, filters=filters, query=query,
-                    statuses=render.STATUS_CHOICES)  # fmt: skip
+                    statuses=render.STATUS_CHOICES, metric=metric, column=column)  # fmt: skip
+
+    def metric_names(request: Request) -> Response:
+        repo_id = _checked_repo(request.query_params.get("repo", ""))
+        runs = [_checked_run(r) for r in request.query_params.getlist("run")][: pages.PAGE_SIZE]
+        names = charts.metric_names(pages.repo_context(ctx, repo_id), runs)
+        return JSONResponse({"metrics": names}, headers={"Cache-Control": "no-store"})
+
+    def run_metrics(request: Request) -> Response:
+        repo_id, run_name = _run_params(request)
+        after = _int(request.query_params.get("after"), 0)
+        found = charts.run_points(pages.repo_context(ctx, repo_id), run_name, after)
+        return JSONResponse(found, headers={"Cache-Control": "no-store"})
+
+    def compare_page(request: Request) -> Response:
+        repo_id = _checked_repo(request.query_params.get("repo", ""))
+        runs = [_checked_run(r) for r in request.query_params.getlist("run")]
+        if len(runs) > charts.MAX_COMPARED:
+            return page(request, "error.html", status_code=400,
+                        message=f"{len(runs)} runs picked: the compare view overlays at most "
+                        f"{charts.MAX_COMPARED}; pick fewer in the runs table")  # fmt: skip
+        metric = request.query_params.get("metric", "").strip()
+        found = charts.compare(pages.repo_context(ctx, repo_id), runs, metric)
+        return page(request, "compare.html", repo_id=repo_id, found=found)
 
     def run(request: Request) -> Response:
         return run_page(request, *_run_params(request))
@@ -242,6 +271,9 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
         Route("/runs", guarded(runs)),
         Route("/run", guarded(run)),
         Route("/run/logs", guarded(logs)),
+        Route("/run/metrics", guarded(run_metrics)),
+        Route("/runs/metric-names", guarded(metric_names)),
+        Route("/compare", guarded(compare_page)),
         Route("/run/artifact", guarded(artifact)),
         Route("/run/stop", guarded(stop), methods=["POST"]),
         Route("/run/restart", guarded(restart), methods=["POST"]),
