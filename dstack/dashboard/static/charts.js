@@ -45,6 +45,11 @@ function niceTicks(low, high, count) {
   return ticks;
 }
 
+// Where a point is, said in words: "at step 40", "at 12.5 s".
+function where(xLabel, x) {
+  return xLabel === "seconds" ? `at ${formatNumber(x)} s` : `at ${xLabel} ${formatNumber(x)}`;
+}
+
 function thinned(points) {
   if (points.length <= MAX_DRAWN) return points;
   const every = Math.ceil(points.length / MAX_DRAWN);
@@ -62,7 +67,7 @@ function lineChart(title, xLabel, series, legend) {
   const [x0, x1] = [xTicks[0], xTicks[xTicks.length - 1]];
   const [y0, y1] = [yTicks[0], yTicks[yTicks.length - 1]];
   const legendRows = series.length > 1 || legend ? Math.ceil(series.length / 2) : 0;
-  const height = CHART.height + legendRows * 18;
+  const height = CHART.height + (legendRows ? legendRows * 18 + 6 : 0);
   const plotW = CHART.width - CHART.left - CHART.right;
   const plotH = CHART.height - CHART.top - CHART.bottom;
   const sx = (x) => CHART.left + ((x - x0) / (x1 - x0)) * plotW;
@@ -76,7 +81,7 @@ function lineChart(title, xLabel, series, legend) {
   if (series.length === 1 && !legend) {
     const last = series[0].points[series[0].points.length - 1];
     svg.appendChild(svgElement("text", { class: "chart-last", x: CHART.width - CHART.right, y: 18,
-      "text-anchor": "end" }, `last ${formatNumber(last[1])} at ${xLabel} ${formatNumber(last[0])}`));
+      "text-anchor": "end" }, `last ${formatNumber(last[1])} ${where(xLabel, last[0])}`));
   }
   const axes = svgElement("g", { class: "axes" });
   for (const tick of yTicks) {
@@ -110,7 +115,7 @@ function lineChart(title, xLabel, series, legend) {
     if (legendRows) {
       const row = Math.floor(index / 2);
       const x = CHART.left + (index % 2) * (plotW / 2);
-      const y = CHART.height + row * 18 - 2;
+      const y = CHART.height + 12 + row * 18;
       const item = svgElement("g", { class: "legend-item" });
       item.appendChild(svgElement("rect", { x, y: y - 9, width: 14, height: 4, fill: color }));
       item.appendChild(svgElement("text", { class: "legend", x: x + 20, y: y - 4 },

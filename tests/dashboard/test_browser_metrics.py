@@ -1,0 +1,135 @@
+"""Metrics and Restart in a real headless browser (Debian's Chromium, as ``test_browser``):
+the run page's chart growing while the run writes points, the compare view overlaying two
+runs picked in the runs table, the metric column, and the Restart button starting a run.
+
+With ``DSTACK_METRICS_SHOT`` set to a path, the run page's charts are saved there as a PNG
+(``scripts/metrics-shot`` makes the documentation's picture this way).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.dashboard.conftest import Served
+from tests.dashboard.test_browser import CHROMIUM, DRIVER, browser, shot, wait_for  # noqa: F401
+from tests.e2e.cli import FINISHED, Dstack
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="no Chromium at /usr/bin/chromium"),
+    pytest.mark.skipif(not DRIVER.exists(), reason="no chromedriver at /usr/bin/chromedriver"),
+    pytest.mark.parametrize("store", ["local"], indirect=True),
+]
+
+REPO = "github.com/acme/mnist"
+TRAIN = """\
+import json, math, os, pathlib, sys, time
+
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+lr, steps, hold = float(args.get("--lr", 0.3)), int(args.get("--steps", 40)), args.get("--hold")
+for step in range(1, steps + 1):
+    if hold and step == 3:  # wait (at most a minute) until the test lets the run go on
+        deadline = time.monotonic() + 60
+        while not pathlib.Path(hold).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    loss = 2.3 * math.exp(-step * lr / 8) + 0.05 * math.sin(step) + 0.1
+    accuracy = 0.95 - 0.85 * math.exp(-step * lr / 6)
+    with open(os.environ["DSTACK_METRICS"], "a") as out:
+        out.write(json.dumps({"step": step, "loss": loss, "accuracy": accuracy}) + "\\n")
+    print(f"step {step}: loss {loss:.3f}", flush=True)
+    time.sleep(0.02)
+"""
+WORKFLOWS = """
+workflows:
+  - name: train
+    provider: python
+    file: train.py
+"""
+
+
+def _points(driver, metric: str) -> int:  # type: ignore[no-untyped-def]
+    return int(
+        driver.execute_script(
+            "const svg = document.querySelector(`svg.chart[data-metric='${arguments[0]}']`);"
+            "return svg ? svg.dataset.points : 0;",
+            metric,
+        )
+    )
+
+
+def test_charts_compare_and_restart_in_the_browser(
+    served: Served,
+    dstack: Dstack,
+    repo_factory,
+    tmp_path: Path,
+    browser,  # noqa: F811
+) -> None:  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    repo = repo_factory({".dstack/workflows.yaml": WORKFLOWS, "train.py": TRAIN})
+    driver = browser
+    driver.get(f"{served.url}/?token={served.token}")
+
+    # the chart grows while the run writes: two points, held, then all forty
+    release = tmp_path / "release"
+    first = dstack.run_detached("train", "--hold", str(release), cwd=repo)
+    driver.get(f"{served.url}/run?repo={REPO}&run={first}")
+    wait_for(lambda: _points(driver, "loss") == 2, 60, "the first two points")
+    assert driver.find_element(By.ID, "run-status").text != "done"
+    assert _points(driver, "accuracy") == 2
+    release.touch()
+    wait_for(lambda: _points(driver, "loss") == 40, 60, "every point, without a reload")
+    wait_for(lambda: driver.find_element(By.ID, "run-status").text == "done", 60, "done")
+    loss = driver.find_element(By.CSS_SELECTOR, "svg.chart[data-metric='loss']")
+    assert re.fullmatch(
+        r"last [\d.]+ at step 40", loss.find_element(By.CLASS_NAME, "chart-last").text
+    )
+    ticks = loss.find_elements(By.CSS_SELECTOR, "text.tick")
+    assert len(ticks) >= 6 and "step" in loss.find_element(By.CLASS_NAME, "axis-label").text
+    shot(driver, "run-metrics")
+    if target := os.environ.get("DSTACK_METRICS_SHOT"):
+        driver.find_element(By.ID, "metrics").screenshot(target)
+
+    # two runs picked in the runs table, overlaid; the metric column
+    second = dstack.run_detached("train", "--lr", "0.6", "--steps", "30", cwd=repo)
+    dstack.wait_status(second, repo, lambda s: s in FINISHED)
+    driver.get(f"{served.url}/runs?repo={REPO}")
+    wait_for(
+        lambda: driver.find_element(By.ID, "metric-column").get_attribute("data-loaded") == "1",
+        30,
+        "the metric column's choices",
+    )
+    Select(driver.find_element(By.ID, "metric-column")).select_by_value("loss")
+    wait_for(lambda: driver.find_element(By.ID, "metric-heading").text == "loss", 30, "column")
+    for run in (first, second):
+        driver.find_element(By.CSS_SELECTOR, f'tr[data-run="{run}"] input[name=run]').click()
+    driver.find_element(By.ID, "compare-button").click()
+    wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#compare-chart svg.chart"), 30, "chart")
+    assert f"run={first}" in driver.current_url and f"run={second}" in driver.current_url
+    labels = [
+        g.get_attribute("data-label")
+        for g in driver.find_elements(By.CSS_SELECTOR, "#compare-chart g.series")
+    ]
+    assert sorted(labels) == sorted([first, second])
+    legend = driver.find_element(By.ID, "compare-chart").text
+    assert first in legend and second in legend
+    shot(driver, "compare")
+
+    # Restart: confirmed, then the new run's page, which says whose code it runs
+    driver.get(f"{served.url}/run?repo={REPO}&run={first}")
+    driver.find_element(By.ID, "restart").click()
+    alert = driver.switch_to.alert
+    assert first in alert.text
+    alert.accept()
+    wait_for(lambda: f"run={first}" not in driver.current_url, 60, "the new run's page")
+    said = driver.find_element(By.ID, "restarted-from").text
+    assert f"code of {first}, not your working tree" in said
+    new = driver.find_element(By.TAG_NAME, "h1").text.split()[0]
+    assert new != first
+    assert dstack.wait_status(new, repo, lambda s: s in FINISHED)["status"] == "done"
+    wait_for(lambda: _points(driver, "loss") == 40, 60, "the restarted run's chart")
