@@ -17,6 +17,7 @@ from dstack.services.artifacts import (
 )
 from dstack.services.context import Context
 from dstack.services.logs import Missing, Output, StatusChange, StoreProblem, follow
+from dstack.services.metrics import MetricPoint, last_values, read_run_metrics
 from dstack.services.runs import (
     RunView,
     Submission,
@@ -43,6 +44,7 @@ from dstack.services.tags import (
 __all__ = [
     "ArtifactFile",
     "Context",
+    "MetricPoint",
     "Missing",
     "Output",
     "RunView",
@@ -59,10 +61,12 @@ __all__ = [
     "follow",
     "get_run",
     "get_tag",
+    "last_values",
     "list_artifacts",
     "list_runs",
     "list_tag_artifacts",
     "list_tags",
+    "read_run_metrics",
     "refuse_if_tagged",
     "remove",
     "stop",

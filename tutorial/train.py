@@ -1,7 +1,9 @@
 """Train a small classifier (logistic regression on polynomial features) with plain Python.
 
 Writes a checkpoint per epoch to model/ and resumes from the last one if it is there, so an
-interrupted run that is restarted with its artifacts continues where it stopped.
+interrupted run that is restarted with its artifacts continues where it stopped. Each epoch's
+loss and accuracy go to the file $DSTACK_METRICS names, one JSON line an epoch, for
+`dstack metrics` and the dashboard's charts.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import random
 import sys
 from pathlib import Path
@@ -31,6 +34,14 @@ def load(path: Path) -> list[tuple[list[float], int]]:
 def predict(weights: list[float], xs: list[float]) -> float:
     z = sum(w * x for w, x in zip(weights, xs, strict=True))
     return 1 / (1 + math.exp(-max(-30.0, min(30.0, z))))
+
+
+def write_metrics(step: int, **values: float) -> None:
+    """Append one point to $DSTACK_METRICS (set by dstack; outside dstack, nothing is written)."""
+    path = os.environ.get("DSTACK_METRICS")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"step": step, **values}) + "\n")
 
 
 def main() -> None:
@@ -74,6 +85,7 @@ def main() -> None:
             data
         )
         checkpoint.write_text(json.dumps({"epoch": epoch, "weights": weights}))
+        write_metrics(epoch, loss=loss, accuracy=accuracy)
         print(f"epoch {epoch}/{args.epochs}: loss {loss:.4f}, accuracy {accuracy:.3f}")
         sys.stdout.flush()
 

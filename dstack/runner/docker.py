@@ -16,7 +16,7 @@ from dstack.models import JobSpec
 
 WORKFLOW_MOUNT = "/workflow"
 SCRIPT_MOUNT = "/dstack/job.sh"
-METRICS_MOUNT = "/dstack/metrics"  # runner.metrics.CONTAINER_DIR
+METRICS_MOUNT = "/dstack/metrics"
 
 
 def container_name(spec: JobSpec) -> str:
@@ -34,7 +34,7 @@ def docker_command(
 ) -> list[str]:
     """The `docker run` argv for ``spec``; ``variables`` are names forwarded from the env;
     ``metrics_dir``, the folder of the job's ``$DSTACK_METRICS``, is mounted at
-    ``runner.metrics.CONTAINER_DIR`` for the runner to follow."""
+    :data:`METRICS_MOUNT` for the runner to follow."""
     assert spec.image is not None
     resources = spec.resources
     cmd = [

@@ -26,20 +26,21 @@ from pathlib import Path
 from dstack import backoff, state
 from dstack.errors import StorageError
 from dstack.models import JobSpec
-from dstack.runner.tail import LineTail
+from dstack.runner.docker import METRICS_MOUNT
+from dstack.runner.tail import LineTail, TailLine
 from dstack.state import StoredPoint
 from dstack.storage.base import Storage
 
 VARIABLE = "DSTACK_METRICS"
 FILE_NAME = "metrics.jsonl"
-#: where a container sees the job's metrics folder (``runner.docker`` mounts it there)
-CONTAINER_DIR = "/dstack/metrics"
 MAX_LINE = 64 * 1024
 MAX_NAME = 200
 MAX_STEP = 2**63
 CHUNK_POINTS = 5000
 #: points waiting for the store beyond which the file is not read further until they are sent
 MAX_BUFFERED = 20000
+#: bytes of the file read at a time: the points waiting are at most MAX_BUFFERED and one read's
+READ_LIMIT = 1 << 18
 
 
 def metrics_dir(job_dir: Path) -> Path:
@@ -54,7 +55,7 @@ def prepare_file(job_dir: Path, *, in_container: bool) -> tuple[Path, str]:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / FILE_NAME
     path.unlink(missing_ok=True)
-    return path, f"{CONTAINER_DIR}/{FILE_NAME}" if in_container else str(path)
+    return path, f"{METRICS_MOUNT}/{FILE_NAME}" if in_container else str(path)
 
 
 def parse_line(data: bytes) -> tuple[int | None, dict[str, float]] | str | None:
@@ -122,7 +123,8 @@ class MetricsShipper:
         """Read the file to its end (the job has exited), ship the rest, retrying the store
         until ``deadline`` seconds pass; the warning line for the job's log, if any."""
         self._closed.set()
-        self._thread.join()
+        if self._thread.ident is not None:  # started
+            self._thread.join()
 
         def drain() -> None:
             while True:
@@ -161,9 +163,14 @@ class MetricsShipper:
             self._flush()
 
     def _poll(self, *, final: bool = False) -> None:
-        if len(self._buffer) >= MAX_BUFFERED:
-            return  # the store is behind: the rest waits in the file
-        lines = self.tail.read(final=final)
+        """Read what the job has written, while fewer than MAX_BUFFERED points wait (the store
+        is behind: the rest waits in the file)."""
+        while len(self._buffer) < MAX_BUFFERED:
+            self._take(self.tail.read(final=final, limit=READ_LIMIT))
+            if not self.tail.more:
+                return
+
+    def _take(self, lines: list[TailLine]) -> None:
         now = time.time()
         for line in lines:
             parsed = None if line.data is None else parse_line(line.data)

@@ -91,6 +91,12 @@ def test_the_repos_own_three_step_pipeline(dstack: Dstack, repo_factory, tmp_pat
     assert "no data in data/" not in trained.out  # the tag's data was in place
     assert "epoch 5/5" in trained.out
     train = latest_run(dstack, repo)
+    metrics = ok(dstack("metrics", train, cwd=repo)).out.splitlines()  # train.py writes them
+    assert [line.split()[:2] + line.split()[3:] for line in metrics] == [
+        ["METRIC", "STEP", "POINTS"],
+        ["accuracy", "5", "5"],
+        ["loss", "5", "5"],
+    ]
     evaluated = ok(dstack("run", "evaluate", cwd=repo))
     assert "test accuracy:" in evaluated.out
     evaluate = latest_run(dstack, repo)

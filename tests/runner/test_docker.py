@@ -48,3 +48,18 @@ def test_no_commands_runs_the_images_own_command() -> None:
     job = spec(commands=[], env={})
     cmd = docker_command(job, Path("/r"), Path("/s"), [], [])
     assert cmd[-1] == "ubuntu:22.04"
+
+
+def test_the_metrics_folder_is_mounted_and_its_variable_forwarded_by_name() -> None:
+    """The runner follows ``$DSTACK_METRICS`` in the job's folder; the container writes it at
+    the path the job is given (``runner.metrics.prepare_file``). No engine here: the real
+    `docker run` of this command line is left to a machine with Docker."""
+    job = spec()
+    env = {**job_environment(job, {}, []), "DSTACK_METRICS": "/dstack/metrics/metrics.jsonl"}
+    cmd = docker_command(
+        job, Path("/jobs/x/repo"), Path("/jobs/x/job.sh"), container_variables(job, env), [],
+        metrics_dir=Path("/jobs/x/metrics"),
+    )  # fmt: skip
+    assert "/jobs/x/metrics:/dstack/metrics" in cmd
+    assert "DSTACK_METRICS" in {cmd[i + 1] for i, a in enumerate(cmd) if a == "-e"}
+    assert cmd.index("/jobs/x/metrics:/dstack/metrics") < cmd.index(job.image or "")
