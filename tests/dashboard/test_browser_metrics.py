@@ -2,8 +2,8 @@
 the run page's chart growing while the run writes points, the compare view overlaying two
 runs picked in the runs table, the metric column, and the Restart button starting a run.
 
-With ``DSTACK_METRICS_SHOT`` set to a path, the run page's charts are saved there as a PNG
-(``scripts/metrics-shot`` makes the documentation's picture this way).
+With ``DSTACK_METRICS_SHOT`` set to a path, the charts of the quick start's ``train`` run are
+saved there as a PNG (``scripts/metrics-shot`` makes the documentation's picture this way).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dashboard.conftest import Served
+from tests.dashboard.conftest import Served, pipeline_repo
 from tests.dashboard.test_browser import CHROMIUM, DRIVER, browser, shot, wait_for  # noqa: F401
 from tests.e2e.cli import FINISHED, Dstack
 
@@ -92,8 +92,6 @@ def test_charts_compare_and_restart_in_the_browser(
     ticks = loss.find_elements(By.CSS_SELECTOR, "text.tick")
     assert len(ticks) >= 6 and "step" in loss.find_element(By.CLASS_NAME, "axis-label").text
     shot(driver, "run-metrics")
-    if target := os.environ.get("DSTACK_METRICS_SHOT"):
-        driver.find_element(By.ID, "metrics").screenshot(target)
 
     # two runs picked in the runs table, overlaid; the metric column
     second = dstack.run_detached("train", "--lr", "0.6", "--steps", "30", cwd=repo)
@@ -133,3 +131,30 @@ def test_charts_compare_and_restart_in_the_browser(
     assert new != first
     assert dstack.wait_status(new, repo, lambda s: s in FINISHED)["status"] == "done"
     wait_for(lambda: _points(driver, "loss") == 40, 60, "the restarted run's chart")
+
+
+def test_the_quick_start_train_run_is_charted(
+    served: Served,
+    dstack: Dstack,
+    tmp_path: Path,
+    browser,  # noqa: F811
+) -> None:  # type: ignore[no-untyped-def]
+    """The tutorial's `train.py` writes its loss and accuracy per epoch: `dstack run train
+    --epochs 12` after `prepare` shows both, a point an epoch."""
+    from selenium.webdriver.common.by import By
+
+    repo = pipeline_repo(tmp_path / "moons")
+    for workflow, *args in (("prepare", "-t", "moons-data"), ("train", "--epochs", "12")):
+        run = dstack.run_detached(workflow, *args, cwd=repo)
+        assert (
+            dstack.wait_status(run, repo, lambda s: s in FINISHED, timeout=300)["status"] == "done"
+        )
+    driver = browser
+    driver.get(f"{served.url}/run?repo=github.com/acme/moons&run={run}&token={served.token}")
+    for metric in ("loss", "accuracy"):
+        wait_for(lambda: _points(driver, metric) == 12, 30, f"12 points of {metric}")  # noqa: B023
+    if target := os.environ.get("DSTACK_METRICS_SHOT"):  # the charts alone
+        charts = driver.find_element(By.ID, "metrics")
+        driver.execute_script("arguments[0].scrollIntoView(); window.scrollBy(0, -40)", charts)
+        driver.execute_script("arguments[0].style.width = 'fit-content'", charts)
+        charts.screenshot(target)
