@@ -158,3 +158,47 @@ def test_the_quick_start_train_run_is_charted(
         driver.execute_script("arguments[0].scrollIntoView(); window.scrollBy(0, -40)", charts)
         driver.execute_script("arguments[0].style.width = 'fit-content'", charts)
         charts.screenshot(target)
+
+
+SERIES = """
+return [...document.querySelectorAll(`svg.chart[data-metric='${arguments[0]}'] g.series`)].map(
+  (g) => [g.dataset.label, g.querySelector("polyline").getAttribute("stroke"), g.dataset.points]);
+"""
+
+
+def test_attempts_are_lines_of_their_own_and_time_is_the_x_without_steps(
+    served: Served,
+    browser,  # noqa: F811
+) -> None:  # type: ignore[no-untyped-def]
+    """A resumed job's two attempts (as its runner stores them) are two lines of two colours,
+    with a legend; a metric written without ``step`` is drawn by seconds."""
+    from selenium.webdriver.common.by import By
+
+    from dstack import state
+    from dstack.state import StoredPoint
+    from dstack.storage import default_storage
+    from tests.dashboard.seed import seed_runs
+
+    storage = default_storage()
+    seed_runs(storage, "github.com/acme/seeded", 1)
+    spec = state.read_job_spec(storage, "github.com/acme/seeded", "seeded-0", 0)
+    at = 1_700_000_000.0
+    first = [StoredPoint(at + s, s, {"loss": 1 / s, "lr": 0.1}) for s in range(1, 6)]
+    second = [StoredPoint(at + 60 + s, s, {"loss": 0.9 / s}) for s in range(4, 9)]
+    timed = [StoredPoint(at + 100 + 2 * s, None, {"gpu_util": 50.0 + s}) for s in range(4)]
+    state.write_metric_chunk(storage, spec, 1, 0, first)
+    state.write_metric_chunk(storage, spec, 2, 0, second + timed)
+    driver = browser
+    driver.get(f"{served.url}/run?repo=github.com/acme/seeded&run=seeded-0&token={served.token}")
+    wait_for(lambda: _points(driver, "gpu_util") == 4, 30, "the charts")
+    lines = driver.execute_script(SERIES, "loss")
+    assert [(label, points) for label, _, points in lines] == [
+        ("attempt 1", "5"),
+        ("attempt 2", "5"),
+    ]
+    assert lines[0][1] != lines[1][1], "both attempts drawn in one colour"
+    legend = driver.find_element(By.CSS_SELECTOR, "svg.chart[data-metric='loss']").text
+    assert "attempt 1: 0.2" in legend and "attempt 2: 0.1125" in legend
+    gpu = driver.find_element(By.CSS_SELECTOR, "svg.chart[data-metric='gpu_util']")
+    assert gpu.find_element(By.CLASS_NAME, "axis-label").text == "seconds"
+    assert "last 53 at 105 s" in gpu.text  # seconds since the run's first point

@@ -23,7 +23,9 @@ function wireConfirmed(selector, busy) {
       return;
     }
     form.elements.confirm.value = "yes";
-    form.querySelector("button").textContent = busy;
+    const button = form.querySelector("button");
+    button.textContent = busy;
+    setTimeout(() => { button.disabled = true; }); // once posted: a second click posts nothing
   });
 }
 
@@ -130,8 +132,13 @@ function wireMetrics() {
     let finished = false;
     try {
       const response = await fetch(`${holder.dataset.url}&after=${after}`, { credentials: "same-origin" });
-      if (!response.ok) {
-        state.textContent = "the metrics cannot be read now";
+      if (response.status === 404 || response.status === 401) {
+        state.textContent = "the metrics cannot be read: reload the page";
+        return;
+      }
+      if (!response.ok) { // the store did not answer: try again a little later
+        state.textContent = "the metrics cannot be read now; trying again…";
+        setTimeout(poll, 3000);
         return;
       }
       const data = await response.json();
