@@ -1,5 +1,5 @@
 """`dstack metrics RUN [--json]`: the last value of each metric a run's jobs wrote to
-``$DSTACK_METRICS``; with ``--json``, every point."""
+``$DSTACK_METRICS`` (per job, for a run of several); with ``--json``, every point."""
 
 from __future__ import annotations
 
@@ -49,9 +49,15 @@ def metrics(
             file=sys.stderr,
         )
         return
-    counts = point_counts(points)
-    rows = [
-        [name, "" if step is None else str(step), f"{value:.6g}", str(counts[name])]
-        for name, (step, value) in sorted(last_values(points).items())
-    ]
-    render.table(["METRIC", "STEP", "VALUE", "POINTS"], rows)
+    jobs = sorted({p.job for p in points})
+    rows = []
+    for job in jobs:  # a run of several jobs (nodes): each job's metrics apart
+        mine = [p for p in points if p.job == job] if len(jobs) > 1 else points
+        counts = point_counts(mine)
+        rows += [
+            ([str(job)] if len(jobs) > 1 else [])
+            + [name, "" if step is None else str(step), f"{value:.6g}", str(counts[name])]
+            for name, (step, value) in sorted(last_values(mine).items())
+        ]
+    headers = ["METRIC", "STEP", "VALUE", "POINTS"]
+    render.table(["JOB", *headers] if len(jobs) > 1 else headers, rows)

@@ -1,8 +1,9 @@
 """The lifecycle of one job, the same on this machine and on a cloud instance.
 
 read spec → ``provisioning`` (code) → ``downloading`` (deps, if any: ``runner.deps``) →
-(Python env, ports) → ``running`` (setup + commands, output to log chunks, artifacts synced as
-they change) → ``uploading`` (last artifact sync) → ``done`` (a run submitted with ``-t TAG``
+(Python env, ports) → ``running`` (setup + commands, output to log chunks, the points written
+to ``$DSTACK_METRICS`` to metric chunks (``runner.metrics``), artifacts synced as they
+change) → ``uploading`` (last artifact sync) → ``done`` (a run submitted with ``-t TAG``
 is tagged just before) or ``failed`` with the exit code; a stop request gives ``stopping →
 stopped`` (artifacts saved), an abort gives ``aborted`` (nothing saved). An error before the
 commands start is written to the job's log and recorded as ``failed`` with its reason, never
@@ -185,7 +186,7 @@ class Agent:
             process = JobProcess(script, workdir, env, sink)
         self._metrics = metrics.MetricsShipper(
             self.storage, self.spec, self.state.attempt, metrics_file, mask=sink.mask_text,
-            interval=max(0.25, self.storage.log_flush_interval * 4),
+            interval=max(0.5, self.storage.log_flush_interval * 4),
         )  # fmt: skip
         self._metrics.sleep = self.sleep
         self._metrics.start()

@@ -18,6 +18,7 @@ costs one failed ``open`` per poll.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from dstack.storage.base import Storage
 
 VARIABLE = "DSTACK_METRICS"
 FILE_NAME = "metrics.jsonl"
+logger = logging.getLogger(__name__)
 MAX_LINE = 64 * 1024
 MAX_NAME = 200
 MAX_STEP = 2**63
@@ -53,6 +55,10 @@ def prepare_file(job_dir: Path, *, in_container: bool) -> tuple[Path, str]:
     fresh file for each attempt (one left by an earlier attempt in a kept folder is removed)."""
     folder = metrics_dir(job_dir)
     folder.mkdir(parents=True, exist_ok=True)
+    if in_container:
+        # whatever user the image runs as may create the file; the job's folder above it
+        # (0700, the runner's) keeps this machine's other users out
+        folder.chmod(0o777)
     path = folder / FILE_NAME
     path.unlink(missing_ok=True)
     return path, f"{METRICS_MOUNT}/{FILE_NAME}" if in_container else str(path)
@@ -107,6 +113,8 @@ class MetricsShipper:
         self.first_bad: tuple[int, str] | None = None
         self.failures = 0
         self.lost = False
+        #: why the file could not be followed (the first reason seen), if it could not
+        self.refused: str | None = None
         #: how ``close`` waits between retries of the store (tests pass one that does not)
         self.sleep: Callable[[float], None] = time.sleep
         self._buffer: list[StoredPoint] = []
@@ -143,10 +151,15 @@ class MetricsShipper:
             )  # fmt: skip
         except StorageError:
             self.lost = True
+        except Exception:  # the runner's own bug: said in the log, never the job's failure
+            logger.exception("job %s: shipping its metrics failed", self.spec.job_id)
+            self.lost = True
         return self.warning()
 
     def warning(self) -> str | None:
         problems = []
+        if self.refused is not None:
+            problems.append(f"${VARIABLE} {self.refused}")
         if self.first_bad is not None:
             number, why = self.first_bad
             problems.append(
@@ -159,14 +172,18 @@ class MetricsShipper:
 
     def _loop(self) -> None:
         while not self._closed.wait(self.interval):
-            self._poll()
-            self._flush()
+            try:
+                self._poll()
+                self._flush()
+            except Exception:  # the runner's own bug: logged; ``close`` tries once more
+                logger.exception("job %s: shipping its metrics failed", self.spec.job_id)
 
     def _poll(self, *, final: bool = False) -> None:
         """Read what the job has written, while fewer than MAX_BUFFERED points wait (the store
         is behind: the rest waits in the file)."""
         while len(self._buffer) < MAX_BUFFERED:
             self._take(self.tail.read(final=final, limit=READ_LIMIT))
+            self.refused = self.refused or self.tail.refused
             if not self.tail.more:
                 return
 

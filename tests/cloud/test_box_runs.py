@@ -5,6 +5,7 @@ from `dstack run` to nothing left behind."""
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ workflows:
     commands:
       - echo "hello from $(. /etc/os-release && echo $VERSION_CODENAME)"
       - mkdir -p out && echo 42 > out/answer.txt
+      - echo '{"step":1,"answer":42}' >> "$DSTACK_METRICS"
     artifacts:
       - path: out
   - name: train
@@ -103,6 +105,9 @@ def test_a_bash_and_a_python_workflow_on_an_older_instance_python(
         if run and f"/runs/{run}/" in o["Key"]
     ]
     assert any(k.endswith("answer.txt") for k in keys), keys
+    metrics = cli("metrics", run or "", "--json", cwd=repo)  # written by the run role
+    assert metrics.code == 0, metrics.err
+    assert [(p["step"], p["values"]) for p in json.loads(metrics.out)] == [(1, {"answer": 42.0})]
 
     train = cli("run", "train", cwd=repo, timeout=BOOT_TIMEOUT)
     instances = list(box.hypervisor.instances.values())

@@ -302,6 +302,8 @@ else:
     peer.sendall(str(rank + 1).encode())
     total = int(peer.recv(64))
 print(f"rank {rank} of {nodes}: sum={total}", flush=True)
+with open(os.environ["DSTACK_METRICS"], "a") as metrics:  # each node its own file and series
+    metrics.write('{"step": 1, "sum": %d, "rank": %d}\\n' % (total, rank))
 """
 GLOO = """\
 import torch
@@ -353,8 +355,16 @@ def test_two_nodes_agree_on_an_all_reduce(tmp_path: Path, dstack: Dstack, store:
     result = dstack("run", "allreduce", cwd=repo)
     assert result.code == 0, result.err
     assert sorted(result.job_lines) == ["rank 0 of 2: sum=3", "rank 1 of 2: sum=3"]
-    row = dstack.ps_json(latest_run(dstack, repo, "allreduce"), repo)
+    run = latest_run(dstack, repo, "allreduce")
+    row = dstack.ps_json(run, repo)
     assert (row["status"], row["jobs"]) == ("done", 2)
+    assert dstack("metrics", run, cwd=repo).out.splitlines() == [
+        "JOB  METRIC  STEP  VALUE  POINTS",
+        "0    rank    1     0      1",
+        "0    sum     1     3      1",
+        "1    rank    1     1      1",
+        "1    sum     1     3      1",
+    ]
 
 
 @LOCAL_ONLY

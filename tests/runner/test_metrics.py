@@ -10,13 +10,8 @@ from pathlib import Path
 import pytest
 
 from dstack import state
-from dstack.runner.metrics import (
-    MAX_BUFFERED,
-    READ_LIMIT,
-    MetricsShipper,
-    parse_line,
-    prepare_file,
-)
+from dstack.runner import metrics
+from dstack.runner.metrics import MetricsShipper, parse_line, prepare_file
 from dstack.storage.local import LocalStorage
 from tests.runner.test_logs import SPEC, Flaky
 
@@ -104,22 +99,26 @@ def test_a_chunk_that_failed_is_sent_again_as_it_was(tmp_path: Path) -> None:
     assert ship.close() is None
 
 
-def test_an_outage_holds_at_most_a_bounded_number_of_points(tmp_path: Path) -> None:
+def test_an_outage_holds_at_most_a_bounded_number_of_points(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(metrics, "MAX_BUFFERED", 500)  # smaller bounds, the same logic
+    monkeypatch.setattr(metrics, "READ_LIMIT", 4096)
     storage = Flaky(tmp_path / "store")
     path, _ = prepare_file(tmp_path / "job", in_container=False)
-    lines = [b'{"step": %d, "a": 1}\n' % i for i in range(MAX_BUFFERED * 3)]
+    lines = [b'{"step": %d, "a": 1}\n' % i for i in range(10_000, 12_000)]
     path.write_bytes(b"".join(lines))
     ship = shipper(storage, path)
     storage.lost = 10**9
     for _ in range(5):
         ship._poll()
         ship._flush()
-    assert len(ship._buffer) <= MAX_BUFFERED + READ_LIMIT // len(lines[0])  # the rest: in the file
+    assert len(ship._buffer) <= 500 + 4096 // len(lines[0])  # the rest waits in the file
     assert ship.tail.offset < path.stat().st_size
     storage.lost = 0
     assert ship.close() is None
     steps = [p["step"] for _, points in chunks(storage) for p in points]
-    assert steps == list(range(MAX_BUFFERED * 3))
+    assert steps == list(range(10_000, 12_000))
 
 
 def test_a_later_attempt_continues_the_series_and_names_are_masked(tmp_path: Path) -> None:
@@ -151,6 +150,17 @@ def test_a_store_that_never_comes_back_is_one_more_warning(tmp_path: Path) -> No
 def test_the_job_sees_the_container_path_in_a_container(tmp_path: Path) -> None:
     path, seen = prepare_file(tmp_path / "job", in_container=True)
     assert seen == "/dstack/metrics/metrics.jsonl"
+    assert path.parent.stat().st_mode & 0o777 == 0o777  # the image's user may not be ours
     assert path == tmp_path / "job" / "metrics" / "metrics.jsonl"
     _, seen = prepare_file(tmp_path / "job", in_container=False)
     assert seen == str(path)
+
+
+def test_a_file_that_cannot_be_followed_is_one_warning(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "store")
+    path, _ = prepare_file(tmp_path / "job", in_container=False)
+    path.symlink_to(tmp_path / "elsewhere")
+    assert shipper(storage, path).close() == (
+        "metrics: $DSTACK_METRICS is a symbolic link: not followed"
+    )
+    assert chunks(storage) == []

@@ -103,3 +103,25 @@ def test_a_replaced_file_is_followed_from_its_start(tmp_path: Path) -> None:
     other.write_bytes(b"alpha\nbeta\n")  # longer than what was read: only its inode differs
     os.replace(other, path)
     assert tail.read() == [TailLine(1, b"alpha"), TailLine(2, b"beta")]
+
+
+def test_a_symbolic_link_is_not_followed(tmp_path: Path) -> None:
+    """A container's job could link the file to one of the host's, which the runner would read."""
+    secret = tmp_path / "host-file.json"
+    secret.write_text('{"password": 1234}\n')
+    path = tmp_path / "m.jsonl"
+    path.symlink_to(secret)
+    tail = LineTail(path, max_line=100)
+    assert tail.read(final=True) == []
+    assert tail.refused == "is a symbolic link: not followed"
+    path.unlink()
+    append(path, b"a\n")  # a file again: followed
+    assert tail.read() == [TailLine(1, b"a")] and tail.refused is None
+
+
+def test_a_fifo_is_never_opened_for_reading_blocking(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    os.mkfifo(path)  # no writer: a blocking open would wait forever
+    tail = LineTail(path, max_line=100)
+    assert tail.read(final=True) == []
+    assert tail.refused == "is not a regular file: not read"
