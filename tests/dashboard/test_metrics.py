@@ -150,3 +150,27 @@ def test_the_runs_table_shows_a_chosen_metric_and_picks_runs(
 
     names = served.get("/runs/metric-names", repo=REPO, run=[first, second, "gone"])
     assert json.loads(names.body) == {"metrics": ["accuracy", "loss"]}
+
+
+@local_only
+def test_a_metric_name_is_text_wherever_it_is_shown(served: Served) -> None:
+    """A job chooses its metrics' names: one that looks like markup stays text in the compare
+    page's data, the runs table's column and the JSON."""
+    from dstack import state
+    from dstack.state import StoredPoint
+    from dstack.storage import default_storage
+    from tests.dashboard.seed import seed_runs
+
+    storage = default_storage()
+    seed_runs(storage, "github.com/acme/seeded", 1)
+    spec = state.read_job_spec(storage, "github.com/acme/seeded", "seeded-0", 0)
+    name = "</script><script>alert(1)</script>"
+    state.write_metric_chunk(storage, spec, 1, 0, [StoredPoint(1.0, 1, {name: 0.5})])
+    seeded = {"repo": "github.com/acme/seeded"}
+    compare = served.get("/compare", **seeded, run="seeded-0").text
+    assert "<script>alert" not in compare
+    assert _chart(compare)["metric"] == name
+    table = served.get("/runs", **seeded, metric=name).text
+    assert "<script>alert" not in table and "&lt;/script&gt;" in table
+    points = json.loads(served.get("/run/metrics", **seeded, run="seeded-0").body)["points"]
+    assert points[0]["values"] == {name: 0.5}

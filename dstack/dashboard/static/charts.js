@@ -1,5 +1,5 @@
 // dstack dashboard: line charts of metrics, drawn as inline SVG (no library).
-// lineChart(title, xLabel, series, legend) returns an <svg class="chart">: axes with a few
+// lineChart(title, xLabel, series, legend, width) returns an <svg class="chart">: axes with a few
 // round ticks, one line per series (one colour each), the last value printed, and a legend
 // of the series with their last values when there are several (or when `legend` asks).
 // series: [{label, points: [[x, y], ...]}], points in the order written.
@@ -58,7 +58,7 @@ function thinned(points) {
   return kept;
 }
 
-function lineChart(title, xLabel, series, legend) {
+function lineChart(title, xLabel, series, legend, width = CHART.width) {
   const all = series.flatMap((s) => s.points);
   const xs = all.map((p) => p[0]);
   const ys = all.map((p) => p[1]);
@@ -68,19 +68,19 @@ function lineChart(title, xLabel, series, legend) {
   const [y0, y1] = [yTicks[0], yTicks[yTicks.length - 1]];
   const legendRows = series.length > 1 || legend ? Math.ceil(series.length / 2) : 0;
   const height = CHART.height + (legendRows ? legendRows * 18 + 6 : 0);
-  const plotW = CHART.width - CHART.left - CHART.right;
+  const plotW = width - CHART.left - CHART.right;
   const plotH = CHART.height - CHART.top - CHART.bottom;
   const sx = (x) => CHART.left + ((x - x0) / (x1 - x0)) * plotW;
   const sy = (y) => CHART.top + plotH - ((y - y0) / (y1 - y0)) * plotH;
   const svg = svgElement("svg", {
-    class: "chart", viewBox: `0 0 ${CHART.width} ${height}`, width: CHART.width,
+    class: "chart", viewBox: `0 0 ${width} ${height}`, width,
     height, role: "img", "data-metric": title, "data-points": String(all.length),
   });
   svg.appendChild(svgElement("title", {}, `${title} by ${xLabel}`));
   svg.appendChild(svgElement("text", { class: "chart-title", x: CHART.left, y: 18 }, title));
   if (series.length === 1 && !legend) {
     const last = series[0].points[series[0].points.length - 1];
-    svg.appendChild(svgElement("text", { class: "chart-last", x: CHART.width - CHART.right, y: 18,
+    svg.appendChild(svgElement("text", { class: "chart-last", x: width - CHART.right, y: 18,
       "text-anchor": "end" }, `last ${formatNumber(last[1])} ${where(xLabel, last[0])}`));
   }
   const axes = svgElement("g", { class: "axes" });

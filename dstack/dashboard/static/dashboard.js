@@ -166,7 +166,7 @@ function wireCompare() {
   const figure = document.createElement("figure");
   figure.className = "chart";
   figure.dataset.metric = found.metric;
-  figure.appendChild(lineChart(found.metric, found.xLabel, found.series, true));
+  figure.appendChild(lineChart(found.metric, found.xLabel, found.series, true, 900));
   holder.appendChild(figure);
 }
 
