@@ -131,6 +131,7 @@ def test_charts_compare_and_restart_in_the_browser(
     assert new != first
     assert dstack.wait_status(new, repo, lambda s: s in FINISHED)["status"] == "done"
     wait_for(lambda: _points(driver, "loss") == 40, 60, "the restarted run's chart")
+    shot(driver, "run-restarted")
 
 
 def test_the_quick_start_train_run_is_charted(
