@@ -11,8 +11,9 @@ import typer
 def register(app: typer.Typer) -> None:
     app.command(
         "metrics",
-        help="Show a run's metrics: the last value of each (--json: every point). Jobs write "
-        "them as JSON lines to the file $DSTACK_METRICS names.",
+        help="Show a run's metrics: the last value of each (--json: every point). A job "
+        'appends them to the file $DSTACK_METRICS names, a JSON line each: {"step": 3, '
+        '"loss": 0.41}.',
     )(metrics)
 
 

@@ -31,6 +31,10 @@ def read_run_metrics(ctx: Context, run_name: str, *, after: int = 0) -> list[Met
     """Every point of every job of the run, in the order written (job, then attempt, then
     line); ``after``: skip the first N points (a poller asks only for new ones).
 
+    ``after`` counts in that order, so it finds exactly the new points of a run of one job.
+    While several jobs of a run write, a new point of an earlier job lands before the later
+    jobs' points: a poller of such a run reads all of them again (``after=0``).
+
     Raises ``RunNotFoundError`` for a run this repo does not have (or had, and removed)."""
     storage = ctx.storage
     run = _read_run(ctx, run_name)
