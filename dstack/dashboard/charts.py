@@ -25,15 +25,23 @@ _READERS = 8  # parallel reads of runs' metrics (S3 round trips)
 def run_points(ctx: Context, run_name: str, after: int) -> dict[str, Any]:
     """A run's points after the first ``after``, for the run page: ``points``, ``next`` (the
     ``after`` of the next poll) and ``finished``, true when every job had finished before
-    the points were read (so they are all there, and polling can stop)."""
+    the points were read (so they are all there, and polling can stop).
+
+    ``after`` counts points in the order jobs are read (job, then attempt, then line), so it
+    names the new points only of a run of one job: while several jobs write, a new point of
+    job 0 lands before job 1's. A run of several jobs is therefore always answered with all
+    its points and ``replace`` true (the page draws them instead of adding them)."""
     view = run_service.get_run(ctx, run_name, refresh=False)
     finished = all(s.status.is_finished for s in view.states)
-    points = metric_service.read_run_metrics(ctx, run_name, after=max(after, 0))
+    replace = len(view.jobs) > 1
+    start = 0 if replace else max(after, 0)
+    points = metric_service.read_run_metrics(ctx, run_name, after=start)
     return {
         "points": [_point(p) for p in points],
-        "next": max(after, 0) + len(points),
+        "next": start + len(points),
         "finished": finished,
         "jobs": len(view.jobs),
+        "replace": replace,
     }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
@@ -85,6 +86,9 @@ def test_charts_compare_and_restart_in_the_browser(
     release.touch()
     wait_for(lambda: _points(driver, "loss") == 40, 60, "every point, without a reload")
     wait_for(lambda: driver.find_element(By.ID, "run-status").text == "done", 60, "done")
+    # the page reloads itself once its run has finished: open it afresh rather than race that
+    driver.get(f"{served.url}/run?repo={REPO}&run={first}")
+    wait_for(lambda: _points(driver, "loss") == 40, 30, "the finished run's chart")
     loss = driver.find_element(By.CSS_SELECTOR, "svg.chart[data-metric='loss']")
     assert re.fullmatch(
         r"last [\d.]+ at step 40", loss.find_element(By.CLASS_NAME, "chart-last").text
@@ -125,9 +129,15 @@ def test_charts_compare_and_restart_in_the_browser(
     assert first in alert.text
     alert.accept()
     wait_for(lambda: f"run={first}" not in driver.current_url, 60, "the new run's page")
-    said = driver.find_element(By.ID, "restarted-from").text
-    assert f"code of {first}, not your working tree" in said
-    new = driver.find_element(By.TAG_NAME, "h1").text.split()[0]
+    wait_for(
+        lambda: (
+            f"code of {first}, not your working tree"
+            in driver.find_element(By.ID, "restarted-from").text
+        ),
+        30,
+        "the line saying whose code the new run runs",
+    )
+    new = dict(parse_qsl(urlsplit(driver.current_url).query))["run"]
     assert new != first
     assert dstack.wait_status(new, repo, lambda s: s in FINISHED)["status"] == "done"
     wait_for(lambda: _points(driver, "loss") == 40, 60, "the restarted run's chart")

@@ -83,7 +83,7 @@ def test_the_run_metrics_grow_while_the_run_runs(
     assert rest["finished"] is True and rest["next"] == 5
     assert [p["step"] for p in rest["points"]] == [3, 4, 5]
     assert _metrics(served, run, after=99) == {"points": [], "next": 99, "finished": True,
-                                                 "jobs": 1}  # fmt: skip
+                                                 "jobs": 1, "replace": False}  # fmt: skip
     before = _keys(store)
     assert served.get("/run/metrics", repo=REPO, run="no-such-run").status == 404
     unsigned = served.request("GET", "/run/metrics", params={"repo": REPO, "run": run},
@@ -174,3 +174,33 @@ def test_a_metric_name_is_text_wherever_it_is_shown(served: Served) -> None:
     assert "<script>alert" not in table and "&lt;/script&gt;" in table
     points = json.loads(served.get("/run/metrics", **seeded, run="seeded-0").body)["points"]
     assert points[0]["values"] == {name: 0.5}
+
+
+@local_only
+def test_a_run_of_several_jobs_is_answered_whole_while_they_write(served: Served) -> None:
+    """``after`` counts job 0's points before job 1's, so a new point of job 0 would shift
+    it: while several jobs write, every poll gets all the points, to draw instead of add."""
+    from dstack import state
+    from dstack.lifecycle import Writer, set_state
+    from dstack.models import JobSpec, JobState, JobStatus, Owner, RepoSnapshot, RunRecord
+    from dstack.state import StoredPoint
+    from dstack.storage import default_storage
+
+    storage = default_storage()
+    repo = RepoSnapshot(repo_id="github.com/acme/nodes", code_key="codes/x.tar.gz")
+    owner = Owner(git_name="Seed", user="seed")
+    record = RunRecord(run_name="nodes-1", repo_id=repo.repo_id, workflow="ddp", provider="bash",
+                       submitted_at=1.0, owner=owner, repo=repo, job_count=2)  # fmt: skip
+    specs = [JobSpec(run_name="nodes-1", workflow="ddp", provider="bash", repo=repo,
+                     submitted_at=1.0, commands=["true"], job_index=i) for i in (0, 1)]  # fmt: skip
+    state.create_run(storage, record, specs)
+    for spec in specs:
+        set_state(storage, spec, "seed", Writer.RUNNER, JobState(status=JobStatus.RUNNING))
+    state.write_metric_chunk(storage, specs[0], 1, 0, [StoredPoint(10.0, 1, {"loss": 0.9})])
+    state.write_metric_chunk(storage, specs[1], 1, 0, [StoredPoint(11.0, 1, {"loss": 0.8})])
+    nodes = {"repo": "github.com/acme/nodes", "run": "nodes-1"}
+    first = json.loads(served.get("/run/metrics", **nodes, after="0").body)
+    assert first["replace"] is True and first["next"] == 2 and first["finished"] is False
+    state.write_metric_chunk(storage, specs[0], 1, 1, [StoredPoint(12.0, 2, {"loss": 0.7})])
+    then = json.loads(served.get("/run/metrics", **nodes, after=str(first["next"])).body)
+    assert [(p["job"], p["step"]) for p in then["points"]] == [(0, 1), (0, 2), (1, 1)]

@@ -143,7 +143,10 @@ function wireMetrics() {
       }
       const data = await response.json();
       finished = data.finished;
-      if (data.points.length) {
+      if (data.replace && data.points.length !== points.length) { // all of a run of several jobs
+        points.splice(0, points.length, ...data.points);
+        draw();
+      } else if (!data.replace && data.points.length) {
         points.push(...data.points);
         after = data.next;
         draw();
