@@ -8,14 +8,11 @@ continues its series, attempt after attempt.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from dstack import state
-from dstack.errors import RunNotFoundError
-from dstack.models import RunRecord
 from dstack.services.context import Context
-from dstack.state import actions
+from dstack.services.runs import read_run_record
 
 
 @dataclass(frozen=True)
@@ -37,7 +34,7 @@ def read_run_metrics(ctx: Context, run_name: str, *, after: int = 0) -> list[Met
 
     Raises ``RunNotFoundError`` for a run this repo does not have (or had, and removed)."""
     storage = ctx.storage
-    run = _read_run(ctx, run_name)
+    run = read_run_record(ctx, run_name)
     points: list[MetricPoint] = []
     seen = 0  # points before this chunk, counted from the chunks' keys
     for job in range(run.job_count):
@@ -71,14 +68,3 @@ def point_counts(points: list[MetricPoint]) -> dict[str, int]:
         for name in point.values:
             counts[name] = counts.get(name, 0) + 1
     return counts
-
-
-def _read_run(ctx: Context, run_name: str) -> RunRecord:
-    try:
-        return state.read_run(ctx.storage, ctx.repo_id, run_name)
-    except RunNotFoundError:
-        removal = actions.read_removal(ctx.storage, ctx.repo_id, run_name)
-        if removal is None:
-            raise
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(removal.at or 0))
-        raise RunNotFoundError(f"run {run_name} was removed by {removal.who} at {when}") from None

@@ -136,16 +136,21 @@ def view_of(ctx: Context, submission: Submission) -> RunView:
     return RunView(run=run, jobs=submission.jobs, states=states)
 
 
-def get_run(ctx: Context, run_name: str, *, refresh: bool = True) -> RunView:
-    """A run with its jobs, each state checked for a dead runner when ``refresh``."""
+def read_run_record(ctx: Context, run_name: str) -> RunRecord:
+    """The run's record; ``RunNotFoundError`` saying who removed it and when, if someone did."""
     try:
-        run = state.read_run(ctx.storage, ctx.repo_id, run_name)
+        return state.read_run(ctx.storage, ctx.repo_id, run_name)
     except RunNotFoundError:
         removal = actions.read_removal(ctx.storage, ctx.repo_id, run_name)
         if removal is None:
             raise
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(removal.at or 0))
         raise RunNotFoundError(f"run {run_name} was removed by {removal.who} at {when}") from None
+
+
+def get_run(ctx: Context, run_name: str, *, refresh: bool = True) -> RunView:
+    """A run with its jobs, each state checked for a dead runner when ``refresh``."""
+    run = read_run_record(ctx, run_name)
     jobs = [
         state.read_job_spec(ctx.storage, run.repo_id, run.run_name, i) for i in range(run.job_count)
     ]

@@ -52,10 +52,21 @@ def encode_points(points: list[StoredPoint]) -> bytes:
 
 def decode_points(data: bytes, key: str) -> list[StoredPoint]:
     """The points of a chunk; a line that is not a point (a damaged object) is left out and
-    logged, so one bad chunk never hides the rest of a run's metrics."""
+    logged, so one bad chunk never hides the rest of a run's metrics.
+
+    The lines are parsed as one JSON array (one call into the C parser, not one a line: a
+    run of 100,000 points reads in a fraction of a second); only a chunk that does not parse
+    so is parsed line by line, to keep what it can."""
+    lines = data.splitlines()
+    try:
+        objects: list[object] = json.loads(b"[" + b",".join(lines) + b"]")
+    except (ValueError, RecursionError):
+        objects = [_parse(line) for line in lines]
+    if len(objects) != len(lines):  # a line held two objects, or a blank one: line by line
+        objects = [_parse(line) for line in lines]
     points = []
-    for number, line in enumerate(data.splitlines(), 1):
-        point = _decode_line(line)
+    for number, raw in enumerate(objects, 1):
+        point = _point(raw)
         if point is None:
             logger.warning("metric chunk %s: line %d is not a metric point; left out", key, number)
             continue
@@ -92,25 +103,28 @@ def list_metric_chunks(
             yield MetricChunk(info.key, *parsed)
 
 
-def _decode_line(line: bytes) -> StoredPoint | None:
+def _parse(line: bytes) -> object:
     try:
-        raw = json.loads(line)
+        return json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _point(raw: object) -> StoredPoint | None:
+    """A stored point, as its runner checked it when it wrote it (``runner.metrics``); a
+    damaged one gives None (the values are converted, not checked again: a point per
+    microsecond matters when a run has 100,000)."""
+    if not isinstance(raw, dict):
+        return None
+    try:
         at = float(raw["at"])
         step = raw["step"]
-        values = raw["values"]
-    except (ValueError, KeyError, TypeError):
+        values = {str(name): float(value) for name, value in raw["values"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
         return None
-    if step is not None and (type(step) is not int):
+    if step is not None and type(step) is not int:
         return None
-    if not isinstance(values, dict):
-        return None
-    clean: dict[str, float] = {}
-    for name, value in values.items():
-        number = finite_number(value)
-        if number is None:
-            return None
-        clean[name] = number
-    return StoredPoint(at=at, step=step, values=clean)
+    return StoredPoint(at=at, step=step, values=values)
 
 
 def finite_number(value: object) -> float | None:

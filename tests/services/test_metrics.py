@@ -15,7 +15,7 @@ from dstack.errors import RunNotFoundError
 from dstack.models import JobSpec, Owner, RunRecord
 from dstack.services.context import Context
 from dstack.services.metrics import MetricPoint, last_values, read_run_metrics
-from dstack.state import StoredPoint
+from dstack.state import StoredPoint, actions
 from dstack.storage.local import LocalStorage
 from tests.records import REPO
 
@@ -75,6 +75,9 @@ def test_a_damaged_line_is_left_out_and_the_rest_is_read(ctx: Context) -> None:
     assert [p.step for p in read_run_metrics(ctx, "calm-cat-1")] == [2]
     ctx.storage.put(state.metrics_prefix(REPO.repo_id, "calm-cat-1", 0) + "notes.txt", b"hi")
     assert [p.step for p in read_run_metrics(ctx, "calm-cat-1")] == [2]
+    data = state.encode_points([point(1, a=1), point(2, a=2), point(3, a=3)])
+    ctx.storage.put(key, data.replace(b'"step":2', b'"step":2,,'))  # line 2 is not JSON
+    assert [p.step for p in read_run_metrics(ctx, "calm-cat-1")] == [1, 3]
 
 
 def test_a_run_with_no_metrics_has_none_and_an_unknown_run_is_an_error(ctx: Context) -> None:
@@ -83,3 +86,16 @@ def test_a_run_with_no_metrics_has_none_and_an_unknown_run_is_an_error(ctx: Cont
     assert last_values([]) == {}
     with pytest.raises(RunNotFoundError, match="no run named 'nope'"):
         read_run_metrics(ctx, "nope")
+
+
+def test_a_removed_run_says_who_removed_it(ctx: Context) -> None:
+    [first, _] = two_job_run(ctx.storage)  # type: ignore[arg-type]
+    state.write_metric_chunk(ctx.storage, first, 1, 0, [point(1, a=1)])
+    run = state.read_run(ctx.storage, REPO.repo_id, "calm-cat-1")
+    state.delete_run(ctx.storage, run)  # what `dstack rm` does (services.runs.remove)
+    actions.record_removal(ctx.storage, REPO.repo_id, "calm-cat-1", Owner(git_name="Ada"))
+    with pytest.raises(
+        RunNotFoundError, match=r"run calm-cat-1 was removed by Ada \(unknown@unknown\) at "
+    ):
+        read_run_metrics(ctx, "calm-cat-1")
+    assert not list(ctx.storage.list_objects(state.metrics_prefix(REPO.repo_id, "calm-cat-1", 0)))
