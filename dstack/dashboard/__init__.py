@@ -3,9 +3,10 @@
 It reads the same store as the CLI, through the same services, and needs nothing else running;
 only `dstack dashboard` imports this package (the web libraries are the ``dashboard`` extra).
 ``server`` binds the socket and signs browsers in (``auth``), ``app`` holds the routes, ``pages``
-reads what each page shows, ``logstream`` follows a run's output; ``ansi``, ``files``,
-``lineage`` with ``layout``, and ``infra`` render colors, artifacts, the lineage graph and a
-cloud run's plan. The server never writes to the store, except when someone confirms Stop.
+reads what each page shows, ``logstream`` follows a run's output, ``charts`` reads the
+metrics the pages plot; ``ansi``, ``files``, ``lineage`` with ``layout``, and ``infra`` render
+colors, artifacts, the lineage graph and a cloud run's plan. The server never writes to the
+store, except when someone confirms Stop or Restart.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The Starlette application: pages, the live log stream, downloads, and Stop.
+"""The Starlette application: pages, the live log stream, metrics, downloads, Stop and Restart.
 
 Endpoints are plain functions (Starlette runs them in its thread pool, since the store is read
 with blocking calls). Repos and runs are named in query parameters, because repo ids hold
@@ -18,17 +18,18 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from dstack import state
-from dstack.dashboard import auth, files, infra, lineage, logstream, pages, render
+from dstack.dashboard import auth, charts, files, infra, lineage, logstream, pages, render
 from dstack.dashboard.files import printable
 from dstack.errors import DstackError, NotFoundError, RunNotFoundError
 from dstack.services import artifacts as artifact_service
 from dstack.services import infra as infra_service
+from dstack.services import restart as restart_service
 from dstack.services import runs as run_service
 from dstack.services.context import Context
 
@@ -42,6 +43,7 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
     templates.env.globals.update(render.GLOBALS)
     templates.env.globals["form_token"] = auth.form_token(token)
     templates.env.globals["store"] = _home_relative(ctx.storage.describe())
+    templates.env.globals["max_compared"] = charts.MAX_COMPARED
     stops: dict[str, threading.Thread] = {}
     streams = logstream.StreamCounter()
     readers: list[anyio.CapacityLimiter] = []  # made on the first stream: it needs the loop
@@ -71,14 +73,46 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
         )
         number = _int(request.query_params.get("page"), 1)
         found = pages.runs_page(ctx, repo_id, filters, number)
+        metric = request.query_params.get("metric", "").strip()
+        column = {}
+        if metric:
+            names = [row.summary.run_name for row in found.rows]
+            column = charts.last_values(pages.repo_context(ctx, repo_id), names, metric)
         query = {"repo": repo_id, "status": filters.status, "workflow": filters.workflow,
-                 "owner": filters.owner}  # fmt: skip
+                 "owner": filters.owner, "metric": metric}  # fmt: skip
         template = "runs_table.html" if request.query_params.get("fragment") else "runs.html"
         return page(request, template, runs=found, filters=filters, query=query,
-                    statuses=render.STATUS_CHOICES)  # fmt: skip
+                    statuses=render.STATUS_CHOICES, metric=metric, column=column)  # fmt: skip
+
+    def metric_names(request: Request) -> Response:
+        repo_id = _checked_repo(request.query_params.get("repo", ""))
+        runs = [_checked_run(r) for r in request.query_params.getlist("run")][: pages.PAGE_SIZE]
+        names = charts.metric_names(pages.repo_context(ctx, repo_id), runs)
+        return JSONResponse({"metrics": names}, headers={"Cache-Control": "no-store"})
+
+    def run_metrics(request: Request) -> Response:
+        repo_id, run_name = _run_params(request)
+        after = _int(request.query_params.get("after"), 0)
+        found = charts.run_points(pages.repo_context(ctx, repo_id), run_name, after)
+        return JSONResponse(found, headers={"Cache-Control": "no-store"})
+
+    def compare_page(request: Request) -> Response:
+        repo_id = _checked_repo(request.query_params.get("repo", ""))
+        runs = [_checked_run(r) for r in request.query_params.getlist("run")]
+        if len(runs) > charts.MAX_COMPARED:
+            return page(request, "error.html", status_code=400,
+                        message=f"{len(runs)} runs picked: the compare view overlays at most "
+                        f"{charts.MAX_COMPARED}; pick fewer in the runs table")  # fmt: skip
+        metric = request.query_params.get("metric", "").strip()
+        found = charts.compare(pages.repo_context(ctx, repo_id), runs, metric)
+        return page(request, "compare.html", repo_id=repo_id, found=found)
 
     def run(request: Request) -> Response:
-        repo_id, run_name = _run_params(request)
+        return run_page(request, *_run_params(request))
+
+    def run_page(
+        request: Request, repo_id: str, run_name: str, status_code: int = 200, refusal: str = ""
+    ) -> Response:
         detail = pages.run_detail(ctx, repo_id, run_name)
         multi = len(detail.jobs) > 1
         kept, refused = files.readable(detail.artifacts)
@@ -86,9 +120,9 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
         listing = files.folder_page(
             tree, request.query_params.get("dir", ""), _int(request.query_params.get("files"), 1)
         )
-        return page(request, "run.html", run=detail, repo_id=repo_id, tree=tree,
+        return page(request, "run.html", status_code, run=detail, repo_id=repo_id, tree=tree,
                     listing=listing, fold_above=files.FOLDER_PAGE, refused=refused,
-                    stopping=run_name in stops)  # fmt: skip
+                    stopping=run_name in stops, restart_refused=refusal)  # fmt: skip
 
     async def logs(request: Request) -> Response:
         repo_id, run_name = _run_params(request)
@@ -147,19 +181,29 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
             headers=headers,
         )  # fmt: skip
 
-    async def stop(request: Request) -> Response:
+    async def confirmed_form(request: Request, action: str) -> dict[str, str] | Response:
+        """The form of a request that changes something, or the page refusing it: it must
+        carry the form token, come from this dashboard's own page, and be confirmed."""
         # a urlencoded form, read here: one small body needs no multipart parser
         form = dict(parse_qsl((await request.body())[:65536].decode(errors="replace")))
-        repo_id = _checked_repo(str(form.get("repo", "")))
-        run_name = str(form.get("run", ""))
         given = str(form.get("form_token", ""))
         if not auth.same(given, auth.form_token(token)) or not auth.same_origin(
             request.headers, request.scope
         ):
             return page(request, "error.html", status_code=403,
-                        message="refused: Stop must be confirmed from this dashboard's own page")  # fmt: skip
+                        message=f"refused: {action} must be confirmed from this dashboard's "
+                        "own page")  # fmt: skip
         if form.get("confirm") != "yes":
-            return page(request, "error.html", status_code=400, message="Stop was not confirmed")
+            return page(request, "error.html", status_code=400,
+                        message=f"{action} was not confirmed")  # fmt: skip
+        return form
+
+    async def stop(request: Request) -> Response:
+        form = await confirmed_form(request, "Stop")
+        if isinstance(form, Response):
+            return form
+        repo_id = _checked_repo(str(form.get("repo", "")))
+        run_name = str(form.get("run", ""))
         abort = form.get("abort") == "yes"
         repo_ctx = pages.repo_context(ctx, repo_id)
         # a 404 before anything is written
@@ -170,6 +214,24 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
             )
             stops[run_name].start()
         return RedirectResponse(_run_url(repo_id, run_name), status_code=303)
+
+    async def restart(request: Request) -> Response:
+        """What `dstack restart RUN` does, then the new run's page; a refusal (the run's code
+        gone, its spec not the pinned one) is one line on RUN's page, nothing written."""
+        form = await confirmed_form(request, "Restart")
+        if isinstance(form, Response):
+            return form
+        repo_id = _checked_repo(str(form.get("repo", "")))
+        run_name = _checked_run(str(form.get("run", "")))
+        repo_ctx = pages.repo_context(ctx, repo_id)
+        try:
+            submission = await run_in_threadpool(restart_service.restart, repo_ctx, run_name)
+        except (RunNotFoundError, NotFoundError):
+            raise
+        except DstackError as exc:
+            refusal = f"Not restarted: {exc}"
+            return await run_in_threadpool(run_page, request, repo_id, run_name, 409, refusal)
+        return RedirectResponse(_run_url(repo_id, submission.run.run_name), status_code=303)
 
     def lineage_page(request: Request) -> Response:
         graph = lineage.build(ctx.storage)
@@ -209,8 +271,12 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
         Route("/runs", guarded(runs)),
         Route("/run", guarded(run)),
         Route("/run/logs", guarded(logs)),
+        Route("/run/metrics", guarded(run_metrics)),
+        Route("/runs/metric-names", guarded(metric_names)),
+        Route("/compare", guarded(compare_page)),
         Route("/run/artifact", guarded(artifact)),
         Route("/run/stop", guarded(stop), methods=["POST"]),
+        Route("/run/restart", guarded(restart), methods=["POST"]),
         Route("/infra", guarded(infra_page)),
         Route("/lineage", guarded(lineage_page)),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
@@ -235,10 +301,13 @@ def _home_relative(where: str) -> str:
 
 def _run_params(request: Request) -> tuple[str, str]:
     repo_id = _checked_repo(request.query_params.get("repo", ""))
-    run_name = request.query_params.get("run", "")
+    return repo_id, _checked_run(request.query_params.get("run", ""))
+
+
+def _checked_run(run_name: str) -> str:
     if not run_name or "/" in run_name or run_name in (".", "..") or "\0" in run_name:
         raise NotFoundError(f"no run named {run_name!r}")
-    return repo_id, run_name
+    return run_name
 
 
 def _checked_repo(repo_id: str) -> str:

@@ -7,7 +7,7 @@ random session id that only this process knows: browsers send cookies for a host
 of it, so whatever else listens on this machine may receive the cookie, but never the token,
 and the session dies with the server. Compared in constant time.
 
-A request that changes something (Stop) must also carry a form token derived from the secret
+A request that changes something (Stop, Restart) must also carry a form token derived from the secret
 token, and come from the dashboard's own origin: another site's page cannot post it.
 """
 

@@ -73,6 +73,11 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
+def number(value: float) -> str:
+    """A metric's value, short: four significant digits (``0.4132``, ``1.2e+05``)."""
+    return f"{value:.4g}"
+
+
 def url(route: str, /, **params: Any) -> str:
     kept = {k: printable(str(v)) for k, v in params.items() if v not in (None, "")}
     return route + ("?" + urlencode(kept) if kept else "")
@@ -99,6 +104,7 @@ GLOBALS = {
     "duration": duration,
     "size": size,
     "plural": plural,
+    "number": number,
     "url": url,
     "run_url": run_url,
 }

@@ -67,13 +67,13 @@ class Served:
         method: str,
         path: str,
         *,
-        params: dict[str, str] | None = None,
+        params: dict[str, str] | dict[str, str | list[str]] | None = None,
         form: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
         cookie: bool = True,
         timeout: float = 60,
     ) -> Response:
-        target = path + ("?" + urlencode(params) if params else "")
+        target = path + ("?" + urlencode(params, doseq=True) if params else "")
         conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         sent = {**({"Cookie": self.cookie} if cookie else {}), **(headers or {})}
         body = None
@@ -87,7 +87,8 @@ class Served:
         finally:
             conn.close()
 
-    def get(self, route: str, /, **params: str) -> Response:
+    def get(self, route: str, /, **params: str | list[str]) -> Response:
+        """A GET of ``route``; a list value is the parameter repeated (``run=a&run=b``)."""
         return self.request("GET", route, params=params)
 
     def events(
