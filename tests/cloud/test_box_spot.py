@@ -102,3 +102,73 @@ def _steps_saved(storage: Any) -> int:
         if "/artifacts/" in info.key and info.key.endswith("/out/steps"):
             return int(storage.get(info.key).decode().strip() or 0)
     return 0
+
+
+# Scenario h. torch from the package index brings its CUDA libraries (GBs) and does not import
+# without them, so the all-reduce here is written over the torchrun provider's environment
+# (`launcher: python`: MASTER_ADDR/PORT, RANK, WORLD_SIZE, as torch.distributed's env://
+# reads them) in plain sockets: rank 0 listens at the address it published in the run's
+# rendezvous record, the other rank joins it, the sum goes back to every rank.
+ALLREDUCE = """\
+import os, socket, time
+
+rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+address = (os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]))
+value = rank + 1
+if rank == 0:
+    server = socket.create_server(("0.0.0.0", address[1]))
+    peers = [server.accept()[0] for _ in range(world - 1)]
+    total = value + sum(int(peer.recv(64)) for peer in peers)
+    for peer in peers:
+        peer.sendall(str(total).encode())
+else:
+    deadline = time.monotonic() + 600
+    while True:
+        try:
+            peer = socket.create_connection(address, timeout=5)
+            break
+        except OSError:
+            assert time.monotonic() < deadline, f"nothing listens at {address}"
+            time.sleep(1)
+    peer.sendall(str(value).encode())
+    total = int(peer.recv(64))
+print(f"rank {rank} of {world} on {socket.gethostname()}: all-reduce sum {total}", flush=True)
+"""
+NODES = """\
+workflows:
+  - name: allreduce
+    provider: torchrun
+    launcher: python
+    nodes: 2
+    file: allreduce.py
+"""
+
+
+def test_h_two_nodes_find_each_other_and_all_reduce(
+    cli: Dstack, box: Box, repo_factory: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo: Path = repo_factory({".dstack/workflows.yaml": NODES, "allreduce.py": ALLREDUCE})
+    before = leftovers(box)
+    booted = len(box.hypervisor.instances)
+    started = time.monotonic()
+    result = cli("run", "allreduce", cwd=repo, timeout=BOOT_TIMEOUT)
+    took = time.monotonic() - started
+    instances = list(box.hypervisor.instances.values())[booted:]
+    logs = "\n".join(f"--- {i.instance_id}\n{i.boot_log()[-2000:]}" for i in instances)
+    report = f"exit {result.code}\n{result.out[-3000:]}\n{result.err[-3000:]}\n{logs}"
+    assert result.code == 0, report
+    assert len(instances) == 2, report
+    for rank in (0, 1):
+        assert f"rank {rank} of 2 on " in result.out and "all-reduce sum 3" in result.out, report
+    run = result.err.split("Run ", 1)[1].split()[0]
+    shown = cli("ps", run, "--json", cwd=repo)
+    assert shown.code == 0 and '"done"' in shown.out, shown.out
+
+    deadline = time.monotonic() + 180
+    while leftovers(box, before) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert leftovers(box, before) == {}
+    with capsys.disabled():
+        print(f"\n[box] 2-node run, `dstack run` to its end: {took:.0f}s")
+        for instance in instances:
+            print("[box] " + boot_report(instance).replace("\n", "\n[box] "))
