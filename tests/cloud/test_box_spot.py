@@ -92,6 +92,10 @@ def test_b_a_spot_interruption_resumes_on_a_second_instance(
     assert leftovers(box, before) == {}
     with capsys.disabled():
         print(f"\n[box] spot interruption and resume, `dstack run` to its end: {took:.0f}s")
+        said = r"attempt|previous instance|Provisioning|Stack \S+ (is up|destroyed)|^Run "
+        for line in errors.splitlines():  # what the attached user was told, not the engine
+            if re.search(said, line):
+                print(f"[box] dstack run: {line}")
         for instance in (first, second):
             print("[box] " + boot_report(instance).replace("\n", "\n[box] "))
 
