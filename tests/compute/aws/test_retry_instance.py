@@ -48,6 +48,7 @@ def _launch(ec2: Any) -> str:
     return str(launched["Instances"][0]["InstanceId"])
 
 
+@pytest.mark.slow  # builds the wheel; the first instance powers off on a 2 s timer
 def test_a_retry_updates_the_stack_once_the_interrupted_instance_is_terminated(
     moto_server: MotoServer, bucket: str, automation: FakeAutomation, wheel: Wheel,
     repo_factory: Any, dstack_home: Path,
