@@ -47,6 +47,10 @@ urllib.request.urlopen(urllib.request.Request(
 """
 
 
+#: how long EC2 waits between a spot ``instance-action`` notice and taking the instance back
+SPOT_WARNING_SECONDS = 120.0
+
+
 class _Server:
     """A threading HTTP server on 127.0.0.1 answering with ``handle(method, path, headers,
     body) -> (code, text)``."""
@@ -244,6 +248,18 @@ class Hypervisor(_Server):
         instance.timer = threading.Timer(minutes * 60, self.end, args=(instance_id,))
         instance.timer.daemon = True
         instance.timer.start()
+
+    def interrupt(self, instance_id: str, warning: float = SPOT_WARNING_SECONDS) -> None:
+        """A spot interruption, as EC2 makes one: the ``instance-action`` notice on the
+        instance's IMDS now, the instance taken back ``warning`` seconds later (AWS: two
+        minutes; a test passes less to wait less) unless it powered itself off first."""
+        instance = self.instances[instance_id]
+        at = time.gmtime(time.time() + warning)
+        instance.imds.notice = {
+            "action": "terminate",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", at),
+        }
+        self.shutdown(instance_id, warning / 60)
 
     def end(self, instance_id: str) -> None:
         """Power off: every process of the instance killed, the instance terminated in EC2."""

@@ -165,7 +165,7 @@ class SecurityGroup(MotoResource):
             )
         egress = [{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
         ec2.authorize_security_group_egress(GroupId=group, IpPermissions=egress)
-        ingress = [self._rule(rule) for rule in props.get("ingress") or []]
+        ingress = [self._rule(rule, group) for rule in props.get("ingress") or []]
         if ingress:
             ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=ingress)
         ec2.describe_security_groups(GroupIds=[group])
@@ -173,7 +173,7 @@ class SecurityGroup(MotoResource):
         return dynamic.CreateResult(id_=group, outs={**props, "arn": arn, "name": group})
 
     @staticmethod
-    def _rule(rule: dict[str, Any]) -> dict[str, Any]:
+    def _rule(rule: dict[str, Any], group: str) -> dict[str, Any]:
         protocol = str(_get(rule, "protocol") or "tcp")
         permission: dict[str, Any] = {"IpProtocol": protocol}
         if protocol != "-1":
@@ -183,6 +183,8 @@ class SecurityGroup(MotoResource):
         permission["IpRanges"] = [{"CidrIp": c} for c in cidrs]
         v6 = _get(rule, "ipv6_cidr_blocks", "ipv6CidrBlocks") or []
         permission["Ipv6Ranges"] = [{"CidrIpv6": c} for c in v6]
+        if _get(rule, "self"):  # the members of this group (a multi-node run's nodes)
+            permission["UserIdGroupPairs"] = [{"GroupId": group}]
         return permission
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:  # revoke_rules_on_delete
@@ -258,6 +260,23 @@ class Instance(MotoResource):
         request = instance.get("SpotInstanceRequestId")
         if spot and request:
             ec2.describe_spot_instance_requests(SpotInstanceRequestIds=[request])
+
+    def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
+        """A refresh's read (resourceInstanceRead): an instance EC2 reports ``terminated``,
+        or no longer knows, is dropped from the state (the provider's findInstanceByID treats
+        ``terminated`` as not found), so the next update creates it again."""
+        ec2 = _client("ec2")
+        try:
+            found = ec2.describe_instances(InstanceIds=[id_])["Reservations"]
+        except Exception as exc:
+            if "InvalidInstanceID" not in str(exc):
+                raise
+            found = []
+        instances = [i for r in found for i in r["Instances"]]
+        if not instances or instances[0]["State"]["Name"] == "terminated":
+            return dynamic.ReadResult("", {})
+        self._read(id_, bool(props.get("instance_market_options")))
+        return dynamic.ReadResult(id_, props)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         ec2 = _client("ec2")

@@ -25,7 +25,7 @@ from typing import Any
 
 from dstack import state
 from dstack.compute.aws import plan as offline_plan
-from dstack.compute.aws import preflight
+from dstack.compute.aws import preflight, previous
 from dstack.compute.aws.boot_watch import BootWatch
 from dstack.compute.aws.catalog import Catalog, InstanceType, Request
 from dstack.compute.aws.choice import JobChoice, check_budget
@@ -126,8 +126,9 @@ class AwsCompute(Compute):
                 storage, run.repo_id, run.run_name, run.job_count, jobs
             )
             self._provision(
-                storage, run, [job for job in jobs if not job.resources.local], spec_pins
-            )
+                storage, run, [job for job in jobs if not job.resources.local], spec_pins,
+                requested,
+            )  # fmt: skip
         except ProvisioningInterrupted:
             raise
         except ComputeError as exc:
@@ -135,12 +136,16 @@ class AwsCompute(Compute):
             raise ProvisioningError.of(exc) from exc.__cause__
 
     def _provision(
-        self, storage: Storage, run: RunRecord, cloud: list[JobSpec], spec_pins: dict[int, str]
-    ) -> None:
+        self, storage: Storage, run: RunRecord, cloud: list[JobSpec], spec_pins: dict[int, str],
+        requested: list[int],
+    ) -> None:  # fmt: skip
         """Create (or update) the run's stack for its cloud jobs, recording each step."""
-        # a stack that exists already (a later attempt) is refreshed before it is updated
+        # a stack that exists already (a later attempt) is refreshed before it is updated,
+        # once the instances of the attempts before are gone (``previous``)
         existing = state.read_stack_record(storage, run.run_name) is not None
         store = _s3_config(storage)
+        if existing:
+            previous.end_before_retry(self.ec2(), storage, cloud, requested, say=self._say)
         try:
             wheel = ensure_wheel(storage, self._wheel)
             args = self.stack_args(
