@@ -149,6 +149,9 @@ class Hypervisor(_Server):
         self.instances: dict[str, Instance] = {}
         self.booted = threading.Condition()
         self.instance_of_role: dict[str, str] = {}
+        #: each run role's own policies as the run stack wrote them (conditions kept), handed
+        #: over by the RolePolicy stand-in: what ``tests.cloud.calls`` checks its calls against
+        self.role_policies: dict[str, list[dict[str, Any]]] = {}
         #: a pip.conf the next instance boots with (a test breaking its package index)
         self.next_pip_conf: str | None = None
         super().__init__()
@@ -159,6 +162,10 @@ class Hypervisor(_Server):
         if method == "POST" and parts == ["boot"]:
             request = json.loads(body)
             self.boot(request["instance_id"], request["user_data"], request.get("profile"))
+            return 200, "{}"
+        if method == "POST" and parts == ["policy"]:
+            request = json.loads(body)
+            self.role_policies.setdefault(request["role"], []).append(request["document"])
             return 200, "{}"
         if method == "POST" and parts == ["terminate"]:
             self.end(json.loads(body)["instance_id"])
