@@ -23,6 +23,8 @@ from dstack.errors import ComputeError
 from dstack.storage.s3 import aws_errors
 
 SPOT_ROLE = "AWSServiceRoleForEC2Spot"
+#: what tells this machine its public address, as AWS sees it
+CHECKIP_URL = "https://checkip.amazonaws.com"
 SPOT_SERVICE = "spot.amazonaws.com"
 
 
@@ -152,7 +154,7 @@ def lookup_public_ip() -> str | None:
     import urllib.request
 
     try:
-        with urllib.request.urlopen("https://checkip.amazonaws.com", timeout=5) as response:
+        with urllib.request.urlopen(CHECKIP_URL, timeout=5) as response:
             return str(response.read().decode().strip()) or None
     except OSError:
         return None
