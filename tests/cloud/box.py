@@ -90,6 +90,8 @@ class Imds(_Server):
         self.role = role
         self.credentials = credentials  # () -> dict of AccessKeyId, SecretAccessKey, ...
         self.notice: dict[str, str] | None = None
+        #: ``public-ipv4`` and ``local-ipv4``: the addresses EC2 (moto) gave the instance
+        self.addresses: dict[str, str] = {}
         self._token = f"token-{instance_id}"
         super().__init__()
 
@@ -102,6 +104,8 @@ class Imds(_Server):
         base = "/latest/meta-data/"
         if path == base + "instance-id":
             return 200, self.instance_id
+        if path.startswith(base) and path[len(base) :] in self.addresses:
+            return 200, self.addresses[path[len(base) :]]
         if path == base + "spot/instance-action" and self.notice:
             return 200, json.dumps(self.notice)
         if path == base + "iam/security-credentials/" and self.role:
@@ -181,6 +185,7 @@ class Hypervisor(_Server):
         if role:
             self.instance_of_role[role["Arn"]] = instance_id
         imds = Imds(instance_id, role["RoleName"] if role else None, lambda: self._assume(role))
+        imds.addresses = self._addresses(instance_id)
         folder = self.work / instance_id
         folder.mkdir(parents=True)
         root = self._make_root(folder)
@@ -293,6 +298,13 @@ class Hypervisor(_Server):
             self.clients("ec2").terminate_instances(InstanceIds=[instance_id])
         except Exception:
             pass  # already terminated (the user's TerminateInstances came first)
+
+    def _addresses(self, instance_id: str) -> dict[str, str]:
+        """The addresses moto gave the instance, as its metadata service names them."""
+        found = self.clients("ec2").describe_instances(InstanceIds=[instance_id])
+        instance = found["Reservations"][0]["Instances"][0]
+        names = {"public-ipv4": "PublicIpAddress", "local-ipv4": "PrivateIpAddress"}
+        return {path: instance[key] for path, key in names.items() if instance.get(key)}
 
     def _profile_role(self, profile: str | None) -> dict[str, Any] | None:
         if not profile:

@@ -8,7 +8,9 @@ every call's action against the caller's policies, for every service; it matches
 only for S3 (bucket and key ARNs) and evaluates no condition. So the policy moto holds is the
 user's policy with the account filled in, conditions left out and non-S3 resources widened to
 ``*`` (see ``moto_policy``): an action the policy lacks fails the run; a resource or condition
-it gets wrong is not seen here (``tests/compute/aws/test_iam_policies.py`` evaluates those).
+it gets wrong is not seen by moto: ``tests.cloud.calls`` records every call and judges each
+one of the user and the run roles against the real policies, conditions and resources
+included, refusing what AWS would refuse (``every_call_checked`` fails the test).
 The run role's policy is dstack's own (``stacks.policies``), put by the run stack: moto
 enforces it on the instance's S3 calls as written (with the same S3 names added, by
 ``standins.RolePolicy``).
@@ -101,12 +103,13 @@ class Box:
     def policies_of(self, call: Call) -> list[dict[str, Any]] | None:
         """The real policies that must all allow a call of ``call.caller``: the dstack user's
         policy; a run role's own policy (as the run stack wrote it) and the runner boundary;
-        None for the administrator (the set-up and the test's own checks)."""
+        None for the administrator (the set-up and the test's own checks) and for a role no
+        run stack wrote (a shared instance profile: not judged here)."""
         if call.caller.endswith(":user/dstack-user"):
             return [real_policy("dstack-user-policy.json")]
         if call.role is not None:
-            own = self.hypervisor.role_policies.get(call.role, [])
-            return [*own, real_policy("dstack-runner-boundary.json")] if own else [_NO_POLICY]
+            own = self.hypervisor.role_policies.get(call.role)
+            return [*own, real_policy("dstack-runner-boundary.json")] if own else None
         return None
 
     def unchecked_violations(self) -> list[str]:
@@ -124,10 +127,6 @@ class Box:
             service, endpoint_url=self.moto.endpoint_url, region_name=REGION,
             aws_access_key_id=self.admin.access_key, aws_secret_access_key=self.admin.secret_key,
         )  # fmt: skip
-
-
-#: a role whose own policy the run stack never handed over allows nothing
-_NO_POLICY: dict[str, Any] = {"Version": "2012-10-17", "Statement": []}
 
 
 def _user(iam: Any, name: str, policy: dict[str, Any]) -> Keys:
