@@ -96,7 +96,8 @@ class AwsCompute(Compute):
             self.require_credentials()  # what the user must fix first, before the engine
             require_engine()
         if any(job.ports for job in cloud):
-            self._require_caller()
+            # found before anything is written, and kept for the run's stack
+            self._caller_ip = preflight.require_caller(self.caller_cidr()).split("/")[0]
 
     def quote(
         self, storage: Storage, jobs: list[JobSpec], owner: str
@@ -336,18 +337,6 @@ class AwsCompute(Compute):
         except ValueError:
             raise ComputeError(f"caller address {raw!r} is not an IP address") from None
         return f"{address}/{address.max_prefixlen}"
-
-    def _require_caller(self) -> None:
-        """The submitter's address, found before anything is written (a run's ports open
-        only to it), and kept for its stack; ComputeError saying how to name it if not."""
-        cidr = self.caller_cidr()
-        if cidr is None:
-            raise ComputeError(
-                "the run opens ports, only to your public address, which could not be found "
-                f"({preflight.CHECKIP_URL} did not answer): name it with DSTACK_CALLER_IP "
-                "or compute.caller_ip in the config"
-            )
-        self._caller_ip = cidr.split("/")[0]
 
     def driver(self, store: S3StoreConfig) -> StackDriver:
         workspace = Workspace(

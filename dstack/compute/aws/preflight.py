@@ -149,6 +149,18 @@ def refuse_unserved_apps(job: Any) -> None:
             )
 
 
+def require_caller(cidr: str | None) -> str:
+    """The submitter's address a run's ports open to; ComputeError saying how to name it when
+    it could not be found."""
+    if cidr is None:
+        raise ComputeError(
+            "the run opens ports, only to your public address, which could not be found "
+            f"({CHECKIP_URL} did not answer): name it with DSTACK_CALLER_IP or "
+            "compute.caller_ip in the config"
+        )
+    return cidr
+
+
 def lookup_public_ip() -> str | None:
     """This machine's public address as AWS sees it; only on a real submit with ports."""
     import urllib.request
