@@ -137,7 +137,11 @@ def _user(iam: Any, name: str, policy: dict[str, Any]) -> Keys:
 
 
 @pytest.fixture(scope="session")
-def box(tmp_path_factory: pytest.TempPathFactory, aws_test_env: None) -> Iterator[Box]:  # noqa: F811
+def box(
+    tmp_path_factory: pytest.TempPathFactory,
+    aws_test_env: None,  # noqa: F811
+    request: pytest.FixtureRequest,
+) -> Iterator[Box]:
     assert ENGINE and BOX_ROOT and BOX_PYTHON
     import moto.settings
 
@@ -193,6 +197,13 @@ def box(tmp_path_factory: pytest.TempPathFactory, aws_test_env: None) -> Iterato
         yield boxed
         late = boxed.unchecked_violations()  # calls after the last test (its runs' ends)
         assert not late, "AWS calls the real policies deny:\n" + "\n".join(late)
+        judged = [c for c in recorder.calls if boxed.policies_of(c) is not None]
+        capture = request.config.pluginmanager.get_plugin("capturemanager")
+        with capture.global_and_fixture_disabled():
+            print(
+                f"\n[box] {len(recorder.calls)} AWS calls recorded; {len(judged)} of the dstack "
+                "user and the run roles judged against the real policies"
+            )
     finally:
         recorder.uninstall()
         boxed.hypervisor.close()
