@@ -34,7 +34,8 @@ from tests.compute.aws import iam_eval
 _S3_ACTION = {name: action for action, names in MOTO_S3_NAMES.items() for name in names}
 #: actions AWS authorizes on ``*`` only (no resource-level permission): EC2's Describe* but
 #: DescribeInstanceAttribute, and these
-_STAR = {"iam:ListRoles", "iam:ListInstanceProfiles", "iam:ListPolicies", "iam:ListUsers"}
+_STAR = {"iam:ListRoles", "iam:ListInstanceProfiles", "iam:ListPolicies", "iam:ListUsers",
+         "pricing:GetProducts"}  # fmt: skip
 Authorization = tuple[str, str, dict[str, str]]
 
 
@@ -322,6 +323,11 @@ def _iam(name: str, params: Mapping[str, str], account: str) -> list[Authorizati
         if any(k.startswith("Tags.member.") for k in params):
             found.append(("iam:TagRole", role, {}))
         return found
+    if name == "CreateServiceLinkedRole":
+        service = params["AWSServiceName"]
+        role = {"spot.amazonaws.com": "AWSServiceRoleForEC2Spot"}.get(service, "?")
+        arn = f"arn:aws:iam::{account}:role/aws-service-role/{service}/{role}"
+        return [(act, arn, {"iam:AWSServiceName": service})]
     if name in ("PutRolePolicy", "DeleteRolePolicy", "DeleteRolePermissionsBoundary",
                 "PutRolePermissionsBoundary"):  # fmt: skip
         role, boundary = _role(account, params["RoleName"])
