@@ -123,3 +123,18 @@ def test_an_unreadable_stack_record_is_skipped_when_listing(tmp_path: Path) -> N
     assert state.list_stack_records(storage) == []
     with pytest.raises(StorageError, match="broken"):
         state.read_stack_record(storage, "broken")
+
+
+def test_a_job_cannot_add_an_infra_record_through_the_earlier_layout(tmp_path: Path) -> None:
+    """The earlier keys sit in the run's prefix, which its instance role may write: a record a
+    job plants there is not read for a run whose plan is at the current key."""
+    from dstack.models import InfraRecord, dump
+
+    storage = LocalStorage(tmp_path)
+    repo, run = REPO.repo_id, "wise-owl-1"
+    state.write_infra_record(storage, repo, run, InfraRecord(kind="plan", stack=run, at=1.0))
+    state.write_infra_record(storage, repo, run, InfraRecord(kind="up", stack=run, at=2.0))
+    forged = InfraRecord(kind="destroy", stack=run, at=3.0, by="someone@else")
+    storage.put(state.legacy_infra_key(repo, run, "destroy"), dump(forged))
+    records = state.read_infra_records(storage, repo, run)
+    assert [r.kind for r in records] == ["plan", "up"]

@@ -165,6 +165,11 @@ def _watch_machine(agent: Any, max_duration: float | None, store_timeout: float 
     instance_id = imds.instance_id()
     if instance_id:
         agent.state = agent.state.model_copy(update={"instance_id": instance_id})
+    # the job's host, as its ports' URLs name it: the instance's own name (ip-172-31-…)
+    # resolves inside its VPC only; the client reaches the address
+    address = imds.address()
+    if address:
+        agent.state = agent.state.model_copy(update={"hostname": address})
 
     def request(kind: str) -> None:
         logger.info("the machine asks the job to stop: %s", kind)

@@ -67,6 +67,11 @@ class Imds:
     def instance_id(self) -> str | None:
         return self.get("meta-data/instance-id")
 
+    def address(self) -> str | None:
+        """Where clients reach this instance: its public IPv4 address, else (an instance
+        without one, in a private subnet) its private one."""
+        return self.get("meta-data/public-ipv4") or self.get("meta-data/local-ipv4")
+
     def spot_action(self) -> dict[str, Any] | None:
         """The pending spot interruption (``{"action": "terminate", "time": …}``), or None."""
         raw = self.get("meta-data/spot/instance-action")

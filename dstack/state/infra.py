@@ -21,12 +21,20 @@ def write_infra_record(storage: Storage, repo_id: str, run_name: str, record: In
 
 
 def read_infra_records(storage: Storage, repo_id: str, run_name: str) -> list[InfraRecord]:
-    """The run's infrastructure records that exist, in the order plan, up, destroy."""
+    """The run's infrastructure records that exist, in the order plan, up, destroy.
+
+    A run recorded before the records moved out of its prefix has them at the earlier keys,
+    inside the run's prefix, which the run's own instance role may write. They are read only
+    for a run without a plan at the current key (every run since writes its plan there before
+    any instance of it exists), so a job cannot add a record — a ``destroy`` say — that its
+    run has not written yet."""
     records = []
+    plan = infra_key(repo_id, run_name, "plan")
+    legacy = not storage.exists(plan)
     for kind in INFRA_KINDS:
         key = infra_key(repo_id, run_name, kind)
         data = storage.get_or_none(key)
-        if data is None:  # a run recorded before the records moved out of its prefix
+        if data is None and legacy:  # a run recorded before the records moved
             key = legacy_infra_key(repo_id, run_name, kind)
             data = storage.get_or_none(key)
         if data is not None:

@@ -94,6 +94,8 @@ class Imds(_Server):
         self.role = role
         self.credentials = credentials  # () -> dict of AccessKeyId, SecretAccessKey, ...
         self.notice: dict[str, str] | None = None
+        #: ``public-ipv4`` and ``local-ipv4``: the addresses EC2 (moto) gave the instance
+        self.addresses: dict[str, str] = {}
         self._token = f"token-{instance_id}"
         super().__init__()
 
@@ -106,6 +108,8 @@ class Imds(_Server):
         base = "/latest/meta-data/"
         if path == base + "instance-id":
             return 200, self.instance_id
+        if path.startswith(base) and path[len(base) :] in self.addresses:
+            return 200, self.addresses[path[len(base) :]]
         if path == base + "spot/instance-action" and self.notice:
             return 200, json.dumps(self.notice)
         if path == base + "iam/security-credentials/" and self.role:
@@ -153,6 +157,9 @@ class Hypervisor(_Server):
         self.instances: dict[str, Instance] = {}
         self.booted = threading.Condition()
         self.instance_of_role: dict[str, str] = {}
+        #: each run role's own policies as the run stack wrote them (conditions kept), handed
+        #: over by the RolePolicy stand-in: what ``tests.cloud.calls`` checks its calls against
+        self.role_policies: dict[str, list[dict[str, Any]]] = {}
         #: a pip.conf the next instance boots with (a test breaking its package index)
         self.next_pip_conf: str | None = None
         #: when set, the next boot request is answered only once this event is set: the
@@ -170,6 +177,10 @@ class Hypervisor(_Server):
             if hold is not None:
                 hold.wait(600)
             return 200, "{}"
+        if method == "POST" and parts == ["policy"]:
+            request = json.loads(body)
+            self.role_policies.setdefault(request["role"], []).append(request["document"])
+            return 200, "{}"
         if method == "POST" and parts == ["terminate"]:
             self.end(json.loads(body)["instance_id"])
             return 200, "{}"
@@ -184,6 +195,7 @@ class Hypervisor(_Server):
         if role:
             self.instance_of_role[role["Arn"]] = instance_id
         imds = Imds(instance_id, role["RoleName"] if role else None, lambda: self._assume(role))
+        imds.addresses = self._addresses(instance_id)
         folder = self.work / instance_id
         folder.mkdir(parents=True)
         root = self._make_root(folder)
@@ -308,6 +320,13 @@ class Hypervisor(_Server):
             self.clients("ec2").terminate_instances(InstanceIds=[instance_id])
         except Exception:
             pass  # already terminated (the user's TerminateInstances came first)
+
+    def _addresses(self, instance_id: str) -> dict[str, str]:
+        """The addresses moto gave the instance, as its metadata service names them."""
+        found = self.clients("ec2").describe_instances(InstanceIds=[instance_id])
+        instance = found["Reservations"][0]["Instances"][0]
+        names = {"public-ipv4": "PublicIpAddress", "local-ipv4": "PrivateIpAddress"}
+        return {path: instance[key] for path, key in names.items() if instance.get(key)}
 
     def _profile_role(self, profile: str | None) -> dict[str, Any] | None:
         if not profile:

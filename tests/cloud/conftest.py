@@ -8,7 +8,9 @@ every call's action against the caller's policies, for every service; it matches
 only for S3 (bucket and key ARNs) and evaluates no condition. So the policy moto holds is the
 user's policy with the account filled in, conditions left out and non-S3 resources widened to
 ``*`` (see ``moto_policy``): an action the policy lacks fails the run; a resource or condition
-it gets wrong is not seen here (``tests/compute/aws/test_iam_policies.py`` evaluates those).
+it gets wrong is not seen by moto: ``tests.cloud.calls`` records every call and judges each
+one of the user and the run roles against the real policies, conditions and resources
+included, refusing what AWS would refuse (``every_call_checked`` fails the test).
 The run role's policy is dstack's own (``stacks.policies``), put by the run stack: moto
 enforces it on the instance's S3 calls as written (with the same S3 names added, by
 ``standins.RolePolicy``).
@@ -32,6 +34,7 @@ import pytest
 import yaml
 
 from tests.cloud.box import Hypervisor, PythonMirror
+from tests.cloud.calls import Call, Recorder, violations
 from tests.cloud.standins import as_moto_enforces
 from tests.e2e.cli import Dstack
 from tests.engine.plugin import write_dynamic_plugin
@@ -58,11 +61,15 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
             item.add_marker(skip)
 
 
+def real_policy(name: str) -> dict[str, Any]:
+    """``iam/NAME`` with moto's account filled in, conditions and resources as written."""
+    text = (ROOT / "iam" / name).read_text().replace(POLICY_ACCOUNT, ACCOUNT)
+    return json.loads(text)  # type: ignore[no-any-return]
+
+
 def moto_policy(name: str) -> dict[str, Any]:
     """``iam/NAME`` as moto can enforce it (see the module docstring)."""
-    text = (ROOT / "iam" / name).read_text().replace(POLICY_ACCOUNT, ACCOUNT)
-    policy = json.loads(text)
-    policy = as_moto_enforces(policy)
+    policy = as_moto_enforces(real_policy(name))
     for statement in policy["Statement"]:
         resources = statement["Resource"]
         listed = resources if isinstance(resources, list) else [resources]
@@ -88,6 +95,29 @@ class Box:
     user: Keys
     admin: Keys
     env: dict[str, str]  # the CLI's environment (the engine, the stand-ins, the user's keys)
+    #: every AWS call moto authorized, with what AWS would authorize for it (``calls``)
+    recorder: Recorder | None = None
+    #: how many of ``recorder.calls`` were checked against the real policies
+    checked: int = 0
+
+    def policies_of(self, call: Call) -> list[dict[str, Any]] | None:
+        """The real policies that must all allow a call of ``call.caller``: the dstack user's
+        policy; a run role's own policy (as the run stack wrote it) and the runner boundary;
+        None for the administrator (the set-up and the test's own checks) and for a role no
+        run stack wrote (a shared instance profile: not judged here)."""
+        if call.caller.endswith(":user/dstack-user"):
+            return [real_policy("dstack-user-policy.json")]
+        if call.role is not None:
+            own = self.hypervisor.role_policies.get(call.role)
+            return [*own, real_policy("dstack-runner-boundary.json")] if own else None
+        return None
+
+    def unchecked_violations(self) -> list[str]:
+        """The calls since the last check that the real policies deny (``calls.violations``)."""
+        assert self.recorder is not None
+        calls = self.recorder.calls[self.checked :]
+        self.checked += len(calls)
+        return violations(calls, self.policies_of)
 
     def client(self, service: str) -> Any:
         """A client with the administrator's credentials (the test's own view of AWS)."""
@@ -107,7 +137,11 @@ def _user(iam: Any, name: str, policy: dict[str, Any]) -> Keys:
 
 
 @pytest.fixture(scope="session")
-def box(tmp_path_factory: pytest.TempPathFactory, aws_test_env: None) -> Iterator[Box]:  # noqa: F811
+def box(
+    tmp_path_factory: pytest.TempPathFactory,
+    aws_test_env: None,  # noqa: F811
+    request: pytest.FixtureRequest,
+) -> Iterator[Box]:
     assert ENGINE and BOX_ROOT and BOX_PYTHON
     import moto.settings
 
@@ -127,6 +161,8 @@ def box(tmp_path_factory: pytest.TempPathFactory, aws_test_env: None) -> Iterato
     admin = _user(setup, "box-admin", {
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
     })  # fmt: skip
+    recorder = Recorder(ACCOUNT, REGION)
+    recorder.install()
     saved_count = moto.settings.INITIAL_NO_AUTH_ACTION_COUNT
     moto.settings.INITIAL_NO_AUTH_ACTION_COUNT = 0  # IAM enforcement from here on
     saved_env = dict(os.environ)
@@ -135,7 +171,8 @@ def box(tmp_path_factory: pytest.TempPathFactory, aws_test_env: None) -> Iterato
     mirror = PythonMirror(Path(BOX_PYTHON))
     plugins = tmp_path_factory.mktemp("plugins")
     write_dynamic_plugin(plugins)
-    boxed = Box(server, None, mirror, user, admin, {})  # type: ignore[arg-type]
+    boxed = Box(server, None, mirror, user, admin, {}, recorder)  # type: ignore[arg-type]
+    recorder.policy_of = boxed.policies_of
     boxed.hypervisor = Hypervisor(
         Path(BOX_ROOT), tmp_path_factory.mktemp("instances"), server.endpoint_url,
         mirror.url, boxed.client,
@@ -158,13 +195,37 @@ def box(tmp_path_factory: pytest.TempPathFactory, aws_test_env: None) -> Iterato
     }  # fmt: skip
     try:
         yield boxed
+        late = boxed.unchecked_violations()  # calls after the last test (its runs' ends)
+        assert not late, "AWS calls the real policies deny:\n" + "\n".join(late)
+        judged = [c for c in recorder.calls if boxed.policies_of(c) is not None]
+        capture = request.config.pluginmanager.get_plugin("capturemanager")
+        with capture.global_and_fixture_disabled():
+            print(
+                f"\n[box] {len(recorder.calls)} AWS calls recorded; {len(judged)} of the dstack "
+                "user and the run roles judged against the real policies"
+            )
     finally:
+        recorder.uninstall()
         boxed.hypervisor.close()
         mirror.close()
         moto.settings.INITIAL_NO_AUTH_ACTION_COUNT = saved_count
         os.environ.clear()
         os.environ.update(saved_env)
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def every_call_checked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each box test: every AWS call moto let through that the real policies (with their
+    resources and conditions) deny fails the test (``tests.cloud.calls``)."""
+    if "box" not in request.fixturenames:
+        yield
+        return
+    box: Box = request.getfixturevalue("box")
+    yield
+    found = box.unchecked_violations()
+    if found:
+        pytest.fail("AWS calls the real policies deny:\n" + "\n".join(found), pytrace=False)
 
 
 @pytest.fixture

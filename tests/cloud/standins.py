@@ -122,6 +122,8 @@ class RolePolicy(MotoResource):
         document = json.dumps(as_moto_enforces(json.loads(props["policy"])))
         iam.put_role_policy(RoleName=props["role"], PolicyName=name, PolicyDocument=document)
         iam.get_role_policy(RoleName=props["role"], PolicyName=name)
+        # the policy as written, conditions kept: the box checks the role's calls against it
+        _hypervisor("policy", {"role": props["role"], "document": json.loads(props["policy"])})
         return dynamic.CreateResult(id_=f"{props['role']}:{name}", outs={**props, "name": name})
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:

@@ -97,6 +97,9 @@ class AwsCompute(Compute):
         if cloud and self._driver_factory is None:
             self.require_credentials()  # what the user must fix first, before the engine
             require_engine()
+        if any(job.ports for job in cloud):
+            # found before anything is written, and kept for the run's stack
+            self._caller_ip = preflight.require_caller(self.caller_cidr()).split("/")[0]
 
     def quote(
         self, storage: Storage, jobs: list[JobSpec], owner: str

@@ -23,6 +23,8 @@ from dstack.errors import ComputeError
 from dstack.storage.s3 import aws_errors
 
 SPOT_ROLE = "AWSServiceRoleForEC2Spot"
+#: what tells this machine its public address, as AWS sees it
+CHECKIP_URL = "https://checkip.amazonaws.com"
 SPOT_SERVICE = "spot.amazonaws.com"
 
 
@@ -147,12 +149,24 @@ def refuse_unserved_apps(job: Any) -> None:
             )
 
 
+def require_caller(cidr: str | None) -> str:
+    """The submitter's address a run's ports open to; ComputeError saying how to name it when
+    it could not be found."""
+    if cidr is None:
+        raise ComputeError(
+            "the run opens ports, only to your public address, which could not be found "
+            f"({CHECKIP_URL} did not answer): name it with DSTACK_CALLER_IP or "
+            "compute.caller_ip in the config"
+        )
+    return cidr
+
+
 def lookup_public_ip() -> str | None:
     """This machine's public address as AWS sees it; only on a real submit with ports."""
     import urllib.request
 
     try:
-        with urllib.request.urlopen("https://checkip.amazonaws.com", timeout=5) as response:
+        with urllib.request.urlopen(CHECKIP_URL, timeout=5) as response:
             return str(response.read().decode().strip()) or None
     except OSError:
         return None

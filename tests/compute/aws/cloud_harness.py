@@ -39,6 +39,8 @@ class FakeImds:
     def __init__(self) -> None:
         self.instance_id = "i-00000000000000000"
         self.notice: dict[str, str] | None = None
+        self.public_ipv4: str | None = None
+        self.local_ipv4: str | None = None
         self.tokens_issued = 0
         self.unauthorized = 0
         self._token = "token-1"
@@ -63,6 +65,10 @@ class FakeImds:
                     self._reply(401, "")
                 elif self.path == "/latest/meta-data/instance-id":
                     self._reply(200, imds.instance_id)
+                elif self.path == "/latest/meta-data/public-ipv4" and imds.public_ipv4:
+                    self._reply(200, imds.public_ipv4)
+                elif self.path == "/latest/meta-data/local-ipv4" and imds.local_ipv4:
+                    self._reply(200, imds.local_ipv4)
                 elif self.path == "/latest/meta-data/spot/instance-action" and imds.notice:
                     self._reply(200, json.dumps(imds.notice))
                 else:

@@ -288,3 +288,40 @@ def test_a_monthly_budget_counts_the_users_earlier_runs(setup: Any) -> None:
         "compute.budget.per_user_month): lower max_duration or max_price, or wait for next month"
     )
     assert stored_keys(storage) == before
+
+
+def test_ports_without_a_findable_caller_address_are_refused_before_anything_is_written(
+    setup: Any, monkeypatch: pytest.MonkeyPatch, automation: FakeAutomation
+) -> None:
+    """checkip.amazonaws.com unreachable (a lookup returning None stands in for it) and no
+    address named: one error saying how to name it, nothing in the store, no stack."""
+    from dstack.compute.aws import preflight
+
+    ctx, storage, _, _ = setup
+    monkeypatch.delenv("DSTACK_CALLER_IP")
+    monkeypatch.setattr(preflight, "lookup_public_ip", lambda: None)
+    with pytest.raises(ComputeError) as caught:
+        api.submit(ctx, "serve")
+    assert "DSTACK_CALLER_IP" in str(caught.value) and "\n" not in str(caught.value)
+    assert stored_keys(storage) == []
+    assert automation.calls() == []
+
+
+def test_the_looked_up_caller_address_is_the_only_one_let_in(
+    setup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dstack.compute.aws import preflight
+
+    ctx, storage, _, _ = setup
+    lookups: list[str] = []
+    monkeypatch.delenv("DSTACK_CALLER_IP")
+    monkeypatch.setattr(
+        preflight, "lookup_public_ip", lambda: lookups.append("x") or "198.51.100.9"
+    )
+    run = api.submit(ctx, "serve").run
+    plan = state.read_infra_records(storage, run.repo_id, run.run_name)[0]
+    group = next(r for r in plan.resources if r["type"].endswith(":SecurityGroup"))
+    assert {tuple(rule["cidrBlocks"]) for rule in group["inputs"]["ingress"]} == {
+        ("198.51.100.9/32",)
+    }
+    assert lookups == ["x"]  # once, at submit
