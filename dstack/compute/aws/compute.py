@@ -38,7 +38,9 @@ from dstack.compute.aws.driver import (
 from dstack.compute.aws.ec2 import Ec2
 from dstack.compute.aws.failures import ProvisioningError
 from dstack.compute.aws.infra_records import run_recorder
+from dstack.compute.aws.offers import Offer
 from dstack.compute.aws.runargs import program_of
+from dstack.compute.aws.walk import Walk
 from dstack.compute.aws.wheel import Wheel, ensure_wheel
 from dstack.compute.base import Compute, RunPlan
 from dstack.errors import ComputeError
@@ -95,6 +97,10 @@ class AwsCompute(Compute):
         if cloud and self._driver_factory is None:
             self.require_credentials()  # what the user must fix first, before the engine
             require_engine()
+        if cloud:
+            from dstack.compute.aws.quotas import refuse_unfit
+
+            refuse_unfit(self, choices)  # before anything is written or created
 
     def quote(
         self, storage: Storage, jobs: list[JobSpec], owner: str
@@ -135,15 +141,35 @@ class AwsCompute(Compute):
     def _provision(
         self, storage: Storage, run: RunRecord, cloud: list[JobSpec], spec_pins: dict[int, str]
     ) -> None:
-        """Create (or update) the run's stack for its cloud jobs, recording each step."""
+        """Create (or update) the run's stack for its cloud jobs, walking their offers when
+        AWS has none to give for the one tried (``walk``)."""
+        from dstack.compute.aws.tries import plan_walk, walk_offers
+
+        walk = plan_walk(self, storage, run, cloud)
+        walk_offers(
+            walk, storage, cloud,
+            attempt=lambda: self._try(storage, run, cloud, spec_pins, walk),
+            cleaned=lambda: state.read_stack_record(storage, run.run_name) is None,
+        )  # fmt: skip
+
+    def _try(
+        self,
+        storage: Storage,
+        run: RunRecord,
+        cloud: list[JobSpec],
+        spec_pins: dict[int, str],
+        walk: Walk,
+    ) -> None:
+        """One try: the stack made of each job's current offer, recording each step."""
         # a stack that exists already (a later attempt) is refreshed before it is updated
         existing = state.read_stack_record(storage, run.run_name) is not None
         store = _s3_config(storage)
         try:
             wheel = ensure_wheel(storage, self._wheel)
             args = self.stack_args(
-                store, run, cloud, wheel.key, wheel_sha256=wheel.sha256, spec_pins=spec_pins
-            )
+                store, run, cloud, wheel.key, wheel_sha256=wheel.sha256, spec_pins=spec_pins,
+                choice_for=lambda job: walk.choice(job.job_index), subnet_for=walk.subnet_for,
+            )  # fmt: skip
             preflight.check_run(self, args)
             driver = self.driver(store)
             self._say(f"Provisioning run {run.run_name} on AWS (stack {run.run_name})")
@@ -162,7 +188,8 @@ class AwsCompute(Compute):
             ),
         )
         outcome: dict[str, bool] = {}
-        record = run_recorder(storage, run, driver, rendering, self._say, outcome)
+        offers = {str(job.job_index): walk.current(job.job_index).as_dict() for job in cloud}
+        record = run_recorder(storage, run, driver, rendering, self._say, outcome, offers)
         try:
             # a later attempt (a retried spot interruption) updates the same stack: the
             # refresh notices the terminated instance, and up replaces it
@@ -306,17 +333,21 @@ class AwsCompute(Compute):
         caller_cidr: str | None = None,
         wheel_sha256: str | None = None,
         spec_pins: dict[int, str] | None = None,
+        choice_for: Callable[[JobSpec], JobChoice] | None = None,
+        subnet_for: Callable[[Offer], str | None] | None = None,
     ) -> Any:
-        """The run stack's arguments (``stacks.run.RunStackArgs``) for these jobs; the
-        caller's address is looked up only if ports are asked for and none is given."""
+        """The run stack's arguments (``stacks.run.RunStackArgs``) for these jobs, each on
+        the first offer of ``choice_for`` (default: its first offer); the caller's address
+        is looked up only if ports are asked for and none is given."""
         from dstack.compute.aws.runargs import run_stack_args
 
         return run_stack_args(
             self.config, store, run, jobs, wheel_key,
-            choice_for=self.choice_for,
+            choice_for=choice_for or self.choice_for,
             caller_cidr=lambda: caller_cidr or self.caller_cidr(),
             wheel_sha256=wheel_sha256,
             spec_pins=spec_pins,
+            subnet_for=subnet_for,
         )  # fmt: skip
 
     def caller_cidr(self, *, lookup: bool = True) -> str | None:
