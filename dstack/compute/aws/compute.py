@@ -94,13 +94,14 @@ class AwsCompute(Compute):
             preflight.refuse_unserved_apps(job)
         choices = [self.choice_for(job) for job in cloud]
         check_budget(self.config, choices, spent_this_month=None)  # per run; the month: quote
-        if cloud and self._driver_factory is None:
-            self.require_credentials()  # what the user must fix first, before the engine
-            require_engine()
-        if cloud:
-            from dstack.compute.aws.quotas import refuse_unfit
+        if not cloud:
+            return
+        self.require_credentials()  # what the user must fix first, before the engine
+        from dstack.compute.aws.quotas import refuse_unfit
 
-            refuse_unfit(self, choices)  # before anything is written or created
+        refuse_unfit(self, choices)  # before anything is written or created
+        if self._driver_factory is None:
+            require_engine()
 
     def quote(
         self, storage: Storage, jobs: list[JobSpec], owner: str
