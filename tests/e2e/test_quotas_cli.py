@@ -41,6 +41,9 @@ def standin() -> Iterator[QuotasStandIn]:
 
 def cli_for(home: Path, moto_server: MotoServer, standin: QuotasStandIn) -> Dstack:
     write_config(home, AWS)
+    # moto builds its EC2 region on the first call, which can outlast the CLI's short read
+    # timeout on a loaded machine: made here, with boto3's default timeout
+    moto_server.client("ec2").describe_vpcs()
     env = {
         **no_aws_env(home),
         **DUMMY_AWS_ENV,
@@ -82,3 +85,26 @@ def test_quotas_that_cannot_be_read_are_warned_about_and_the_run_goes_on(
         "warning: the account's vCPU quotas could not be read (AccessDeniedException"
     )
     assert "Pulumi engine is not installed" in lines[-1]
+
+
+def test_infra_names_the_offer_each_instance_was_created_on(
+    dstack_home: Path, repo_factory: Any
+) -> None:
+    """The plan record of the try that succeeded names its offer (after a walk, not the
+    first one): `dstack infra RUN` shows it."""
+    from dstack import state
+    from dstack.models import InfraRecord
+    from tests.e2e.test_aws_cli import WORKFLOWS as ECHO
+
+    repo = repo_factory({".dstack/workflows.yaml": ECHO})
+    cli = Dstack(dstack_home)
+    run = cli.run_detached("echo", cwd=repo)
+    cli.wait_status(run, repo, lambda s: s == "done")
+    offer = {"instance_type": "g4dn.xlarge", "market": "spot",
+             "availability_zone": "us-east-1b", "price_per_hour": 0.21}  # fmt: skip
+    plan = InfraRecord(kind="plan", stack=run, at=1.0, offers={"0": offer})
+    state.write_infra_record(LocalStorage(dstack_home / "store"), "github.com/acme/mnist", run,
+                             plan)  # fmt: skip
+    result = cli("infra", run, cwd=repo)
+    assert result.code == 0, result.err
+    assert "  job 0 on g4dn.xlarge spot in us-east-1b at $0.21/h" in result.out.splitlines()
