@@ -1,10 +1,12 @@
 """``AwsCompute``: each run becomes an ephemeral Pulumi stack on AWS.
 
-``check`` picks every job's instance type from the catalog (the cheapest that fits; the error
-names the closest) and makes sure the Pulumi engine is here. ``start`` (once per run: the
-stack holds every job) stores this dstack's wheel in the bucket, renders the stack offline,
-previews it and records the plan before anything is created, then runs ``up`` and records
-the outputs; a failure is classified (``failures``). The instance's user data installs dstack
+``check`` makes every job's offers (the catalog's fitting types, priced; the error names the
+closest), checks them against the account's vCPU quotas (``quotas``) and makes sure the
+Pulumi engine is here. ``start`` (once per run: the stack holds every job) stores this
+dstack's wheel in the bucket, renders the stack offline, previews it and records the plan
+before anything is created, then runs ``up`` and records the outputs; when AWS has no
+instance for an offer, the try is destroyed and the next offer tried (``tries``); a failure
+is classified (``failures``). The instance's user data installs dstack
 and starts the runner against the S3 store; the CLI follows the run from the store.
 
 Who destroys the stack: the instance powers itself off when its job ends (or the store is
@@ -25,7 +27,7 @@ from typing import Any
 
 from dstack import state
 from dstack.compute.aws import plan as offline_plan
-from dstack.compute.aws import preflight
+from dstack.compute.aws import preflight, tries
 from dstack.compute.aws.catalog import Catalog, InstanceType, Request
 from dstack.compute.aws.choice import JobChoice, check_budget
 from dstack.compute.aws.config import PROJECT, AwsComputeConfig, state_backend_url
@@ -130,9 +132,14 @@ class AwsCompute(Compute):
             jobs, spec_pins = pins.pinned_run_specs(
                 storage, run.repo_id, run.run_name, run.job_count, jobs
             )
-            self._provision(
-                storage, run, [job for job in jobs if not job.resources.local], spec_pins
-            )
+            cloud = [job for job in jobs if not job.resources.local]
+            # each try is one create; AWS having no instance for an offer moves on (``tries``)
+            walk = tries.plan_walk(self, storage, run, cloud)
+            tries.walk_offers(
+                walk, storage, cloud,
+                attempt=lambda: self._provision(storage, run, cloud, spec_pins, walk),
+                cleaned=lambda: state.read_stack_record(storage, run.run_name) is None,
+            )  # fmt: skip
         except ProvisioningInterrupted:
             raise
         except ComputeError as exc:
@@ -140,20 +147,6 @@ class AwsCompute(Compute):
             raise ProvisioningError.of(exc) from exc.__cause__
 
     def _provision(
-        self, storage: Storage, run: RunRecord, cloud: list[JobSpec], spec_pins: dict[int, str]
-    ) -> None:
-        """Create (or update) the run's stack for its cloud jobs, walking their offers when
-        AWS has none to give for the one tried (``walk``)."""
-        from dstack.compute.aws.tries import plan_walk, walk_offers
-
-        walk = plan_walk(self, storage, run, cloud)
-        walk_offers(
-            walk, storage, cloud,
-            attempt=lambda: self._try(storage, run, cloud, spec_pins, walk),
-            cleaned=lambda: state.read_stack_record(storage, run.run_name) is None,
-        )  # fmt: skip
-
-    def _try(
         self,
         storage: Storage,
         run: RunRecord,
