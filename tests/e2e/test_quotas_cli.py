@@ -1,8 +1,11 @@
 """The account's vCPU quotas through `dstack run` as a user types it: a run that cannot fit is
 refused at submit in one line naming the quota and how to raise it, with nothing written; a
-policy that may not read quotas gets one warning and the run goes on (here, to the missing
-engine). EC2 is moto; Service Quotas is ``tests.quotas_standin`` (moto serves no EC2 vCPU
-quotas), reached through ``AWS_ENDPOINT_URL_SERVICE_QUOTAS`` as boto3 reads it."""
+policy that may not read quotas gets one warning and the run goes on (here, to a store that
+does not answer). EC2 is moto; Service Quotas is ``tests.quotas_standin`` (moto serves no EC2 vCPU
+quotas), reached through ``AWS_ENDPOINT_URL_SERVICE_QUOTAS`` as boto3 reads it. The quotas are
+checked once the engine is found (nothing is sent to AWS while the engine is missing): the
+engine here is a stand-in ``pulumi`` that is found and never run (the engine tier runs the
+real one)."""
 
 from __future__ import annotations
 
@@ -41,6 +44,11 @@ def standin() -> Iterator[QuotasStandIn]:
 
 def cli_for(home: Path, moto_server: MotoServer, standin: QuotasStandIn) -> Dstack:
     write_config(home, AWS)
+    # the stand-in engine: found in $PULUMI_HOME/bin; these runs stop before it would run
+    engine = home / "pulumi-home" / "bin" / "pulumi"
+    engine.parent.mkdir(parents=True)
+    engine.write_text("#!/bin/sh\necho 'a stand-in, not the Pulumi CLI' >&2\nexit 1\n")
+    engine.chmod(0o755)
     # moto builds its EC2 region on the first call, which can outlast the CLI's short read
     # timeout on a loaded machine: made here, with boto3's default timeout
     moto_server.client("ec2").describe_vpcs()
@@ -49,6 +57,7 @@ def cli_for(home: Path, moto_server: MotoServer, standin: QuotasStandIn) -> Dsta
         **DUMMY_AWS_ENV,
         "AWS_ENDPOINT_URL_EC2": moto_server.endpoint_url,
         "AWS_ENDPOINT_URL_SERVICE_QUOTAS": standin.endpoint_url,
+        "PULUMI_HOME": str(home / "pulumi-home"),
     }
     return Dstack(home, env, whole=True)
 
@@ -84,7 +93,9 @@ def test_quotas_that_cannot_be_read_are_warned_about_and_the_run_goes_on(
     assert lines[0].startswith(
         "warning: the account's vCPU quotas could not be read (AccessDeniedException"
     )
-    assert "Pulumi engine is not installed" in lines[-1]
+    assert standin.asked  # it was asked, and answered no
+    # the run went on: to the store (here on a port nothing listens on)
+    assert lines[-1].startswith("Error: the S3 state store s3://acme-dstack-state"), lines
 
 
 def test_infra_names_the_offer_each_instance_was_created_on(

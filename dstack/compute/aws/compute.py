@@ -99,11 +99,11 @@ class AwsCompute(Compute):
         if not cloud:
             return
         self.require_credentials()  # what the user must fix first, before the engine
+        if self._driver_factory is None:
+            require_engine()  # nothing is sent to AWS while what is missing is local
         from dstack.compute.aws.quotas import refuse_unfit
 
         refuse_unfit(self, choices)  # before anything is written or created
-        if self._driver_factory is None:
-            require_engine()
 
     def quote(
         self, storage: Storage, jobs: list[JobSpec], owner: str
