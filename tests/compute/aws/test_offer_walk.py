@@ -327,3 +327,13 @@ def test_the_next_try_is_said_as_briefly_as_it_differs() -> None:
     walk = Walk({0: choice}, {"us-east-1a": "subnet-a"})
     assert walk.choices[0].offers == [a]  # us-east-1c has no subnet: not tried
     assert walk.advance(0, "InsufficientInstanceCapacity") is None
+
+
+def test_the_configs_on_demand_after_is_a_count_of_one_or_more() -> None:
+    from pydantic import ValidationError
+
+    from dstack.compute.aws.config import AwsComputeConfig
+
+    assert AwsComputeConfig(on_demand_after=3).on_demand_after == 3
+    with pytest.raises(ValidationError, match="on_demand_after"):
+        AwsComputeConfig(on_demand_after=0)
