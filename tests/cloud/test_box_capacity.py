@@ -73,3 +73,42 @@ def test_c_no_capacity_for_the_first_offer_lands_on_the_second(
 def _instances(box: Box) -> list[dict[str, Any]]:
     return [i for r in box.client("ec2").describe_instances()["Reservations"]
             for i in r["Instances"]]  # fmt: skip
+
+
+def test_c_every_offer_without_capacity_fires_no_capacity(
+    cli: Dstack, box: Box, repo_factory: Any
+) -> None:
+    """With one offer (``--max-price`` at its price) and no capacity for it, the start fails
+    classed ``no-capacity``; ``retry: no-capacity`` walks the offers again at attempt 2, which
+    fails the same way, and the run fails in one line with nothing left."""
+    repo: Path = repo_factory({
+        ".dstack/workflows.yaml": WORKFLOWS + "    retry: {on: [no-capacity], limit: 1}\n",
+    })  # fmt: skip
+    planned = cli("run", "--plan", "--json", "hello", cwd=repo)
+    assert planned.code == 0, planned.err
+    first, second = json.loads(planned.out)["jobs"][0]["offers"][:2]
+    assert second["price_per_hour"] > first["price_per_hour"], (first, second)
+    cli.env["DSTACK_BOX_NO_CAPACITY"] = first["instance_type"]
+    before = leftovers(box)
+
+    price = str(first["price_per_hour"])
+    result = cli("run", "--max-price", price, "hello", cwd=repo, timeout=BOOT_TIMEOUT)
+    assert result.code == 1, result.out + result.err
+    error = result.err.strip().splitlines()[-1]
+    assert error.startswith("Error: no capacity (capacity, InsufficientInstanceCapacity): "), error
+    assert error.endswith("every offer of workflow 'hello' was tried (1)"), error
+    assert result.err.count("Provisioning run ") == 2, result.err  # attempts 1 and 2
+    run = result.err.split("Provisioning run ", 1)[1].split()[0]
+    logs = cli("logs", run, cwd=repo)
+    walked = f"[dstack] {_offer_text(first)}: no capacity (InsufficientInstanceCapacity); no offer left (1 tried)"
+    assert logs.out.count(walked) == 2, logs.out + logs.err
+    assert "starting attempt 2 of 2" in logs.out, logs.out
+    status = cli("ps", run, cwd=repo)
+    assert "failed" in status.out, status.out + status.err
+
+    deadline = time.monotonic() + 180
+    while leftovers(box, before) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert leftovers(box, before) == {}
+    pruned = cli("prune", "--dry-run", cwd=repo)
+    assert run not in pruned.out, pruned.out
