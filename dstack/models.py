@@ -218,6 +218,9 @@ class JobSpec(Model):
     max_duration: float | None = Field(
         default=None, description="cloud: seconds the instance may run (None: the config's)"
     )
+    on_demand_after: int | None = Field(
+        default=None, description="cloud: interruptions after which attempts go on-demand"
+    )
     price_per_hour: float | None = Field(
         default=None, description="cloud: USD per hour of the offer it was quoted at submit"
     )
@@ -369,6 +372,11 @@ class InfraRecord(Model):
         default_factory=list, description="plan: every resource, its type, name and inputs"
     )
     diff: str = Field(default="", description="the engine's own text of the preview or update")
+    offers: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="plan: by job index, the offer (type, market, zone, price) its instance is "
+        "tried on",
+    )
     outputs: dict[str, Any] = Field(default_factory=dict)
     error: str | None = None
 

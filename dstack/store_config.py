@@ -177,6 +177,12 @@ class AwsComputeConfig(_Strict):
     max_duration_hours: float = Field(
         default=72.0, gt=0, description="The instance powers itself off after this, whatever runs."
     )
+    on_demand_after: int | None = Field(
+        default=None,
+        ge=1,
+        description="A job interrupted this many times goes on-demand on its next attempt "
+        "(a workflow's `on_demand_after` wins); null: never.",
+    )
     store_timeout_minutes: float = Field(
         default=20.0,
         gt=0,

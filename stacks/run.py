@@ -33,6 +33,11 @@ class InstanceArgs:
     user_data: str
     gpu: bool = False
     root_volume_gb: int = defaults.ROOT_VOLUME_GB
+    #: the availability zone of the offer this instance is tried on (None: EC2 picks, or the
+    #: subnet's zone)
+    availability_zone: str | None = None
+    #: the subnet of that zone, when it is not the run's ``subnet_id`` (one VPC for the run)
+    subnet_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.root_volume_gb < 8:
@@ -203,7 +208,9 @@ def _instance(
         instance_type=spec.instance_type,
         iam_instance_profile=profile_name,
         vpc_security_group_ids=[group.id],
-        subnet_id=args.subnet_id,
+        subnet_id=spec.subnet_id or args.subnet_id,
+        # without a subnet, EC2 launches into the default VPC's subnet of this zone
+        availability_zone=None if spec.subnet_id or args.subnet_id else spec.availability_zone,
         associate_public_ip_address=True if args.ports else None,
         user_data=spec.user_data,
         user_data_replace_on_change=True,

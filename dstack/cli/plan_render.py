@@ -122,6 +122,12 @@ def record_text(record: Any, *, verbose: bool = False) -> list[str]:
     lines = [head]
     if record.error:
         lines.append(f"  error: {record.error}")
+    for index, offer in sorted(record.offers.items()):
+        zone = offer.get("availability_zone") or "any zone"
+        lines.append(
+            f"  job {index} on {offer.get('instance_type')} {offer.get('market')} in {zone} "
+            f"at ${offer.get('price_per_hour', 0):.4g}/h"
+        )
     if record.outputs:
         for key in sorted(record.outputs):
             lines.append(f"  {key}: {_compact(record.outputs[key])}")

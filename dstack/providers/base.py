@@ -121,6 +121,7 @@ def job_spec(
         spot_policy=workflow.market_policy,
         max_price=workflow.max_price,
         max_duration=workflow.max_duration,
+        on_demand_after=workflow.on_demand_after,
         deps=[],
         submitted_at=run.submitted_at,
         **fields,

@@ -100,7 +100,9 @@ class Agent:
         held = workdirs.hold(job_dir)
         if self.keep_workdir:
             (job_dir / workdirs.KEEP).touch()
-        first_seq = state.next_log_seq(self.storage, self.spec) if self.state.attempt > 1 else 0
+        # after what is already in the job's output: an earlier attempt's, or the lines the
+        # submitter wrote while provisioning (the offers it walked past)
+        first_seq = state.next_log_seq(self.storage, self.spec)
         sink = LogSink(self.storage, self.spec, first_seq=first_seq).start()
         self.extras = JobExtras(
             self.storage, self.spec, self.run_record, sink, attempt=self.state.attempt,

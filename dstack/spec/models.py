@@ -263,6 +263,11 @@ class WorkflowBase(Strict):
         description="Longest a cloud job may run, e.g. 2h (default: the config's bound); "
         "the instance powers itself off then",
     )
+    on_demand_after: Annotated[int, Field(ge=1, strict=True)] | None = Field(
+        default=None,
+        description="After this many interruptions, the next attempt goes on-demand "
+        "(default: the config's compute.on_demand_after, else never)",
+    )
 
     _source: str = PrivateAttr(default="")
     _notes: list[str] = PrivateAttr(default_factory=list)

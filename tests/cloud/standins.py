@@ -7,7 +7,9 @@ provider makes for it — create, the read after create, and the reads and delet
 as ``internal/service/{iam,ec2}`` of the provider does — so a permission the user's policy
 lacks fails the run as it would on AWS. The Instance's create also asks the box's hypervisor
 (``$DSTACK_BOX_HYPERVISOR``, ``tests.cloud.box``) to boot it with its user data; its delete
-terminates it (and the hypervisor kills its processes).
+terminates it (and the hypervisor kills its processes). ``$DSTACK_BOX_NO_CAPACITY`` makes
+the Instance's create fail as RunInstances does when EC2 has no capacity for a type (or a
+type in a zone).
 
 What stays with ``cloudless`` (files in ``$DSTACK_STANDIN_CLOUD``): the bootstrap's S3
 resources, which the tier's set-up creates itself.
@@ -236,6 +238,9 @@ class Instance(MotoResource):
             }
         if props.get("subnet_id"):
             launch["SubnetId"] = props["subnet_id"]
+        if props.get("availability_zone"):
+            launch["Placement"] = {"AvailabilityZone": props["availability_zone"]}
+        _refuse_if_no_capacity(props["instance_type"], props.get("availability_zone"))
         instance_id = ec2.run_instances(**launch)["Instances"][0]["InstanceId"]
         self._read(instance_id, spot)
         _hypervisor("boot", {
@@ -285,6 +290,21 @@ class Instance(MotoResource):
         ec2.terminate_instances(InstanceIds=[_id])
         _hypervisor("terminate", {"instance_id": _id})
         ec2.describe_instances(InstanceIds=[_id])  # the provider waits for `terminated`
+
+
+def _refuse_if_no_capacity(instance_type: str, zone: str | None) -> None:
+    """EC2's answer to a RunInstances it has no capacity for, as the provider reports it, when
+    ``$DSTACK_BOX_NO_CAPACITY`` (``TYPE`` or ``TYPE@ZONE``, comma-separated) names this launch.
+    moto launches whatever it is asked to: a shortage is the one thing it cannot produce."""
+    refused = {x.strip() for x in os.environ.get("DSTACK_BOX_NO_CAPACITY", "").split(",")}
+    if instance_type in refused or f"{instance_type}@{zone}" in refused:
+        where = zone or "us-east-1a"
+        raise Exception(
+            "creating EC2 Instance: operation error EC2: RunInstances, https response error "
+            "StatusCode: 500, RequestID: box, api error InsufficientInstanceCapacity: We "
+            f"currently do not have sufficient {instance_type} capacity in the Availability "
+            f"Zone you requested ({where})."
+        )
 
 
 def _hypervisor(action: str, body: dict[str, Any]) -> None:

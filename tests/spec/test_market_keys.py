@@ -1,5 +1,5 @@
 """The workflow keys and `dstack run` flags of what a run costs: `spot_policy`, `max_price`,
-`max_duration`, and `-i`/`interruptible` meaning spot."""
+`max_duration`, `on_demand_after`, and `-i`/`interruptible` meaning spot."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ def test_keys_parse_and_the_default_market_is_unchanged() -> None:
     assert workflow(resources={"interruptible": True}).market_policy == "spot"
     keyed = workflow(spot_policy="auto", max_price=1.5, max_duration="2h")
     assert (keyed.market_policy, keyed.max_price, keyed.max_duration) == ("auto", 1.5, 7200)
+    assert plain.on_demand_after is None
+    assert workflow(on_demand_after=2, spot_policy="spot").on_demand_after == 2
 
 
 @pytest.mark.parametrize(
@@ -34,6 +36,9 @@ def test_keys_parse_and_the_default_market_is_unchanged() -> None:
         ({"spot_policy": "cheap"}, "spot_policy"),
         ({"max_price": 0}, "max_price"),
         ({"max_duration": "soon"}, "max_duration"),
+        ({"on_demand_after": 0}, "on_demand_after"),
+        ({"on_demand_after": "twice"}, "on_demand_after"),
+        ({"on_demand_after": 1.5}, "on_demand_after"),
         ({"spot_policy": "on-demand", "resources": {"interruptible": True}}, "give one of them"),
     ],
 )

@@ -1,10 +1,12 @@
 """``AwsCompute``: each run becomes an ephemeral Pulumi stack on AWS.
 
-``check`` picks every job's instance type from the catalog (the cheapest that fits; the error
-names the closest) and makes sure the Pulumi engine is here. ``start`` (once per run: the
-stack holds every job) stores this dstack's wheel in the bucket, renders the stack offline,
-previews it and records the plan before anything is created, then runs ``up`` and records
-the outputs; a failure is classified (``failures``). The instance's user data installs dstack
+``check`` makes every job's offers (the catalog's fitting types, priced; the error names the
+closest), checks them against the account's vCPU quotas (``quotas``) and makes sure the
+Pulumi engine is here. ``start`` (once per run: the stack holds every job) stores this
+dstack's wheel in the bucket, renders the stack offline, previews it and records the plan
+before anything is created, then runs ``up`` and records the outputs; when AWS has no
+instance for an offer, the try is destroyed and the next offer tried (``tries``); a failure
+is classified (``failures``). The instance's user data installs dstack
 and starts the runner against the S3 store; the CLI follows the run from the store.
 
 Who destroys the stack: the instance powers itself off when its job ends (or the store is
@@ -25,7 +27,7 @@ from typing import Any
 
 from dstack import state
 from dstack.compute.aws import plan as offline_plan
-from dstack.compute.aws import preflight, previous
+from dstack.compute.aws import preflight, previous, tries
 from dstack.compute.aws.boot_watch import BootWatch
 from dstack.compute.aws.catalog import Catalog, InstanceType, Request
 from dstack.compute.aws.choice import JobChoice, check_budget
@@ -39,7 +41,9 @@ from dstack.compute.aws.driver import (
 from dstack.compute.aws.ec2 import Ec2
 from dstack.compute.aws.failures import ProvisioningError
 from dstack.compute.aws.infra_records import run_recorder
+from dstack.compute.aws.offers import Offer
 from dstack.compute.aws.runargs import program_of
+from dstack.compute.aws.walk import Walk
 from dstack.compute.aws.wheel import Wheel, ensure_wheel
 from dstack.compute.base import Compute, RunPlan, StartFailure
 from dstack.errors import ComputeError
@@ -94,12 +98,17 @@ class AwsCompute(Compute):
             preflight.refuse_unserved_apps(job)
         choices = [self.choice_for(job) for job in cloud]
         check_budget(self.config, choices, spent_this_month=None)  # per run; the month: quote
-        if cloud and self._driver_factory is None:
-            self.require_credentials()  # what the user must fix first, before the engine
-            require_engine()
+        if not cloud:
+            return
+        self.require_credentials()  # what the user must fix first, before the engine
+        if self._driver_factory is None:
+            require_engine()  # nothing is sent to AWS while what is missing is local
         if any(job.ports for job in cloud):
             # found before anything is written, and kept for the run's stack
             self._caller_ip = preflight.require_caller(self.caller_cidr()).split("/")[0]
+        from dstack.compute.aws.quotas import refuse_unfit
+
+        refuse_unfit(self, choices)  # before anything is written or created
 
     def quote(
         self, storage: Storage, jobs: list[JobSpec], owner: str
@@ -128,9 +137,13 @@ class AwsCompute(Compute):
             jobs, spec_pins = pins.pinned_run_specs(
                 storage, run.repo_id, run.run_name, run.job_count, jobs
             )
-            self._provision(
-                storage, run, [job for job in jobs if not job.resources.local], spec_pins,
-                requested,
+            cloud = [job for job in jobs if not job.resources.local]
+            # each try is one create; AWS having no instance for an offer moves on (``tries``)
+            walk = tries.plan_walk(self, storage, run, cloud)
+            tries.walk_offers(
+                walk, storage, cloud,
+                attempt=lambda: self._provision(storage, run, cloud, spec_pins, walk, requested),
+                cleaned=lambda: state.read_stack_record(storage, run.run_name) is None,
             )  # fmt: skip
         except ProvisioningInterrupted:
             raise
@@ -139,10 +152,15 @@ class AwsCompute(Compute):
             raise ProvisioningError.of(exc) from exc.__cause__
 
     def _provision(
-        self, storage: Storage, run: RunRecord, cloud: list[JobSpec], spec_pins: dict[int, str],
+        self,
+        storage: Storage,
+        run: RunRecord,
+        cloud: list[JobSpec],
+        spec_pins: dict[int, str],
+        walk: Walk,
         requested: list[int],
-    ) -> None:  # fmt: skip
-        """Create (or update) the run's stack for its cloud jobs, recording each step."""
+    ) -> None:
+        """One try: the stack made of each job's current offer, recording each step."""
         # a stack that exists already (a later attempt) is refreshed before it is updated,
         # once the instances of the attempts before are gone (``previous``)
         existing = state.read_stack_record(storage, run.run_name) is not None
@@ -152,8 +170,9 @@ class AwsCompute(Compute):
         try:
             wheel = ensure_wheel(storage, self._wheel)
             args = self.stack_args(
-                store, run, cloud, wheel.key, wheel_sha256=wheel.sha256, spec_pins=spec_pins
-            )
+                store, run, cloud, wheel.key, wheel_sha256=wheel.sha256, spec_pins=spec_pins,
+                choice_for=lambda job: walk.choice(job.job_index), subnet_for=walk.subnet_for,
+            )  # fmt: skip
             preflight.check_run(self, args)
             driver = self.driver(store)
             self._say(f"Provisioning run {run.run_name} on AWS (stack {run.run_name})")
@@ -172,7 +191,8 @@ class AwsCompute(Compute):
             ),
         )
         outcome: dict[str, bool] = {}
-        record = run_recorder(storage, run, driver, rendering, self._say, outcome)
+        offers = {str(job.job_index): walk.current(job.job_index).as_dict() for job in cloud}
+        record = run_recorder(storage, run, driver, rendering, self._say, outcome, offers)
         try:
             # a later attempt (a retried spot interruption) updates the same stack: the
             # refresh notices the terminated instance, and up replaces it
@@ -322,17 +342,21 @@ class AwsCompute(Compute):
         caller_cidr: str | None = None,
         wheel_sha256: str | None = None,
         spec_pins: dict[int, str] | None = None,
+        choice_for: Callable[[JobSpec], JobChoice] | None = None,
+        subnet_for: Callable[[Offer], str | None] | None = None,
     ) -> Any:
-        """The run stack's arguments (``stacks.run.RunStackArgs``) for these jobs; the
-        caller's address is looked up only if ports are asked for and none is given."""
+        """The run stack's arguments (``stacks.run.RunStackArgs``) for these jobs, each on
+        the first offer of ``choice_for`` (default: its first offer); the caller's address
+        is looked up only if ports are asked for and none is given."""
         from dstack.compute.aws.runargs import run_stack_args
 
         return run_stack_args(
             self.config, store, run, jobs, wheel_key,
-            choice_for=self.choice_for,
+            choice_for=choice_for or self.choice_for,
             caller_cidr=lambda: caller_cidr or self.caller_cidr(),
             wheel_sha256=wheel_sha256,
             spec_pins=spec_pins,
+            subnet_for=subnet_for,
         )  # fmt: skip
 
     def caller_cidr(self, *, lookup: bool = True) -> str | None:

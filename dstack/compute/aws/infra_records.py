@@ -23,14 +23,18 @@ def run_recorder(
     rendering: offline_plan.Rendering | None,
     say: Callable[[str], None],
     outcome: dict[str, bool] | None = None,
+    offers: dict[str, dict[str, Any]] | None = None,
 ) -> Recorder:
     """Writes each step as the run's InfraRecord, notes its outcome in ``outcome``, and
-    reports it through ``say``; a record that cannot be written is said, not raised."""
+    reports it through ``say``; a record that cannot be written is said, not raised. A plan
+    records ``offers``: the offer each job's instance is tried on."""
     by = who()
 
     def record(kind: str, fields: dict[str, Any]) -> None:
         if kind == "plan" and rendering is not None:
             fields = {**fields, "resources": [r.as_dict() for r in rendering.resources]}
+        if kind == "plan" and offers:
+            fields = {**fields, "offers": offers}
         entry = InfraRecord(
             kind=kind,
             stack=run.run_name,

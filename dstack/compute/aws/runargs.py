@@ -1,6 +1,6 @@
 """A run and its jobs as the run stack's arguments (``stacks.run.RunStackArgs``).
 
-Per job: the instance type and market of its first offer (``choice``), how long it may live,
+Per job: the instance type, market and zone of its first offer (``choice``), how long it may live,
 and the boot script that installs this dstack and starts the job's runner. Per run: the ports
 (the same fixed numbers on every instance, ``PORT_BASE`` up), the caller's address they open
 to, the store keys the run's role may touch, and the provisioning settings of the config file.
@@ -15,6 +15,7 @@ from dstack import __version__, state
 from dstack.compute.aws import userdata
 from dstack.compute.aws.choice import JobChoice
 from dstack.compute.aws.config import PORT_BASE, AwsComputeConfig
+from dstack.compute.aws.offers import Offer
 from dstack.compute.aws.scope import run_scope
 from dstack.compute.aws.wheel import boto3_requirement, pinned_requirements, python_version
 from dstack.models import JobSpec, RunRecord
@@ -41,10 +42,12 @@ def run_stack_args(
     wheel_sha256: str | None = None,
     constraints: list[str] | None = None,
     spec_pins: dict[int, str] | None = None,
+    subnet_for: Callable[[Offer], str | None] | None = None,
 ) -> Any:
     """``caller_cidr`` is called only when the run asks for ports; ``constraints`` default to
     the versions this CLI runs with (``pinned_requirements``); ``spec_pins`` are the SHA-256
-    of each job's stored spec (``state.pins``), :data:`PLANNED_PIN` in a plan."""
+    of each job's stored spec (``state.pins``), :data:`PLANNED_PIN` in a plan; ``subnet_for`` is
+    the subnet of an offer's zone in the configured VPC (``walk.Walk.subnet_for``)."""
     from stacks.run import InstanceArgs, RunStackArgs
 
     region = config.require_region()
@@ -86,6 +89,8 @@ def run_stack_args(
                 user_data=userdata.render_user_data(boot),
                 gpu=itype.gpu_count > 0,
                 root_volume_gb=config.root_volume_gb,
+                availability_zone=choice.offer.availability_zone,
+                subnet_id=subnet_for(choice.offer) if subnet_for else None,
             )
         )
     return RunStackArgs(

@@ -5,7 +5,10 @@ double opens ``RecordingStack``s that record every call (operation and keyword a
 order, in one shared log), return results shaped like the SDK's (``PreviewResult``,
 ``UpResult``, ``DestroyResult``: ``stdout``, ``change_summary``/``summary``, ``outputs``), and
 raise a chosen exception — or ``KeyboardInterrupt``, as Ctrl+C would — at a chosen call. An
-``on_up`` hook lets a test do what a real ``up`` would cause (an instance booting).
+``on_up`` hook lets a test do what a real ``up`` would cause (an instance booting); a
+``refuse`` hook sees the instances an ``up`` would launch (``launches``: their type, market and
+zone, read from the program as the mock runtime renders it) and may return the error AWS
+would answer RunInstances with (no capacity for one offer), which ``up`` then raises.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ class FakeAutomation:
         }
     )
     on_up: Callable[[str, Callable[[], Any]], None] | None = None
+    refuse: Callable[[list[Launch]], BaseException | None] | None = None
+    #: every instance launch tried, in order (with ``refuse`` set)
+    launched: list[Launch] = field(default_factory=list)
     workspaces: list[Workspace] = field(default_factory=list)
 
     def driver(self, workspace: Workspace) -> StackDriver:
@@ -76,6 +82,12 @@ class RecordingStack:
 
     def up(self, **kwargs: Any) -> Any:
         self._automation._record("up", self.name, kwargs)
+        if self._automation.refuse is not None:
+            launches = launches_of(self._automation.programs[self.name])
+            self._automation.launched.extend(launches)
+            error = self._automation.refuse(launches)
+            if error is not None:
+                raise error
         if self._automation.on_up is not None:
             self._automation.on_up(self.name, self._automation.programs[self.name])
         outputs = {
@@ -107,3 +119,48 @@ class EngineError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(f"code: 255\n stdout: Updating...\n stderr: error: {message}\n")
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One instance a stack's ``up`` launches: what a RunInstances call would ask for."""
+
+    job_index: int
+    instance_type: str
+    market: str
+    availability_zone: str | None
+    subnet_id: str | None
+
+
+def launches_of(program: Callable[[], Any]) -> list[Launch]:
+    """The instances the program declares, as the mock runtime renders them."""
+    from dstack.compute.aws import plan
+
+    rendering = plan.render(program, project="dstack", stack="refuse")
+    found = []
+    for resource in rendering.cloud_resources:
+        if resource.type != "aws:ec2/instance:Instance":
+            continue
+        inputs = resource.inputs
+        found.append(
+            Launch(
+                job_index=int(resource.name.rsplit("-", 1)[1]),
+                instance_type=inputs["instanceType"],
+                market="spot" if inputs.get("instanceMarketOptions") else "on-demand",
+                availability_zone=inputs.get("availabilityZone"),
+                subnet_id=inputs.get("subnetId"),
+            )
+        )
+    return found
+
+
+def no_capacity(launch: Launch, run_name: str = "run") -> EngineError:
+    """terraform-provider-aws's error, through the engine, for a RunInstances of ``launch``
+    that AWS has no capacity for."""
+    zone = launch.availability_zone or "us-east-1a"
+    return EngineError(
+        f"aws:ec2/instance:Instance ({run_name}-job-{launch.job_index}): creating EC2 Instance: "
+        "operation error EC2: RunInstances, https response error StatusCode: 500, RequestID: "
+        "1-2-3, api error InsufficientInstanceCapacity: We currently do not have sufficient "
+        f"{launch.instance_type} capacity in the Availability Zone you requested ({zone})."
+    )

@@ -30,10 +30,12 @@ workflows:
   - name: patient
     commands: [echo hi]
     resources: {gpu: 1, interruptible: true}
+    max_price: 0.6     # one offer: g4dn.xlarge spot (walking offers: test_offer_walk.py)
     retry: {on: [no-capacity], limit: 2}
   - name: impatient
     commands: [echo hi]
     resources: {gpu: 1, interruptible: true}
+    max_price: 0.6
 """
 
 
