@@ -218,6 +218,9 @@ class JobSpec(Model):
     max_duration: float | None = Field(
         default=None, description="cloud: seconds the instance may run (None: the config's)"
     )
+    max_idle: float | None = Field(
+        default=None, description="seconds nobody used the job after which it is stopped"
+    )
     price_per_hour: float | None = Field(
         default=None, description="cloud: USD per hour of the offer it was quoted at submit"
     )

@@ -82,6 +82,12 @@ def expect(workflow: Workflow, model: type[W], provider: str) -> W:
     return workflow
 
 
+def max_idle_seconds(key: float | None, default: float | None) -> float | None:
+    """The workflow's ``max_idle`` (0: ``off``), else the provider's default; None: off."""
+    seconds = default if key is None else key
+    return seconds or None
+
+
 def job_spec(
     workflow: WorkflowBase,
     *,
@@ -121,6 +127,7 @@ def job_spec(
         spot_policy=workflow.market_policy,
         max_price=workflow.max_price,
         max_duration=workflow.max_duration,
+        max_idle=max_idle_seconds(workflow.max_idle, fields.pop("default_max_idle", None)),
         deps=[],
         submitted_at=run.submitted_at,
         **fields,

@@ -35,6 +35,13 @@ def _duration(value: Any) -> float:
     return seconds
 
 
+def _idle(value: Any) -> float:
+    """``max_idle``: a duration, or ``off`` (0: never stopped for being idle)."""
+    if (isinstance(value, str) and value.strip().lower() == "off") or value is False:
+        return 0.0
+    return _duration(value)
+
+
 class RetrySpec(Strict):
     """`retry`: start the job again, as a new attempt of the same run, after these events.
     `retry: true` retries every event up to 3 times."""
