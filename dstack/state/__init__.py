@@ -10,6 +10,7 @@ What each module owns:
   tokens, the rendezvous of a multi-node run
 * :mod:`.tags`     tags, uploaded tag data, succeeded markers, dependency sources
 * :mod:`.infra`    cloud infrastructure records and stack records
+* :mod:`.spend`    what a cloud run spent, recorded or estimated from its jobs' states
 * :mod:`.secrets`  a repo's secrets
 * :mod:`.repos`    the repos a store holds
 """

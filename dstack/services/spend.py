@@ -1,0 +1,127 @@
+"""What runs spent, for `dstack ps`, `dstack cost` and the dashboard: each cloud run's
+recorded spend (``dstack.state.spend``), or its estimate while it runs or until its stack is
+destroyed; a local run costs nothing (None). Sums by repo, user and month over every repo of
+the store."""
+
+from __future__ import annotations
+
+import datetime
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from dstack import state
+from dstack.errors import DstackError, InvalidStateError
+from dstack.models import RunRecord, RunSummary
+from dstack.services.context import Context
+from dstack.state import spend
+from dstack.state.spend import RunSpend
+from dstack.storage.base import Storage
+
+GROUPINGS = ("repo", "user", "month")
+_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+
+
+def costs_of(
+    ctx: Context, summaries: Iterable[RunSummary], now: float | None = None
+) -> dict[str, RunSpend | None]:
+    """The spend of each listed run of the current repo (None: it ran nothing in a cloud).
+    One listing finds the repo's cloud runs; only those are read."""
+    now = time.time() if now is None else now
+    cloud = spend.cloud_runs(ctx.storage, ctx.repo_id)
+    found: dict[str, RunSpend | None] = {}
+    for summary in summaries:
+        found[summary.run_name] = None
+        if summary.run_name in cloud:
+            found[summary.run_name] = _spend_of_name(
+                ctx.storage, ctx.repo_id, summary.run_name, now
+            )
+    return found
+
+
+def spend_of(ctx: Context, run: RunRecord, now: float | None = None) -> RunSpend | None:
+    try:
+        return spend.spend_of(ctx.storage, run, time.time() if now is None else now)
+    except DstackError:
+        return None
+
+
+@dataclass
+class CostRow:
+    """What the cloud runs of one group (a repo, a user or a month) spent."""
+
+    key: str
+    runs: int = 0
+    running: int = 0
+    usd: float = 0.0
+    hours: float = 0.0
+
+
+@dataclass
+class CostReport:
+    by: str
+    since: str | None
+    rows: list[CostRow] = field(default_factory=list)
+    #: runs whose records could not be read (damaged), left out of the sums
+    skipped: int = 0
+
+    @property
+    def total(self) -> float:
+        return sum(row.usd for row in self.rows)
+
+
+def parse_month(text: str) -> float:
+    """``2026-11`` → the month's first second (UTC); InvalidStateError otherwise."""
+    match = _MONTH.match(text.strip())
+    if match is None:
+        raise InvalidStateError(
+            f"--since {text!r} is not a month: write it as YYYY-MM (for example 2026-11)"
+        )
+    year, month = int(match.group(1)), int(match.group(2))
+    return datetime.datetime(year, month, 1, tzinfo=datetime.UTC).timestamp()
+
+
+def month_of(at: float) -> str:
+    return datetime.datetime.fromtimestamp(at, datetime.UTC).strftime("%Y-%m")
+
+
+def cost_report(
+    ctx: Context, *, by: str = "repo", since: str | None = None, now: float | None = None
+) -> CostReport:
+    """What the cloud runs of every repo of the store spent, summed by ``by``; a run counts
+    in the month it was submitted (UTC), and only from ``since`` (``YYYY-MM``) on."""
+    if by not in GROUPINGS:
+        raise InvalidStateError(f"--by {by!r}: choose one of {', '.join(GROUPINGS)}")
+    now = time.time() if now is None else now
+    start = parse_month(since) if since else None
+    report = CostReport(by=by, since=since)
+    rows: dict[str, CostRow] = {}
+    for repo_id in list(state.list_repos(ctx.storage)):
+        for run_name in spend.cloud_runs(ctx.storage, repo_id):
+            try:
+                run = state.read_run(ctx.storage, repo_id, run_name)
+                found = spend.spend_of(ctx.storage, run, now)
+            except DstackError:
+                report.skipped += 1
+                continue
+            if found is None or (start is not None and run.submitted_at < start):
+                continue
+            key = {"repo": repo_id, "user": run.owner.display, "month": month_of(run.submitted_at)}
+            row = rows.setdefault(key[by], CostRow(key[by]))
+            row.runs += 1
+            row.running += 1 if found.running else 0
+            row.usd += found.total(now)
+            row.hours += sum(node.hours(now) for node in found.nodes)
+    report.rows = sorted(rows.values(), key=lambda r: (-r.usd, r.key) if by != "month" else r.key)
+    return report
+
+
+def _spend_of_name(storage: Storage, repo_id: str, run_name: str, now: float) -> RunSpend | None:
+    try:
+        recorded = spend.read_spend(storage, repo_id, run_name)
+        if recorded is not None and recorded.final:
+            return recorded
+        return spend.spend_of(storage, state.read_run(storage, repo_id, run_name), now)
+    except DstackError:
+        return None

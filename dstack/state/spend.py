@@ -1,0 +1,163 @@
+"""What a cloud run spent: per node and attempt, its instance's start and end × its price.
+
+A ``RunSpend`` is stored next to the run's infrastructure records (``keys.spend_key``), outside
+the run's own prefix, so a job cannot rewrite what its run cost. The compute that destroys the
+run's stack writes it, refined with what the cloud says of each instance (launch and
+termination times, type, market, zone, spot price history); ``final`` says it was written once
+every job had ended.
+
+Until then (a run still running, or finished but not yet released), ``estimate`` derives the
+same record from the store alone: each attempt's node from its runner's first heartbeat
+(``started_at``) to its end (``finished_at``; the instance powers itself off then) or ``now``,
+at the price quoted at submit. Local jobs cost nothing and have no node here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from pydantic import Field
+
+from dstack.errors import DstackError
+from dstack.models import JobSpec, JobState, Model, RunRecord, dump
+from dstack.state.jobs import list_attempts
+from dstack.state.keys import INFRA_RECORDS_PREFIX, spend_key
+from dstack.state.records import load_record
+from dstack.state.runs import read_job_spec, read_job_state
+from dstack.storage.base import Storage
+
+
+class NodeSpend(Model):
+    """One instance of one attempt of one job: how long it ran, and at what price."""
+
+    job_index: int
+    attempt: int = 1
+    instance_id: str | None = None
+    instance_type: str | None = None
+    market: str | None = Field(default=None, description="spot or on-demand, when known")
+    availability_zone: str | None = None
+    price_per_hour: float = Field(description="USD per hour")
+    price_source: str = Field(
+        default="quoted",
+        description="quoted (the price the plan recorded at submit) or spot-history (the "
+        "zone's spot prices over the instance's life, averaged by time)",
+    )
+    started_at: float = Field(description="the instance's launch, else the runner's start")
+    ended_at: float | None = Field(default=None, description="None while it runs")
+    start_from: str = Field(default="runner", description="launch (EC2) or runner")
+    end_from: str | None = Field(
+        default=None, description="ec2 (its termination), runner (its job's end), destroy"
+    )
+
+    def hours(self, now: float) -> float:
+        end = self.ended_at if self.ended_at is not None else now
+        return max(0.0, end - self.started_at) / 3600
+
+    def cost(self, now: float) -> float:
+        return self.price_per_hour * self.hours(now)
+
+
+class RunSpend(Model):
+    """What a cloud run spent, node by node."""
+
+    repo_id: str
+    run_name: str
+    recorded_at: float
+    final: bool = Field(default=False, description="every job had ended when it was written")
+    nodes: list[NodeSpend] = Field(default_factory=list)
+
+    @property
+    def running(self) -> bool:
+        return any(node.ended_at is None for node in self.nodes)
+
+    def total(self, now: float) -> float:
+        """USD: every node's time × its price (a running node counts up to ``now``)."""
+        return sum(node.cost(now) for node in self.nodes)
+
+
+def write_spend(storage: Storage, spend: RunSpend) -> None:
+    storage.put(spend_key(spend.repo_id, spend.run_name), dump(spend))
+
+
+def read_spend(storage: Storage, repo_id: str, run_name: str) -> RunSpend | None:
+    key = spend_key(repo_id, run_name)
+    data = storage.get_or_none(key)
+    return None if data is None else load_record(RunSpend, data, key)
+
+
+def cloud_runs(storage: Storage, repo_id: str) -> dict[str, bool]:
+    """The repo's runs that have cloud infrastructure records, each with whether its spend is
+    recorded: one listing, so `ps` knows which runs cost nothing without reading them."""
+    prefix = f"{INFRA_RECORDS_PREFIX}{repo_id}/"
+    found: dict[str, bool] = {}
+    for info in storage.list_objects(prefix):
+        run_name, _, name = info.key[len(prefix) :].partition("/")
+        if run_name and "/" not in name:
+            found[run_name] = found.get(run_name, False) or name == "spend.json"
+    return found
+
+
+def spend_of(storage: Storage, run: RunRecord, now: float) -> RunSpend | None:
+    """The run's spend: its final record, else an ``estimate``; None for a run that ran no
+    cloud instance (a local run costs nothing)."""
+    if run.compute == "local":
+        return None
+    recorded = read_spend(storage, run.repo_id, run.run_name)
+    if recorded is not None and recorded.final:
+        return recorded
+    return estimate(storage, run, now)
+
+
+def estimate(storage: Storage, run: RunRecord, now: float) -> RunSpend:
+    """The run's spend from the store alone: each attempt of each cloud job whose runner
+    started, from that start to its end (or ``now``), at the price quoted at submit."""
+    nodes: list[NodeSpend] = []
+    for index in range(run.job_count):
+        try:
+            spec = read_job_spec(storage, run.repo_id, run.run_name, index)
+            current = read_job_state(storage, run.repo_id, run.run_name, index)
+            ended = list_attempts(storage, spec)
+        except DstackError:
+            continue  # a damaged or half-removed job counts for nothing
+        if spec.resources.local:
+            continue
+        for job_state in _attempts(ended, current):
+            node = node_of(spec, job_state)
+            if node is not None:
+                nodes.append(node)
+    return RunSpend(
+        repo_id=run.repo_id, run_name=run.run_name, recorded_at=now, final=False, nodes=nodes
+    )
+
+
+def node_of(spec: JobSpec, job_state: JobState) -> NodeSpend | None:
+    """The node of one attempt, as its runner recorded it; None if its runner never started
+    or no price was quoted."""
+    if job_state.started_at is None or spec.price_per_hour is None:
+        return None
+    ended_at = job_state.finished_at
+    if ended_at is None and job_state.status.is_finished:
+        ended_at = job_state.updated_at or job_state.started_at
+    return NodeSpend(
+        job_index=spec.job_index,
+        attempt=job_state.attempt,
+        instance_id=job_state.instance_id,
+        market=_market(spec),
+        price_per_hour=spec.price_per_hour,
+        started_at=job_state.started_at,
+        ended_at=ended_at,
+        end_from="runner" if ended_at is not None else None,
+    )
+
+
+def _attempts(ended: list[JobState], current: JobState) -> Iterator[JobState]:
+    seen = set()
+    for job_state in [*ended, current]:
+        if job_state.attempt not in seen:
+            seen.add(job_state.attempt)
+            yield job_state
+
+
+def _market(spec: JobSpec) -> str | None:
+    policy = spec.spot_policy or ("spot" if spec.resources.interruptible else "on-demand")
+    return policy if policy in ("spot", "on-demand") else None  # auto: the cloud says which
