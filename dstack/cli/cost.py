@@ -25,8 +25,7 @@ def cost(
 ) -> None:
     from dstack import api
     from dstack.cli import render
-    from dstack.cli.spend_render import money
-    from dstack.services.spend import cost_report
+    from dstack.services.spend import cost_report, money
 
     report = cost_report(api.Context(), by=by, since=since)
     if as_json:

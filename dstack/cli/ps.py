@@ -119,7 +119,8 @@ def _view_row(view) -> dict:  # type: ignore[no-untyped-def]
 
 def _show(rows: list[dict], as_json: bool) -> None:
     from dstack.cli import render
-    from dstack.cli.spend_render import cost_cell, cost_json, spend_lines
+    from dstack.cli.spend_render import cost_json, spend_lines
+    from dstack.services.spend import cost_text
 
     now = time.time()
     if as_json:
@@ -149,7 +150,7 @@ def _show(rows: list[dict], as_json: bool) -> None:
             r["owner"],
             render.status_text(r["status"])
             + (f" ({r['exit_code']})" if r.get("exit_code") not in (None, 0) else ""),
-            cost_cell(r["spend_of"], now),
+            cost_text(r["spend_of"], now),
         ]
         for r in rows  # newest first, as --json and the dashboard list them
     ]

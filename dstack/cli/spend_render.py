@@ -6,20 +6,8 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from dstack.services.spend import cost_note, money
 from dstack.state.spend import NodeSpend, RunSpend
-
-
-def money(usd: float) -> str:
-    if 0 < usd < 0.01:
-        return "<$0.01"
-    return f"${usd:,.2f}"
-
-
-def cost_cell(found: RunSpend | None, now: float) -> str:
-    """``-`` for a run that cost nothing (local); ``$1.23``; ``$1.23+`` while it runs."""
-    if found is None:
-        return "-"
-    return money(found.total(now)) + ("+" if found.running else "")
 
 
 def cost_json(found: RunSpend | None, now: float, *, nodes: bool = False) -> dict[str, Any]:
@@ -44,13 +32,8 @@ def cost_json(found: RunSpend | None, now: float, *, nodes: bool = False) -> dic
 def spend_lines(found: RunSpend | None, now: float) -> list[str]:
     """`ps RUN`'s account: the total, then one line per node and attempt."""
     if found is None:
-        return ["cost: - (it ran on this machine)"]
-    how = (
-        "so far, still running"
-        if found.running
-        else ("recorded" if found.final else "from the runners' times; recorded once released")
-    )
-    lines = [f"cost: {money(found.total(now))} ({how})"]
+        return [f"cost: - ({cost_note(found)})"]
+    lines = [f"cost: {money(found.total(now))} ({cost_note(found)})"]
     for node in found.nodes:
         lines.append("  " + node_line(node, now))
     if not found.nodes:

@@ -11,6 +11,7 @@ from markupsafe import Markup
 
 from dstack.dashboard.files import printable
 from dstack.models import JobStatus
+from dstack.services.spend import cost_note, cost_text
 
 STATUS_CHOICES = ["", "active", *[s.value for s in JobStatus]]
 
@@ -101,4 +102,6 @@ GLOBALS = {
     "plural": plural,
     "url": url,
     "run_url": run_url,
+    "cost": cost_text,
+    "cost_note": cost_note,
 }

@@ -40,6 +40,31 @@ def costs_of(
     return found
 
 
+def money(usd: float) -> str:
+    """``$1,234.50``; ``<$0.01`` for a fraction of a cent."""
+    if 0 < usd < 0.01:
+        return "<$0.01"
+    return f"${usd:,.2f}"
+
+
+def cost_text(found: RunSpend | None, now: float | None = None) -> str:
+    """A run's cost in one cell: ``-`` for one that cost nothing (local), ``$1.23``, and
+    ``$1.23+`` while it runs."""
+    if found is None:
+        return "-"
+    at = time.time() if now is None else now
+    return money(found.total(at)) + ("+" if found.running else "")
+
+
+def cost_note(found: RunSpend | None) -> str:
+    """Where the cost comes from, in a few words."""
+    if found is None:
+        return "it ran on this machine"
+    if found.running:
+        return "so far: still running"
+    return "recorded" if found.final else "from its runners' times, until its stack is destroyed"
+
+
 def spend_of(ctx: Context, run: RunRecord, now: float | None = None) -> RunSpend | None:
     try:
         return spend.spend_of(ctx.storage, run, time.time() if now is None else now)
