@@ -52,7 +52,7 @@ from dstack.spec.fields import (
     parse_env,
     suggest,
 )
-from dstack.spec.retry_spec import RetrySpec, _duration, _idle, _retry
+from dstack.spec.retry_spec import IdleDuration, RetrySpec, _duration, _retry
 from dstack.units import parse_size_mib
 
 DEFAULT_PROVIDER = "bash"  # a workflow without `provider:` is a bash workflow
@@ -263,7 +263,7 @@ class WorkflowBase(Strict):
         description="Longest a cloud job may run, e.g. 2h (default: the config's bound); "
         "the instance powers itself off then",
     )
-    max_idle: Annotated[float, BeforeValidator(_idle)] | None = Field(
+    max_idle: IdleDuration | None = Field(
         default=None,
         description="Stop the job once nobody has used it this long, e.g. 1h, or off "
         "(default: 1h for lab, notebook and code, else off); used means its processes used "

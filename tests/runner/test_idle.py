@@ -169,6 +169,14 @@ def test_a_bad_max_idle_is_refused() -> None:
         jobs({"provider": "lab", "max_idle": "soon"})
 
 
+@pytest.mark.parametrize("value", ["1h", "30m", "off", False, 90, "soon", 0, "-1h"])
+def test_the_schema_and_the_loader_agree_on_max_idle(value: object) -> None:
+    from tests.spec.test_schema_agrees import schema_accepts, validator_accepts
+
+    document = {"workflows": [{"name": "w", "provider": "lab", "max_idle": value}]}
+    assert validator_accepts(document) is schema_accepts(document), value
+
+
 def test_idle_text() -> None:
     assert [idle_text(s) for s in (2, 60, 3600, 5400, 1800)] == ["2s", "1m", "1h", "1h 30m", "30m"]
 
