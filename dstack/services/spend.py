@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from dstack import state
-from dstack.errors import DstackError, InvalidStateError
+from dstack.errors import DstackError, InvalidStateError, RunNotFoundError
 from dstack.models import RunRecord, RunSummary
 from dstack.services.context import Context
 from dstack.state import spend
@@ -122,17 +122,16 @@ def cost_report(
     start = parse_month(since) if since else None
     report = CostReport(by=by, since=since)
     rows: dict[str, CostRow] = {}
-    for repo_id in list(state.list_repos(ctx.storage)):
+    for repo_id in list(spend.spending_repos(ctx.storage)):
         for run_name in spend.cloud_runs(ctx.storage, repo_id):
             try:
-                run = state.read_run(ctx.storage, repo_id, run_name)
-                found = spend.spend_of(ctx.storage, run, now)
+                found = _spend_of_any(ctx.storage, repo_id, run_name, now)
             except DstackError:
                 report.skipped += 1
                 continue
-            if found is None or (start is not None and run.submitted_at < start):
+            if found is None or (start is not None and found.submitted_at < start):
                 continue
-            key = {"repo": repo_id, "user": run.owner.display, "month": month_of(run.submitted_at)}
+            key = {"repo": repo_id, "user": found.owner, "month": month_of(found.submitted_at)}
             row = rows.setdefault(key[by], CostRow(key[by]))
             row.runs += 1
             row.running += 1 if found.running else 0
@@ -140,6 +139,18 @@ def cost_report(
             row.hours += sum(node.hours(now) for node in found.nodes)
     report.rows = sorted(rows.values(), key=lambda r: (-r.usd, r.key) if by != "month" else r.key)
     return report
+
+
+def _spend_of_any(storage: Storage, repo_id: str, run_name: str, now: float) -> RunSpend | None:
+    """A run's spend, or a removed run's kept one; DstackError if neither can be read."""
+    try:
+        run = state.read_run(storage, repo_id, run_name)
+    except RunNotFoundError:
+        kept = spend.read_spend(storage, repo_id, run_name)
+        if kept is None:
+            raise
+        return kept
+    return spend.spend_of(storage, run, now)
 
 
 def _spend_of_name(storage: Storage, repo_id: str, run_name: str, now: float) -> RunSpend | None:

@@ -64,6 +64,11 @@ class RunSpend(Model):
     run_name: str
     recorded_at: float
     final: bool = Field(default=False, description="every job had ended when it was written")
+    owner: str = Field(default="", description="the run's owner, as `ps` shows it")
+    submitted_at: float = 0.0
+    removed: bool = Field(
+        default=False, description="kept when the run was removed (`dstack rm`): what it spent"
+    )
     nodes: list[NodeSpend] = Field(default_factory=list)
 
     @property
@@ -85,15 +90,53 @@ def read_spend(storage: Storage, repo_id: str, run_name: str) -> RunSpend | None
     return None if data is None else load_record(RunSpend, data, key)
 
 
+def keep_on_removal(storage: Storage, run: RunRecord, now: float) -> None:
+    """Before a cloud run is removed: what it spent stays in the store (its final record, else
+    its estimate), so sums and budgets still count it; it is deleted with the rest otherwise."""
+    if run.compute == "local":
+        return
+    found = spend_of(storage, run, now)
+    if found is not None:
+        write_spend(storage, found.model_copy(update={"removed": True}))
+
+
 def cloud_runs(storage: Storage, repo_id: str) -> dict[str, bool]:
     """The repo's runs that have cloud infrastructure records, each with whether its spend is
-    recorded: one listing, so `ps` knows which runs cost nothing without reading them."""
+    recorded: one listing, so `ps` knows which runs cost nothing without reading them. A
+    removed run's spend is listed too (see ``removed_runs``)."""
+    return {name: "spend.json" in kept for name, kept in _records(storage, repo_id).items()}
+
+
+def removed_runs(storage: Storage, repo_id: str) -> list[str]:
+    """The repo's removed cloud runs whose spend was kept: nothing else of them is left."""
+    return [name for name, kept in _records(storage, repo_id).items() if kept == {"spend.json"}]
+
+
+def spending_repos(storage: Storage) -> Iterator[str]:
+    """Every repo with cloud runs' records, removed runs' kept spend included (a repo whose
+    runs were all removed has nothing left under ``repos/``). A skip scan, as
+    ``state.repos.list_repos``: one list request per repo."""
+    after: str | None = None
+    while True:
+        info = next(iter(storage.list_objects(INFRA_RECORDS_PREFIX, after=after)), None)
+        if info is None:
+            return
+        segments = info.key[len(INFRA_RECORDS_PREFIX) :].split("/")
+        if len(segments) < 3:  # not a record of a run: step over it alone
+            after = info.key
+            continue
+        repo_id = "/".join(segments[:-2])
+        yield repo_id
+        after = f"{INFRA_RECORDS_PREFIX}{repo_id}0"  # past every key under ".../<repo>/"
+
+
+def _records(storage: Storage, repo_id: str) -> dict[str, set[str]]:
     prefix = f"{INFRA_RECORDS_PREFIX}{repo_id}/"
-    found: dict[str, bool] = {}
+    found: dict[str, set[str]] = {}
     for info in storage.list_objects(prefix):
         run_name, _, name = info.key[len(prefix) :].partition("/")
-        if run_name and "/" not in name:
-            found[run_name] = found.get(run_name, False) or name == "spend.json"
+        if run_name and name and "/" not in name:
+            found.setdefault(run_name, set()).add(name)
     return found
 
 
@@ -103,8 +146,10 @@ def spend_of(storage: Storage, run: RunRecord, now: float) -> RunSpend | None:
     if run.compute == "local":
         return None
     recorded = read_spend(storage, run.repo_id, run.run_name)
-    if recorded is not None and recorded.final:
-        return recorded
+    if recorded is not None and recorded.final:  # whose and when: as the run says
+        return recorded.model_copy(
+            update={"owner": run.owner.display, "submitted_at": run.submitted_at}
+        )
     return estimate(storage, run, now)
 
 
@@ -126,8 +171,9 @@ def estimate(storage: Storage, run: RunRecord, now: float) -> RunSpend:
             if node is not None:
                 nodes.append(node)
     return RunSpend(
-        repo_id=run.repo_id, run_name=run.run_name, recorded_at=now, final=False, nodes=nodes
-    )
+        repo_id=run.repo_id, run_name=run.run_name, recorded_at=now, final=False, nodes=nodes,
+        owner=run.owner.display, submitted_at=run.submitted_at,
+    )  # fmt: skip
 
 
 def node_of(spec: JobSpec, job_state: JobState) -> NodeSpend | None:

@@ -120,6 +120,24 @@ def test_cost_sums_every_repo_by_repo_user_and_month(seeded: Any) -> None:
     assert any(line.split()[:2] == ["total", "4"] for line in lines)
 
 
+def test_a_removed_run_still_counts_in_cost(seeded: Any, dstack_home: Path) -> None:
+    """`dstack rm` removes the run, its logs and artifacts, but what it spent stays."""
+    cli, repo, now = seeded
+    before = json.loads(cli("cost", "--json", cwd=repo).out)
+    removed = cli("rm", "-y", "done-run-1", cwd=repo)
+    assert removed.code == 0, removed.err
+    assert "done-run-1" not in cli("ps", "-a", cwd=repo).out
+    after = json.loads(cli("cost", "--json", cwd=repo).out)
+    assert after["total_usd"] == pytest.approx(before["total_usd"], abs=0.01)  # live-run grows
+    [row] = [r for r in after["rows"] if r["repo"] == REPO.repo_id]
+    assert row["runs"] == 3 and after["skipped"] == 0
+    storage = LocalStorage(dstack_home / "store")
+    kept = spend.read_spend(storage, REPO.repo_id, "done-run-1")
+    assert kept is not None and kept.removed and kept.owner == "ada"
+    assert kept.total(now) == pytest.approx(6.12)
+    assert spend.removed_runs(storage, REPO.repo_id) == ["done-run-1"]
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

@@ -6,7 +6,8 @@ was destroyed; while a job still runs, what its ended attempts spent plus its wo
 a finished run not yet released, at its runners' times. The month is the calendar month in
 UTC; the user is the run's owner as `ps` shows it. Counting reads every repo of the store and
 the runs of each submitted since the month began (newest first, so it stops there), and is
-done only when ``compute.budget.per_user_month`` is set.
+done only when ``compute.budget.per_user_month`` is set. A removed run counts at the spend
+kept when it was removed.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def counted_this_month(storage: Storage, owner: str, now: float) -> float:
     worst case."""
     since = month_start(now)
     total = 0.0
-    for repo_id in list(state.list_repos(storage)):
+    repos = sorted({*state.list_repos(storage), *spend.spending_repos(storage)})
+    for repo_id in repos:
         for run in state.iter_runs(storage, repo_id):
             if run.submitted_at < since:
                 break
@@ -44,6 +46,13 @@ def counted_this_month(storage: Storage, owner: str, now: float) -> float:
                 )
             except DstackError:
                 continue  # a damaged or half-removed run counts for nothing
+        for run_name in spend.removed_runs(storage, repo_id):  # removed, and still spent
+            try:
+                kept = spend.read_spend(storage, repo_id, run_name)
+            except DstackError:
+                continue
+            if kept is not None and kept.owner == owner and kept.submitted_at >= since:
+                total += kept.total(now)
     return total
 
 

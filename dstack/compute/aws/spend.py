@@ -59,6 +59,8 @@ def record_spend(
             recorded_at=now,
             final=True,
             nodes=[n for n in refined if n.started_at > 0],
+            owner=found.owner,
+            submitted_at=found.submitted_at,
         )
         spend.write_spend(storage, result)
     except DstackError as exc:

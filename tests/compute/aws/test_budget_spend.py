@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from dstack import state
+from dstack import api, state
 from dstack.compute.aws import budget
+from dstack.compute.local import LocalCompute
 from dstack.models import JobStatus, RepoSnapshot
 from dstack.state import spend
 from dstack.state.spend import NodeSpend, RunSpend
@@ -53,3 +54,10 @@ def test_recorded_spend_and_running_worst_cases_are_counted(tmp_path: Path) -> N
 
     counted = budget.counted_this_month(storage, "ada", NOW)
     assert counted == pytest.approx(2.0 + 0.5 + 3.06 + 6.12)
+
+    # removed (`dstack rm`): what it spent still counts
+    ctx = api.Context(storage=storage, compute=LocalCompute(), repo_path=tmp_path)
+    ctx.use_repo(OTHER_REPO.repo_id)
+    api.remove(ctx, "half-run-1")
+    assert state.list_runs(storage, OTHER_REPO.repo_id) == []
+    assert budget.counted_this_month(storage, "ada", NOW) == pytest.approx(counted)
