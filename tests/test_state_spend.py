@@ -55,6 +55,7 @@ def test_a_local_run_costs_nothing_and_a_job_that_never_started_nothing_yet(tmp_
     waiting, _ = cloud_run(storage, "calm-cat-2", submitted_at=T0)
     found = spend.spend_of(storage, waiting, now=T0 + HOUR)
     assert found is not None and found.nodes == [] and found.total(T0 + HOUR) == 0
+    assert found.running  # its instance may be booting: `ps` shows $0.00+
     # one listing says which runs are cloud runs, and which have their spend recorded
     assert spend.cloud_runs(storage, waiting.repo_id) == {"calm-cat-2": False}
 

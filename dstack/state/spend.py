@@ -69,11 +69,14 @@ class RunSpend(Model):
     removed: bool = Field(
         default=False, description="kept when the run was removed (`dstack rm`): what it spent"
     )
+    active: bool = Field(
+        default=False, description="a job was unfinished (an instance may be booting)"
+    )
     nodes: list[NodeSpend] = Field(default_factory=list)
 
     @property
     def running(self) -> bool:
-        return any(node.ended_at is None for node in self.nodes)
+        return self.active or any(node.ended_at is None for node in self.nodes)
 
     def total(self, now: float) -> float:
         """USD: every node's time × its price (a running node counts up to ``now``)."""
@@ -157,6 +160,7 @@ def estimate(storage: Storage, run: RunRecord, now: float) -> RunSpend:
     """The run's spend from the store alone: each attempt of each cloud job whose runner
     started, from that start to its end (or ``now``), at the price quoted at submit."""
     nodes: list[NodeSpend] = []
+    active = False
     for index in range(run.job_count):
         try:
             spec = read_job_spec(storage, run.repo_id, run.run_name, index)
@@ -166,13 +170,14 @@ def estimate(storage: Storage, run: RunRecord, now: float) -> RunSpend:
             continue  # a damaged or half-removed job counts for nothing
         if spec.resources.local:
             continue
+        active = active or current.status.is_active
         for job_state in _attempts(ended, current):
             node = node_of(spec, job_state)
             if node is not None:
                 nodes.append(node)
     return RunSpend(
         repo_id=run.repo_id, run_name=run.run_name, recorded_at=now, final=False, nodes=nodes,
-        owner=run.owner.display, submitted_at=run.submitted_at,
+        owner=run.owner.display, submitted_at=run.submitted_at, active=active,
     )  # fmt: skip
 
 
