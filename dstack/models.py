@@ -218,9 +218,6 @@ class JobSpec(Model):
     max_duration: float | None = Field(
         default=None, description="cloud: seconds the instance may run (None: the config's)"
     )
-    max_idle: float | None = Field(
-        default=None, description="seconds nobody used the job after which it is stopped"
-    )
     price_per_hour: float | None = Field(
         default=None, description="cloud: USD per hour of the offer it was quoted at submit"
     )
@@ -238,6 +235,9 @@ class JobSpec(Model):
         "store), so the other nodes start once it does",
     )
     apps: list[AppSpec] = Field(default_factory=list)
+    max_idle: float | None = Field(
+        default=None, description="seconds nobody used the job after which it is stopped"
+    )
     secrets: list[str] = Field(
         default_factory=list,
         description="the names of the repo's secrets at submit: the job gets these and no other",

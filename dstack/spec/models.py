@@ -250,6 +250,12 @@ class WorkflowBase(Strict):
     retry: Annotated[RetrySpec | None, BeforeValidator(_retry)] = Field(
         default=None, description="Restart the job after interruptions or errors (default: never)"
     )
+    max_idle: IdleDuration | None = Field(
+        default=None,
+        description="Stop the job once nobody has used it this long, e.g. 1h, or off "
+        "(default: 1h for lab, notebook and code, else off); used means its processes used "
+        "CPU",
+    )
     spot_policy: Literal["spot", "on-demand", "auto"] | None = Field(
         default=None,
         description="Cloud market: spot, on-demand, or auto (spot first, then on-demand); "
@@ -262,12 +268,6 @@ class WorkflowBase(Strict):
         default=None,
         description="Longest a cloud job may run, e.g. 2h (default: the config's bound); "
         "the instance powers itself off then",
-    )
-    max_idle: IdleDuration | None = Field(
-        default=None,
-        description="Stop the job once nobody has used it this long, e.g. 1h, or off "
-        "(default: 1h for lab, notebook and code, else off); used means its processes used "
-        "CPU",
     )
 
     _source: str = PrivateAttr(default="")
