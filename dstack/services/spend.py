@@ -9,6 +9,7 @@ import datetime
 import re
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from dstack import state
@@ -20,6 +21,8 @@ from dstack.state.spend import RunSpend
 from dstack.storage.base import Storage
 
 GROUPINGS = ("repo", "user", "month")
+#: runs read at once by `ps` (each a few requests on S3)
+_READERS = 8
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
@@ -28,16 +31,17 @@ def costs_of(
 ) -> dict[str, RunSpend | None]:
     """The spend of each listed run of the current repo (None: it ran nothing in a cloud).
     One listing finds the repo's cloud runs; only those are read."""
-    now = time.time() if now is None else now
+    at = time.time() if now is None else now
     cloud = spend.cloud_runs(ctx.storage, ctx.repo_id)
-    found: dict[str, RunSpend | None] = {}
-    for summary in summaries:
-        found[summary.run_name] = None
-        if summary.run_name in cloud:
-            found[summary.run_name] = _spend_of_name(
-                ctx.storage, ctx.repo_id, summary.run_name, now
-            )
-    return found
+    names = [s.run_name for s in summaries]
+    read = [name for name in names if name in cloud]
+
+    def one(name: str) -> RunSpend | None:
+        return _spend_of_name(ctx.storage, ctx.repo_id, name, at)
+
+    with ThreadPoolExecutor(_READERS) as pool:  # a few requests each, on S3
+        spends = dict(zip(read, pool.map(one, read), strict=True))
+    return {name: spends.get(name) for name in names}
 
 
 def money(usd: float) -> str:
