@@ -6,6 +6,7 @@ show, before and after its stack is destroyed."""
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 from typing import Any
@@ -184,3 +185,40 @@ def test_a_cloud_runs_spend_in_ps_and_cost(
     [user_row] = by_user["rows"]
     assert (user_row["runs"], user_row["running"]) == (1, 0)
     assert user_row["usd"] == pytest.approx(recorded.total(0), abs=1e-4)
+
+
+class DescribeOnly:
+    """Stands in for a boto3 EC2 client answering DescribeInstances with AWS's own wording
+    (moto writes ``UTC`` where AWS writes ``GMT``); moto itself is used by the tests above."""
+
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        self.items = items
+
+    def get_paginator(self, name: str) -> Any:
+        assert name == "describe_instances"
+        items = self.items
+
+        class Pages:
+            def paginate(self, **kwargs: Any) -> list[dict[str, Any]]:
+                return [{"Reservations": [{"Instances": items}]}]
+
+        return Pages()
+
+
+def test_the_end_is_read_from_aws_wording_of_the_transition() -> None:
+    launched = datetime.datetime(2026, 12, 7, 9, 2, 5, tzinfo=datetime.UTC)
+    items = [
+        {"InstanceId": "i-1", "State": {"Name": "terminated"}, "InstanceType": "p3.2xlarge",
+         "Placement": {"AvailabilityZone": "us-east-1b"}, "LaunchTime": launched,
+         "StateTransitionReason": "User initiated (2026-12-07 10:06:41 GMT)"},
+        {"InstanceId": "i-2", "State": {"Name": "running"}, "InstanceType": "g5.xlarge",
+         "InstanceLifecycle": "spot", "LaunchTime": launched, "StateTransitionReason": ""},
+        {"InstanceId": "i-3", "State": {"Name": "terminated"}, "LaunchTime": launched,
+         "StateTransitionReason": "Service initiated"},
+    ]  # fmt: skip
+    facts = Ec2("us-east-1", client=DescribeOnly(items)).describe(["i-1", "i-2", "i-3"])
+    ended = datetime.datetime(2026, 12, 7, 10, 6, 41, tzinfo=datetime.UTC).timestamp()
+    assert (facts["i-1"].ended_at, facts["i-1"].spot) == (ended, False)
+    assert facts["i-1"].launched_at == launched.timestamp()
+    assert (facts["i-2"].ended_at, facts["i-2"].spot) == (None, True)  # still running
+    assert facts["i-3"].ended_at is None  # no time given: the runner's or the destroy's
