@@ -154,8 +154,12 @@ def test_a_cloud_runs_spend_in_ps_and_cost(
 
     # finished, its stack not destroyed yet: from the runner's times, at the quoted price
     [row] = json.loads(cli("ps", "-a", "--json", cwd=repo).out)
-    assert row["run"] == run and row["cost_usd"] > 0
+    assert row["run"] == run and row["cost_usd"] is not None  # a cloud run: not "-"
     assert (row["cost_final"], row["cost_running"]) == (False, False)
+    [before] = json.loads(cli("ps", run, "--json", cwd=repo).out)[0]["spend"]
+    final = state.read_job_state(storage, repo_id, run, 0)
+    assert (before["start_from"], before["end_from"]) == ("runner", "runner")
+    assert (before["started_at"], before["ended_at"]) == (final.started_at, final.finished_at)
 
     from dstack.services import infra
 
