@@ -238,6 +238,9 @@ class JobSpec(Model):
         "store), so the other nodes start once it does",
     )
     apps: list[AppSpec] = Field(default_factory=list)
+    max_idle: float | None = Field(
+        default=None, description="seconds nobody used the job after which it is stopped"
+    )
     secrets: list[str] = Field(
         default_factory=list,
         description="the names of the repo's secrets at submit: the job gets these and no other",

@@ -18,6 +18,7 @@ from dstack import __version__
 from dstack.cli import (
     artifacts,
     config,
+    cost,
     dashboard,
     infra,
     logs,
@@ -68,7 +69,7 @@ def _root(
 
 for module in (
     run, restart, ps, logs, metrics, stop, rm, artifacts, tags, secrets_cli, infra, prune, config,
-    schema, workflows, dashboard,
+    schema, workflows, cost, dashboard,
 ):  # fmt: skip
     module.register(app)
 

@@ -28,6 +28,7 @@ def ps(
     ),
 ) -> None:
     from dstack import api
+    from dstack.services import spend
 
     ctx = api.Context()
     if repo is not None:
@@ -35,9 +36,14 @@ def ps(
     while True:
         if run_name:
             view = api.get_run(ctx, run_name)
-            rows = [{**_view_row(view), "attempts": _attempts(ctx, view), **_stopped_by(ctx, view)}]
+            rows = [
+                {**_view_row(view), "attempts": _attempts(ctx, view), **_stopped_by(ctx, view),
+                 "spend_of": spend.spend_of(ctx, view.run)}
+            ]  # fmt: skip
         else:
-            rows = [_summary_row(s) for s in api.list_runs(ctx, all_runs=all_runs, limit=last)]
+            summaries = api.list_runs(ctx, all_runs=all_runs, limit=last)
+            costs = spend.costs_of(ctx, summaries)
+            rows = [{**_summary_row(s), "spend_of": costs.get(s.run_name)} for s in summaries]
         if watch and not as_json:
             print("\x1b[2J\x1b[H", end="")
         _show(rows, as_json)
@@ -113,11 +119,19 @@ def _view_row(view) -> dict:  # type: ignore[no-untyped-def]
 
 def _show(rows: list[dict], as_json: bool) -> None:
     from dstack.cli import render
+    from dstack.cli.spend_render import cost_json, spend_lines
+    from dstack.services.spend import cost_text
 
+    now = time.time()
     if as_json:
         render.print_json(
             [
-                {**r, "status": r["status"].value, "submitted_at": render.iso(r["submitted_at"])}
+                {
+                    **{k: v for k, v in r.items() if k != "spend_of"},
+                    "status": r["status"].value,
+                    "submitted_at": render.iso(r["submitted_at"]),
+                    **cost_json(r["spend_of"], now, nodes=len(rows) == 1 and "attempts" in r),
+                }
                 for r in rows
             ]
         )
@@ -128,7 +142,6 @@ def _show(rows: list[dict], as_json: bool) -> None:
             file=sys.stderr,
         )
         return
-    now = time.time()
     table_rows = [
         [
             r["run"],
@@ -137,10 +150,13 @@ def _show(rows: list[dict], as_json: bool) -> None:
             r["owner"],
             render.status_text(r["status"])
             + (f" ({r['exit_code']})" if r.get("exit_code") not in (None, 0) else ""),
+            cost_text(r["spend_of"], now),
         ]
         for r in rows  # newest first, as --json and the dashboard list them
     ]
-    render.table(["RUN", "WORKFLOW", "SUBMITTED", "OWNER", "STATUS"], table_rows)
+    render.table(["RUN", "WORKFLOW", "SUBMITTED", "OWNER", "STATUS", "COST"], table_rows)
+    if len(rows) == 1 and "attempts" in rows[0] and rows[0]["spend_of"] is not None:
+        print("\n" + "\n".join(spend_lines(rows[0]["spend_of"], now)))
     if len(rows) == 1 and rows[0].get("reason"):
         print(f"\n{rows[0]['run']}: {rows[0]['reason']}")
     if len(rows) == 1 and rows[0].get("stopped_by"):

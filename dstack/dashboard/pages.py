@@ -16,9 +16,11 @@ from dstack.errors import StorageError
 from dstack.models import Dependency, JobSpec, JobState, JobStatus, RunSummary, Tag
 from dstack.services import artifacts as artifact_service
 from dstack.services import runs as run_service
+from dstack.services import spend as spend_service
 from dstack.services.context import Context
 from dstack.services.runs import RunView
 from dstack.services.tags import tags_by_run
+from dstack.state.spend import RunSpend
 from dstack.storage.base import Storage
 
 PAGE_SIZE = 50
@@ -47,6 +49,8 @@ class RunRow:
     tags: list[str]
     attempts: int
     duration: float
+    #: what it spent (None: nothing, a local run)
+    spend: RunSpend | None = None
 
 
 @dataclass
@@ -84,6 +88,7 @@ class RunDetail:
     has_infra: bool
     deps: list[Dependency] = field(default_factory=list)
     artifacts_problem: str = ""
+    spend: RunSpend | None = None
 
     @property
     def status(self) -> JobStatus:
@@ -124,13 +129,18 @@ def runs_page(ctx: Context, repo_id: str, filters: Filters, page: int = 1) -> Ru
             break
         picked.append(run)
     tagged = tags_by_run(ctx.storage, repo_id) if picked else {}
+    costs = spend_service.costs_of(repo_context(ctx, repo_id), picked) if picked else {}
     now = time.time()
 
     def row(run: RunSummary) -> RunRow:
         first = state.read_job_state(ctx.storage, repo_id, run.run_name, 0)
         end = run.updated_at if run.status.is_finished else now
         return RunRow(
-            run, tagged.get(run.run_name, []), first.attempt, max(end - run.submitted_at, 0)
+            run,
+            tagged.get(run.run_name, []),
+            first.attempt,
+            max(end - run.submitted_at, 0),
+            costs.get(run.run_name),
         )
 
     with ThreadPoolExecutor(_READERS) as pool:
@@ -160,7 +170,8 @@ def run_detail(ctx: Context, repo_id: str, run_name: str) -> RunDetail:
         files, problem = [], f"The artifacts of {run_name} cannot be listed: {exc}"
     has_infra = bool(state.read_infra_records(ctx.storage, repo_id, run_name))
     return RunDetail(view, jobs, tagged, files, has_infra, deps=list(view.run.deps),
-                     artifacts_problem=problem)  # fmt: skip
+                     artifacts_problem=problem,
+                     spend=spend_service.spend_of(repo_ctx, view.run))  # fmt: skip
 
 
 def tags_of(storage: Storage, repo_id: str) -> list[Tag]:

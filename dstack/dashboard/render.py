@@ -11,6 +11,7 @@ from markupsafe import Markup
 
 from dstack.dashboard.files import printable
 from dstack.models import JobStatus
+from dstack.services.spend import cost_note, cost_text
 
 STATUS_CHOICES = ["", "active", *[s.value for s in JobStatus]]
 
@@ -107,4 +108,6 @@ GLOBALS = {
     "number": number,
     "url": url,
     "run_url": run_url,
+    "cost": cost_text,
+    "cost_note": cost_note,
 }

@@ -66,6 +66,12 @@ def missing_server(job: JobSpec) -> str | None:
     return None
 
 
+#: the apps that are dev environments: stopped after ``DEFAULT_MAX_IDLE`` seconds nobody used
+#: them, unless the workflow's ``max_idle`` says otherwise (``dstack.runner.idle``)
+DEV_ENVIRONMENTS = ("lab", "notebook", "code")
+DEFAULT_MAX_IDLE = 3600.0
+
+
 class _AppProvider(Provider):
     """One job: the workflow's setup, then the app's server in the foreground."""
 
@@ -79,6 +85,8 @@ class _AppProvider(Provider):
         packages: list[str],
         **fields: object,
     ) -> JobSpec:
+        if app.name in DEV_ENVIRONMENTS:
+            fields.setdefault("default_max_idle", DEFAULT_MAX_IDLE)
         job = job_spec(
             workflow, run=run,
             commands=[], python=workflow.python, packages=packages, apps=[app], **fields,

@@ -82,6 +82,12 @@ def expect(workflow: Workflow, model: type[W], provider: str) -> W:
     return workflow
 
 
+def max_idle_seconds(key: float | None, default: float | None) -> float | None:
+    """The workflow's ``max_idle`` (0: ``off``), else the provider's default; None: off."""
+    seconds = default if key is None else key
+    return seconds or None
+
+
 def job_spec(
     workflow: WorkflowBase,
     *,
@@ -118,6 +124,7 @@ def job_spec(
         ports=workflow.ports or 0,
         resources=workflow.resources.to_resources(),
         retry=workflow.retry.to_policy() if workflow.retry else None,
+        max_idle=max_idle_seconds(workflow.max_idle, fields.pop("default_max_idle", None)),
         spot_policy=workflow.market_policy,
         max_price=workflow.max_price,
         max_duration=workflow.max_duration,

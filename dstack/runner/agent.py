@@ -33,6 +33,7 @@ from dstack.runner import artifact_paths, deps, docker, metrics, prepare, workdi
 from dstack.runner.code import CodeReport, give_back
 from dstack.runner.executor import JobProcess, exit_code_of
 from dstack.runner.extras import JobExtras
+from dstack.runner.idle import IdleWatch, idle_text, tree_cpu_probe
 from dstack.runner.logs import LogSink
 from dstack.runner.removal import remove_tree
 from dstack.runner.sync import ArtifactSync, restore_artifacts
@@ -88,6 +89,8 @@ class Agent:
         self._metrics: metrics.MetricsShipper | None = None
         #: how the runner waits between retries of the store (tests pass one that does not)
         self.sleep: Callable[[float], None] = time.sleep
+        #: the clock ``max_idle`` is measured with (tests pass a fake one)
+        self.clock: Callable[[], float] = time.monotonic
 
     def run(self) -> JobState:
         """Run the job's attempt to its end; its final state. A job that is already finished,
@@ -197,13 +200,16 @@ class Agent:
             self.storage, self.spec, repo_dir, self.artifact_interval, synced=restored,
             notice=sink.line,
         ).start()  # fmt: skip
-        request = self._watch(process)
+        idle_watch = self._idle_watch(process, sink)
+        request = self._watch(process, idle_watch)
         if request == "abort":
             process.kill()
             artifacts.stop()
             self._finish(sink, JobStatus.ABORTED, reason=ABORT_REASON)
             return
-        if request in ("stop", "interrupt", "timeout", "sibling"):
+        if request == "idle":
+            sink.line(f"[dstack] stopped: {_idle_reason(self.spec)}")
+        if request in ("stop", "interrupt", "timeout", "sibling", "idle"):
             self._set(JobStatus.STOPPING)
             process.terminate()
         code = exit_code_of(process.wait())
@@ -219,6 +225,8 @@ class Agent:
         elif request == "timeout":
             reason = "stopped at the run's maximum duration"
             self._finish(sink, JobStatus.STOPPED, reason=reason, exit_code=code)
+        elif request == "idle":
+            self._finish(sink, JobStatus.STOPPED, reason=_idle_reason(self.spec), exit_code=code)
         elif request == "stop":
             self._finish(sink, JobStatus.STOPPED, reason="stopped by request", exit_code=code)
         elif request == "sibling":  # another node of a multi-node run failed
@@ -256,11 +264,25 @@ class Agent:
         if problem:
             sink.line(f"[dstack] warning: {problem}")
 
-    def _watch(self, process: JobProcess) -> str | None:
-        """Wait for the job to exit or for a stop request; return the request, if any."""
+    def _idle_watch(self, process: JobProcess, sink: LogSink) -> IdleWatch | None:
+        """What tells when nobody has used the job for its ``max_idle`` (``runner.idle``)."""
+        if not self.spec.max_idle:
+            return None
+        probe = None if self.spec.image is not None else tree_cpu_probe(process.pid)
+        if probe is None:
+            where = "in a container" if self.spec.image is not None else "on this system"
+            sink.line(f"[dstack] max_idle: the job's CPU use cannot be read {where}: not watched")
+            return None
+        return IdleWatch(self.spec.max_idle, probe, self.clock)
+
+    def _watch(self, process: JobProcess, idle: IdleWatch | None = None) -> str | None:
+        """Wait for the job to exit, for a stop request, or for it to be idle for its
+        ``max_idle``; return the request (``idle`` for the last), if any."""
         while process.poll() is None:
             if self.machine_request:
                 return self.machine_request
+            if idle is not None and idle.expired():
+                return "idle"
             try:
                 request = state.stop_requested(self.storage, self.spec)
             except StorageError:
@@ -354,3 +376,7 @@ class Agent:
                 pass
             if self._beating.wait(state.HEARTBEAT_INTERVAL):
                 return
+
+
+def _idle_reason(spec: JobSpec) -> str:
+    return f"idle for {idle_text(spec.max_idle or 0)} (max_idle)"

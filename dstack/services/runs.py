@@ -21,7 +21,7 @@ from dstack.services import apps, monitor, secrets
 from dstack.services.context import Context
 from dstack.services.names import allocate_run_name
 from dstack.services.starts import start_jobs
-from dstack.state import actions, pins
+from dstack.state import actions, pins, spend
 
 if TYPE_CHECKING:  # the workflow files' models are loaded by `submit` only
     from dstack.spec.overrides import RunOverrides
@@ -246,6 +246,7 @@ def remove(ctx: Context, run_name: str, *, tagged: dict[str, list[str]] | None =
     refuse_if_tagged(
         run_name, state.tags_by_run(ctx.storage, view.run.repo_id) if tagged is None else tagged
     )
+    spend.keep_on_removal(ctx.storage, view.run, time.time())
     state.delete_run(ctx.storage, view.run)
     actions.record_removal(ctx.storage, view.run.repo_id, run_name, who(ctx))
 

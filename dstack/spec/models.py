@@ -52,7 +52,7 @@ from dstack.spec.fields import (
     parse_env,
     suggest,
 )
-from dstack.spec.retry_spec import RetrySpec, _duration, _retry
+from dstack.spec.retry_spec import IdleDuration, RetrySpec, _duration, _retry
 from dstack.units import parse_size_mib
 
 DEFAULT_PROVIDER = "bash"  # a workflow without `provider:` is a bash workflow
@@ -249,6 +249,12 @@ class WorkflowBase(Strict):
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="What it needs")
     retry: Annotated[RetrySpec | None, BeforeValidator(_retry)] = Field(
         default=None, description="Restart the job after interruptions or errors (default: never)"
+    )
+    max_idle: IdleDuration | None = Field(
+        default=None,
+        description="Stop the job once nobody has used it this long, e.g. 1h, or off "
+        "(default: 1h for lab, notebook and code, else off); used means its processes used "
+        "CPU",
     )
     spot_policy: Literal["spot", "on-demand", "auto"] | None = Field(
         default=None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
 from dstack.models import RetryPolicy
 from dstack.spec.base import Strict
@@ -33,6 +33,29 @@ def _duration(value: Any) -> float:
     if seconds <= 0:
         raise ValueError(f"{value!r} is not a positive duration")
     return seconds
+
+
+def _idle(value: Any) -> float:
+    """``max_idle``: a duration, or ``off`` (0: never stopped for being idle)."""
+    if (isinstance(value, str) and value.strip().lower() == "off") or value is False:
+        return 0.0
+    return _duration(value)
+
+
+#: ``max_idle``: a duration (``1h``, seconds as a number) or ``off`` (YAML's bare ``off`` is false)
+IdleDuration = Annotated[
+    float,
+    BeforeValidator(_idle),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0},
+                {"type": "string", "pattern": r"^\s*([oO][fF][fF]|\d+(\.\d+)?\s*[a-zA-Z]*)\s*$"},
+                {"const": False},
+            ]
+        }
+    ),
+]
 
 
 class RetrySpec(Strict):

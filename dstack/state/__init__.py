@@ -11,6 +11,7 @@ What each module owns:
 * :mod:`.metrics`  a job's metric points: the chunks its runner writes, and reading them
 * :mod:`.tags`     tags, uploaded tag data, succeeded markers, dependency sources
 * :mod:`.infra`    cloud infrastructure records and stack records
+* :mod:`.spend`    what a cloud run spent, recorded or estimated from its jobs' states
 * :mod:`.secrets`  a repo's secrets
 * :mod:`.repos`    the repos a store holds
 """

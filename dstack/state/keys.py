@@ -287,6 +287,11 @@ def infra_key(repo_id: str, run_name: str, kind: str) -> str:
     return f"{infra_records_prefix(repo_id, run_name)}{kind}.json"
 
 
+def spend_key(repo_id: str, run_name: str) -> str:
+    """What a cloud run spent, recorded next to its infrastructure records."""
+    return f"{infra_records_prefix(repo_id, run_name)}spend.json"
+
+
 def legacy_infra_key(repo_id: str, run_name: str, kind: str) -> str:
     """Where stores written before the records moved out of the run's prefix keep them."""
     if kind not in INFRA_KINDS:

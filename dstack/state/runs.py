@@ -35,6 +35,7 @@ from dstack.state.keys import (
     run_key,
     run_prefix,
     spec_key,
+    spend_key,
     state_key,
     state_version_key,
 )
@@ -253,7 +254,7 @@ def delete_run(storage: Storage, run: RunRecord) -> None:
         storage.delete_prefix(heads_prefix(run.repo_id) + stem)
         storage.delete(active_prefix(run.repo_id) + stem.rstrip(";"))
     storage.delete_prefix(run_prefix(run.repo_id, run.run_name))
-    storage.delete_prefix(infra_records_prefix(run.repo_id, run.run_name))
+    _delete_infra_records(storage, run.repo_id, run.run_name)
     storage.delete(name_key(run.run_name))
 
 
@@ -275,8 +276,17 @@ def delete_damaged_run(storage: Storage, repo_id: str, run_name: str) -> None:
             if info.key[len(prefix) :].split(";")[1:2] == [run_name]:
                 storage.delete(info.key)
     storage.delete_prefix(run_prefix(repo_id, run_name))
-    storage.delete_prefix(infra_records_prefix(repo_id, run_name))
+    _delete_infra_records(storage, repo_id, run_name)
     storage.delete(name_key(run_name))
+
+
+def _delete_infra_records(storage: Storage, repo_id: str, run_name: str) -> None:
+    """The run's infrastructure records, but for what it spent (``state.spend``: kept, so
+    that sums and budgets still count a removed run)."""
+    kept = spend_key(repo_id, run_name)
+    for info in storage.list_objects(infra_records_prefix(repo_id, run_name)):
+        if info.key != kept:
+            storage.delete(info.key)
 
 
 def run_heads(storage: Storage, spec: JobSpec) -> list[JobHead]:

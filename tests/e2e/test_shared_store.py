@@ -55,7 +55,7 @@ def test_ps_shows_each_runs_owner(tmp_path: Path, store: Store, repo_factory) ->
         rows = ps_all(cli, repo)
         assert [r["owner"] for r in rows] == ["Bob", "Ada"]  # newest first
         table = cli("ps", "-a", cwd=repo).out.splitlines()
-        assert table[0].split() == ["RUN", "WORKFLOW", "SUBMITTED", "OWNER", "STATUS"]
+        assert table[0].split() == ["RUN", "WORKFLOW", "SUBMITTED", "OWNER", "STATUS", "COST"]
         at = table[0].index("OWNER")
         assert [line[at:].split()[0] for line in table[1:]] == [
             "Bob",

@@ -247,6 +247,7 @@ class AwsCompute(Compute):
         record = run_recorder(storage, run, driver, None, self._say)
         done = driver.destroy(run.run_name, record)
         self.sweep(store, run.run_name)
+        self.record_spend(storage, run)
         if not done:
             raise ComputeError(
                 f"stack {run.run_name} could not be destroyed (see `dstack infra "
@@ -412,6 +413,12 @@ class AwsCompute(Compute):
         except ComputeError as exc:
             self._say(f"could not look for instances of run {run_name} left behind ({exc})")
             return []
+
+    def record_spend(self, storage: Storage, run: RunRecord) -> None:
+        """Record what the run spent, from its instances' times in EC2 (``spend``)."""
+        from dstack.compute.aws.spend import record_spend
+
+        record_spend(storage, run, self.ec2(), self._say)
 
     # helpers
 

@@ -12,6 +12,7 @@ boto3 is imported when the first call is made; every botocore error leaves as ``
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -43,6 +44,20 @@ class TaggedInstance:
         if self.launched_at is None or not self.lifetime_seconds:
             return False
         return now > self.launched_at + self.lifetime_seconds
+
+
+@dataclass(frozen=True)
+class InstanceFacts:
+    """What EC2 says of one instance, for what it spent."""
+
+    instance_id: str
+    state: str
+    instance_type: str | None
+    availability_zone: str | None
+    spot: bool
+    launched_at: float | None
+    #: when it was terminated or shut down, from EC2's state transition reason (seconds)
+    ended_at: float | None
 
 
 @dataclass(frozen=True)
@@ -101,6 +116,29 @@ class Ec2:
                     for reservation in page.get("Reservations", []):
                         for item in reservation.get("Instances", []):
                             found[item["InstanceId"]] = item["State"]["Name"]
+            except Exception as exc:
+                if (aws_errors.error_code(exc) or "").startswith("InvalidInstanceID"):
+                    return found
+                raise
+            return found
+
+        return self._call(describe, "describe instances")
+
+    def describe(self, instance_ids: Iterable[str]) -> dict[str, InstanceFacts]:
+        """The facts of each instance EC2 still knows (terminated ones are kept about an
+        hour; unknown ids are left out)."""
+        ids = sorted(set(instance_ids))
+        if not ids:
+            return {}
+
+        def describe() -> dict[str, InstanceFacts]:
+            found: dict[str, InstanceFacts] = {}
+            try:
+                pages = self._client().get_paginator("describe_instances").paginate(InstanceIds=ids)
+                for page in pages:
+                    for reservation in page.get("Reservations", []):
+                        for item in reservation.get("Instances", []):
+                            found[item["InstanceId"]] = _facts(item)
             except Exception as exc:
                 if (aws_errors.error_code(exc) or "").startswith("InvalidInstanceID"):
                     return found
@@ -237,6 +275,28 @@ def _store_filters(bucket: str, prefix: str) -> list[dict[str, Any]]:
         {"Name": f"tag:{tagging.BUCKET}", "Values": [tagging.clean(bucket)]},
         {"Name": f"tag:{tagging.PREFIX}", "Values": [tagging.store_label(prefix)]},
     ]
+
+
+#: the time in a state transition reason: ``User initiated (2026-12-07 21:00:00 GMT)``
+_TRANSITION_TIME = re.compile(r"\((\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (?:GMT|UTC)\)")
+
+
+def _facts(item: dict[str, Any]) -> InstanceFacts:
+    state = item["State"]["Name"]
+    ended_at = None
+    if state in GONE_STATES:
+        found = _TRANSITION_TIME.search(item.get("StateTransitionReason") or "")
+        if found:
+            ended_at = _epoch(found.group(1).replace(" ", "T") + "+00:00")
+    return InstanceFacts(
+        instance_id=item["InstanceId"],
+        state=state,
+        instance_type=item.get("InstanceType"),
+        availability_zone=(item.get("Placement") or {}).get("AvailabilityZone"),
+        spot=item.get("InstanceLifecycle") == "spot",
+        launched_at=_epoch(item.get("LaunchTime")),
+        ended_at=ended_at,
+    )
 
 
 def _epoch(value: Any) -> float | None:

@@ -99,6 +99,7 @@ def _prune_stacks(
             action.error = str(exc)
         if action.done:
             state.delete_stack_record(storage, name)
+            _record_spend(storage, compute, repo_id, run_name)
             for instance_id in compute.sweep(store, run_name) if run_name else []:
                 report.actions.append(PruneAction("instance", instance_id, run, why, done=True))
         else:
@@ -167,6 +168,19 @@ def _prune_groups(
         action.done = ec2.delete_group(group.group_id)
         if not action.done:
             action.error = "still in use (its instance is terminating); prune again later"
+
+
+def _record_spend(
+    storage: Storage, compute: Any, repo_id: str | None, run_name: str | None
+) -> None:
+    """After a destroy: what the run spent, if its record is still there to say whose."""
+    if not repo_id or not run_name:
+        return
+    try:
+        run = state.read_run(storage, repo_id, run_name)
+    except DstackError:
+        return  # a deleted run: nobody to show its spend to
+    compute.record_spend(storage, run)
 
 
 def _stacks(storage: Storage) -> dict[str, tuple[str | None, str | None]]:

@@ -110,10 +110,13 @@ class InstanceStandIn:
                 continue
             index = int(resource.name.rsplit("-", 1)[1])
             tags = [{"Key": k, "Value": v} for k, v in resource.inputs["tags"].items()]
+            # a spot instance where the program asks for one (EC2 then says so of it)
+            market = resource.inputs.get("instanceMarketOptions")
+            spot = {"InstanceMarketOptions": {"MarketType": "spot"}} if market else {}
             created = self.ec2.run_instances(
                 ImageId="ami-12345678", MinCount=1, MaxCount=1,
                 InstanceType=resource.inputs["instanceType"],
-                TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+                TagSpecifications=[{"ResourceType": "instance", "Tags": tags}], **spot,
             )["Instances"][0]["InstanceId"]  # fmt: skip
             instance_ids[str(index)] = created
             self.imds.instance_id = created
