@@ -265,3 +265,21 @@ def test_every_permission_the_user_policy_grants_is_documented() -> None:
     }
     missing = sorted(a for a in actions if f"`{a}`" not in guide)
     assert missing == []
+
+
+def test_the_user_policy_allows_the_reads_live_prices_and_spend_make() -> None:
+    """`prices.py` and `spend.py` read these; a denied read silently falls back to the catalog's
+    prices (and a spot node's spend to its quote), so the policy must grant them."""
+    policy = _policy("dstack-user-policy.json")
+    source = "".join(
+        (IAM.parent / "dstack" / "compute" / "aws" / name).read_text()
+        for name in ("prices.py", "spend.py")
+    )
+    reads = {
+        "get_products": "pricing:GetProducts",
+        "describe_spot_price_history": "ec2:DescribeSpotPriceHistory",
+        "describe_instance_type_offerings": "ec2:DescribeInstanceTypeOfferings",
+    }
+    assert all(call in source for call in reads)  # the calls this test is about are made
+    denied = [a for a in reads.values() if not iam_eval.allowed(policy, a, _ANY, {})]
+    assert denied == []
