@@ -39,8 +39,9 @@ class NodeSpend(Model):
     price_per_hour: float = Field(description="USD per hour")
     price_source: str = Field(
         default="quoted",
-        description="quoted (the price the plan recorded at submit) or spot-history (the "
-        "zone's spot prices over the instance's life, averaged by time)",
+        description="quoted (the price the plan recorded at submit), offer (the price of "
+        "the offer a walk across offers created it on) or spot-history (the zone's spot "
+        "prices over the instance's life, averaged by time)",
     )
     started_at: float = Field(description="the instance's launch, else the runner's start")
     ended_at: float | None = Field(default=None, description="None while it runs")

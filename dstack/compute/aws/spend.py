@@ -7,7 +7,8 @@
 - end: its termination time from EC2's state transition reason (it powered itself off, or
   was terminated), else its job's end (the instance powers off then), else the destroy;
 - price: for a spot instance, the zone's spot price history over its life averaged by time,
-  when it can be read; else the price quoted at submit (what the plan recorded on the spec).
+  when it can be read; else the price of the offer it was created on (the run's plan records
+  say which, after a walk across offers); else the price quoted at submit.
 
 EC2 forgets a terminated instance after about an hour, and calls can be denied: then the
 estimate's times stand. Recording never fails a release; a problem is said in one line.
@@ -23,7 +24,7 @@ from typing import Any
 from dstack import state
 from dstack.compute.aws.ec2 import Ec2, InstanceFacts
 from dstack.errors import DstackError
-from dstack.models import RunRecord
+from dstack.models import InfraRecord, RunRecord
 from dstack.state import spend
 from dstack.state.spend import NodeSpend, RunSpend
 from dstack.storage.base import Storage
@@ -52,6 +53,8 @@ def record_spend(
             facts = {}
         end_bound = destroy.at if destroy is not None else now
         refined = [_refine(node, facts.get(node.instance_id or ""), end_bound) for node in nodes]
+        plans = [r for r in reversed(records) if r.kind == "plan" and r.offers]
+        refined = [_offer_priced(node, plans) for node in refined]
         refined = [_spot_priced(node, ec2, now) for node in refined]
         result = RunSpend(
             repo_id=run.repo_id,
@@ -115,6 +118,24 @@ def _refine(node: NodeSpend, facts: InstanceFacts | None, end_bound: float) -> N
         update["ended_at"] = end_bound  # the destroy terminated whatever was left
         update["end_from"] = "destroy"
     return node.model_copy(update=update)
+
+
+def _offer_priced(node: NodeSpend, plans: list[InfraRecord]) -> NodeSpend:
+    """A node priced as the offer its instance was created on (the walk may have moved it to
+    another type, zone or market than its job was quoted on): the newest plan whose offer for
+    the job has the instance's type and market."""
+    if node.instance_type is None:
+        return node
+    for plan in plans:
+        offer = plan.offers.get(str(node.job_index)) or {}
+        price = offer.get("price_per_hour")
+        if (
+            offer.get("instance_type") == node.instance_type
+            and offer.get("market") == (node.market or offer.get("market"))
+            and isinstance(price, int | float)
+        ):
+            return node.model_copy(update={"price_per_hour": float(price), "price_source": "offer"})
+    return node
 
 
 def _spot_priced(node: NodeSpend, ec2: Ec2, now: float) -> NodeSpend:

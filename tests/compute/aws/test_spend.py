@@ -113,6 +113,32 @@ def test_an_instance_no_runner_reported_is_counted_from_the_stack(
     assert node.price_per_hour == 3.06
 
 
+def test_a_node_the_walk_moved_is_priced_as_the_offer_it_was_created_on(
+    moto_server: MotoServer, tmp_path: Path
+) -> None:
+    """Quoted on its first offer, created on a later one (the first had no capacity)."""
+    ec2 = moto_server.client("ec2")
+    storage = LocalStorage(tmp_path)
+    instance_id, launched = launch(ec2)
+    run, spec = cloud_run(storage, "calm-cat-1", submitted_at=launched - 60, price=0.526)
+    ran(storage, spec, launched + 90, launched + 900, instance_id=instance_id)
+    for price, kind in ((0.526, "g5.xlarge"), (0.81, "g4dn.xlarge")):  # the walk's two tries
+        offer = {"instance_type": kind, "market": "on-demand", "price_per_hour": price}
+        state.write_infra_record(
+            storage, run.repo_id, run.run_name,
+            InfraRecord(kind="plan", stack=run.run_name, at=launched, offers={"0": offer}),
+        )  # fmt: skip
+    ec2.terminate_instances(InstanceIds=[instance_id])
+    recorded = record_spend(
+        storage, run, Ec2("us-east-1", endpoint_url=moto_server.endpoint_url), print
+    )
+    assert recorded is not None
+    [node] = recorded.nodes
+    assert (node.instance_type, node.price_source, node.price_per_hour) == (
+        "g4dn.xlarge", "offer", 0.81,
+    )  # fmt: skip
+
+
 def test_without_ec2_the_runners_times_are_recorded_and_the_problem_said(
     tmp_path: Path,
 ) -> None:
