@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -56,10 +57,11 @@ def test_e_ctrl_c_during_boot_then_stop_during_the_job_then_prune(
     booted = len(box.hypervisor.instances)
     process = cli.popen("run", "long", cwd=repo)
     box.hypervisor.wait_for(booted + 1, timeout=BOOT_TIMEOUT)
+    said = _read_until(process, b"To interrupt, press Ctrl+C.")  # the stack is up
     process.send_signal(signal.SIGINT)  # Ctrl+C while the instance boots
-    _, err = process.communicate(timeout=600)
-    assert process.returncode != 0, err.decode()
-    assert "Traceback" not in err.decode(), err.decode()
+    said += process.communicate(timeout=600)[1]
+    assert process.returncode != 0, said.decode()
+    assert "Traceback" not in said.decode(), said.decode()
 
     run = cli.run_detached("long", cwd=repo)
     deadline = time.monotonic() + BOOT_TIMEOUT
@@ -73,6 +75,17 @@ def test_e_ctrl_c_during_boot_then_stop_during_the_job_then_prune(
     pruned = cli("prune", "-y", cwd=repo, timeout=600)
     assert pruned.code == 0, _why(cli, repo, pruned.out + pruned.err)
     _nothing_left(box, before)
+
+
+def _read_until(process: subprocess.Popen[bytes], text: bytes) -> bytes:
+    """The CLI's stderr up to the line holding ``text`` (the stream stays open)."""
+    assert process.stderr is not None
+    said = b""
+    while text not in said:
+        line = process.stderr.readline()
+        assert line, said.decode()
+        said += line
+    return said
 
 
 def _why(cli: Dstack, repo: Path, said: str) -> str:
@@ -93,12 +106,7 @@ def test_e_ctrl_c_while_the_instance_is_being_created_leaves_nothing(
     try:
         box.hypervisor.wait_for(booted + 1, timeout=BOOT_TIMEOUT)
         process.send_signal(signal.SIGINT)  # the instance's create has not returned yet
-        said = b""
-        assert process.stderr is not None
-        while b"cancelling gracefully" not in said:  # the engine got the Ctrl+C
-            line = process.stderr.readline()
-            assert line, said.decode()
-            said += line
+        said = _read_until(process, b"cancelling gracefully")  # the engine got the Ctrl+C
         hold.set()
         said += process.communicate(timeout=600)[1]
     finally:

@@ -229,33 +229,10 @@ class AwsCompute(Compute):
             self._say(f"could not terminate {state.instance_id} ({exc}); it stops itself")
 
     def release(self, storage: Storage, run: RunRecord) -> bool:
-        """Destroy the run's stack once every job is finished; then terminate any instance
-        still tagged with the run (the last sweep), and forget the stack."""
-        if run.compute != self.name:
-            return False
-        if state.read_stack_record(storage, run.run_name) is None:
-            return False
-        states = [
-            state.read_job_state(storage, run.repo_id, run.run_name, i)
-            for i in range(run.job_count)
-        ]
-        if not all(s.status.is_finished for s in states):
-            return False
-        store = _s3_config(storage)
-        driver = self.driver(store)
-        self._say(f"Destroying stack {run.run_name} (the run is finished)")
-        record = run_recorder(storage, run, driver, None, self._say)
-        done = driver.destroy(run.run_name, record)
-        self.sweep(store, run.run_name)
-        self.record_spend(storage, run)
-        if not done:
-            raise ComputeError(
-                f"stack {run.run_name} could not be destroyed (see `dstack infra "
-                f"{run.run_name}`); `dstack prune` retries"
-            )
-        state.delete_stack_record(storage, run.run_name)
-        self._say(f"Stack {run.run_name} destroyed")
-        return True
+        """Destroy the run's stack once every job is finished (``release``)."""
+        from dstack.compute.aws.release import release_run
+
+        return release_run(self, storage, run)
 
     def plan(
         self,
@@ -363,18 +340,8 @@ class AwsCompute(Compute):
     def caller_cidr(self, *, lookup: bool = True) -> str | None:
         """The submitter's public address as a /32 (/128): from the config, DSTACK_CALLER_IP,
         or — only when ``lookup`` and on a real submit — asked of AWS's checkip service."""
-        import ipaddress
-
         raw = self._caller_ip or self.config.caller_ip or os.environ.get("DSTACK_CALLER_IP")
-        if not raw and lookup:
-            raw = preflight.lookup_public_ip()
-        if not raw:
-            return None
-        try:
-            address = ipaddress.ip_address(raw.strip().split("/")[0])
-        except ValueError:
-            raise ComputeError(f"caller address {raw!r} is not an IP address") from None
-        return f"{address}/{address.max_prefixlen}"
+        return preflight.caller_cidr(raw, lookup=lookup)
 
     def driver(self, store: S3StoreConfig) -> StackDriver:
         workspace = Workspace(

@@ -170,3 +170,19 @@ def lookup_public_ip() -> str | None:
             return str(response.read().decode().strip()) or None
     except OSError:
         return None
+
+
+def caller_cidr(raw: str | None, *, lookup: bool) -> str | None:
+    """``raw`` (an address, or None to ask AWS's checkip service when ``lookup``) as a /32
+    (/128); ComputeError if it is not an IP address."""
+    import ipaddress
+
+    if not raw and lookup:
+        raw = lookup_public_ip()
+    if not raw:
+        return None
+    try:
+        address = ipaddress.ip_address(raw.strip().split("/")[0])
+    except ValueError:
+        raise ComputeError(f"caller address {raw!r} is not an IP address") from None
+    return f"{address}/{address.max_prefixlen}"
