@@ -44,9 +44,15 @@ def metrics(
         )
         return
     if not points:
+        from dstack.services.runs import get_run
+
+        finished = get_run(ctx, run_name, refresh=False).status.is_finished
+        said = (
+            f"Run {run_name} wrote no metrics" if finished else f"No metrics yet in run {run_name}"
+        )
         print(
-            f"No metrics yet in run {run_name}: its jobs write them as JSON lines to the file "
-            "$DSTACK_METRICS names (see `dstack metrics --help`)",
+            f"{said}: jobs write them as JSON lines to the file $DSTACK_METRICS names "
+            "(see `dstack metrics --help`)",
             file=sys.stderr,
         )
         return

@@ -91,9 +91,16 @@ def create_app(ctx: Context, token: str, *, cookie: str = "dstack_dashboard") ->
         return JSONResponse({"metrics": names}, headers={"Cache-Control": "no-store"})
 
     def run_metrics(request: Request) -> Response:
-        repo_id, run_name = _run_params(request)
-        after = _int(request.query_params.get("after"), 0)
-        found = charts.run_points(pages.repo_context(ctx, repo_id), run_name, after)
+        """JSON, errors included (a script or the page's poller reads it)."""
+        raw = request.query_params.get("after") or "0"
+        if not raw.isdigit():
+            error = f"after={raw!r}: expected a count of points (0 or more)"
+            return JSONResponse({"error": error}, status_code=400)
+        try:
+            repo_id, run_name = _run_params(request)
+            found = charts.run_points(pages.repo_context(ctx, repo_id), run_name, int(raw))
+        except (RunNotFoundError, NotFoundError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
         return JSONResponse(found, headers={"Cache-Control": "no-store"})
 
     def compare_page(request: Request) -> Response:

@@ -120,6 +120,11 @@ def prepare_run(
             notes.append(snapshot.unshared)
         if identity := identity_notice(owner, snapshot.repo.repo_id):
             notes.append(identity)
+        if not ctx.compute.is_cloud and (ignored := _cloud_only(workflow)):
+            notes.append(
+                f"{' and '.join(ignored)} apply to runs on AWS; this run is on this machine, "
+                f"where {'it is' if len(ignored) == 1 else 'they are'} ignored"
+            )
         draft = build_jobs(
             RunInput(workflow=workflow, run_name=DRAFT_NAME, repo=snapshot.repo,
                      args=arguments, submitted_at=when)
@@ -214,3 +219,9 @@ def identity_notice(owner: Owner, repo_id: str) -> str | None:
         "user) with no email; set yours with `git config --global user.name 'Your Name'` and "
         "`git config --global user.email you@example.com`"
     )
+
+
+def _cloud_only(workflow: Workflow) -> list[str]:
+    """The cloud market's settings the workflow (or its command line) gives."""
+    keys = ("spot_policy", "max_price", "on_demand_after")
+    return [key for key in keys if getattr(workflow, key, None) is not None]

@@ -49,6 +49,13 @@ def describe_yaml_error(exc: Any, text: str, source: str) -> str:
             f"{source}, line {number}: `{written.strip()}` is indented with a tab: YAML "
             "indents with spaces only; replace the tab with spaces"
         )
+    if "mapping values are not allowed here" in problem and _colon_in_command(written):
+        item = written.strip()[2:].strip()
+        return (
+            f"{source}, line {number}: `{written.strip()}`: YAML reads each `: ` in this "
+            f"command as a key: quote the whole item (`- '{item.replace(chr(39), chr(39) * 2)}'`)"
+            ", or write the commands as a block (`commands: |`)"
+        )
     if any(p in problem for p in _INDENTATION) and written.strip():
         return f"{source}, line {number}: `{written.strip()}` {_indentation_fix(lines, number)}"
     shown = f" (the line: `{written.strip()}`)" if written.strip() else ""
@@ -74,6 +81,16 @@ def describe_not_a_list(entries: Any, text: str, source: str) -> str:
         f"{source}: workflows: expected a list of workflows (each starting with `- name: …`), "
         f"got {kind}"
     )
+
+
+def _colon_in_command(written: str) -> bool:
+    """A list item whose text before its first ``: `` is no key (it has spaces or quotes):
+    a command such as ``- echo '{"step": 1, "loss": 2}' >> "$DSTACK_METRICS"``."""
+    text = written.strip()
+    if not text.startswith("- ") or ": " not in text:
+        return False
+    before = text[2:].split(": ", 1)[0].strip()
+    return any(c in before for c in " '\"{[")
 
 
 def _line(lines: list[str], number: int) -> str:

@@ -85,7 +85,11 @@ def test_the_run_metrics_grow_while_the_run_runs(
     assert _metrics(served, run, after=99) == {"points": [], "next": 99, "finished": True,
                                                  "jobs": 1, "replace": False}  # fmt: skip
     before = _keys(store)
-    assert served.get("/run/metrics", repo=REPO, run="no-such-run").status == 404
+    unknown = served.get("/run/metrics", repo=REPO, run="no-such-run")
+    assert unknown.status == 404 and "no-such-run" in json.loads(unknown.body)["error"]
+    for bad in ("abc", "-3"):
+        refused = served.get("/run/metrics", repo=REPO, run=run, after=bad)
+        assert refused.status == 400 and "after=" in json.loads(refused.body)["error"]
     unsigned = served.request("GET", "/run/metrics", params={"repo": REPO, "run": run},
                               cookie=False)  # fmt: skip
     assert unsigned.status == 401

@@ -152,8 +152,13 @@ def test_runs_before_the_remote_notice_is_said_once_per_repo(
             "workflows:\n  name: hello\n  provider: bash\n  commands:\n    - echo hi\n",
             ["line 2: `name: hello`", "starts with `- `", "`- name: hello`"],
         ),
+        (  # PyYAML: mapping values are not allowed here (the second `: ` of a command)
+            "workflows:\n  - name: hello\n    provider: bash\n    commands:\n"
+            '      - echo \'{"step": 1, "loss": 2}\' >> "$DSTACK_METRICS"\n',
+            ["line 5: `- echo '{", "reads each `: ` in this command as a key", "quote the whole"],
+        ),
     ],
-    ids=["found-key", "no-colon", "no-dash"],
+    ids=["found-key", "no-colon", "no-dash", "colon-in-command"],
 )
 def test_yaml_errors_point_at_the_line_as_written(
     dstack: Dstack, tmp_path: Path, text: str, words: list[str]
@@ -190,3 +195,17 @@ def test_tags_says_the_unshared_repo_notice_once(dstack: Dstack, tmp_path: Path)
     repo = make_repo(tmp_path / "r", {".dstack/workflows.yaml": WORKFLOWS}, remote=None)
     said = [("cannot be shared" in dstack("tags", cwd=repo).err) for _ in range(2)]
     assert said == [True, False]
+
+
+@LOCAL_ONLY
+def test_the_cloud_markets_settings_are_said_to_be_ignored_on_this_machine(
+    dstack: Dstack, repo: Path
+) -> None:
+    """A newcomer capping the price of a local run is told the cap means nothing here."""
+    result = dstack("run", "--max-price", "1", "--spot-policy", "spot", "print-args", cwd=repo)
+    assert result.code == 0, result.err
+    assert (
+        "Warning: spot_policy and max_price apply to runs on AWS; this run is on this "
+        "machine, where they are ignored"
+    ) in result.err
+    assert "apply to runs on AWS" not in dstack("run", "print-args", cwd=repo).err

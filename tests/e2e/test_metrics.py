@@ -209,7 +209,7 @@ def test_no_metrics_and_an_unknown_run_are_said_plainly(dstack: Dstack, repo: Pa
     run = last_run(dstack, repo)
     empty = dstack("metrics", run, cwd=repo)
     assert empty.code == 0 and empty.out == ""
-    assert empty.err.startswith(f"No metrics yet in run {run}")
+    assert empty.err.startswith(f"Run {run} wrote no metrics: ")  # it is done: not "yet"
     assert json.loads(dstack("metrics", run, "--json", cwd=repo).out) == []
     unknown = dstack("metrics", "no-such-run", cwd=repo)
     assert unknown.code == 1
