@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl+C works in the tests and in every process they start, however the suite was
+    launched: a shell without job control starts a background command with SIGINT ignored,
+    which Python keeps (no KeyboardInterrupt) and hands on to every child, so the tests of
+    Ctrl+C would see a CLI that cannot be interrupted."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

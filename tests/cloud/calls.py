@@ -191,6 +191,9 @@ def authorizations(
         return [(action, params["RoleArn"], {})]
     if action == "ssm:GetParameter":
         return [(action, f"arn:aws:ssm:{region}:{account}:parameter{params['Name']}", {})]
+    if action == "servicequotas:GetServiceQuota":  # a quota is a resource of its own
+        quota = f"{params.get('ServiceCode', '')}/{params.get('QuotaCode', '')}"
+        return [(action, f"arn:aws:servicequotas:{region}:{account}:{quota}", {})]
     if service == "kms":
         key = params.get("KeyId", "")
         arn = key if key.startswith("arn:") else f"arn:aws:kms:{region}:{account}:key/{key}"
