@@ -213,6 +213,10 @@ def stop(ctx: Context, run_name: str, *, abort: bool = False, wait: float = 60.0
             aborted = {"status": JobStatus.ABORTED, "reason": ABORT_REASON,
                        "updated_at": now, "finished_at": now}  # fmt: skip
             move(ctx.storage, job, owner, Writer.STOPPER, _updated(aborted))
+        elif ctx.compute.is_cloud:
+            # an instance still booting has nothing to save: the job ends now (if its runner
+            # has not started meanwhile), so its stack can go at once instead of in minutes
+            move(ctx.storage, job, owner, Writer.STOPPER, _unstarted_ended)
     if abort:
         return get_run(ctx, run_name, refresh=False)
     deadline = time.monotonic() + wait
@@ -221,6 +225,22 @@ def stop(ctx: Context, run_name: str, *, abort: bool = False, wait: float = 60.0
         if all(s.status.is_finished for s in view.states) or time.monotonic() > deadline:
             return view
         time.sleep(ctx.storage.poll_interval)
+
+
+#: why a cloud job stopped before its runner started is recorded as aborted
+UNSTARTED_REASON = "stopped before its runner started (nothing to save)"
+
+
+def _unstarted_ended(current: JobState) -> JobState | None:
+    """``current`` recorded as ended, if no runner has taken it yet; else None (the runner
+    stops it and saves what it made)."""
+    if current.status is not JobStatus.SUBMITTED or current.runner_pid or current.instance_id:
+        return None
+    if current.supervisor_pid:
+        return None
+    now = time.time()
+    return current.model_copy(update={"status": JobStatus.ABORTED, "reason": UNSTARTED_REASON,
+                                      "updated_at": now, "finished_at": now})  # fmt: skip
 
 
 def _updated(fields: dict[str, object]) -> Callable[[JobState], JobState]:

@@ -65,3 +65,35 @@ def test_a_clean_submit_runs_four_git_processes(
     run = submit(ctx, "hello").run
     assert sorted(spawned) == ["config", "ls-files", "rev-parse", "status"]
     assert (run.owner.git_name, run.owner.git_email) == ("Ada Lovelace", "ada@example.com")
+
+
+class BootingCloud(AliveCompute):
+    """A cloud whose instances are still booting: no runner has taken any job (the box tier's
+    scenario e stops a run so, on the real engine)."""
+
+    is_cloud = True
+    released: list[str]
+
+    def release(self, storage: Any, run: Any) -> bool:
+        self.released.append(run.run_name)
+        return True
+
+
+def test_stopping_a_cloud_job_whose_runner_has_not_started_ends_it_at_once(
+    repo_factory: Any, tmp_path: Path
+) -> None:
+    """Nothing to save yet: the stop does not wait minutes for a runner, the job ends aborted
+    with why, and the run's stack can be released at once."""
+    from dstack.models import JobStatus
+    from dstack.services.infra import release
+    from dstack.services.runs import UNSTARTED_REASON, stop
+
+    repo = repo_factory({".dstack/workflows.yaml": WORKFLOWS})
+    cloud = BootingCloud()
+    cloud.released = []
+    ctx = Context(storage=LocalStorage(tmp_path / "store"), compute=cloud, repo_path=repo)
+    run = submit(ctx, "hello").run
+    view = stop(ctx, run.run_name, wait=0.0)
+    [job] = view.states
+    assert (job.status, job.reason) == (JobStatus.ABORTED, UNSTARTED_REASON)
+    assert release(ctx, run.run_name) and cloud.released == [run.run_name]
