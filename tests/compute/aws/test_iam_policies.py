@@ -283,3 +283,15 @@ def test_the_user_policy_allows_the_reads_live_prices_and_spend_make() -> None:
     assert all(call in source for call in reads)  # the calls this test is about are made
     denied = [a for a in reads.values() if not iam_eval.allowed(policy, a, _ANY, {})]
     assert denied == []
+
+
+def test_a_user_may_read_the_spot_service_linked_role_and_no_other_role_outside_dstack() -> None:
+    """preflight's spot check reads AWSServiceRoleForEC2Spot (with or without its path, as
+    IAM names a role that may not exist yet); other roles outside /dstack/ stay unreadable."""
+    policy = _policy("dstack-user-policy.json")
+    for arn in (
+        f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/spot.amazonaws.com/AWSServiceRoleForEC2Spot",
+        f"arn:aws:iam::{ACCOUNT}:role/AWSServiceRoleForEC2Spot",
+    ):
+        assert iam_eval.allowed(policy, "iam:GetRole", arn, {})
+    assert not iam_eval.allowed(policy, "iam:GetRole", f"arn:aws:iam::{ACCOUNT}:role/admin", {})
