@@ -37,13 +37,14 @@ class BootWatch:
         if last is not None and now - last < CHECK_EVERY:
             return None
         self._checked[ident] = now
+        if job_state.attempt > 1:
+            # every attempt's instance writes the same key, and an interrupted instance
+            # uploads its log as it powers off, after the next attempt is submitted: a log
+            # cannot be told to be this attempt's, so a later attempt waits for its timeout
+            return None
         key = state.boot_log_key(spec.repo.repo_id, spec.run_name, spec.job_index)
         found = [info for info in storage.list_objects(key) if info.key == key]
         if not found:
-            return None
-        # a later attempt's instance writes the same key: an older log is an earlier attempt's
-        since = max(job_state.updated_at, spec.submitted_at)
-        if job_state.attempt > 1 and found[0].modified <= since:
             return None
         data = storage.get_or_none(key)
         if data is None:

@@ -81,12 +81,14 @@ def test_the_watch_reads_the_log_once_it_is_there_and_not_too_often(
     assert failure is not None and "installing uv" in failure.reason
 
 
-def test_an_earlier_attempts_boot_log_is_not_this_attempts(
+def test_an_earlier_attempts_boot_log_is_not_taken_for_a_retrys(
     submitted: tuple[Storage, JobSpec, JobState],
 ) -> None:
+    """The interrupted instance uploads its log as it powers off, after the retry was
+    submitted (the box's scenario b): a retry never judges its boot by that log."""
     storage, spec, job = submitted
-    _upload_boot_log(storage, spec, PIP_FAILURE)  # attempt 1's instance, before the retry
-    retry = job.model_copy(update={"attempt": 2, "updated_at": time.time() + 5})
+    retry = job.model_copy(update={"attempt": 2, "updated_at": time.time() - 5})
+    _upload_boot_log(storage, spec, PIP_FAILURE)  # attempt 1's instance, after the retry
     assert BootWatch().failure(storage, spec, retry) is None
     assert BootWatch().failure(storage, spec, job) is not None
 
