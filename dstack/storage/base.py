@@ -11,7 +11,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,12 +25,10 @@ ProgressCallback = Callable[[int], None]
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """One stored object: its full key, its size in bytes and when it was last written (epoch
-    seconds, by the store's clock; not compared)."""
+    """One stored object: its full key and its size in bytes."""
 
     key: str
     size: int
-    modified: float = field(default=0.0, compare=False)
 
 
 class Storage(ABC):

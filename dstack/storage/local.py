@@ -208,10 +208,10 @@ class LocalStorage(Storage):
                 self._collect(Path(entry.path), f"{key_prefix}{name}/", "", out)
             else:
                 try:
-                    stat = entry.stat()
+                    size = entry.stat().st_size
                 except FileNotFoundError:
                     continue  # deleted while listing
-                out.append(ObjectInfo(key_prefix + name, stat.st_size, stat.st_mtime))
+                out.append(ObjectInfo(key=key_prefix + name, size=size))
 
     def _prune_empty_parents(self, folder: Path) -> None:
         root = self.root.resolve()

@@ -104,41 +104,29 @@ class Ec2:
 
     def instance_states(self, instance_ids: Iterable[str]) -> dict[str, str]:
         """The state name of each instance EC2 still knows (unknown ids are left out)."""
-        ids = list(instance_ids)
-        if not ids:
-            return {}
-
-        def describe() -> dict[str, str]:
-            found: dict[str, str] = {}
-            try:
-                pages = self._client().get_paginator("describe_instances").paginate(InstanceIds=ids)
-                for page in pages:
-                    for reservation in page.get("Reservations", []):
-                        for item in reservation.get("Instances", []):
-                            found[item["InstanceId"]] = item["State"]["Name"]
-            except Exception as exc:
-                if (aws_errors.error_code(exc) or "").startswith("InvalidInstanceID"):
-                    return found
-                raise
-            return found
-
-        return self._call(describe, "describe instances")
+        return self._each_instance(instance_ids, lambda item: item["State"]["Name"])
 
     def describe(self, instance_ids: Iterable[str]) -> dict[str, InstanceFacts]:
         """The facts of each instance EC2 still knows (terminated ones are kept about an
         hour; unknown ids are left out)."""
+        return self._each_instance(instance_ids, _facts)
+
+    def _each_instance(
+        self, instance_ids: Iterable[str], convert: Callable[[dict[str, Any]], T]
+    ) -> dict[str, T]:
+        """``convert`` of each instance DescribeInstances lists, by id (unknown ids left out)."""
         ids = sorted(set(instance_ids))
         if not ids:
             return {}
 
-        def describe() -> dict[str, InstanceFacts]:
-            found: dict[str, InstanceFacts] = {}
+        def describe() -> dict[str, T]:
+            found: dict[str, T] = {}
             try:
                 pages = self._client().get_paginator("describe_instances").paginate(InstanceIds=ids)
                 for page in pages:
                     for reservation in page.get("Reservations", []):
                         for item in reservation.get("Instances", []):
-                            found[item["InstanceId"]] = _facts(item)
+                            found[item["InstanceId"]] = convert(item)
             except Exception as exc:
                 if (aws_errors.error_code(exc) or "").startswith("InvalidInstanceID"):
                     return found

@@ -8,7 +8,6 @@ The details: docs/design/s3-store.md.
 
 from __future__ import annotations
 
-import datetime
 import functools
 import logging
 import os
@@ -149,8 +148,7 @@ class S3Storage(Storage):
         for item in self._list_raw(self._prefix + prefix, start):
             key = item["Key"][len(self._prefix) :]
             if not key.endswith("/"):
-                at = _epoch(item.get("LastModified"))
-                yield ObjectInfo(key=key, size=int(item.get("Size", 0)), modified=at)
+                yield ObjectInfo(key=key, size=int(item.get("Size", 0)))
 
     def delete(self, key: str) -> None:
         full = self._key(key)
@@ -306,16 +304,3 @@ class S3Storage(Storage):
             key=key,
             if_absent=if_absent,
         )
-
-
-def _epoch(value: Any) -> float:
-    """A listing's ``LastModified`` as epoch seconds: the client leaves timestamps as the
-    ISO 8601 text S3 sent (parsing them all would slow big listings), or a datetime."""
-    if value is None:
-        return 0.0
-    if isinstance(value, str):
-        try:
-            value = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return 0.0
-    return float(value.timestamp())

@@ -5,20 +5,18 @@ The box tier's scenario d does it with a real boot script on a real root filesys
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
 from dstack import state
 from dstack.compute.aws.boot_watch import CHECK_EVERY, BootWatch, judge
 from dstack.compute.base import StartFailure
-from dstack.models import JobSpec, JobState, JobStatus, Owner, RepoSnapshot, RunRecord
+from dstack.models import JobSpec, JobState, JobStatus
 from dstack.services import monitor
 from dstack.storage.base import Storage
-from dstack.storage.local import LocalStorage
 from tests.fakeclock import FakeClock
 from tests.records import put_job_state
-from tests.services.test_monitor import Elsewhere
+from tests.services.test_monitor import Elsewhere, running  # noqa: F401 (a fixture)
 
 PIP_FAILURE = """\
 Shutdown scheduled for Mon 2026-12-07 23:40:00 UTC
@@ -49,16 +47,10 @@ def test_a_runner_that_died_at_once_is_told_apart() -> None:
 
 
 @pytest.fixture
-def submitted(tmp_path: Path) -> tuple[Storage, JobSpec, JobState]:
-    storage = LocalStorage(tmp_path / "store")
-    repo = RepoSnapshot(repo_id="github.com/acme/mnist", code_key="codes/x.tar.gz")
-    at = time.time() - 60
-    record = RunRecord(
-        run_name="calm-owl-1", repo_id=repo.repo_id, workflow="w", provider="bash",
-        submitted_at=at, owner=Owner(git_name="Ada"), repo=repo,
-    )  # fmt: skip
-    spec = JobSpec(run_name="calm-owl-1", workflow="w", provider="bash", repo=repo, submitted_at=at)
-    state.create_run(storage, record, [spec])
+def submitted(running: tuple[Storage, JobSpec, JobState]) -> tuple[Storage, JobSpec, JobState]:  # noqa: F811
+    """``test_monitor``'s job, back at ``submitted``: its instance still booting."""
+    storage, spec, _ = running
+    at = spec.submitted_at
     job = put_job_state(storage, spec, "Ada", JobState(status=JobStatus.SUBMITTED, updated_at=at))
     return storage, spec, job
 
