@@ -19,6 +19,9 @@ botocore, yaml) are mapped to these once, where they happen, and chained with ``
     ├── InvalidStateError        the run is not in a state that allows the operation
     ├── RunnerError              the runner could not prepare or start a job
     └── TamperedError            a job's spec is not the one its submitter pinned
+
+``RunInterrupted`` is not a DstackError but a KeyboardInterrupt: Ctrl+C during a submit after
+the run was written, naming the run so that the CLI can stop it (or ask) instead of leaving it.
 """
 
 from __future__ import annotations
@@ -103,3 +106,12 @@ class RunnerError(DstackError):
 class TamperedError(DstackError):
     """A record the runner trusts is not what its submitter wrote (its digest differs from the
     one pinned by the launcher)."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl+C during a submit once the run was written: the run goes on unless its caller
+    stops it (``run_name`` says which)."""
+
+    def __init__(self, run_name: str) -> None:
+        super().__init__(run_name)
+        self.run_name = run_name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from dstack.errors import StorageError
@@ -39,6 +40,21 @@ def stream_run(
             signal.signal(signal.SIGTERM, previous)
 
 
+def follow_new_run(
+    ctx: Context, name: str, header: str, warnings: list[str], view: Callable[[], RunView]
+) -> int:
+    """An attached `dstack run` or `restart` from the line naming the run (``header``) to its
+    end: ``stream_run``'s exit code. A Ctrl+C before the output is followed is one while
+    following it."""
+    try:
+        print(header, file=sys.stderr, flush=True)
+        print_warnings(warnings)
+        current = view()
+    except KeyboardInterrupt:
+        return on_interrupt(ctx, name, interactive=True, stop_on_signal=True)
+    return stream_run(ctx, current, attach=True, interactive=True, stop_on_signal=True)
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -64,10 +80,11 @@ def _stream(
     out = sys.stdout.buffer
     controls = ControlStringFilter()  # another user's output never drives your terminal
     announcer = AppAnnouncer(ctx, view, enabled=attach)  # prints app URLs once they answer
-    if attach and interactive and not view.status.is_finished:
-        # before anything of the job's: whatever the job prints first, this line comes first
-        print("To interrupt, press Ctrl+C.\n", file=sys.stderr, flush=True)
     try:
+        if attach and interactive and not view.status.is_finished:
+            # before anything of the job's: whatever the job prints first, this line comes
+            # first; and a Ctrl+C the moment it is seen is handled as any later one
+            print("To interrupt, press Ctrl+C.\n", file=sys.stderr, flush=True)
         for event in follow(ctx, view, attach=attach, since=since):
             if isinstance(event, Output):
                 spinner.done()
@@ -98,7 +115,7 @@ def _stream(
                     spinner.done()
     except KeyboardInterrupt:
         spinner.done()
-        return _on_interrupt(ctx, name, interactive, stop_on_signal)
+        return on_interrupt(ctx, name, interactive, stop_on_signal)
     except StorageError as exc:  # the store is gone for longer than its retries: not the run
         spinner.done()
         if not attach:
@@ -137,7 +154,9 @@ def _report(
     return code if status is JobStatus.FAILED and code else 1
 
 
-def _on_interrupt(ctx: Context, name: str, interactive: bool, stop_on_signal: bool) -> int:
+def on_interrupt(ctx: Context, name: str, interactive: bool, stop_on_signal: bool) -> int:
+    """What a Ctrl+C (or SIGTERM) on an attached run does: without a terminal it stops the
+    run when ``stop_on_signal``; in one it asks; otherwise it detaches. The exit code (130)."""
     from dstack.services.runs import stop
 
     if stop_on_signal and not sys.stdin.isatty():  # nobody to ask: the run ends with us

@@ -22,12 +22,19 @@ def restart(
     detach: bool = typer.Option(False, "-d", "--detach", help="Do not follow the output."),
 ) -> None:
     from dstack import api
-    from dstack.cli.follow import stream_run
+    from dstack.cli.follow import follow_new_run, on_interrupt
+    from dstack.cli.run import release_if_finished
+    from dstack.errors import RunInterrupted
     from dstack.services.restart import restart as restart_run
 
     context = api.Context()
     context.compute.reporter = lambda line: print(line, file=sys.stderr)
-    submission = restart_run(context, run_name)
+    try:
+        submission = restart_run(context, run_name)
+    except RunInterrupted as exc:  # Ctrl+C once the run was written: as if it were followed
+        code = on_interrupt(context, exc.run_name, interactive=True, stop_on_signal=True)
+        release_if_finished(context, exc.run_name)
+        raise typer.Exit(code) from None
     name = submission.run.run_name
     what = f"code of {run_name}, not your working tree"
     if detach:
@@ -35,10 +42,8 @@ def restart(
               file=sys.stderr)  # fmt: skip
         print(name, flush=True)
         return
-    print(f"Run {name} (workflow {submission.run.workflow}, {what})", file=sys.stderr, flush=True)
-    view = api.get_run(context, name, refresh=False)
-    code = stream_run(context, view, attach=True, interactive=True, stop_on_signal=True)
-    from dstack.cli.run import release_if_finished
-
+    header = f"Run {name} (workflow {submission.run.workflow}, {what})"
+    view = lambda: api.get_run(context, name, refresh=False)  # noqa: E731
+    code = follow_new_run(context, name, header, [], view)
     release_if_finished(context, name)
     raise typer.Exit(code)

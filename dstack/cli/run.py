@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
@@ -68,7 +68,8 @@ def run(
 ) -> None:
     from dstack import api
     from dstack.cli import run_args
-    from dstack.cli.follow import print_warnings, stream_run
+    from dstack.cli.follow import follow_new_run, on_interrupt, print_warnings
+    from dstack.errors import RunInterrupted
     from dstack.processes import keep_out_of_reach
     from dstack.spec.overrides import RunOverrides
 
@@ -98,20 +99,28 @@ def run(
 
     context.code_progress = CodeProgressView()
     replace_tag, existing = _confirm_moving_tag(context, tag) if tag else (False, None)
-    submission = api.submit(
-        context, workflow, args=after.args, overrides=overrides, tag=tag,
-        replace_tag=replace_tag, existing_tag=existing,
-    )  # fmt: skip
+    try:
+        submission = api.submit(
+            context, workflow, args=after.args, overrides=overrides, tag=tag,
+            replace_tag=replace_tag, existing_tag=existing,
+        )  # fmt: skip
+    except RunInterrupted as exc:  # Ctrl+C once the run was written: as if it were followed
+        code = on_interrupt(context, exc.run_name, interactive=True, stop_on_signal=True)
+        _end(context, exc.run_name, code)
     name = submission.run.run_name
     if detach:  # the name alone on stdout: RUN=$(dstack run train -d)
         print(f"Run {name} submitted; follow it with `dstack logs -a {name}`", file=sys.stderr)
         print_warnings(submission.warnings)
         print(name, flush=True)
         return
-    print(f"Run {name} (workflow {submission.run.workflow})", file=sys.stderr, flush=True)
-    print_warnings(submission.warnings)
-    view = api.view_of(context, submission)
-    code = stream_run(context, view, attach=True, interactive=True, stop_on_signal=True)
+    header = f"Run {name} (workflow {submission.run.workflow})"
+    view = lambda: api.view_of(context, submission)  # noqa: E731
+    _end(context, name, follow_new_run(context, name, header, submission.warnings, view))
+
+
+def _end(context: Context, name: str, code: int) -> NoReturn:
+    """The attached run is over for this command: missing artifacts said, a finished cloud
+    run's stack released, and the command's exit ``code``."""
     _warn_missing_artifacts(context, name)
     release_if_finished(context, name)
     raise typer.Exit(code)

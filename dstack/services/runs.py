@@ -12,6 +12,7 @@ from dstack.errors import (
     DamagedRecordError,
     DstackError,
     InvalidStateError,
+    RunInterrupted,
     RunNotFoundError,
     TagExistsError,
 )
@@ -119,9 +120,12 @@ def submit(
     )
     warnings = prepared.warnings
     digests = state.create_run(ctx.storage, record, jobs)
-    pins.remember(ctx.storage, repo_id, run_name, digests)  # later attempts started from here
-    # a failed start fails its jobs, or starts their next attempt (``retry: no-capacity``)
-    start_jobs(ctx.storage, ctx.compute, record, jobs, Writer.SUBMITTER)
+    try:
+        pins.remember(ctx.storage, repo_id, run_name, digests)  # later attempts start from here
+        # a failed start fails its jobs, or starts their next attempt (``retry: no-capacity``)
+        start_jobs(ctx.storage, ctx.compute, record, jobs, Writer.SUBMITTER)
+    except KeyboardInterrupt as exc:  # the run exists: whoever submitted it decides its fate
+        raise RunInterrupted(run_name) from exc
     return Submission(run=record, jobs=jobs, warnings=warnings, code_uploaded=stored.tree_stored)
 
 

@@ -35,11 +35,15 @@ workflows:
 """
 
 
-def _nothing_left(box: Box, before: dict[str, list[str]], timeout: float = 180) -> None:
+def _nothing_left(
+    box: Box, before: dict[str, list[str]], timeout: float = 180, why: Any = str
+) -> None:
+    """Waits for what the runs made to be gone; else fails with ``why()``."""
     deadline = time.monotonic() + timeout
     while leftovers(box, before) and time.monotonic() < deadline:
         time.sleep(1)
-    assert leftovers(box, before) == {}
+    left = leftovers(box, before)
+    assert left == {}, f"{left}\n{why()}"
 
 
 @pytest.fixture
@@ -50,12 +54,6 @@ def repo(repo_factory: Any) -> Path:
     })  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="intermittent: in 2 of the last 5 whole-tier runs here, a run's role, instance profile, "
-    "security group and instance were left after `dstack prune` exited 0 (which run's is not "
-    "yet known); e-prime and d pass",
-)
 def test_e_ctrl_c_during_boot_then_stop_during_the_job_then_prune(
     cli: Dstack, box: Box, repo: Path
 ) -> None:
@@ -66,8 +64,14 @@ def test_e_ctrl_c_during_boot_then_stop_during_the_job_then_prune(
     said = _read_until(process, b"To interrupt, press Ctrl+C.")  # the stack is up
     process.send_signal(signal.SIGINT)  # Ctrl+C while the instance boots
     said += process.communicate(timeout=600)[1]
-    assert process.returncode != 0, said.decode()
-    assert "Traceback" not in said.decode(), said.decode()
+    text = said.decode()
+    assert process.returncode == 130, text
+    assert "Traceback" not in text, text
+    # the run is stopped, not left going: a Ctrl+C the moment the hint is seen used to be
+    # lost (the CLI exited 130 silently and the job ran on, its instance too)
+    [stopped] = [line for line in text.splitlines() if "interrupted without a terminal" in line]
+    first = stopped.split()[1]
+    assert cli.ps_json(first, repo)["status"] in ("aborted", "stopped"), text
 
     run = cli.run_detached("long", cwd=repo)
     deadline = time.monotonic() + BOOT_TIMEOUT
@@ -80,7 +84,8 @@ def test_e_ctrl_c_during_boot_then_stop_during_the_job_then_prune(
     assert row["status"] == "stopped", row
     pruned = cli("prune", "-y", cwd=repo, timeout=600)
     assert pruned.code == 0, _why(cli, repo, pruned.out + pruned.err)
-    _nothing_left(box, before)
+    runs = cli("ps", "-a", cwd=repo).out
+    _nothing_left(box, before, why=lambda: f"prune said:\n{pruned.out}{pruned.err}\nps:\n{runs}")
 
 
 def _read_until(process: subprocess.Popen[bytes], text: bytes) -> bytes:
