@@ -159,16 +159,30 @@ def render_user_data(boot: Boot) -> str:
         "PY",
         "step installing dstack",
         f"{UV} pip install -q --python {VENV}/bin/python{constrained} {q(wheel_file)}",
-        *(
-            [f"step installing Python {boot.python}", f"{UV} python install {q(boot.python)}"]
-            if boot.python and boot.python != boot.runner_python
-            else []
-        ),
+        *(_job_python_lines(boot.python) if boot.python != boot.runner_python else []),
         "step starting the runner",
         " ".join(q(part) for part in runner),
         "",
     ]
     return "\n".join(lines)
+
+
+def _job_python_lines(version: str | None) -> list[str]:
+    """The job's Python: the machine's own ``python3`` when it is that version (its venv
+    module is installed above, and nothing is downloaded), else one uv installs."""
+    if not version:
+        return []
+    prefix = version + "."  # 3.9 matches 3.9.2; 3.9.2 matches 3.9.2 only
+    version_of = '"%d.%d.%d." % sys.version_info[:3]'
+    check = f'import sys; sys.exit(not ({version_of}).startswith("{prefix}"))'  # X.Y[.Z]: safe
+    return [
+        f"if python3 -c {shlex.quote(check)} 2>/dev/null; then",
+        f"  step using python3 for Python {version}",
+        "else",
+        f"  step installing Python {version}",
+        f"  {UV} python install {shlex.quote(version)}",
+        "fi",
+    ]
 
 
 def hard_limit_seconds(max_duration_seconds: int) -> int:

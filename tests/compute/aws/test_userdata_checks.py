@@ -153,3 +153,38 @@ def test_user_data_passes_shellcheck(changes: dict, tmp_path: Path) -> None:
         text=True,
     )
     assert done.returncode == 0, done.stdout
+
+
+@pytest.mark.parametrize("asked", ["same-minor", "same-micro", "other"])
+def test_the_jobs_python_is_the_machines_own_when_it_is_that_version(
+    asked: str, tmp_path: Path
+) -> None:
+    """A job asking for the Python the machine's ``python3`` is (Ubuntu 22.04's 3.10 for
+    ``python: 3.10``) uses it: no download. Any other version is installed by uv. The script's
+    lines run here, with this interpreter as ``python3`` and uv a recorder."""
+    minor = f"{sys.version_info.major}.{sys.version_info.minor}"
+    version = {
+        "same-minor": minor,
+        "same-micro": f"{minor}.{sys.version_info.micro}",
+        "other": f"{sys.version_info.major}.{sys.version_info.minor + 1}",
+    }[asked]
+    script = render_user_data(boot(runner_python="3.0", python=version))
+    start = script.index("if python3 -c ")
+    lines = script[start : script.index("\nfi\n", start) + 4]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(sys.executable)
+    uv = tmp_path / "uv"
+    uv.write_text('#!/bin/sh\necho "uv $*"\n')
+    uv.chmod(0o755)
+    done = subprocess.run(
+        ["bash", "-c", 'step() { echo "step $*"; }\n' + lines.replace(userdata.UV, str(uv))],
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin"}, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    if asked == "other":
+        assert done.stdout.splitlines() == [
+            f"step installing Python {version}",
+            f"uv python install {version}",
+        ]
+    else:
+        assert done.stdout.splitlines() == [f"step using python3 for Python {version}"]
