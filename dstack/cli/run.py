@@ -127,6 +127,10 @@ def _end(context: Context, name: str, code: int) -> NoReturn:
 
 
 def _warn_missing_artifacts(context: Context, name: str) -> None:
+    """Say on stderr which declared artifacts the job left empty, unless the job's own output
+    (where the runner says so too) is on the same terminal: once is enough there."""
+    if sys.stdout.isatty() and sys.stderr.isatty():
+        return
     from dstack import api
     from dstack.errors import DstackError
     from dstack.services.artifacts import missing_artifacts

@@ -26,6 +26,10 @@ workflows:
     commands:
       - python -c "import tinypkg; print(tinypkg.ANSWER)"
       - pip --version
+  - name: noart
+    commands:
+      - echo made nothing
+    artifacts: [out]
 """
 
 
@@ -68,6 +72,16 @@ def test_ctrl_c_then_no_detaches_and_the_run_goes_on(dstack_home: Path, repo: Pa
     cli = Dstack(dstack_home)
     assert cli.ps_json(run, repo)["status"] == "running"
     assert cli("stop", "-x", run, cwd=repo).code == 0
+
+
+def test_an_empty_artifact_is_warned_once_on_a_terminal(dstack_home: Path, repo: Path) -> None:
+    """The runner says it in the job's output; on the same terminal the CLI does not repeat it
+    (without a terminal it does, on stderr: ``test_compat_2022``)."""
+    child = spawn(dstack_home, repo, "run", "noart")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    assert child.before.count("artifact out: the job wrote nothing there") == 1, child.before
 
 
 def make_wheel(folder: Path) -> Path:
