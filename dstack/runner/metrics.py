@@ -75,6 +75,8 @@ def parse_line(data: bytes) -> tuple[int | None, dict[str, float]] | str | None:
     if not isinstance(raw, dict):
         return "not a JSON object"
     step = raw.pop("step", None)
+    if type(step) is float and step.is_integer():  # 2.0: a step a float counter wrote
+        step = int(step)
     if step is not None and (type(step) is not int or not -MAX_STEP < step < MAX_STEP):
         return f"step is {_shown(step)}, not a whole number"
     values: dict[str, float] = {}

@@ -23,6 +23,7 @@ from tests.runner.test_logs import SPEC, Flaky
         (b'{"loss": 1}', (None, {"loss": 1.0})),
         (b'{"step": null, "loss": 1e-3}', (None, {"loss": 0.001})),
         (b'{"step": -1, "x": 2}', (-1, {"x": 2.0})),
+        (b'{"step": 2.0, "x": 1}', (2, {"x": 1.0})),
         (b"   ", None),
         (b"", None),
         (b"loss=0.4", "not JSON"),
