@@ -94,6 +94,15 @@ def finalize(value: Any) -> Any:
     return value
 
 
+def command_text(spec: Any) -> str:
+    """A job's commands as its run page shows them: with the run's arguments in place of the
+    references the job's script reads them through (``shellargs.shown``)."""
+    from dstack.providers.shellargs import shown
+
+    commands = list(spec.commands)
+    return "\n".join(commands if spec.image else shown(commands, list(spec.args)))
+
+
 def run_url(repo_id: str, run_name: str) -> str:
     return url("/run", repo=repo_id, run=run_name)
 
@@ -108,6 +117,7 @@ GLOBALS = {
     "number": number,
     "url": url,
     "run_url": run_url,
+    "command_text": command_text,
     "cost": cost_text,
     "cost_note": cost_note,
 }

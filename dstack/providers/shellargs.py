@@ -87,6 +87,25 @@ def _replacement(
     return many
 
 
+def shown(commands: list[str], args: list[str]) -> list[str]:
+    """A bash job's ``commands`` as a reader should see them: each reference to the run's
+    arguments replaced by the arguments themselves, as the shell receives them (``sh`` jobs
+    are shown as they are: their ``"$@"`` may be the user's own)."""
+    one = " ".join(args)
+    forms = [
+        (f"'\"${{{ARRAY}[*]}}\"$'", one),  # inside $'…'
+        (f"'\"${{{ARRAY}[*]}}\"'", one),  # inside '…'
+        (f'"${{{ARRAY}[@]}}"', shlex.join(args)),  # a word of its own
+        (f"${{{ARRAY}[*]}}", one),  # inside "…" or a here-document
+    ]
+    out = []
+    for command in commands:
+        for reference, text in forms:
+            command = command.replace(reference, text)
+        out.append(command)
+    return out
+
+
 #: what makes an argument something bash could evaluate (a subscript, an expansion)
 EVALUABLE = ("[", "$", "`")
 

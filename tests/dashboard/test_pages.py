@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+from typing import Any
 
 import pytest
 
@@ -47,6 +48,23 @@ def test_a_bash_c_run_shows_its_command(served: Served, dstack: Dstack, repo_fac
     command = re.search(r'id="run-command">(.*?)</dd>', page.text, re.S)
     assert command is not None
     assert "echo &#39;hello &lt;there&gt;&#39; &amp;&amp; ls" in command.group(1)
+
+
+@local_only
+def test_a_run_page_shows_the_runs_arguments_in_its_command(
+    served: Served, dstack: Dstack, repo_factory: Any
+) -> None:
+    """Not the reference the job's script reads them through (``"${DSTACK_RUN_ARGS[@]}"``)."""
+    workflows = "workflows:\n  - name: w\n    commands:\n      - echo got ${{ run.args }}\n"
+    repo = repo_factory(
+        {".dstack/workflows.yaml": workflows}, remote="https://github.com/acme/args.git"
+    )
+    name = dstack.run_detached("w", "--lr", "0.1", "a b", cwd=repo)
+    dstack.wait_status(name, repo, lambda s: s in FINISHED, timeout=120)
+    page = served.get("/run", repo="github.com/acme/args", run=name)
+    command = re.search(r'id="run-command">(.*?)</dd>', page.text, re.S)
+    assert command is not None
+    assert "echo got --lr 0.1 &#39;a b&#39;" in command.group(1), command.group(1)
 
 
 @local_only

@@ -194,3 +194,23 @@ def test_fuzz_no_argument_runs_in_any_context(tmp_path: Path, seed: int) -> None
             ran += output != REFUSED
             assert not marker.exists(), f"{context}: {arg!r} ran: {output}"
     assert ran  # some arguments were not refused, and were run as data
+
+
+@pytest.mark.parametrize(
+    ("line", "seen"),
+    [
+        ("python t.py ${{ run.args }}", "python t.py --lr 0.1 'a b'"),
+        ('echo "got ${{ run.args }}"', 'echo "got --lr 0.1 a b"'),
+        ("echo 'got ${{ run.args }}'", "echo 'got --lr 0.1 a b'"),
+        ("echo $'got ${{ run.args }}'", "echo $'got --lr 0.1 a b'"),
+        ("cat <<EOF\n${{ run.args }}\nEOF", "cat <<EOF\n--lr 0.1 a b\nEOF"),
+    ],
+)
+def test_a_command_is_shown_with_the_arguments_in_place(line: str, seen: str) -> None:
+    """What the run page shows: each context's reference replaced by the arguments."""
+    from dstack.providers.shellargs import shown, substitute_script
+
+    args = ["--lr", "0.1", "a b"]
+    script = substitute_script([line], run_name="r", args=args)
+    assert "DSTACK_RUN_ARGS" in script[0]
+    assert shown(script, args) == [seen]
