@@ -144,12 +144,24 @@ def read_run_record(ctx: Context, run_name: str) -> RunRecord:
     """The run's record; ``RunNotFoundError`` saying who removed it and when, if someone did."""
     try:
         return state.read_run(ctx.storage, ctx.repo_id, run_name)
-    except RunNotFoundError:
+    except RunNotFoundError as exc:
         removal = actions.read_removal(ctx.storage, ctx.repo_id, run_name)
         if removal is None:
-            raise
+            guess = _closest_run_name(ctx, run_name)
+            if guess is None:
+                raise
+            raise RunNotFoundError(f"{exc}; did you mean {guess}?") from None
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(removal.at or 0))
         raise RunNotFoundError(f"run {run_name} was removed by {removal.who} at {when}") from None
+
+
+def _closest_run_name(ctx: Context, run_name: str) -> str | None:
+    """The name among the repo's newest 500 runs that ``run_name`` most likely mistypes."""
+    import difflib
+
+    names = [run.run_name for run in state.list_runs(ctx.storage, ctx.repo_id, limit=500)]
+    found = difflib.get_close_matches(run_name, names, n=1, cutoff=0.75)
+    return found[0] if found else None
 
 
 def get_run(ctx: Context, run_name: str, *, refresh: bool = True) -> RunView:

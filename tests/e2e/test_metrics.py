@@ -216,3 +216,10 @@ def test_no_metrics_and_an_unknown_run_are_said_plainly(dstack: Dstack, repo: Pa
     assert unknown.err.splitlines() == [
         f"Error: no run named 'no-such-run' in {REPO_ID}; see `dstack ps -a`"
     ]
+    typo = run.replace("-", "_", 1)  # a name one keystroke off
+    for command in ("metrics", "logs", "ps"):
+        mistyped = dstack(command, typo, cwd=repo)
+        assert mistyped.code == 1
+        assert mistyped.err.splitlines() == [
+            f"Error: no run named {typo!r} in {REPO_ID}; see `dstack ps -a`; did you mean {run}?"
+        ], command
