@@ -16,12 +16,10 @@ import time
 
 from dstack import state
 from dstack.errors import ComputeError, DstackError
-from dstack.lifecycle import Writer
 from dstack.models import JobSpec, RunRecord
 from dstack.services.context import Context
 from dstack.services.names import allocate_run_name
-from dstack.services.runs import Submission, get_run, who
-from dstack.services.starts import start_jobs
+from dstack.services.runs import Submission, create_and_start, get_run, who
 from dstack.state import pins
 
 
@@ -65,9 +63,7 @@ def restart(ctx: Context, run_name: str) -> Submission:
         deps=list(old.deps),
         restarted_from=run_name,
     )
-    digests = state.create_run(ctx.storage, record, jobs)
-    pins.remember(ctx.storage, old.repo_id, new_name, digests)  # later attempts started here
-    start_jobs(ctx.storage, ctx.compute, record, jobs, Writer.SUBMITTER)
+    create_and_start(ctx, record, jobs)
     return Submission(run=record, jobs=jobs)
 
 

@@ -119,14 +119,20 @@ def submit(
         run_name, compute=ctx.compute.name, tag=tag, replace_tag=replace_tag, deps=resolved
     )
     warnings = prepared.warnings
+    create_and_start(ctx, record, jobs)
+    return Submission(run=record, jobs=jobs, warnings=warnings, code_uploaded=stored.tree_stored)
+
+
+def create_and_start(ctx: Context, record: RunRecord, jobs: list[JobSpec]) -> None:
+    """Write the run and its pinned specs, then start its jobs (a failed start fails them, or
+    starts their next attempt: ``retry: no-capacity``). A Ctrl+C once the run is written is
+    ``RunInterrupted``: whoever submitted it decides its fate."""
     digests = state.create_run(ctx.storage, record, jobs)
     try:
-        pins.remember(ctx.storage, repo_id, run_name, digests)  # later attempts start from here
-        # a failed start fails its jobs, or starts their next attempt (``retry: no-capacity``)
+        pins.remember(ctx.storage, record.repo_id, record.run_name, digests)  # later attempts
         start_jobs(ctx.storage, ctx.compute, record, jobs, Writer.SUBMITTER)
-    except KeyboardInterrupt as exc:  # the run exists: whoever submitted it decides its fate
-        raise RunInterrupted(run_name) from exc
-    return Submission(run=record, jobs=jobs, warnings=warnings, code_uploaded=stored.tree_stored)
+    except KeyboardInterrupt as exc:
+        raise RunInterrupted(record.run_name) from exc
 
 
 def view_of(ctx: Context, submission: Submission) -> RunView:

@@ -21,6 +21,9 @@ workflows:
   - name: ticker
     commands:
       - for i in $(seq 1 600); do echo "tick $i"; sleep 0.1; done
+  - name: quick
+    commands:
+      - echo quick
 """
 
 # the CLI's main(), with SIGINT sent to itself at one point: ``hint`` as the line "To
@@ -96,5 +99,27 @@ def test_ctrl_c_before_the_output_is_followed_stops_the_run(
     assert done.returncode == 130, done.stderr
     [line] = [line for line in done.stderr.splitlines() if "interrupted without a terminal" in line]
     run = line.split()[1]
+    row = cli.ps_json(run, repo)
+    assert row["status"] in FINISHED, (row, done.stderr)
+
+
+@pytest.mark.parametrize("point", ["hint", "started"])
+def test_ctrl_c_before_a_restarts_output_is_followed_stops_it(
+    dstack_home: Path, repo: Path, point: str
+) -> None:
+    """`dstack restart` of a finished run, whose new run is a long one (its workflow file now
+    says so: the restart takes the workflow as recorded, so the old run is a ticker too)."""
+    cli = Dstack(dstack_home)
+    ticker = cli.run_detached("ticker", cwd=repo)
+    assert cli("stop", ticker, cwd=repo).code == 0
+    done = subprocess.run(
+        [sys.executable, "-c", WRAPPER, point, "restart", ticker],
+        cwd=repo, env=cli.env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 130, done.stderr
+    [line] = [line for line in done.stderr.splitlines() if "interrupted without a terminal" in line]
+    run = line.split()[1]
+    assert run != ticker
     row = cli.ps_json(run, repo)
     assert row["status"] in FINISHED, (row, done.stderr)
