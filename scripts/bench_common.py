@@ -44,7 +44,8 @@ def run(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> str:
 
 @contextlib.contextmanager
 def dashboard(env: dict[str, str]) -> Iterator[tuple[str, str, str]]:
-    """`dstack dashboard` on a free port: (host, port, token) while the block runs."""
+    """`dstack dashboard` on a free port, signed in: (host, port, the ``Cookie`` header that
+    names the session) while the block runs."""
     server = subprocess.Popen(
         [*DSTACK, "dashboard", "--port", "0", "--no-browser"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -53,7 +54,21 @@ def dashboard(env: dict[str, str]) -> Iterator[tuple[str, str, str]]:
         url = server.stdout.readline().strip()  # type: ignore[union-attr]
         host_port, token = url.split("//", 1)[1].split("/?token=")
         host, port = host_port.rsplit(":", 1)
-        yield host, port, token
+        yield host, port, _signed_in(host, port, token)
     finally:
         server.terminate()
         server.wait(10)
+
+
+def _signed_in(host: str, port: str, token: str) -> str:
+    """Sign in as a browser opening the printed URL does: the session cookie, as a header."""
+    import http.client
+
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    conn.request("GET", f"/?token={token}")
+    reply = conn.getresponse()
+    reply.read()
+    conn.close()
+    cookie = reply.getheader("set-cookie") or ""
+    assert reply.status == 303 and cookie, f"signing in to the dashboard: {reply.status}"
+    return cookie.split(";", 1)[0]

@@ -63,12 +63,12 @@ def bench_dashboard(work: Path, count: int) -> tuple[str, str, str, str, str]:
         home = work / f"dash-{runs}"
         seed_store(home / "store", runs)
         env = {**os.environ, "DSTACK_HOME": str(home), "NO_COLOR": "1"}
-        with dashboard(env) as (host, port, token):
+        with dashboard(env) as (host, port, cookie):
 
-            def first_page(h: str = host, p: str = port, t: str = token) -> None:
+            def first_page(h: str = host, p: str = port, c: str = cookie) -> None:
                 conn = http.client.HTTPConnection(h, int(p), timeout=60)
                 conn.request("GET", "/runs?repo=github.com/acme/bench",
-                             headers={"Cookie": f"dstack_dashboard_{p}={t}"})  # fmt: skip
+                             headers={"Cookie": c})  # fmt: skip
                 reply = conn.getresponse()
                 assert reply.status == 200 and b"seeded-run-" in reply.read()
                 conn.close()
