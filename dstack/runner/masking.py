@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from dstack.runner.shown import ShownMasker
+from dstack.runner.shown import ShownMasker, partial_start
 
 MASK = b"***"
 
@@ -86,13 +86,13 @@ class _RawMasker:
             return data
         buffer = self._held + data
         window = max(0, len(buffer) - len(self._values[0]) + 1)
-        tail = self._partial_start(buffer, window)  # the same for every start <= window
+        tail = partial_start(self._values, buffer, window)  # the same for every start <= window
         matches = _Matches(self._values, buffer)
         out = bytearray()
         start = 0
         while start < len(buffer):
             match = matches.next(start)
-            partial = tail if start <= window else self._partial_start(buffer, start)
+            partial = tail if start <= window else partial_start(self._values, buffer, start)
             if match is not None and (partial is None or match[0] < partial):
                 out += buffer[start : match[0]] + MASK
                 start = match[1]
@@ -110,30 +110,6 @@ class _RawMasker:
         if self._pattern is None or not held:
             return held
         return self._pattern.sub(MASK, held)
-
-    def _partial_start(self, buffer: bytes, start: int) -> int | None:
-        """The first position from ``start`` whose rest of ``buffer`` is a proper prefix of a
-        value (it could become one with more data), or None.
-
-        Candidates are where a value's first bytes occur (``bytes.find``), or the last few
-        bytes of ``buffer``; each is confirmed by one comparison."""
-        size = len(buffer)
-        begin = max(start, size - len(self._values[0]) + 1)
-        best: int | None = None
-        for value in self._values:
-            head = value[:_HEAD]
-            at = buffer.find(head, max(begin, size - len(value) + 1))
-            while at >= 0 and (best is None or at < best):
-                if size - at < len(value) and value.startswith(buffer[at:]):
-                    best = at
-                    break
-                at = buffer.find(head, at + 1)
-            for k in range(min(_HEAD, len(value)) - 1, 0, -1):  # a tail shorter than the head
-                at = size - k
-                if at >= begin and (best is None or at < best) and buffer.endswith(value[:k]):
-                    best = at
-                    break
-        return best
 
 
 class _Matches:
@@ -156,6 +132,3 @@ class _Matches:
             if at >= 0 and (best is None or at < best[0]):
                 best = (at, at + len(value))  # longer values come first: ties keep them
         return best
-
-
-_HEAD = 4  # bytes of a value that locate a candidate tail before it is compared whole

@@ -50,7 +50,7 @@ class ShownMasker:
         if ESC not in buffer and not self._held:
             # nothing to see past: the raw masker has already masked plain text, only a
             # possible start of a value at the very end is held back (it may continue coloured)
-            hold = _partial_start(self._values, buffer, 0)
+            hold = partial_start(self._values, buffer, 0)
             end = len(buffer) if hold is None else hold
             self._held = buffer[end:]
             return buffer[:end]
@@ -69,7 +69,7 @@ class ShownMasker:
         hold_raw = cut
         while pos < len(shown):
             match = self._pattern.search(shown, pos)
-            partial = None if final else _partial_start(self._values, shown, pos)
+            partial = None if final else partial_start(self._values, shown, pos)
             if match is not None and (partial is None or match.start() < partial):
                 first, last = where[match.start()], where[match.end() - 1]
                 out += buffer[raw:first] + MASK
@@ -140,15 +140,30 @@ def _sequences(raw: bytes) -> list[bytes]:
     return found
 
 
-def _partial_start(values: list[bytes], shown: bytes, start: int) -> int | None:
-    """The first position from ``start`` whose rest of ``shown`` is a proper prefix of a
-    value (only the last ``longest - 1`` bytes can be)."""
-    size = len(shown)
+def partial_start(values: list[bytes], buffer: bytes, start: int) -> int | None:
+    """The first position from ``start`` whose rest of ``buffer`` is a proper prefix of one
+    of ``values`` (longest first): it could become that value with more data; or None.
+
+    Only the last ``longest - 1`` bytes can be such a rest. Candidates there are where a
+    value's first bytes occur (``bytes.find``), and the last few bytes; each is confirmed by
+    one comparison, so a feed costs about the same whatever the values' sizes."""
+    size = len(buffer)
     begin = max(start, size - len(values[0]) + 1)
-    firsts = {v[0] for v in values}
-    for at in range(begin, size):
-        if shown[at] in firsts:
-            rest = shown[at:]
-            if any(len(v) > len(rest) and v.startswith(rest) for v in values):
-                return at
-    return None
+    best: int | None = None
+    for value in values:
+        head = value[:_HEAD]
+        at = buffer.find(head, max(begin, size - len(value) + 1))
+        while at >= 0 and (best is None or at < best):
+            if size - at < len(value) and value.startswith(buffer[at:]):
+                best = at
+                break
+            at = buffer.find(head, at + 1)
+        for k in range(min(_HEAD, len(value)) - 1, 0, -1):  # a tail shorter than the head
+            at = size - k
+            if at >= begin and (best is None or at < best) and buffer.endswith(value[:k]):
+                best = at
+                break
+    return best
+
+
+_HEAD = 4  # bytes of a value that locate a candidate tail before it is compared whole
