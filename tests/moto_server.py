@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -112,8 +113,24 @@ def apply_dummy_aws_env(mp: pytest.MonkeyPatch) -> None:
         mp.setenv(name, value)
 
 
-def empty_and_delete_bucket(client: Any, bucket: str) -> None:
-    """Delete every object (and unfinished multipart upload) of ``bucket``, then the bucket."""
+def empty_and_delete_bucket(client: Any, bucket: str, attempts: int = 10) -> None:
+    """Delete every object (and unfinished multipart upload) of ``bucket``, then the bucket;
+    again, up to ``attempts`` times half a second apart, while a process the test started
+    (a runner finishing) still writes to it."""
+    from botocore.exceptions import ClientError
+
+    for attempt in range(attempts):
+        _empty(client, bucket)
+        try:
+            client.delete_bucket(Bucket=bucket)
+            return
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "BucketNotEmpty" or attempt == attempts - 1:
+                raise
+            time.sleep(0.5)
+
+
+def _empty(client: Any, bucket: str) -> None:
     paginator = client.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket):
         keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
@@ -122,7 +139,6 @@ def empty_and_delete_bucket(client: Any, bucket: str) -> None:
     uploads = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
     for upload in uploads:
         client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-    client.delete_bucket(Bucket=bucket)
 
 
 @pytest.fixture(scope="session")

@@ -325,6 +325,8 @@ def test_concurrent_runs_get_distinct_names(dstack: Dstack, repo: Path) -> None:
         assert proc.wait(timeout=60) == 0
     rows = json.loads(dstack("ps", "-a", "--json", cwd=repo).out)
     assert len({r["run"] for r in rows}) == 6
+    for row in rows:  # their runners write to the store until then, the bucket's teardown too
+        dstack.wait_status(row["run"], repo, lambda s: s in FINISHED, timeout=120)
 
 
 @LOCAL_ONLY
