@@ -61,6 +61,9 @@ def run(
     max_duration: str = typer.Option(
         None, "--max-duration", help="Longest the run's instances live, e.g. 2h."
     ),
+    on_demand_after: int = typer.Option(
+        None, "--on-demand-after", metavar="N", help="Go on-demand after N interruptions."
+    ),
     plan: bool = typer.Option(
         False, "--plan", help="Show the AWS resources the run would create, offline; run nothing."
     ),
@@ -85,6 +88,7 @@ def run(
         interruptible=interruptible, local=local, cpu=cpu, memory=memory, gpu=gpu,
         gpu_name=gpu_name, gpu_memory=gpu_memory, shm_size=shm_size, ports=ports, retry=retry,
         spot_policy=spot_policy, max_price=max_price, max_duration=max_duration,
+        on_demand_after=on_demand_after,
     )  # fmt: skip
     if as_json and not plan:
         raise typer.BadParameter(

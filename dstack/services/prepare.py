@@ -122,8 +122,9 @@ def prepare_run(
             notes.append(identity)
         if not ctx.compute.is_cloud and (ignored := _cloud_only(workflow)):
             notes.append(
-                f"{' and '.join(ignored)} apply to runs on AWS; this run is on this machine, "
-                f"where {'it is' if len(ignored) == 1 else 'they are'} ignored"
+                f"{', '.join(ignored[:-1])}{' and ' if len(ignored) > 1 else ''}{ignored[-1]} "
+                f"{'applies' if len(ignored) == 1 else 'apply'} to runs on AWS; this run is on "
+                f"this machine, where {'it is' if len(ignored) == 1 else 'they are'} ignored"
             )
         draft = build_jobs(
             RunInput(workflow=workflow, run_name=DRAFT_NAME, repo=snapshot.repo,

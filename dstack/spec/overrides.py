@@ -36,6 +36,7 @@ FLAGS: dict[tuple[str, ...], str] = {
     ("spot_policy",): "--spot-policy",
     ("max_price",): "--max-price",
     ("max_duration",): "--max-duration",
+    ("on_demand_after",): "--on-demand-after",
 }
 _RESOURCES = ("cpu", "memory", "shm_size", "interruptible", "local")
 
@@ -65,6 +66,7 @@ class RunOverrides(BaseModel):
     spot_policy: str | None = Field(default=None, description="--spot-policy")
     max_price: float | None = Field(default=None, description="--max-price")
     max_duration: str | None = Field(default=None, description="--max-duration")
+    on_demand_after: int | None = Field(default=None, description="--on-demand-after N")
 
     @field_validator("env", "artifacts", mode="before")
     @classmethod
@@ -127,6 +129,8 @@ def _apply_market(data: dict[str, Any], overrides: RunOverrides) -> None:
         data["max_price"] = overrides.max_price
     if overrides.max_duration is not None:
         data["max_duration"] = overrides.max_duration
+    if overrides.on_demand_after is not None:
+        data["on_demand_after"] = overrides.on_demand_after
 
 
 def _apply_resources(resources: dict[str, Any], overrides: RunOverrides) -> None:

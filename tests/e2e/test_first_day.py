@@ -209,3 +209,6 @@ def test_the_cloud_markets_settings_are_said_to_be_ignored_on_this_machine(
         "machine, where they are ignored"
     ) in result.err
     assert "apply to runs on AWS" not in dstack("run", "print-args", cwd=repo).err
+    flagged = dstack("run", "--on-demand-after", "2", "print-args", cwd=repo)
+    assert flagged.code == 0, flagged.err
+    assert "Warning: on_demand_after applies to runs on AWS" in flagged.err, flagged.err

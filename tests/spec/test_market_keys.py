@@ -58,3 +58,6 @@ def test_flags() -> None:
     assert flagged.max_duration == 1800
     with pytest.raises(SpecError, match=r"^--max-price: "):
         apply_overrides(spot, RunOverrides(max_price=-1))
+    assert apply_overrides(spot, RunOverrides(on_demand_after=2)).on_demand_after == 2
+    with pytest.raises(SpecError, match=r"^--on-demand-after: "):
+        apply_overrides(spot, RunOverrides(on_demand_after=0))
