@@ -80,16 +80,26 @@ def _saved_epoch(store: Store, run: str) -> int:
     return json.loads(data)["epoch"] if data else 0
 
 
+def _logged(store: Store, run: str, epoch: int) -> bool:
+    """Whether the job's log in the store holds its line for the end of ``epoch``."""
+    storage = store.storage()
+    chunks = storage.list_objects(state.logs_prefix(REPO_ID, run, 0))
+    text = b"".join(storage.get(info.key) for info in chunks)
+    return f"finished epoch {epoch}\n".encode() in text
+
+
 def test_killed_runner_resumes_from_its_checkpoint(
     dstack: Dstack, store: Store, repo: Path
 ) -> None:
     cli = dstack
     run = cli.run_detached("train", cwd=repo)
     deadline = time.monotonic() + 60
-    while _saved_epoch(store, run) < 2:
-        assert time.monotonic() < deadline, "no checkpoint of epoch 2 in the store"
+    # a checkpoint of epoch 2 or later in the store, and its "finished" line too: the job
+    # writes the checkpoint first, so a kill between its sync and the line's would lose the
+    # line with the runner (kill -9 lets nothing be flushed), and no attempt prints it again
+    while (saved := _saved_epoch(store, run)) < 2 or not _logged(store, run, saved):
+        assert time.monotonic() < deadline, "no checkpoint of epoch 2 and its line in the store"
         time.sleep(0.05)
-    saved = _saved_epoch(store, run)
     pid = _job_state(store, run).runner_pid
     assert pid is not None
     os.kill(pid, signal.SIGKILL)  # a reclaimed instance
