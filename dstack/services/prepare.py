@@ -121,10 +121,11 @@ def prepare_run(
         if identity := identity_notice(owner, snapshot.repo.repo_id):
             notes.append(identity)
         if not ctx.compute.is_cloud and (ignored := _cloud_only(workflow)):
+            *others, last = ignored
+            said = f"{', '.join(others)} and {last} apply" if others else f"{last} applies"
+            where = "they are" if others else "it is"
             notes.append(
-                f"{', '.join(ignored[:-1])}{' and ' if len(ignored) > 1 else ''}{ignored[-1]} "
-                f"{'applies' if len(ignored) == 1 else 'apply'} to runs on AWS; this run is on "
-                f"this machine, where {'it is' if len(ignored) == 1 else 'they are'} ignored"
+                f"{said} to runs on AWS; this run is on this machine, where {where} ignored"
             )
         draft = build_jobs(
             RunInput(workflow=workflow, run_name=DRAFT_NAME, repo=snapshot.repo,

@@ -21,9 +21,6 @@ workflows:
   - name: ticker
     commands:
       - for i in $(seq 1 600); do echo "tick $i"; sleep 0.1; done
-  - name: quick
-    commands:
-      - echo quick
 """
 
 # the CLI's main(), with SIGINT sent to itself at one point: ``hint`` as the line "To
@@ -86,13 +83,11 @@ def repo(repo_factory: Any) -> Path:
     return repo_factory({".dstack/workflows.yaml": WORKFLOWS})  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize("point", ["hint", "view", "started"])
-def test_ctrl_c_before_the_output_is_followed_stops_the_run(
-    dstack_home: Path, repo: Path, point: str
-) -> None:
-    cli = Dstack(dstack_home)
+def _interrupted(cli: Dstack, repo: Path, point: str, *command: str) -> str:
+    """Run the CLI's ``command`` with SIGINT at ``point``: it exits 130, saying it stopped the
+    run, which is then finished. The run's name."""
     done = subprocess.run(
-        [sys.executable, "-c", WRAPPER, point, "run", "ticker"],
+        [sys.executable, "-c", WRAPPER, point, *command],
         cwd=repo, env=cli.env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
         timeout=120,
     )  # fmt: skip
@@ -101,25 +96,22 @@ def test_ctrl_c_before_the_output_is_followed_stops_the_run(
     run = line.split()[1]
     row = cli.ps_json(run, repo)
     assert row["status"] in FINISHED, (row, done.stderr)
+    return run
+
+
+@pytest.mark.parametrize("point", ["hint", "view", "started"])
+def test_ctrl_c_before_the_output_is_followed_stops_the_run(
+    dstack_home: Path, repo: Path, point: str
+) -> None:
+    _interrupted(Dstack(dstack_home), repo, point, "run", "ticker")
 
 
 @pytest.mark.parametrize("point", ["hint", "started"])
 def test_ctrl_c_before_a_restarts_output_is_followed_stops_it(
     dstack_home: Path, repo: Path, point: str
 ) -> None:
-    """`dstack restart` of a finished run, whose new run is a long one (its workflow file now
-    says so: the restart takes the workflow as recorded, so the old run is a ticker too)."""
+    """`dstack restart` of a stopped ticker: the new run is a ticker too, stopped in turn."""
     cli = Dstack(dstack_home)
     ticker = cli.run_detached("ticker", cwd=repo)
     assert cli("stop", ticker, cwd=repo).code == 0
-    done = subprocess.run(
-        [sys.executable, "-c", WRAPPER, point, "restart", ticker],
-        cwd=repo, env=cli.env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-        timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 130, done.stderr
-    [line] = [line for line in done.stderr.splitlines() if "interrupted without a terminal" in line]
-    run = line.split()[1]
-    assert run != ticker
-    row = cli.ps_json(run, repo)
-    assert row["status"] in FINISHED, (row, done.stderr)
+    assert _interrupted(cli, repo, point, "restart", ticker) != ticker
